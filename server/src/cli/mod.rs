@@ -1,0 +1,1 @@
+//! Subcommands other than `serve`: each file implements one, called from `main.rs`.

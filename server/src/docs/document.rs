@@ -1,0 +1,136 @@
+//! One open document: rope, tree, version, language, and the edit operation that keeps them in step.
+
+use ropey::Rope;
+use tree_sitter::{InputEdit, Point, Tree};
+
+use crate::syntax::Language;
+
+/// Documents larger than this are kept as text but not parsed: tree-sitter would take seconds on
+/// every full parse, and prompts only ever need the neighbourhood of the cursor.
+pub const MAX_PARSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much of a document's start is sniffed for NUL bytes to decide it is binary.
+const BINARY_SNIFF_BYTES: usize = 8 * 1024;
+
+/// Whether the model may be asked about this document at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// Ordinary text; parsed when the language is known and the size is below the cap.
+    Text,
+    /// Text too large to parse; completions fall back to plain lines around the cursor.
+    TooLargeToParse,
+    /// Contains NUL bytes: kept so edits stay in sync, never sent to the model.
+    Binary,
+}
+
+/// A replacement of the bytes `start_byte..end_byte` by `text`, against the current content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextEdit {
+    pub start_byte: usize,
+    pub end_byte: usize,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub uri: String,
+    pub language_id: String,
+    pub language: Option<Language>,
+    /// Only ever increases; the store rejects changes that would lower it.
+    pub version: i32,
+    pub rope: Rope,
+    /// The tree for exactly this `rope`, or `None` when the document is not parsed (unknown
+    /// language, too large, binary) or its parse has not finished yet.
+    pub tree: Option<Tree>,
+    pub kind: DocumentKind,
+}
+
+impl Document {
+    pub fn new(uri: &str, language_id: &str, version: i32, text: &str) -> Document {
+        let rope = Rope::from_str(text);
+        let language = Language::detect(language_id, uri);
+        let mut document = Document {
+            uri: uri.to_owned(),
+            language_id: language_id.to_owned(),
+            language,
+            version,
+            rope,
+            tree: None,
+            kind: DocumentKind::Text,
+        };
+        document.kind = document.classify();
+        document
+    }
+
+    fn classify(&self) -> DocumentKind {
+        let sniff_end = self.rope.len_bytes().min(BINARY_SNIFF_BYTES);
+        let has_nul = self
+            .rope
+            .byte_slice(..sniff_end)
+            .chunks()
+            .any(|chunk| chunk.as_bytes().contains(&0));
+        if has_nul {
+            DocumentKind::Binary
+        } else if self.rope.len_bytes() > MAX_PARSE_BYTES {
+            DocumentKind::TooLargeToParse
+        } else {
+            DocumentKind::Text
+        }
+    }
+
+    /// Whether this document should have a tree.
+    pub fn wants_tree(&self) -> bool {
+        self.kind == DocumentKind::Text && self.language.is_some()
+    }
+
+    /// The tree-sitter point of a byte offset: row from the rope's lines, column in bytes.
+    pub fn point_at(&self, byte_idx: usize) -> Point {
+        let row = self.rope.byte_to_line(byte_idx);
+        Point {
+            row,
+            column: byte_idx - self.rope.line_to_byte(row),
+        }
+    }
+
+    /// Replaces the whole text (a full-sync change); the tree is dropped and reparsed from scratch.
+    pub fn replace_all(&mut self, text: &str) {
+        self.rope = Rope::from_str(text);
+        self.tree = None;
+        self.kind = self.classify();
+    }
+
+    /// Applies one edit to the rope and tells the tree about it, so the next parse is incremental.
+    ///
+    /// The byte range must lie on character boundaries inside the document; `lsp/convert.rs`
+    /// guarantees that for client edits.
+    pub fn apply_edit(&mut self, edit: &TextEdit) {
+        debug_assert!(edit.start_byte <= edit.end_byte && edit.end_byte <= self.rope.len_bytes());
+        let start_position = self.point_at(edit.start_byte);
+        let old_end_position = self.point_at(edit.end_byte);
+        let start_char_idx = self.rope.byte_to_char(edit.start_byte);
+        let end_char_idx = self.rope.byte_to_char(edit.end_byte);
+        self.rope.remove(start_char_idx..end_char_idx);
+        self.rope.insert(start_char_idx, &edit.text);
+        let new_end_byte = edit.start_byte + edit.text.len();
+        let input_edit = InputEdit {
+            start_byte: edit.start_byte,
+            old_end_byte: edit.end_byte,
+            new_end_byte,
+            start_position,
+            old_end_position,
+            new_end_position: self.point_at(new_end_byte),
+        };
+        if let Some(tree) = self.tree.as_mut() {
+            tree.edit(&input_edit);
+        }
+        // A document can turn binary (or grow past the cap) through edits; only re-sniff when the
+        // edit touched the sniffed region or the size crossed the cap.
+        if edit.start_byte < BINARY_SNIFF_BYTES || self.kind != DocumentKind::Binary {
+            let kind = self.classify();
+            if kind != DocumentKind::Text {
+                self.tree = None;
+            }
+            self.kind = kind;
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Wellspring: a language server that keeps a coding model resident and serves completions.
+//!
+//! The crate is one library with a thin binary (`main.rs`) on top. Each module owns one
+//! concern and exposes a small `pub` façade; see `ARCHITECTURE.md` for the map and the
+//! invariants that keep the boundaries honest.
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod docs;
+pub mod engine;
+pub mod lsp;
+pub mod model;
+pub mod syntax;

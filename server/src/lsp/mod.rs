@@ -1,0 +1,82 @@
+//! Protocol layer: the only code that sees LSP types and JSON.
+//!
+//! `server.rs` is the table of contents (one delegating line per method); each request and
+//! notification has its own file under `requests/` and `notifications/`. Handlers read params,
+//! take a snapshot, call a domain function and convert the result; logic lives outside `lsp/`.
+
+pub mod convert;
+pub mod ext;
+mod notifications;
+mod requests;
+mod server;
+mod state;
+
+pub use server::{serve, serve_stdio, Server};
+pub use state::State;
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use tower_lsp_server::jsonrpc;
+
+/// Runs a handler so that a panic inside it becomes an `InternalError` response and a log line,
+/// and the server keeps serving.
+pub(crate) async fn guard<T>(
+    method: &'static str,
+    handler: impl std::future::Future<Output = jsonrpc::Result<T>>,
+) -> jsonrpc::Result<T> {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic_message(&panic);
+            tracing::error!(method, "handler panicked: {message}");
+            Err(jsonrpc::Error {
+                code: jsonrpc::ErrorCode::InternalError,
+                message: format!("internal error in {method}: {message}").into(),
+                data: None,
+            })
+        }
+    }
+}
+
+/// The notification flavour of [`guard`]: a panic is logged and swallowed.
+pub(crate) async fn guard_notification(
+    method: &'static str,
+    handler: impl std::future::Future<Output = ()>,
+) {
+    if let Err(panic) = AssertUnwindSafe(handler).catch_unwind().await {
+        tracing::error!(
+            method,
+            "notification handler panicked: {}",
+            panic_message(&panic)
+        );
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Builds an `InvalidParams` error with a clear message.
+#[allow(dead_code)] // used by the request handlers that validate positions
+pub(crate) fn invalid_params(message: impl std::fmt::Display) -> jsonrpc::Error {
+    jsonrpc::Error::invalid_params(message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_an_internal_error() {
+        let result: jsonrpc::Result<()> = guard("test/panic", async { panic!("boom") }).await;
+        let error = result.unwrap_err();
+        assert_eq!(error.code, jsonrpc::ErrorCode::InternalError);
+        assert!(error.message.contains("boom"));
+        guard_notification("test/panic", async { panic!("quiet") }).await;
+    }
+}

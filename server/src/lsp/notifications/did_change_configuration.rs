@@ -1,0 +1,22 @@
+//! `workspace/didChangeConfiguration`: replace the client's live settings layer.
+
+use tower_lsp_server::ls_types::{DidChangeConfigurationParams, MessageType};
+
+use crate::lsp::Server;
+
+pub(crate) async fn handle(server: &Server, params: DidChangeConfigurationParams) {
+    let settings = params.settings;
+    match server
+        .state
+        .update_layers(|layers| layers.did_change_configuration = Some(settings))
+    {
+        Ok(config) => tracing::info!(?config, "configuration changed"),
+        Err(error) => {
+            tracing::error!("ignoring configuration change: {error}");
+            server
+                .client
+                .show_message(MessageType::ERROR, format!("Wellspring: {error}"))
+                .await;
+        }
+    }
+}

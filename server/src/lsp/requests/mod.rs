@@ -1,0 +1,5 @@
+//! One file per request method.
+
+pub(super) mod initialize;
+pub(super) mod server_info;
+pub(super) mod shutdown;

@@ -1,0 +1,15 @@
+//! `wellspring/serverInfo`: version and session facts, for health checks.
+
+use tower_lsp_server::jsonrpc::Result;
+
+use crate::lsp::ext::ServerInfoResult;
+use crate::lsp::Server;
+
+pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
+    let encoding = server.state.encoding().to_kind();
+    Ok(ServerInfoResult {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        position_encoding: encoding.as_str().to_owned(),
+        open_documents: server.state.documents.len(),
+    })
+}

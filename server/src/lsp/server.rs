@@ -1,0 +1,94 @@
+//! `impl LanguageServer`: the table of contents of the protocol layer, one line per method.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService};
+
+use super::{ext, guard, guard_notification, notifications, requests, State};
+use crate::config::Layers;
+
+pub struct Server {
+    pub(crate) client: Client,
+    pub(crate) state: Arc<State>,
+}
+
+impl LanguageServer for Server {
+    // Lifecycle.
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        guard("initialize", requests::initialize::handle(self, params)).await
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        tracing::info!("client initialized");
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        guard("shutdown", requests::shutdown::handle(self)).await
+    }
+
+    // Notifications that mutate state: each finishes its mutation before its first await.
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        guard_notification(
+            "textDocument/didOpen",
+            notifications::did_open::handle(self, params),
+        )
+        .await
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        guard_notification(
+            "textDocument/didChange",
+            notifications::did_change::handle(self, params),
+        )
+        .await
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        guard_notification(
+            "textDocument/didClose",
+            notifications::did_close::handle(self, params),
+        )
+        .await
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        guard_notification(
+            "workspace/didChangeConfiguration",
+            notifications::did_change_configuration::handle(self, params),
+        )
+        .await
+    }
+}
+
+impl Server {
+    // Custom requests (`wellspring/…`), registered in `serve`.
+    async fn server_info(&self) -> Result<ext::ServerInfoResult> {
+        guard(ext::SERVER_INFO, requests::server_info::handle(self)).await
+    }
+}
+
+/// Serves LSP on the given streams until the client sends `exit` or hangs up.
+pub async fn serve<I, O>(input: I, output: O, layers: Layers)
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite,
+{
+    let state = Arc::new(State::new(layers));
+    let (service, socket) = LspService::build(|client| Server {
+        client,
+        state: Arc::clone(&state),
+    })
+    .custom_method(ext::SERVER_INFO, Server::server_info)
+    .finish();
+    tower_lsp_server::Server::new(input, output, socket)
+        .serve(service)
+        .await;
+    tracing::info!("client disconnected; server stopping");
+}
+
+pub async fn serve_stdio(layers: Layers) {
+    serve(tokio::io::stdin(), tokio::io::stdout(), layers).await
+}

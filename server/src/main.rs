@@ -1,0 +1,136 @@
+//! The `wellspring` binary: CLI flags, logging setup and the stdio transport; nothing else.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tracing_subscriber::EnvFilter;
+use wellspring::config::{self, Layers};
+
+#[derive(Parser)]
+#[command(
+    name = "wellspring",
+    version,
+    about = "A language server that keeps a coding model resident on your own GPU"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Clone)]
+struct GlobalArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/wellspring/config.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Model: a GGUF path, hf:OWNER/REPO/FILE.gguf, ollama:NAME[:TAG] or a built-in name.
+    #[arg(long, global = true, value_name = "MODEL")]
+    model: Option<String>,
+    /// Layers to offload to the GPU (-1 = all).
+    #[arg(long, global = true, allow_hyphen_values = true)]
+    n_gpu_layers: Option<i32>,
+    /// Context size in tokens.
+    #[arg(long, global = true)]
+    n_ctx: Option<u32>,
+    /// Log filter (e.g. info, debug, wellspring=trace); WELLSPRING_LOG overrides it.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Speak LSP on stdin/stdout (the default).
+    Serve,
+}
+
+impl GlobalArgs {
+    /// The CLI's configuration layer: only the flags that were given.
+    fn layer(&self) -> serde_json::Value {
+        let mut model = serde_json::Map::new();
+        if let Some(path) = &self.model {
+            model.insert("path".into(), json!(path));
+        }
+        if let Some(n_gpu_layers) = self.n_gpu_layers {
+            model.insert("n_gpu_layers".into(), json!(n_gpu_layers));
+        }
+        if let Some(n_ctx) = self.n_ctx {
+            model.insert("n_ctx".into(), json!(n_ctx));
+        }
+        let mut log = serde_json::Map::new();
+        if let Some(level) = &self.log_level {
+            log.insert("level".into(), json!(level));
+        }
+        if let Some(file) = &self.log_file {
+            log.insert("file".into(), json!(file));
+        }
+        json!({ "model": model, "log": log })
+    }
+
+    fn layers(&self) -> anyhow::Result<Layers> {
+        let file = match &self.config {
+            Some(path) => Some(config::read_file_layer(path)?),
+            None => match config::default_config_path().filter(|path| path.exists()) {
+                Some(path) => Some(config::read_file_layer(&path)?),
+                None => None,
+            },
+        };
+        let layers = Layers {
+            file,
+            cli: Some(self.layer()),
+            ..Layers::default()
+        };
+        layers.resolve()?;
+        Ok(layers)
+    }
+}
+
+/// Logs go to stderr or a file, never stdout: stdout carries the protocol.
+fn init_logging(log: &config::LogConfig) -> anyhow::Result<()> {
+    let filter = match std::env::var("WELLSPRING_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
+        _ => EnvFilter::try_new(&log.level),
+    }
+    .context("invalid log filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    match &log.file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            builder.with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let layers = cli.global.layers()?;
+    let config = layers.resolve()?;
+    init_logging(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                "wellspring serving LSP on stdio"
+            );
+            runtime.block_on(wellspring::lsp::serve_stdio(layers));
+        }
+    }
+    Ok(())
+}
