@@ -2,3 +2,7 @@
 //!
 //! One OS thread owns the model and its context for life (a `LlamaContext` is not `Send`);
 //! async callers talk to it through channels.
+
+mod prompt;
+
+pub use prompt::{ContextChunk, FimPrompt, ModelCaps, TokenCounter};
