@@ -180,7 +180,7 @@ mod tests {
             Leniency::Strict,
         );
         assert_eq!(
-            got.map_err(|_| ()),
+            got.as_ref().copied().map_err(|_| ()),
             expect,
             "{text:?} {line}:{character} {encoding:?}"
         );
