@@ -26,7 +26,7 @@ pub enum Error {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "snake_case")]
 pub struct Config {
     pub model: ModelConfig,
@@ -165,17 +165,6 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".to_owned(),
             file: None,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            model: ModelConfig::default(),
-            completion: CompletionConfig::default(),
-            context: ContextConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

@@ -47,6 +47,10 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Print one completion at FILE:LINE:COL and what it cost.
+    Complete(wellspring::cli::complete::Args),
+    /// Measure latency and cache reuse.
+    Bench(wellspring::cli::bench::Args),
 }
 
 impl GlobalArgs {
@@ -131,6 +135,10 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Complete(args) => {
+            runtime.block_on(wellspring::cli::complete::run(&config, args))?
+        }
+        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(&config, args))?,
     }
     Ok(())
 }

@@ -400,4 +400,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
+mod llama_tests;
+#[cfg(test)]
 mod tests;
