@@ -47,6 +47,8 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Download, locate and inspect models.
+    Model(wellspring::cli::model::ModelArgs),
 }
 
 impl GlobalArgs {
@@ -131,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Model(args) => wellspring::cli::model::run(args, &config)?,
     }
     Ok(())
 }
