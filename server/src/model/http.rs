@@ -20,13 +20,22 @@ const COPY_BUFFER_BYTES: usize = 256 * 1024;
 /// JSON documents (PyPI metadata) are small; anything bigger is not what we asked for.
 const MAX_JSON_BYTES: u64 = 16 << 20;
 
+/// The system's trust store (not a bundled copy) decides which servers are trusted, so a
+/// corporate or proxy CA installed on the machine works as it does for pip and curl.
 pub(crate) fn agent() -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(READ_TIMEOUT))
         .timeout_per_read(Some(READ_TIMEOUT))
         .http_status_as_error(false)
         .max_redirects(10)
+        // Hugging Face redirects renamed repos within its own host; the token must follow.
+        // Redirects to other hosts (its CDN) carry signed URLs and get no token.
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
         .user_agent(concat!("wellspring/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()

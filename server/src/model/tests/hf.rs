@@ -274,3 +274,45 @@ fn list_shows_partial_downloads() {
     assert_eq!(listed[0].file_bytes, 5);
     assert!(!listed[0].complete);
 }
+
+#[test]
+fn follows_redirects_to_a_cdn_and_keeps_the_range() {
+    let bytes = model_bytes();
+    let server = TestServer::start();
+    // Like Hugging Face: /resolve/ answers with a redirect to a signed CDN URL. The CDN is
+    // another host (localhost vs 127.0.0.1), so the token must not follow.
+    let cdn_url = server.url.replace("127.0.0.1", "localhost");
+    server.route(
+        URL_PATH,
+        Route::redirect(format!("{cdn_url}/cdn/blob?signature=x")),
+    );
+    server.route("/cdn/blob", Route::file(bytes.clone()));
+    let cache = tempfile::tempdir().expect("temp dir");
+    let options = ResolveOptions {
+        allow_download: true,
+        hf_endpoint: Some(server.url.clone()),
+        hf_token: Some("secret".into()),
+        ..options(cache.path())
+    };
+    let part = cache.path().join(format!("{CACHED}.part"));
+    std::fs::create_dir_all(part.parent().expect("has parent")).expect("mkdir");
+    std::fs::write(&part, &bytes[..5000]).expect("write part");
+
+    let resolved = resolve(SPEC, &options).expect("download through the redirect");
+    assert_eq!(std::fs::read(&resolved.path).expect("read"), bytes);
+    let range = Some("bytes=5000-".to_owned());
+    assert_eq!(
+        server.requests(),
+        vec![
+            SeenRequest {
+                range: range.clone(),
+                authorization: Some("Bearer secret".into()),
+                ..plain_get(URL_PATH)
+            },
+            SeenRequest {
+                range,
+                ..plain_get("/cdn/blob")
+            },
+        ]
+    );
+}

@@ -25,6 +25,8 @@ pub struct Route {
     /// Send only this many bytes of the first response (with the full Content-Length), then
     /// close the connection.
     pub cut_first_response_at: Option<usize>,
+    /// Answer with `302 Found` to this location instead of the body.
+    pub redirect_to: Option<String>,
 }
 
 impl Route {
@@ -34,6 +36,14 @@ impl Route {
             content_type: "application/octet-stream",
             honour_range: true,
             cut_first_response_at: None,
+            redirect_to: None,
+        }
+    }
+
+    pub fn redirect(location: String) -> Route {
+        Route {
+            redirect_to: Some(location),
+            ..Route::file(Vec::new())
         }
     }
 
@@ -43,6 +53,7 @@ impl Route {
             content_type: "application/json",
             honour_range: false,
             cut_first_response_at: None,
+            redirect_to: None,
         }
     }
 }
@@ -186,6 +197,13 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         stream.write_all(body)?;
         return Ok(());
     };
+    if let Some(location) = &route.redirect_to {
+        write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return Ok(());
+    }
     let total_bytes = route.body.len();
     let start_bytes = range
         .as_deref()
