@@ -287,7 +287,7 @@ fn download_wheel(
     };
     http::download_to_part(agent, &download, &part_path)?;
     if let Some(expected) = &wheel.sha256 {
-        let actual = sha256_file(&part_path)?;
+        let actual = cache::sha256_file(&part_path)?;
         if !actual.eq_ignore_ascii_case(expected) {
             let _ = fs::remove_file(&part_path);
             return Err(Error::Checksum {
@@ -301,21 +301,6 @@ fn download_wheel(
         path: wheel_path.to_path_buf(),
         source,
     })
-}
-
-fn sha256_file(path: &Path) -> Result<String, Error> {
-    let read_error = |source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read_error)?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher).map_err(read_error)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Writes chunk 1, 2, …, n (numeric order, never the order of file names) into `part_path`,
@@ -377,7 +362,7 @@ fn join_chunks(
         .map_err(|error| write_error(error.into_error()))?;
     file.sync_all().map_err(write_error)?;
     reporter.finish();
-    Ok((joined_bytes, hex(&hasher.finalize())))
+    Ok((joined_bytes, cache::hex(&hasher.finalize())))
 }
 
 #[cfg(test)]

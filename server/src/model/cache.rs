@@ -10,6 +10,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use sha2::{Digest, Sha256};
+
 use super::Error;
 
 pub(crate) const HF_DIR: &str = "hf";
@@ -84,6 +86,22 @@ pub(crate) fn finish_part(part_path: &Path, path: &Path, origin: &str) -> Result
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// sha256 of a file, lowercase hex.
+pub(crate) fn sha256_file(path: &Path) -> Result<String, Error> {
+    let read_error = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(read_error)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(read_error)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Serialises downloads within this process, so two requests for the same model (say, the

@@ -130,24 +130,81 @@ pub(crate) fn resolve(spec: &HfSpec, options: &ResolveOptions) -> Result<Resolve
     let endpoint = options.hf_endpoint();
     let url = spec.url(&endpoint);
     let token = options.hf_token();
-    let label = spec.file.rsplit('/').next().unwrap_or(&spec.file);
-    let download = Download {
-        url: &url,
-        bearer_token: token.as_deref(),
-        hints: StatusHints {
-            not_found: "check the repo and file name",
-            forbidden: "the repo may be gated or private: set HF_TOKEN to a token that can read it",
-        },
-        label,
-        progress: options.progress.clone(),
-        progress_bar: options.progress_bar,
+    let hints = || StatusHints {
+        not_found: "check the repo and file name",
+        forbidden: "the repo may be gated or private: set HF_TOKEN to a token that can read it",
     };
+    let agent = http::agent();
+    // Hugging Face names the sha256 and size of LFS files before redirecting to its CDN; a
+    // missing file or a gated repo fails here, before anything is written.
+    let linked = http::head_linked(&agent, &url, token.as_deref(), &hints())?;
     let part_path = cache::part_path(&path);
     cache::create_parent(&part_path)?;
-    tracing::info!(%url, path = %path.display(), "downloading model");
-    http::download_to_part(&http::agent(), &download, &part_path)?;
+    let have_bytes = std::fs::metadata(&part_path).map_or(0, |metadata| metadata.len());
+    let complete = linked.file_bytes == Some(have_bytes);
+    if linked
+        .file_bytes
+        .is_some_and(|file_bytes| have_bytes > file_bytes)
+    {
+        remove_part(&part_path)?;
+    }
+    if !complete {
+        let label = spec.file.rsplit('/').next().unwrap_or(&spec.file);
+        let download = Download {
+            url: &url,
+            bearer_token: token.as_deref(),
+            hints: hints(),
+            label,
+            progress: options.progress.clone(),
+            progress_bar: options.progress_bar,
+        };
+        tracing::info!(%url, path = %path.display(), "downloading model");
+        http::download_to_part(&agent, &download, &part_path)?;
+    }
+    verify_linked(&linked, &part_path, &url)?;
     cache::finish_part(&part_path, &path, &url)?;
     ResolvedModel::inspect(path, source(true))
+}
+
+fn remove_part(part_path: &Path) -> Result<(), Error> {
+    std::fs::remove_file(part_path).map_err(|source| Error::Cache {
+        path: part_path.to_path_buf(),
+        source,
+    })
+}
+
+/// Checks a finished download against the size and sha256 the server announced; a mismatch
+/// deletes it (resuming a corrupt file would only keep it corrupt).
+fn verify_linked(linked: &http::LinkedFile, part_path: &Path, url: &str) -> Result<(), Error> {
+    let file_bytes = std::fs::metadata(part_path)
+        .map_err(|source| Error::Read {
+            path: part_path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let mismatch = match (linked.file_bytes, &linked.sha256) {
+        (Some(expected_bytes), _) if expected_bytes != file_bytes => Some(Error::SizeMismatch {
+            what: url.to_owned(),
+            expected_bytes,
+            actual_bytes: file_bytes,
+        }),
+        (_, Some(expected)) => {
+            let actual = cache::sha256_file(part_path)?;
+            (actual != *expected).then(|| Error::Checksum {
+                what: url.to_owned(),
+                expected: expected.clone(),
+                actual,
+            })
+        }
+        _ => None,
+    };
+    match mismatch {
+        Some(error) => {
+            remove_part(part_path)?;
+            Err(error)
+        }
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

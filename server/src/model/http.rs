@@ -122,6 +122,49 @@ pub(crate) fn get_json(
     })
 }
 
+/// What a server says about a file before sending it.
+#[derive(Debug, Default)]
+pub(crate) struct LinkedFile {
+    /// Lowercase hex.
+    pub(crate) sha256: Option<String>,
+    pub(crate) file_bytes: Option<u64>,
+}
+
+/// Asks for `url` with `HEAD`, without following redirects, and reads Hugging Face's
+/// `X-Linked-Etag` (the sha256 of an LFS file) and `X-Linked-Size`. Servers that send neither
+/// give an empty `LinkedFile`; error statuses are errors.
+pub(crate) fn head_linked(
+    agent: &ureq::Agent,
+    url: &str,
+    bearer_token: Option<&str>,
+    hints: &StatusHints,
+) -> Result<LinkedFile, Error> {
+    let mut request = agent.head(url).config().max_redirects(0).build();
+    if let Some(token) = bearer_token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let response = request
+        .call()
+        .map_err(|error| transport_error(url, error))?;
+    let status = response.status().as_u16();
+    if status >= 400 {
+        return Err(hints.error(status, url));
+    }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    let sha256 = header("x-linked-etag")
+        .map(|etag| etag.trim_start_matches("W/").trim_matches('"'))
+        .filter(|etag| etag.len() == 64 && etag.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase);
+    let file_bytes = header("x-linked-size").and_then(|size| size.parse().ok());
+    Ok(LinkedFile { sha256, file_bytes })
+}
+
 /// Downloads `download.url` into `part_path`, continuing from the bytes already there when the
 /// server supports HTTP ranges. Returns the file's size. On error the bytes received so far stay
 /// in `part_path`, so the next call resumes.

@@ -6,6 +6,22 @@ use super::http_server::{Route, SeenRequest, TestServer};
 use super::{files_under, options, recorder, GgufBuilder};
 use crate::model::{resolve, Error, ModelSource, ProgressStage, ResolveOptions};
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Hugging Face's headers for an LFS file: its sha256 (quoted) and size.
+fn linked(bytes: &[u8], sha256: &str) -> Vec<(String, String)> {
+    vec![
+        ("X-Linked-Etag".to_owned(), format!("\"{sha256}\"")),
+        ("X-Linked-Size".to_owned(), bytes.len().to_string()),
+    ]
+}
+
 const SPEC: &str = "hf:owner/repo/model-q8_0.gguf";
 const URL_PATH: &str = "/owner/repo/resolve/main/model-q8_0.gguf";
 const CACHED: &str = "hf/owner/repo/main/model-q8_0.gguf";
@@ -27,8 +43,16 @@ fn setup(route: Route) -> (TestServer, tempfile::TempDir, ResolveOptions) {
     (server, cache, options)
 }
 
+fn head(path: &str) -> SeenRequest {
+    SeenRequest {
+        method: "HEAD".into(),
+        ..plain_get(path)
+    }
+}
+
 fn plain_get(path: &str) -> SeenRequest {
     SeenRequest {
+        method: "GET".into(),
         path: path.to_owned(),
         range: None,
         authorization: None,
@@ -53,7 +77,7 @@ fn download_then_cache_hit() {
             ..
         }
     ));
-    assert_eq!(server.requests(), vec![plain_get(URL_PATH)]);
+    assert_eq!(server.requests(), vec![head(URL_PATH), plain_get(URL_PATH)]);
     assert_eq!(files_under(cache.path()), vec![CACHED.to_owned()]);
 
     let reports = seen.lock().expect("progress lock").clone();
@@ -87,7 +111,7 @@ fn download_then_cache_hit() {
             ..
         }
     ));
-    assert_eq!(server.requests().len(), 1);
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[test]
@@ -104,10 +128,13 @@ fn resumes_a_partial_download() {
     assert_eq!(std::fs::read(&resolved.path).expect("read"), bytes);
     assert_eq!(
         server.requests(),
-        vec![SeenRequest {
-            range: Some("bytes=100000-".into()),
-            ..plain_get(URL_PATH)
-        }]
+        vec![
+            head(URL_PATH),
+            SeenRequest {
+                range: Some("bytes=100000-".into()),
+                ..plain_get(URL_PATH)
+            }
+        ]
     );
     let reports = seen.lock().expect("progress lock").clone();
     assert_eq!(
@@ -147,8 +174,8 @@ fn interrupted_download_resumes_on_the_next_call() {
     let resolved = resolve(SPEC, &options).expect("second attempt completes");
     assert_eq!(std::fs::read(&resolved.path).expect("read"), bytes);
     let requests = server.requests();
-    assert_eq!(requests.len(), 2);
-    assert_eq!(requests[1].range, Some(format!("bytes={kept_bytes}-")));
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert_eq!(requests[3].range, Some(format!("bytes={kept_bytes}-")));
 }
 
 #[test]
@@ -232,10 +259,11 @@ fn token_and_revision() {
         resolved.path,
         cache.path().join("hf/owner/repo/v1.0/sub/dir/model.gguf")
     );
-    assert_eq!(
-        server.requests()[0].authorization.as_deref(),
-        Some("Bearer secret")
-    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests
+        .iter()
+        .all(|request| request.authorization.as_deref() == Some("Bearer secret")));
     let listed = crate::model::cached_models(&options).expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].spec, "hf:owner/repo/sub/dir/model.gguf@v1.0");
@@ -284,7 +312,10 @@ fn follows_redirects_to_a_cdn_and_keeps_the_range() {
     let cdn_url = server.url.replace("127.0.0.1", "localhost");
     server.route(
         URL_PATH,
-        Route::redirect(format!("{cdn_url}/cdn/blob?signature=x")),
+        Route {
+            headers: linked(&bytes, &sha256_hex(&bytes)),
+            ..Route::redirect(format!("{cdn_url}/cdn/blob?signature=x"))
+        },
     );
     server.route("/cdn/blob", Route::file(bytes.clone()));
     let cache = tempfile::tempdir().expect("temp dir");
@@ -305,6 +336,10 @@ fn follows_redirects_to_a_cdn_and_keeps_the_range() {
         server.requests(),
         vec![
             SeenRequest {
+                authorization: Some("Bearer secret".into()),
+                ..head(URL_PATH)
+            },
+            SeenRequest {
                 range: range.clone(),
                 authorization: Some("Bearer secret".into()),
                 ..plain_get(URL_PATH)
@@ -315,4 +350,42 @@ fn follows_redirects_to_a_cdn_and_keeps_the_range() {
             },
         ]
     );
+}
+
+#[test]
+fn announced_checksum_mismatch_deletes_the_download() {
+    let bytes = model_bytes();
+    let wrong = "ab".repeat(32);
+    let route = Route {
+        headers: linked(&bytes, &wrong),
+        ..Route::file(bytes.clone())
+    };
+    let (server, cache, options) = setup(route);
+    let error = resolve(SPEC, &options).expect_err("checksum mismatch");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "checksum mismatch for {}{URL_PATH}: expected sha256 {wrong}, got {}",
+            server.url,
+            sha256_hex(&bytes)
+        )
+    );
+    assert_eq!(files_under(cache.path()), Vec::<String>::new());
+}
+
+#[test]
+fn complete_part_with_announced_size_is_not_fetched_again() {
+    let bytes = model_bytes();
+    let route = Route {
+        headers: linked(&bytes, &sha256_hex(&bytes)),
+        ..Route::file(bytes.clone())
+    };
+    let (server, cache, options) = setup(route);
+    let part = cache.path().join(format!("{CACHED}.part"));
+    std::fs::create_dir_all(part.parent().expect("has parent")).expect("mkdir");
+    std::fs::write(&part, &bytes).expect("write part");
+
+    let resolved = resolve(SPEC, &options).expect("verified and renamed");
+    assert_eq!(std::fs::read(&resolved.path).expect("read"), bytes);
+    assert_eq!(server.requests(), vec![head(URL_PATH)]);
 }

@@ -27,6 +27,8 @@ pub struct Route {
     pub cut_first_response_at: Option<usize>,
     /// Answer with `302 Found` to this location instead of the body.
     pub redirect_to: Option<String>,
+    /// Sent with every response for this path (e.g. `X-Linked-Etag`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Route {
@@ -37,6 +39,7 @@ impl Route {
             honour_range: true,
             cut_first_response_at: None,
             redirect_to: None,
+            headers: Vec::new(),
         }
     }
 
@@ -54,6 +57,7 @@ impl Route {
             honour_range: false,
             cut_first_response_at: None,
             redirect_to: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -61,6 +65,7 @@ impl Route {
 /// One request the server saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {
+    pub method: String,
     pub path: String,
     pub range: Option<String>,
     pub authorization: Option<String>,
@@ -149,11 +154,9 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     if reader.read_line(&mut request_line)? == 0 {
         return Ok(());
     }
-    let target = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_owned();
+    let mut words = request_line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_owned();
+    let target = words.next().unwrap_or("/").to_owned();
     let mut headers = HashMap::new();
     loop {
         let mut line = String::new();
@@ -171,6 +174,7 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         .lock()
         .expect("test server lock")
         .push(SeenRequest {
+            method: method.clone(),
             path: path.clone(),
             range: range.clone(),
             authorization: headers.get("authorization").cloned(),
@@ -180,7 +184,9 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         match routes.get_mut(&path) {
             Some(route) => {
                 let served = route.clone();
-                route.cut_first_response_at = None;
+                if method != "HEAD" {
+                    route.cut_first_response_at = None;
+                }
                 Some(served)
             }
             None => None,
@@ -197,10 +203,15 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         stream.write_all(body)?;
         return Ok(());
     };
+    let extra_headers: String = route
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     if let Some(location) = &route.redirect_to {
         write!(
             stream,
-            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )?;
         return Ok(());
     }
@@ -231,10 +242,13 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     };
     write!(
         stream,
-        "HTTP/1.1 {status_line}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra_header}Accept-Ranges: bytes\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status_line}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra_header}{extra_headers}Accept-Ranges: bytes\r\nConnection: close\r\n\r\n",
         route.content_type,
         body.len()
     )?;
+    if method == "HEAD" {
+        return stream.shutdown(std::net::Shutdown::Write);
+    }
     match route.cut_first_response_at {
         Some(cut_bytes) => stream.write_all(&body[..cut_bytes.min(body.len())])?,
         None => stream.write_all(body)?,
