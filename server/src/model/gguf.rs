@@ -512,6 +512,11 @@ fn parse<R: Read + Seek>(reader: &mut HeaderReader<R>) -> Result<GgufSummary, Pr
         return Err(Problem::NotGguf("bad magic".into()));
     }
     let version = reader.u32()?;
+    if version.swap_bytes() == 2 || version.swap_bytes() == 3 {
+        return Err(Problem::NotGguf(
+            "it is a big-endian GGUF; llama.cpp loads little-endian files only".into(),
+        ));
+    }
     if version != 2 && version != 3 {
         return Err(Problem::Version(version));
     }

@@ -132,7 +132,7 @@ pub(crate) struct LinkedFile {
 
 /// Asks for `url` with `HEAD`, without following redirects, and reads Hugging Face's
 /// `X-Linked-Etag` (the sha256 of an LFS file) and `X-Linked-Size`. Servers that send neither
-/// give an empty `LinkedFile`; error statuses are errors.
+/// give an empty `LinkedFile`; "not found" and "forbidden" are errors.
 pub(crate) fn head_linked(
     agent: &ureq::Agent,
     url: &str,
@@ -147,8 +147,12 @@ pub(crate) fn head_linked(
         .call()
         .map_err(|error| transport_error(url, error))?;
     let status = response.status().as_u16();
-    if status >= 400 {
-        return Err(hints.error(status, url));
+    match status {
+        401 | 403 | 404 => return Err(hints.error(status, url)),
+        // A server without HEAD (or with a passing hiccup) just gives no metadata; the GET
+        // that follows reports real trouble.
+        400..=599 => return Ok(LinkedFile::default()),
+        _ => {}
     }
     let header = |name: &str| {
         response

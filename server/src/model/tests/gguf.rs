@@ -94,6 +94,10 @@ fn not_gguf_files() {
         "$DIR/model.gguf uses GGUF version 1; only versions 2 and 3 are supported",
     );
     check_error(
+        b"GGUF\0\0\0\x03rest",
+        "$DIR/model.gguf is not a GGUF file (it is a big-endian GGUF; llama.cpp loads little-endian files only)",
+    );
+    check_error(
         b"GGUF\x03\0\0\0\x01\0\0\0",
         "$DIR/model.gguf is truncated: the file ends inside the GGUF header, at byte 12",
     );

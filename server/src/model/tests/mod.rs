@@ -6,6 +6,7 @@ mod gguf;
 mod hf;
 pub(crate) mod http_server;
 mod ollama;
+mod spec;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
