@@ -49,6 +49,8 @@ enum Command {
     Serve,
     /// Download, locate and inspect models.
     Model(wellspring::cli::model::ModelArgs),
+    /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
+    Prompt(wellspring::cli::prompt::PromptArgs),
 }
 
 impl GlobalArgs {
@@ -134,6 +136,12 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
         Command::Model(args) => wellspring::cli::model::run(args, &config)?,
+        Command::Prompt(args) => {
+            wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
+        }
     }
+    // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
+    // may keep stdin open, so do not wait for that thread.
+    runtime.shutdown_background();
     Ok(())
 }
