@@ -47,6 +47,8 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Download, locate and inspect models.
+    Model(wellspring::cli::model::ModelArgs),
     /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
     Prompt(wellspring::cli::prompt::PromptArgs),
     /// Print one completion at FILE:LINE:COL and what it cost.
@@ -137,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Model(args) => wellspring::cli::model::run(args, &config)?,
         Command::Prompt(args) => {
             wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
         }

@@ -2,4 +2,5 @@
 
 pub mod bench;
 pub mod complete;
+pub mod model;
 pub mod prompt;
