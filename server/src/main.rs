@@ -49,6 +49,8 @@ enum Command {
     Serve,
     /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
     Prompt(wellspring::cli::prompt::PromptArgs),
+    /// Run a benchmark and print its tables.
+    Bench(wellspring::cli::bench::BenchArgs),
 }
 
 impl GlobalArgs {
@@ -135,6 +137,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Prompt(args) => {
             wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
+        }
+        Command::Bench(args) => {
+            wellspring::cli::bench::run(&args, cli.global.model.as_deref(), &config)?
         }
     }
     Ok(())

@@ -1,3 +1,4 @@
 //! Subcommands other than `serve`: each file implements one, called from `main.rs`.
 
+pub mod bench;
 pub mod prompt;

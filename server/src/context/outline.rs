@@ -18,7 +18,7 @@ const MAX_CLASS_SUMMARY_LINES: usize = 40;
 /// Longest summary of a definition without a body (a prototype, a constant).
 const MAX_PLAIN_SUMMARY_LINES: usize = 12;
 /// Most doc-comment lines kept above a definition.
-const MAX_DOC_LINES: usize = 10;
+const MAX_DOC_LINES: usize = 4;
 /// Most lines of a scope header (a long signature wraps over several).
 const MAX_HEADER_LINES: usize = 12;
 
@@ -257,8 +257,26 @@ fn raw_definitions<'tree>(
 
 /// Every definition the bundled query finds in the file, in document order.
 pub fn definitions(language: Language, rope: &Rope, tree: &Tree) -> Vec<Definition> {
+    definitions_matching(language, rope, tree, |_| true)
+}
+
+/// The definitions whose name `wanted` accepts; only those are summarised, which is what makes
+/// looking up a few names in a large current file cheap.
+pub fn definitions_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Definition> {
     let root = tree.root_node();
     let raw = raw_definitions(language, rope, root);
+    let chosen: Vec<&RawDefinition<'_>> = raw
+        .iter()
+        .filter(|it| wanted(&node_text(rope, it.name)))
+        .collect();
+    if chosen.is_empty() {
+        return Vec::new();
+    }
     let class_scopes: Vec<Scope> = scopes(language, rope, tree, None)
         .into_iter()
         .filter(|scope| scope.is_class)
@@ -268,7 +286,8 @@ pub fn definitions(language: Language, rope: &Rope, tree: &Tree) -> Vec<Definiti
         .filter(|it| !it.kind.is_type_like())
         .filter_map(|it| it.body.map(|body| body.byte_range()))
         .collect();
-    raw.iter()
+    chosen
+        .into_iter()
         .map(|it| summarize(language, rope, it, &class_scopes, &function_bodies))
         .collect()
 }
@@ -282,7 +301,6 @@ fn summarize(
 ) -> Definition {
     let outer = outer_node(raw.node);
     let start_line = doc_start_line(outer);
-    let doc_lines = (outer.start_position().row - start_line).min(MAX_DOC_LINES);
     let end_line = outer.end_position().row;
     let node_range = raw.node.byte_range();
     let enclosing: Vec<&Scope> = class_scopes
@@ -298,8 +316,13 @@ fn summarize(
         text.push_str(&lines_text(rope, scope.header_lines.clone()));
     }
     let n_container_lines = text.lines().count();
-    let doc_first_line = outer.start_position().row - doc_lines;
-    let own_start_byte = rope.line_to_byte(doc_first_line);
+    // A long doc comment keeps its first lines, which are the summary.
+    let outer_row = outer.start_position().row;
+    text.push_str(&lines_text(
+        rope,
+        start_line..(start_line + MAX_DOC_LINES).min(outer_row),
+    ));
+    let own_start_byte = rope.line_to_byte(outer_row);
     if raw.kind.is_type_like() {
         let nested: Vec<Range<usize>> = function_bodies
             .iter()
