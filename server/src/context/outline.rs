@@ -415,7 +415,7 @@ fn function_signature(
             let doc = node_text(rope, docstring);
             text.push('\n');
             text.push_str(&indent);
-            text.push_str(&truncate_lines(&doc, MAX_DOC_LINES).trim_end_matches('\n'));
+            text.push_str(truncate_lines(&doc, MAX_DOC_LINES).trim_end_matches('\n'));
             text.push('\n');
             text.push_str(&indent);
             text.push_str("...\n");
