@@ -146,7 +146,11 @@ fn main() -> anyhow::Result<()> {
         Command::Complete(args) => {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
-        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(&config, args))?,
+        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
+            &config,
+            args,
+            cli.global.model.is_some(),
+        ))?,
     }
     // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
     // may keep stdin open, so do not wait for that thread.
