@@ -83,12 +83,14 @@ function H.wait(what, predicate, timeout_ms)
   return value
 end
 
---- Starts the child Neovim in a fresh workspace holding `files` (name -> text).
-function H.start(name, files)
+--- Starts the child Neovim in a fresh workspace holding `files` (name -> text). With
+--- `opts.fake`, the child talks to fake_server.lua instead of the real binary.
+function H.start(name, files, opts)
   test_name = name
-  H.check(vim.fn.executable(H.bin) == 1, ('server binary %s not found; run `cargo build` or set WELLSPRING_BIN'):format(H.bin))
+  opts = opts or {}
+  H.check(opts.fake or vim.fn.executable(H.bin) == 1, ('server binary %s not found; run `cargo build` or set WELLSPRING_BIN'):format(H.bin))
   H.check(
-    vim.fn.filereadable(H.model) == 1,
+    opts.fake or vim.fn.filereadable(H.model) == 1,
     ('test model %s not found; run scripts/test-models.sh or set WELLSPRING_TEST_MODEL'):format(H.model)
   )
   workspace = vim.fn.tempname()
@@ -106,6 +108,7 @@ function H.start(name, files)
       WELLSPRING_BIN = H.bin,
       WELLSPRING_TEST_MODEL = H.model,
       WELLSPRING_TEST_LOG = log_path,
+      WELLSPRING_TEST_FAKE = opts.fake and (here .. '/fake_server.lua') or nil,
     },
     on_stderr = function(_, data)
       vim.list_extend(child_stderr, vim.tbl_filter(function(line)

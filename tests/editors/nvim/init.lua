@@ -3,9 +3,14 @@
 vim.opt.runtimepath:prepend(assert(os.getenv('WELLSPRING_PLUGIN'), 'WELLSPRING_PLUGIN is not set'))
 vim.o.swapfile = false
 vim.o.expandtab = false
+vim.g.python_recommended_style = 0 -- keep <Tab> a plain tab in the test files
+
+-- The plugin's logic tests swap the real server for a scripted in-process one.
+local fake = os.getenv('WELLSPRING_TEST_FAKE')
+_G.fake_server = fake and dofile(fake) or nil
 
 require('wellspring').setup({
-  cmd = {
+  cmd = _G.fake_server and _G.fake_server.cmd or {
     assert(os.getenv('WELLSPRING_BIN'), 'WELLSPRING_BIN is not set'),
     '--log-file',
     assert(os.getenv('WELLSPRING_TEST_LOG'), 'WELLSPRING_TEST_LOG is not set'),
@@ -14,7 +19,7 @@ require('wellspring').setup({
     'serve',
   },
   settings = {
-    model = { path = assert(os.getenv('WELLSPRING_TEST_MODEL'), 'WELLSPRING_TEST_MODEL is not set') },
+    model = { path = os.getenv('WELLSPRING_TEST_MODEL') },
     completion = { max_tokens = 16 },
   },
 })

@@ -75,6 +75,10 @@ local function show(state)
 end
 
 local function on_result(state, err, result, asked, index)
+  -- Cancelled (-32800), content modified and server cancelled (-32801/-32802) are routine.
+  if err and not (err.code and err.code <= -32800 and err.code >= -32802) then
+    vim.notify_once('Wellspring: inline completion failed: ' .. err.message, vim.log.levels.WARN)
+  end
   if err or not result then
     return
   end
@@ -126,6 +130,7 @@ local function request(state, trigger_kind, index)
 end
 
 --- TextChangedI and CursorMovedI both fire for one keystroke; this sends one request for both.
+--- InsertEnter asks too, so an empty line gets a suggestion before the first key.
 local function on_edit(state)
   local shown, row, col = state.shown, cursor()
   if shown and shown.tick == vim.b[state.bufnr].changedtick and shown.row == row and shown.col == col then
@@ -161,7 +166,7 @@ function M.attach(client, bufnr)
   local state = { bufnr = bufnr, client_id = client.id, items = {}, index = 1 }
   states[bufnr] = state
   local group = vim.api.nvim_create_augroup('wellspring.ghost.' .. bufnr, { clear = true })
-  vim.api.nvim_create_autocmd({ 'TextChangedI', 'CursorMovedI' }, {
+  vim.api.nvim_create_autocmd({ 'InsertEnter', 'TextChangedI', 'CursorMovedI' }, {
     group = group,
     buffer = bufnr,
     callback = function()
