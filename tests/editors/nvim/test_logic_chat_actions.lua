@@ -1,6 +1,7 @@
--- Chat and code-action plumbing against the scripted server (fake_server.lua): the streamed
--- split, `q` cancelling an unfinished answer, streams the server starts itself, a resolved code
--- action's edit, and the client-side `wellspring.instructPrompt` command.
+-- Chat, code-action and status plumbing against the scripted server (fake_server.lua): the
+-- streamed split, `q` cancelling an unfinished answer, streams the server starts itself, a
+-- resolved code action's edit, the client-side `wellspring.instructPrompt` command, and the
+-- status-line component fed by `wellspring/status`.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('logic_chat_actions', { ['main.py'] = 'def add(a, b):\n    return a + b\n' }, { fake = true })
@@ -91,5 +92,16 @@ H.wait('the instructed edit', function()
   return H.buffer_text(source_buf) == 'INSTRUCTED\n    return a + b\n'
 end, 5000)
 H.eq('Wellspring instruction: ', H.lua('return _G.prompted'), 'instruction prompt')
+
+-- 6. `wellspring/status` feeds the status-line component.
+H.lua([[vim.o.statusline = "%{v:lua.require'wellspring'.status()}"]])
+local function statusline()
+  return H.lua('return vim.api.nvim_eval_statusline(vim.o.statusline, {}).str')
+end
+H.eq('', statusline(), 'status line before any status')
+H.lua([[fake_server.dispatchers.notification('wellspring/status', { state = 'loading', message = 'loading tiny.gguf', progress = 0.5 })]])
+H.eq('Wellspring: loading tiny.gguf 50%', statusline(), 'status line while loading')
+H.lua([[fake_server.dispatchers.notification('wellspring/status', { state = 'ready', message = '' })]])
+H.eq('Wellspring: ready', statusline(), 'status line when ready')
 
 H.pass()
