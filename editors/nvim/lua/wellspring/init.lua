@@ -31,10 +31,7 @@ local status = nil ---@type table?
 --- Applies options, registers the LSP config and, unless `enable = false`, enables it.
 ---@param opts? wellspring.Config
 function M.setup(opts)
-  M.config = vim.tbl_deep_extend('force', M.config, opts or {})
-  if opts and opts.settings then
-    M.config.settings = opts.settings -- Lists must be replaced, not merged by index.
-  end
+  M.config = vim.tbl_deep_extend('force', M.config, opts or {}) -- Lists are replaced whole.
   local settings = M.config.settings
   vim.lsp.config('wellspring', {
     cmd = M.config.cmd or { M.config.bin, 'serve' },
@@ -50,26 +47,8 @@ function M.setup(opts)
   end
 end
 
---- The ghost-text backend: Neovim's own on 0.12+, the plugin's extmarks on 0.11.
-local function backend()
-  local native = vim.lsp.inline_completion
-  if native and native.enable then
-    return {
-      accept = function()
-        return native.get()
-      end,
-      next = function()
-        return (native.select or native.jump)({ count = 1 }) ~= false
-      end,
-      prev = function()
-        return (native.select or native.jump)({ count = -1 }) ~= false
-      end,
-    }
-  end
-  return require('wellspring.ghost')
-end
-
---- Called on LspAttach for the wellspring client.
+--- Ghost text: Neovim's own on 0.12+ (accept and cycle only), the plugin's extmarks on 0.11.
+--- Every key falls through to its ordinary meaning when it had nothing to do.
 ---@param client vim.lsp.Client
 ---@param bufnr integer
 function M.attach(client, bufnr)
@@ -77,13 +56,25 @@ function M.attach(client, bufnr)
   if not M.config.inline_completion then
     return
   end
-  local native = vim.lsp.inline_completion
+  local native, actions = vim.lsp.inline_completion, nil
   if native and native.enable then
     native.enable(true, { bufnr = bufnr })
+    local select = native.select or native.jump
+    actions = {
+      accept = function()
+        return native.get() ~= false
+      end,
+      next = function()
+        return select({ count = 1 }) ~= false
+      end,
+      prev = function()
+        return select({ count = -1 }) ~= false
+      end,
+    }
   else
-    require('wellspring.ghost').attach(client, bufnr)
+    actions = require('wellspring.ghost')
+    actions.attach(client, bufnr)
   end
-  local actions = backend()
   for action, lhs in pairs(M.config.keymaps) do
     if lhs and actions[action] then
       vim.keymap.set('i', lhs, function()
