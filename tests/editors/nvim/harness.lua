@@ -132,6 +132,16 @@ function H.edit(file)
   end)
 end
 
+--- Fails unless the attached server advertises `capability` (a key of ServerCapabilities),
+--- and, for executeCommandProvider, the command `command`.
+function H.require_capability(capability, command)
+  local value = H.lua('return vim.lsp.get_clients({ bufnr = 0, name = "wellspring" })[1].server_capabilities[...]', capability)
+  H.check(value, 'the server does not advertise ' .. capability)
+  if command then
+    H.check(vim.list_contains(value.commands or {}, command), ('the server does not offer the command %s'):format(command))
+  end
+end
+
 function H.buffer_text(bufnr)
   return table.concat(H.lua('return vim.api.nvim_buf_get_lines(... or 0, 0, -1, true)', bufnr), '\n')
 end

@@ -6,6 +6,8 @@ local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 local source = 'def add(a, b):\n    return a + b\n'
 H.start('code_action', { ['main.py'] = source })
 H.edit('main.py')
+H.require_capability('codeActionProvider')
+H.require_capability('executeCommandProvider', 'wellspring.instruct')
 
 local actions = H.lua([[
   local client = vim.lsp.get_clients({ bufnr = 0, name = 'wellspring' })[1]

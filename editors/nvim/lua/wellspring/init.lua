@@ -53,7 +53,7 @@ end
 ---@param bufnr integer
 function M.attach(client, bufnr)
   vim.lsp.commands['wellspring.instructPrompt'] = M.instruct_prompt
-  if not M.config.inline_completion then
+  if not M.config.inline_completion or not client:supports_method('textDocument/inlineCompletion', bufnr) then
     return
   end
   local native, actions = vim.lsp.inline_completion, nil
