@@ -132,5 +132,8 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
     }
+    // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
+    // may keep stdin open, so do not wait for that thread.
+    runtime.shutdown_background();
     Ok(())
 }
