@@ -142,6 +142,15 @@ function H.require_capability(capability, command)
   end
 end
 
+--- Waits for `wellspring/status` "ready", as a user waits for the model to load.
+function H.wait_ready()
+  H.wait('wellspring/status with state "ready"', function()
+    local status = H.lua('return require("wellspring").last_status()')
+    H.check(not (status and status.state == 'error'), 'the server reported an error: ' .. vim.inspect(status))
+    return status and status.state == 'ready'
+  end)
+end
+
 function H.buffer_text(bufnr)
   return table.concat(H.lua('return vim.api.nvim_buf_get_lines(... or 0, 0, -1, true)', bufnr), '\n')
 end

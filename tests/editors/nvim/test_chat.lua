@@ -5,6 +5,7 @@ local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 H.start('chat', { ['main.py'] = 'def add(a, b):\n    return a + b\n' })
 H.edit('main.py')
 H.require_capability('executeCommandProvider', 'wellspring.chat')
+H.wait_ready()
 
 local header = '# What does this function do?\n\n'
 H.input('Vj:WellspringChat What does this function do?<CR>')

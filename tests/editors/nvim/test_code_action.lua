@@ -7,6 +7,7 @@ local source = 'def add(a, b):\n    return a + b\n'
 H.start('code_action', { ['main.py'] = source })
 H.edit('main.py')
 H.require_capability('codeActionProvider')
+H.wait_ready()
 H.require_capability('executeCommandProvider', 'wellspring.instruct')
 
 local actions = H.lua([[

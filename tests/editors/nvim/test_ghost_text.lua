@@ -6,6 +6,7 @@ local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 H.start('ghost_text', { ['main.py'] = 'def add(a, b):\n    return a + b\n' })
 H.edit('main.py')
 H.require_capability('inlineCompletionProvider')
+H.wait_ready()
 
 -- Open a line after the last one and type, as a user would.
 H.input('Godef mul(a, b):<CR>')

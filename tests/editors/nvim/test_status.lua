@@ -5,11 +5,7 @@ local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 H.start('status', { ['main.py'] = 'print(1)\n' })
 H.edit('main.py')
 
-H.wait('wellspring/status with state "ready"', function()
-  local status = H.lua('return require("wellspring").last_status()')
-  H.check(not (status and status.state == 'error'), 'the server reported an error: ' .. vim.inspect(status))
-  return status and status.state == 'ready'
-end)
+H.wait_ready()
 local line = H.lua('return require("wellspring").status()')
 H.check(line:match('^Wellspring: .+'), 'status() gave ' .. vim.inspect(line))
 
