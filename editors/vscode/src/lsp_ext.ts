@@ -1,0 +1,102 @@
+// Wellspring's custom protocol, mirroring server/src/lsp/ext.rs and docs/lsp-extensions.md.
+// Keep the three in step; nothing else in the extension spells a `wellspring/` method name.
+
+import * as lc from "vscode-languageclient";
+
+/** The settings object of `initializationOptions` and `workspace/didChangeConfiguration`. */
+export interface Settings {
+  model?: { path?: string; n_gpu_layers?: number; n_ctx?: number };
+  completion?: {
+    enabled?: boolean;
+    max_tokens?: number;
+    debounce_ms?: number;
+    disabled_languages?: string[];
+  };
+}
+
+export type ServerState = "loading" | "ready" | "busy" | "error" | "disabled";
+
+export interface StatusParams {
+  state: ServerState;
+  /** One line for a status bar. */
+  message: string;
+  /** 0..1 while loading. */
+  progress?: number;
+  /** Model file name. */
+  model?: string;
+  /** "cpu", "cuda", "metal", "vulkan", … */
+  backend?: string;
+  /** The last completion's total time. */
+  lastLatencyMs?: number;
+}
+
+/** Server → client, whenever the model or a request changes state. */
+export const status = new lc.NotificationType<StatusParams>("wellspring/status");
+
+export interface ServerInfoResult {
+  version: string;
+  positionEncoding: string;
+  openDocuments: number;
+  // The fields below are optional here so that older servers still answer a health check.
+  state?: ServerState;
+  /** Resolved model path. */
+  model?: string | null;
+  backend?: string;
+}
+
+/** Client → server health check. */
+export const serverInfo = new lc.RequestType0<ServerInfoResult, void>("wellspring/serverInfo");
+
+export interface ChatMessage {
+  role: "user" | "assistant";
+  content: string;
+}
+
+/** Arguments of the `wellspring.chat` command. */
+export interface ChatArgs {
+  /** Chosen by the client; names the stream. */
+  chatId: string;
+  textDocument: lc.TextDocumentIdentifier;
+  /** The selection (may be empty). */
+  range: lc.Range;
+  question: string;
+  history?: ChatMessage[];
+}
+
+/** The `wellspring.chat` command's result: the whole answer. */
+export interface ChatResult {
+  chatId: string;
+  text: string;
+}
+
+export interface ChatProgressParams {
+  chatId: string;
+  /** Present on a stream's first notification. */
+  title?: string;
+  /** Text to append. */
+  delta: string;
+  /** True on the last notification of the stream. */
+  done: boolean;
+}
+
+/** Server → client: one piece of a streamed chat answer, in order. */
+export const chatProgress = new lc.NotificationType<ChatProgressParams>("wellspring/chatProgress");
+
+/** Arguments of the `wellspring.instruct` command; it returns the applied `WorkspaceEdit`. */
+export interface InstructArgs {
+  textDocument: lc.TextDocumentIdentifier;
+  range: lc.Range;
+  instruction: string;
+}
+
+/** Arguments the server puts on the client-side `wellspring.instructPrompt` command. */
+export interface InstructPromptArgs {
+  textDocument: lc.TextDocumentIdentifier;
+  range: lc.Range;
+}
+
+/** Server commands (run through `workspace/executeCommand`). */
+export const CHAT_COMMAND = "wellspring.chat";
+export const INSTRUCT_COMMAND = "wellspring.instruct";
+/** Client command named by the "Edit with instruction…" code action. */
+export const INSTRUCT_PROMPT_COMMAND = "wellspring.instructPrompt";
