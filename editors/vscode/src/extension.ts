@@ -78,7 +78,8 @@ function serverSettings(): ext.Settings {
 
 async function start(): Promise<void> {
   const command = vscode.workspace.getConfiguration("wellspring").get<string>("serverPath") || "wellspring";
-  const server: lc.Executable = { command, args: ["serve"], transport: lc.TransportKind.stdio };
+  // No `transport`: the client would append `--stdio`, and the server speaks stdio anyway.
+  const server: lc.Executable = { command, args: ["serve"] };
   sent.clear();
   const options: lc.LanguageClientOptions = {
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
@@ -236,6 +237,7 @@ interface ChatView {
   uri: vscode.Uri;
   title: string;
   text: string;
+  chunks: number;
   done: boolean;
   note?: string;
 }
@@ -263,7 +265,7 @@ class ChatViews implements vscode.TextDocumentContentProvider {
     if (!view) {
       const name = title.replace(/[^\w .,?!-]+/g, " ").trim().slice(0, 48) || "chat";
       const uri = vscode.Uri.from({ scheme: ChatViews.scheme, path: `/${this.views.size + 1} ${name}.md`, query: chatId });
-      view = { uri, title, text: "", done: false };
+      view = { uri, title, text: "", chunks: 0, done: false };
       this.views.set(chatId, view);
       const options = { viewColumn: vscode.ViewColumn.Beside, preview: false, preserveFocus: true };
       void vscode.workspace.openTextDocument(uri).then((document) => vscode.window.showTextDocument(document, options));
@@ -289,13 +291,19 @@ class ChatViews implements vscode.TextDocumentContentProvider {
     if (!view) return;
     view.text = end.text ?? view.text;
     view.note = end.note;
-    view.done = true;
-    this.schedule(view);
+    this.end(view);
   }
 
   private append(view: ChatView, params: ext.ChatProgressParams): void {
     view.text += params.delta;
-    view.done ||= params.done;
+    view.chunks += 1;
+    if (params.done) this.end(view);
+    else this.schedule(view);
+  }
+
+  private end(view: ChatView): void {
+    if (!view.done) output.info(`chat ${view.uri.query}: ${view.chunks} chunks streamed, ${view.text.length} characters`);
+    view.done = true;
     this.schedule(view);
   }
 
