@@ -94,6 +94,9 @@ async function start(): Promise<void> {
     showStatus(params);
   });
   started.onNotification(ext.chatProgress, (params) => chats.progress(params));
+  started.onDidChangeState(({ newState }) => {
+    if (newState === lc.State.Stopped && client === started) showStatus({ state: "error", message: "the server stopped; click to restart" });
+  });
   showStatus({ state: "loading", message: `starting ${command}` });
   try {
     await started.start();
