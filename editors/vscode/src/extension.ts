@@ -177,12 +177,9 @@ async function healthCheck(): Promise<void> {
 /** Runs a server command with a cancellable progress notification; undefined when cancelled. */
 async function executeServerCommand<T>(title: string, command: string, args: unknown): Promise<T | undefined> {
   const running = client;
-  if (!running?.isRunning()) {
-    void vscode.window.showErrorMessage("Wellspring: the server is not running");
-    return undefined;
-  }
   const progress = { location: vscode.ProgressLocation.Notification, title, cancellable: true };
   try {
+    if (!running?.isRunning()) throw new Error("the server is not running");
     return await vscode.window.withProgress(progress, (_, token) =>
       running.sendRequest(lc.ExecuteCommandRequest.type, { command, arguments: [args] }, token),
     );
@@ -195,7 +192,7 @@ async function executeServerCommand<T>(title: string, command: string, args: unk
 
 function selectionTarget(): ext.InstructPromptArgs | undefined {
   const editor = vscode.window.activeTextEditor;
-  if (!editor || !client) return undefined;
+  if (!editor || !client || !["file", "untitled"].includes(editor.document.uri.scheme)) return undefined;
   const c2p = client.code2ProtocolConverter;
   return { textDocument: c2p.asTextDocumentIdentifier(editor.document), range: c2p.asRange(editor.selection) };
 }
