@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod docs;
 pub mod engine;
+pub mod index;
 pub mod lsp;
 pub mod model;
 pub mod syntax;

@@ -47,6 +47,8 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
+    Prompt(wellspring::cli::prompt::PromptArgs),
 }
 
 impl GlobalArgs {
@@ -131,6 +133,12 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Prompt(args) => {
+            wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
+        }
     }
+    // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
+    // may keep stdin open, so do not wait for that thread.
+    runtime.shutdown_background();
     Ok(())
 }

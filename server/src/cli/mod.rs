@@ -1,1 +1,3 @@
 //! Subcommands other than `serve`: each file implements one, called from `main.rs`.
+
+pub mod prompt;

@@ -4,5 +4,6 @@
 //! async callers talk to it through channels.
 
 mod prompt;
+pub mod vocab;
 
 pub use prompt::{ContextChunk, FimPrompt, ModelCaps, TokenCounter};

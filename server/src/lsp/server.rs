@@ -68,13 +68,24 @@ impl Server {
     async fn server_info(&self) -> Result<ext::ServerInfoResult> {
         guard(ext::SERVER_INFO, requests::server_info::handle(self)).await
     }
+
+    async fn document_state(
+        &self,
+        params: ext::DocumentStateParams,
+    ) -> Result<ext::DocumentStateResult> {
+        guard(
+            ext::DOCUMENT_STATE,
+            requests::document_state::handle(self, params),
+        )
+        .await
+    }
 }
 
 /// Serves LSP on the given streams until the client sends `exit` or hangs up.
 pub async fn serve<I, O>(input: I, output: O, layers: Layers)
 where
     I: AsyncRead + Unpin,
-    O: AsyncWrite,
+    O: AsyncWrite + Unpin,
 {
     let state = Arc::new(State::new(layers));
     let (service, socket) = LspService::build(|client| Server {
@@ -82,10 +93,14 @@ where
         state: Arc::clone(&state),
     })
     .custom_method(ext::SERVER_INFO, Server::server_info)
+    .custom_method(ext::DOCUMENT_STATE, Server::document_state)
     .finish();
-    tower_lsp_server::Server::new(input, output, socket)
-        .serve(service)
-        .await;
+    super::transport::guarded(input, output, |server_input, server_output| async move {
+        tower_lsp_server::Server::new(server_input, server_output, socket)
+            .serve(service)
+            .await;
+    })
+    .await;
     tracing::info!("client disconnected; server stopping");
 }
 
