@@ -47,6 +47,23 @@ export interface ServerInfoResult {
 /** Client → server health check. */
 export const serverInfo = new lc.RequestType0<ServerInfoResult, void>("wellspring/serverInfo");
 
+export interface DocumentStateParams {
+  uri: string;
+}
+
+export interface DocumentStateResult {
+  version: number;
+  text: string;
+  /** The grammar in use, or null when the document is not parsed. */
+  language: string | null;
+  kind: "text" | "tooLargeToParse" | "binary";
+  /** The syntax tree as an S-expression, when there is one. */
+  tree: string | null;
+}
+
+/** Client → server: the server's copy of a document (for checks that both sides agree). */
+export const documentState = new lc.RequestType<DocumentStateParams, DocumentStateResult, void>("wellspring/documentState");
+
 export interface ChatMessage {
   role: "user" | "assistant";
   content: string;
