@@ -26,7 +26,7 @@ pub enum Error {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "snake_case")]
 pub struct Config {
     pub model: ModelConfig,
@@ -68,6 +68,9 @@ pub struct ModelConfig {
     pub n_threads: u32,
     /// Parallel sequences (one per recently active document).
     pub n_slots: u32,
+    /// Context size in tokens for chat and code actions, which get a context of their own so
+    /// they never evict completion slots.
+    pub chat_n_ctx: u32,
     pub flash_attention: FlashAttention,
     pub kv_cache_type: KvCacheType,
 }
@@ -82,6 +85,7 @@ impl Default for ModelConfig {
             n_batch: 512,
             n_threads: 0,
             n_slots: 4,
+            chat_n_ctx: 4096,
             flash_attention: FlashAttention::Auto,
             kv_cache_type: KvCacheType::F16,
         }
@@ -161,17 +165,6 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".to_owned(),
             file: None,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            model: ModelConfig::default(),
-            completion: CompletionConfig::default(),
-            context: ContextConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

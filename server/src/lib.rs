@@ -4,6 +4,7 @@
 //! concern and exposes a small `pub` façade; see `ARCHITECTURE.md` for the map and the
 //! invariants that keep the boundaries honest.
 
+pub mod assist;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -1,9 +1,406 @@
 //! Inference: the only code that sees `llama_cpp_2`.
 //!
-//! One OS thread owns the model and its context for life (a `LlamaContext` is not `Send`);
-//! async callers talk to it through channels.
+//! One OS thread owns the model and its contexts for life (`thread`); async callers talk to it
+//! through channels via the cloneable `Engine` handle below. Inside the thread, `scheduler`
+//! decides what runs next (completions before chat, latest request per document wins),
+//! `session` keeps each KV-cache sequence's tokens for prefix reuse, `render` lays out FIM
+//! prompts, `generate` runs one generation a step at a time, and `backend` is the seam to
+//! llama.cpp (or to a scripted fake in tests).
+//!
+//! Prompt content is `context/`'s job and model files are `model/`'s; this module takes a
+//! `FimPrompt` and a local GGUF path.
 
+mod backend;
+mod detok;
+mod generate;
+mod gguf;
 mod prompt;
+mod render;
+mod scheduler;
+mod session;
+mod thread;
 pub mod vocab;
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
 pub use prompt::{ContextChunk, FimPrompt, ModelCaps, TokenCounter};
+
+use crate::config::{CompletionConfig, ModelConfig};
+use scheduler::{ChatJob, Command, CompletionJob, Shared};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("model file {} does not exist", .0.display())]
+    ModelNotFound(PathBuf),
+    #[error("{} is not a usable GGUF model: {reason}", path.display())]
+    InvalidModel { path: PathBuf, reason: String },
+    #[error("cannot load model {}: {reason}", path.display())]
+    Load { path: PathBuf, reason: String },
+    #[error("inference backend: {0}")]
+    Backend(String),
+    #[error("a newer request for the same document replaced this one")]
+    Superseded,
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("invalid grammar: {0}")]
+    Grammar(String),
+    #[error("cannot apply the chat template: {0}")]
+    ChatTemplate(String),
+    #[error("prompt of {n_tokens} tokens does not fit the {n_ctx}-token context")]
+    PromptTooLong { n_tokens: u32, n_ctx: u32 },
+    #[error("internal engine error: {0}")]
+    Internal(String),
+}
+
+/// How the next token is picked. Temperature 0 means greedy decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingConfig {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub seed: u32,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            temperature: 0.0,
+            top_k: 40,
+            top_p: 0.95,
+            seed: 0,
+        }
+    }
+}
+
+impl From<&CompletionConfig> for SamplingConfig {
+    fn from(config: &CompletionConfig) -> Self {
+        SamplingConfig {
+            temperature: config.temperature,
+            top_k: config.top_k,
+            top_p: config.top_p,
+            seed: 0,
+        }
+    }
+}
+
+/// One fill-in-the-middle completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// Names the document (its URI); a newer request for the same document replaces this one.
+    pub document: String,
+    pub prompt: FimPrompt,
+    pub max_tokens: u32,
+    /// Stop at the end of the line (the cursor is mid-line).
+    pub single_line: bool,
+    pub stop: Vec<String>,
+    /// Wall-clock budget from the call to the answer; the text generated so far is returned when
+    /// it runs out.
+    pub time_budget: Duration,
+    pub sampling: SamplingConfig,
+}
+
+impl CompletionRequest {
+    /// A request shaped by the user's `[completion]` settings.
+    pub fn new(
+        document: impl Into<String>,
+        prompt: FimPrompt,
+        single_line: bool,
+        config: &CompletionConfig,
+    ) -> CompletionRequest {
+        CompletionRequest {
+            document: document.into(),
+            prompt,
+            max_tokens: config.max_tokens,
+            single_line,
+            stop: config.stop.clone(),
+            time_budget: Duration::from_millis(config.time_budget_ms),
+            sampling: SamplingConfig::from(config),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    EndOfGeneration,
+    EndOfLine,
+    StopString,
+    MaxTokens,
+    TimeBudget,
+    /// The slot's share of the context is full.
+    ContextFull,
+    /// The answer is the rest of an earlier suggestion the user has been typing.
+    TypedAhead,
+    /// The prompt rendered to no tokens at all (an empty file on a model without FIM tokens).
+    EmptyPrompt,
+}
+
+/// What one completion cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionFigures {
+    /// Tokens in the rendered prompt.
+    pub n_prompt: u32,
+    /// Prompt tokens whose KV cache was reused.
+    pub n_reused: u32,
+    /// Prompt tokens evaluated for this request (generated tokens are not counted here).
+    pub n_evaluated: u32,
+    pub n_generated: u32,
+    pub t_prefill_ms: f64,
+    pub t_decode_ms: f64,
+    /// From the call to the answer, queueing included.
+    pub t_total_ms: f64,
+    pub served_without_inference: bool,
+    pub stop: StopReason,
+    /// The sequence that served it.
+    pub slot: Option<u32>,
+    /// The prompt did not fit and was cut.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Text to insert at the cursor.
+    pub text: String,
+    pub figures: CompletionFigures,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: u32,
+    /// A GBNF grammar (root rule `root`) the answer must follow.
+    pub grammar: Option<String>,
+    pub sampling: SamplingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatOutcome {
+    /// The whole answer (the concatenation of the deltas sent).
+    pub text: String,
+    pub n_prompt: u32,
+    pub n_reused: u32,
+    pub n_evaluated: u32,
+    pub n_generated: u32,
+    pub t_prefill_ms: f64,
+    pub t_decode_ms: f64,
+    pub stop: StopReason,
+}
+
+/// Counters since the engine started, and the figures of the latest completions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStats {
+    pub n_completions: u64,
+    pub n_served_without_inference: u64,
+    /// Replaced by a newer request for the same document.
+    pub n_superseded: u64,
+    /// The caller stopped waiting (for example `$/cancelRequest`).
+    pub n_abandoned: u64,
+    pub n_errors: u64,
+    pub n_chats: u64,
+    pub n_tokens_reused: u64,
+    pub n_tokens_evaluated: u64,
+    pub n_tokens_generated: u64,
+    /// Oldest first, at most `RECENT_FIGURES`.
+    pub recent: Vec<CompletionFigures>,
+}
+
+/// How many completions `EngineStats::recent` keeps.
+pub const RECENT_FIGURES: usize = 128;
+
+impl EngineStats {
+    fn record(&mut self, figures: &CompletionFigures) {
+        self.n_completions += 1;
+        self.n_served_without_inference += u64::from(figures.served_without_inference);
+        self.n_tokens_reused += u64::from(figures.n_reused);
+        self.n_tokens_evaluated += u64::from(figures.n_evaluated);
+        self.n_tokens_generated += u64::from(figures.n_generated);
+        if self.recent.len() == RECENT_FIGURES {
+            self.recent.remove(0);
+        }
+        self.recent.push(figures.clone());
+    }
+}
+
+/// A handle on the engine thread; clones share it. The thread stops when the last handle is
+/// dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: std::sync::mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    caps: ModelCaps,
+    token_counter: Arc<dyn TokenCounter>,
+    backend_name: String,
+    model_path: PathBuf,
+}
+
+/// What the engine thread reports once its model is loaded.
+pub(crate) struct Started {
+    pub caps: ModelCaps,
+    pub token_counter: Arc<dyn TokenCounter>,
+    pub backend_name: String,
+}
+
+impl Engine {
+    /// Loads the model at `model_path` on a new engine thread and returns once it is ready.
+    /// Blocks for the load (seconds for big models): call it from `spawn_blocking` in async
+    /// code. A missing, truncated or non-GGUF file is an `Err`, never a crash.
+    pub fn start(config: &ModelConfig, model_path: &Path) -> Result<Engine, Error> {
+        Engine::start_with_progress(config, model_path, None)
+    }
+
+    /// `start`, calling `on_progress` with the load progress in `0.0..=1.0`.
+    pub fn start_with_progress(
+        config: &ModelConfig,
+        model_path: &Path,
+        on_progress: Option<Box<dyn FnMut(f32) + Send>>,
+    ) -> Result<Engine, Error> {
+        let shared = Arc::new(Shared::default());
+        let (commands, started) = thread::spawn_llama(
+            config.clone(),
+            model_path.to_owned(),
+            on_progress,
+            shared.clone(),
+        )?;
+        Ok(Engine::from_parts(commands, started, shared, model_path))
+    }
+
+    fn from_parts(
+        commands: std::sync::mpsc::Sender<Command>,
+        started: Started,
+        shared: Arc<Shared>,
+        model_path: &Path,
+    ) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                commands,
+                shared,
+                caps: started.caps,
+                token_counter: started.token_counter,
+                backend_name: started.backend_name,
+                model_path: model_path.to_owned(),
+            }),
+        }
+    }
+
+    /// Completes `request`. A newer request for the same document makes this one return
+    /// `Error::Superseded`; dropping the future stops the work at the next decode step. When the
+    /// user has typed the start of the document's last suggestion, the rest of it comes back at
+    /// once, without inference.
+    pub async fn complete(&self, request: CompletionRequest) -> Result<Completion, Error> {
+        let submitted_at = Instant::now();
+        let typed_ahead = self
+            .inner
+            .shared
+            .typed_ahead()
+            .lookup(&request.document, &request.prompt);
+        if let Some(text) = typed_ahead {
+            // Latest wins here too: whatever still runs for this document is stale.
+            let _ = self.inner.commands.send(Command::Cancel {
+                document: request.document.clone(),
+            });
+            let completion = Completion {
+                text,
+                figures: CompletionFigures {
+                    n_prompt: 0,
+                    n_reused: 0,
+                    n_evaluated: 0,
+                    n_generated: 0,
+                    t_prefill_ms: 0.0,
+                    t_decode_ms: 0.0,
+                    t_total_ms: millis(submitted_at.elapsed()),
+                    served_without_inference: true,
+                    stop: StopReason::TypedAhead,
+                    slot: None,
+                    truncated: false,
+                },
+            };
+            tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
+            self.inner.shared.stats().record(&completion.figures);
+            return Ok(completion);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Complete(CompletionJob {
+                request,
+                reply,
+                submitted_at,
+            }))
+            .map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Generates a chat answer, sending text deltas through `deltas` as they are produced.
+    /// Completions keep priority: they run between the chat's decode steps. Dropping the future
+    /// (or the delta receiver) stops generation.
+    pub async fn chat(
+        &self,
+        request: ChatRequest,
+        deltas: mpsc::UnboundedSender<String>,
+    ) -> Result<ChatOutcome, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Chat(ChatJob {
+                request,
+                deltas,
+                reply,
+            }))
+            .map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    pub fn caps(&self) -> ModelCaps {
+        self.inner.caps.clone()
+    }
+
+    /// Counts tokens with the model's own vocabulary; usable from any thread.
+    pub fn token_counter(&self) -> Arc<dyn TokenCounter> {
+        self.inner.token_counter.clone()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.inner.shared.stats().clone()
+    }
+
+    /// "cpu", or the GPU backend in use ("cuda", "metal", "vulkan", …).
+    pub fn backend_name(&self) -> &str {
+        &self.inner.backend_name
+    }
+
+    pub fn model_path(&self) -> &Path {
+        &self.inner.model_path
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// `Mutex` poisoning only follows a panic that already failed its request; the data inside is
+/// plain counters and caches, still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod llama_tests;
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@
 //! take a snapshot, call a domain function and convert the result; logic lives outside `lsp/`.
 
 pub mod convert;
+mod engine_loader;
 pub mod ext;
 mod notifications;
 mod requests;

@@ -1,0 +1,470 @@
+//! `wellspring bench keystrokes`: replays typing through a real source file and prints latency
+//! and cache figures, optionally against llama-server's `/infill` on the same trace.
+//!
+//! For each chosen line the line is blanked after its indentation and typed back one character
+//! per request, the way an editor asks for a completion on every keystroke. The llama-server
+//! requests have llama.vim's shape (256 lines before, 64 after, the line head as `prompt`,
+//! `cache_prompt`), with fixed-length generation so both sides produce the same number of
+//! tokens. Numbers go to stdout as a table; nothing here is asserted.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::complete::{simple_fim_prompt, start_engine};
+use crate::config::Config;
+use crate::engine::{CompletionRequest, Engine, SamplingConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Type lines of a file back one character per request.
+    Keystrokes(KeystrokeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KeystrokeArgs {
+    /// The source file to type through.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// How many lines to retype.
+    #[arg(long, default_value_t = 2)]
+    pub lines: usize,
+    /// Tokens generated per request.
+    #[arg(long, default_value_t = 16)]
+    pub n_predict: u32,
+    /// Also send the trace to a running llama-server (e.g. http://127.0.0.1:8012).
+    #[arg(long, value_name = "URL")]
+    pub vs_llama_server: Option<String>,
+}
+
+pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Keystrokes(args) => keystrokes(config, args).await,
+    }
+}
+
+/// One line to retype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracedLine {
+    pub line_idx: usize,
+    pub indent: String,
+    pub content: String,
+}
+
+/// Picks `n_lines` lines spread over the file that are worth typing: 10 to 40 characters after
+/// the indentation, with some text above them.
+pub fn choose_lines(text: &str, n_lines: usize) -> Vec<TracedLine> {
+    let lines: Vec<&str> = text.lines().collect();
+    let candidates: Vec<TracedLine> = lines
+        .iter()
+        .enumerate()
+        .filter(|(line_idx, _)| *line_idx >= lines.len().min(20))
+        .filter_map(|(line_idx, line)| {
+            let content = line.trim_start();
+            let n_chars = content.chars().count();
+            (10..=40).contains(&n_chars).then(|| TracedLine {
+                line_idx,
+                indent: line[..line.len() - content.len()].to_owned(),
+                content: content.trim_end().to_owned(),
+            })
+        })
+        .collect();
+    if candidates.is_empty() || n_lines == 0 {
+        return Vec::new();
+    }
+    let n_lines = n_lines.min(candidates.len());
+    (0..n_lines)
+        .map(|pick_idx| candidates[(2 * pick_idx + 1) * candidates.len() / (2 * n_lines)].clone())
+        .collect()
+}
+
+/// The measurements of one keystroke.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub latency_ms: f64,
+    pub n_evaluated: u32,
+    pub n_generated: u32,
+    pub served_without_inference: bool,
+}
+
+async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let trace = choose_lines(&text, args.lines);
+    if trace.is_empty() {
+        bail!("{} has no line worth typing", args.file.display());
+    }
+    let n_keystrokes: usize = trace.iter().map(|line| line.content.chars().count()).sum();
+    println!(
+        "trace: {} lines, {} keystrokes from {}, n_predict {}",
+        trace.len(),
+        n_keystrokes,
+        args.file.display(),
+        args.n_predict
+    );
+    let engine = start_engine(config).await?;
+    let ours = run_wellspring(config, &engine, &text, &args, &trace).await?;
+    drop(engine);
+    let theirs = match &args.vs_llama_server {
+        Some(url) => {
+            let url = url.clone();
+            let text = text.clone();
+            let n_predict = args.n_predict;
+            let trace = trace.clone();
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    run_llama_server(&url, &text, &trace, n_predict)
+                })
+                .await??,
+            )
+        }
+        None => None,
+    };
+    print!("{}", table(&ours, theirs.as_deref()));
+    Ok(())
+}
+
+async fn run_wellspring(
+    config: &Config,
+    engine: &Engine,
+    text: &str,
+    args: &KeystrokeArgs,
+    trace: &[TracedLine],
+) -> anyhow::Result<Vec<Sample>> {
+    let document = args.file.display().to_string();
+    let budget = (config.context.budget_tokens as usize)
+        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
+    let counter = engine.token_counter();
+    let mut samples = Vec::new();
+    for line in trace {
+        let blanked = with_line(text, line.line_idx, &line.indent);
+        let base = simple_fim_prompt(
+            &blanked,
+            line.line_idx,
+            line.indent.chars().count(),
+            &document,
+            budget,
+            counter.as_ref(),
+        )?
+        .prompt;
+        let mut typed = String::new();
+        for typed_char in line.content.chars() {
+            typed.push(typed_char);
+            let mut prompt = base.clone();
+            prompt.line_head = format!("{}{typed}", line.indent);
+            let request = CompletionRequest {
+                document: document.clone(),
+                prompt,
+                max_tokens: args.n_predict,
+                single_line: false,
+                stop: Vec::new(),
+                time_budget: Duration::from_secs(600),
+                sampling: SamplingConfig::default(),
+            };
+            let started = Instant::now();
+            let completion = engine.complete(request).await?;
+            let figures = completion.figures;
+            samples.push(Sample {
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                n_evaluated: figures.n_evaluated,
+                n_generated: figures.n_generated,
+                served_without_inference: figures.served_without_inference,
+            });
+            progress("wellspring", samples.len());
+        }
+    }
+    eprintln!();
+    Ok(samples)
+}
+
+/// `text` with line `line_idx` replaced by `replacement`.
+fn with_line(text: &str, line_idx: usize, replacement: &str) -> String {
+    text.split_inclusive('\n')
+        .enumerate()
+        .map(|(idx, line)| {
+            if idx == line_idx {
+                let ending = &line[line.trim_end_matches(['\n', '\r']).len()..];
+                format!("{replacement}{ending}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
+fn progress(label: &str, n_done: usize) {
+    eprint!("\r{label}: {n_done} keystrokes");
+    let _ = std::io::stderr().flush();
+}
+
+/// The `/infill` body llama.vim sends for the cursor after `typed` on line `line.line_idx`.
+pub fn infill_request(text: &str, line: &TracedLine, typed: &str, n_predict: u32) -> Value {
+    let lines: Vec<&str> = text.lines().collect();
+    let before = &lines[line.line_idx.saturating_sub(256)..line.line_idx];
+    let after_end = (line.line_idx + 1 + 64).min(lines.len());
+    let after = &lines[(line.line_idx + 1).min(after_end)..after_end];
+    let mut input_prefix = before.join("\n");
+    input_prefix.push('\n');
+    let mut input_suffix = String::from("\n");
+    input_suffix.push_str(&after.join("\n"));
+    input_suffix.push('\n');
+    json!({
+        "input_prefix": input_prefix,
+        "input_suffix": input_suffix,
+        "input_extra": [],
+        "prompt": format!("{}{typed}", line.indent),
+        "n_predict": n_predict,
+        "ignore_eos": true,
+        "top_k": 40,
+        "top_p": 0.90,
+        "samplers": ["top_k", "top_p", "infill"],
+        "stream": false,
+        "cache_prompt": true,
+    })
+}
+
+fn run_llama_server(
+    url: &str,
+    text: &str,
+    trace: &[TracedLine],
+    n_predict: u32,
+) -> anyhow::Result<Vec<Sample>> {
+    let endpoint = format!("{}/infill", url.trim_end_matches('/'));
+    let mut samples = Vec::new();
+    for line in trace {
+        let mut typed = String::new();
+        for typed_char in line.content.chars() {
+            typed.push(typed_char);
+            let body = infill_request(text, line, &typed, n_predict);
+            let started = Instant::now();
+            let mut response = ureq::post(&endpoint)
+                .send_json(&body)
+                .with_context(|| format!("llama-server request to {endpoint} failed"))?;
+            let response: Value = response
+                .body_mut()
+                .read_json()
+                .context("llama-server sent something that is not JSON")?;
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            samples.push(infill_sample(&response, latency_ms)?);
+            progress("llama-server", samples.len());
+        }
+    }
+    eprintln!();
+    Ok(samples)
+}
+
+/// Reads the figures out of an `/infill` response.
+pub fn infill_sample(response: &Value, latency_ms: f64) -> anyhow::Result<Sample> {
+    let timings = response
+        .get("timings")
+        .context("llama-server response has no timings")?;
+    let number = |key: &str| timings.get(key).and_then(Value::as_u64).unwrap_or(0) as u32;
+    Ok(Sample {
+        latency_ms,
+        n_evaluated: number("prompt_n"),
+        n_generated: number("predicted_n"),
+        served_without_inference: false,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub median_evaluated: f64,
+    pub n_without_inference: usize,
+    pub mean_generated: f64,
+    pub n_samples: usize,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn summarize(samples: &[Sample]) -> Summary {
+    let mut latencies: Vec<f64> = samples.iter().map(|sample| sample.latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let mut evaluated: Vec<f64> = samples.iter().map(|s| f64::from(s.n_evaluated)).collect();
+    evaluated.sort_by(f64::total_cmp);
+    let n_samples = samples.len();
+    let mean = |sum: f64| {
+        if n_samples == 0 {
+            f64::NAN
+        } else {
+            sum / n_samples as f64
+        }
+    };
+    Summary {
+        p50_ms: percentile(&latencies, 0.5),
+        p90_ms: percentile(&latencies, 0.9),
+        p99_ms: percentile(&latencies, 0.99),
+        mean_ms: mean(latencies.iter().sum()),
+        median_evaluated: percentile(&evaluated, 0.5),
+        n_without_inference: samples
+            .iter()
+            .filter(|s| s.served_without_inference)
+            .count(),
+        mean_generated: mean(samples.iter().map(|s| f64::from(s.n_generated)).sum()),
+        n_samples,
+    }
+}
+
+/// The results table; with llama-server figures, a third row of ratios (ours / theirs).
+pub fn table(ours: &[Sample], theirs: Option<&[Sample]>) -> String {
+    let row = |name: &str, summary: &Summary| {
+        format!(
+            "| {name:<20} | {:>9.1} | {:>9.1} | {:>9.1} | {:>9.1} | {:>14.0} | {:>12} | {:>9.1} |\n",
+            summary.p50_ms,
+            summary.p90_ms,
+            summary.p99_ms,
+            summary.mean_ms,
+            summary.median_evaluated,
+            format!("{}/{}", summary.n_without_inference, summary.n_samples),
+            summary.mean_generated,
+        )
+    };
+    let mut out = String::new();
+    out += "| engine               |    p50 ms |    p90 ms |    p99 ms |   mean ms | eval/keystroke | no inference | generated |\n";
+    out += "|----------------------|-----------|-----------|-----------|-----------|----------------|--------------|-----------|\n";
+    let our_summary = summarize(ours);
+    out += &row("wellspring", &our_summary);
+    if let Some(theirs) = theirs {
+        let their_summary = summarize(theirs);
+        out += &row("llama-server /infill", &their_summary);
+        out += &format!(
+            "| {:<20} | {:>9.3} | {:>9.3} | {:>9.3} | {:>9.3} | {:>14.3} | {:>12} | {:>9} |\n",
+            "ratio (ws / server)",
+            our_summary.p50_ms / their_summary.p50_ms,
+            our_summary.p90_ms / their_summary.p90_ms,
+            our_summary.p99_ms / their_summary.p99_ms,
+            our_summary.mean_ms / their_summary.mean_ms,
+            our_summary.median_evaluated / their_summary.median_evaluated.max(1.0),
+            "",
+            "",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+
+    fn source(n_lines: usize) -> String {
+        (0..n_lines)
+            .map(|idx| format!("    let value_{idx:03} = compute({idx});\n"))
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_spread_over_the_file_after_some_context() {
+        let trace = choose_lines(&source(100), 2);
+        let picked: Vec<usize> = trace.iter().map(|line| line.line_idx).collect();
+        assert_eq!(picked, vec![40, 80]);
+        assert_eq!(trace[0].indent, "    ");
+        assert_eq!(trace[0].content, "let value_040 = compute(40);");
+        assert!(choose_lines("short\n", 3).is_empty());
+    }
+
+    #[test]
+    fn blanked_line_keeps_its_ending() {
+        assert_eq!(with_line("a\r\nbb\r\nc", 1, "  "), "a\r\n  \r\nc");
+    }
+
+    #[test]
+    fn summary_uses_nearest_rank_percentiles() {
+        let samples: Vec<Sample> = (1..=10)
+            .map(|idx| Sample {
+                latency_ms: f64::from(idx * 10),
+                n_evaluated: idx,
+                n_generated: 16,
+                served_without_inference: idx == 3,
+            })
+            .collect();
+        let summary = summarize(&samples);
+        assert_eq!(
+            (summary.p50_ms, summary.p90_ms, summary.p99_ms),
+            (50.0, 90.0, 100.0)
+        );
+        assert_eq!(
+            (summary.median_evaluated, summary.n_without_inference),
+            (5.0, 1)
+        );
+        assert_eq!(summary.mean_ms, 55.0);
+    }
+
+    /// A one-request HTTP server on 127.0.0.1 standing in for llama-server: it checks the
+    /// request's shape and answers with timings.
+    #[test]
+    fn llama_server_requests_have_llama_vim_shape() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut content_len = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header == "\r\n" {
+                    break;
+                }
+                if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    content_len = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; content_len];
+            reader.read_exact(&mut body).unwrap();
+            let answer = r#"{"content":"x","timings":{"prompt_n":512,"predicted_n":16}}"#;
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+            (
+                request_line,
+                serde_json::from_slice::<Value>(&body).unwrap(),
+            )
+        });
+        let text = source(300);
+        let line = TracedLine {
+            line_idx: 280,
+            indent: "    ".into(),
+            content: "l".into(),
+        };
+        let samples = run_llama_server(&url, &text, std::slice::from_ref(&line), 16).unwrap();
+        let (request_line, body) = server.join().unwrap();
+        assert!(request_line.starts_with("POST /infill "), "{request_line}");
+        assert_eq!(body["prompt"], "    l");
+        assert_eq!(body["n_predict"], 16);
+        assert_eq!(body["cache_prompt"], true);
+        let prefix = body["input_prefix"].as_str().unwrap();
+        assert_eq!(prefix.lines().count(), 256);
+        assert!(prefix.starts_with("    let value_024"));
+        let suffix = body["input_suffix"].as_str().unwrap();
+        assert_eq!(suffix.lines().count(), 20);
+        assert_eq!((samples[0].n_evaluated, samples[0].n_generated), (512, 16));
+    }
+}

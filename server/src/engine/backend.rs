@@ -1,0 +1,77 @@
+//! The seam between engine logic and inference: `trait Backend` is one model context with
+//! several KV-cache sequences. The `llama` implementation runs llama.cpp; the `fake` one (tests
+//! only) replays scripted tokens and records every evaluate/trim call so session reuse and
+//! scheduling are checked as exact numbers.
+//!
+//! Backends are used from the engine thread only; they know nothing of requests, documents or
+//! slots, which belong to `session` and `scheduler`.
+
+#[cfg(test)]
+pub(crate) mod fake;
+pub(crate) mod llama;
+
+use super::{ChatMessage, Error, SamplingConfig};
+
+/// A token id in the model's vocabulary.
+pub(crate) type Token = i32;
+
+/// The model's special tokens that prompts are built from; `None` where the vocabulary lacks one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpecialTokens {
+    /// Set only when the vocabulary asks for a BOS token at the start of every prompt.
+    pub bos: Option<Token>,
+    pub fim_prefix: Option<Token>,
+    pub fim_suffix: Option<Token>,
+    pub fim_middle: Option<Token>,
+    pub file_sep: Option<Token>,
+    pub repo_name: Option<Token>,
+}
+
+impl SpecialTokens {
+    /// The three tokens a fill-in-the-middle prompt needs, when the model has all of them.
+    pub(crate) fn fim(&self) -> Option<(Token, Token, Token)> {
+        Some((self.fim_prefix?, self.fim_suffix?, self.fim_middle?))
+    }
+}
+
+/// One model context. Positions are per sequence; `evaluate` appends tokens to a sequence's KV
+/// cache and leaves the logits of the last one ready for `sample`.
+pub(crate) trait Backend {
+    type Sampler;
+
+    fn special_tokens(&self) -> SpecialTokens;
+    /// Tokenizes text without adding BOS/EOS. `parse_special` turns `<|im_start|>`-like text into
+    /// control tokens (chat templates need it; code must never get it).
+    fn tokenize(&self, text: &str, parse_special: bool) -> Vec<Token>;
+    /// The bytes a token stands for; control tokens give none.
+    fn piece(&self, token: Token) -> Vec<u8>;
+    /// End of generation (end of text, end of turn, and the FIM tokens models stop with).
+    fn is_eog(&self, token: Token) -> bool;
+    /// Sequences (slots) this context holds.
+    fn n_seq(&self) -> u32;
+    /// Positions available to each sequence.
+    fn n_ctx_per_seq(&self) -> u32;
+    /// Most tokens one `evaluate` call may take.
+    fn n_batch(&self) -> u32;
+
+    /// Evaluates `tokens` at positions `n_past..` of sequence `seq`. On error the sequence's
+    /// cache contents past `n_past` are unknown and the caller clears it.
+    fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error>;
+    /// Drops positions `n_keep..` of `seq`; false when the model cannot cut a sequence partway.
+    fn trim(&mut self, seq: u32, n_keep: u32) -> bool;
+    /// Drops the whole sequence.
+    fn clear(&mut self, seq: u32);
+
+    fn new_sampler(
+        &self,
+        sampling: &SamplingConfig,
+        grammar: Option<&str>,
+    ) -> Result<Self::Sampler, Error>;
+    /// Picks the next token from the logits of the last `evaluate` (and feeds it to the
+    /// sampler's state, e.g. a grammar).
+    fn sample(&mut self, sampler: &mut Self::Sampler) -> Token;
+
+    /// Renders a conversation with the model's own chat template, ending with the assistant's
+    /// turn opened.
+    fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, Error>;
+}

@@ -1,0 +1,232 @@
+//! A scripted backend for tests: one token per byte, replies popped from a script, and a log of
+//! every evaluate/trim/clear call. It also keeps each sequence's contents and rejects any call
+//! that a real KV cache would get wrong (a gap in positions, a sequence overflowing its share),
+//! so engine bookkeeping bugs fail loudly.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::{Backend, SpecialTokens, Token};
+use crate::engine::{ChatMessage, Error, SamplingConfig};
+
+pub(crate) const EOG: Token = 0;
+pub(crate) const FIM_PREFIX: Token = 1;
+pub(crate) const FIM_SUFFIX: Token = 2;
+pub(crate) const FIM_MIDDLE: Token = 3;
+pub(crate) const FILE_SEP: Token = 4;
+pub(crate) const REPO_NAME: Token = 5;
+const BYTE_BASE: Token = 100;
+
+/// One call the engine made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    Evaluate {
+        seq: u32,
+        n_past: u32,
+        n_tokens: u32,
+    },
+    Trim {
+        seq: u32,
+        n_keep: u32,
+    },
+    Clear {
+        seq: u32,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FakeState {
+    pub calls: Vec<Call>,
+    /// Replies handed to samplers in order; each is followed by end-of-generation. With none
+    /// left, a sampler produces `x` forever.
+    pub replies: VecDeque<Vec<Token>>,
+    /// What each sequence's cache holds.
+    pub contents: Vec<Vec<Token>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FakeOptions {
+    pub n_seq: u32,
+    pub n_ctx_per_seq: u32,
+    pub n_batch: u32,
+    pub has_fim: bool,
+    /// Behave like a recurrent model: trimming a sequence partway fails.
+    pub partial_trim_fails: bool,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        FakeOptions {
+            n_seq: 2,
+            n_ctx_per_seq: 256,
+            n_batch: 64,
+            has_fim: true,
+            partial_trim_fails: false,
+        }
+    }
+}
+
+pub(crate) struct Fake {
+    options: FakeOptions,
+    pub state: Arc<Mutex<FakeState>>,
+}
+
+pub(crate) struct FakeSampler {
+    reply: Option<VecDeque<Token>>,
+}
+
+/// The fake's tokens for `text`: one per byte.
+pub(crate) fn tokens(text: &str) -> Vec<Token> {
+    text.bytes()
+        .map(|byte| BYTE_BASE + Token::from(byte))
+        .collect()
+}
+
+impl Fake {
+    pub(crate) fn new(options: FakeOptions) -> Fake {
+        let state = FakeState {
+            contents: vec![Vec::new(); options.n_seq as usize],
+            ..FakeState::default()
+        };
+        Fake {
+            options,
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state
+            .lock()
+            .expect("fake state lock is never poisoned")
+    }
+}
+
+impl FakeState {
+    pub(crate) fn push_reply(&mut self, text: &str) {
+        self.replies.push_back(tokens(text));
+    }
+
+    /// Takes the calls logged so far.
+    pub(crate) fn take_calls(&mut self) -> Vec<Call> {
+        std::mem::take(&mut self.calls)
+    }
+}
+
+impl Backend for Fake {
+    type Sampler = FakeSampler;
+
+    fn special_tokens(&self) -> SpecialTokens {
+        if !self.options.has_fim {
+            return SpecialTokens::default();
+        }
+        SpecialTokens {
+            bos: None,
+            fim_prefix: Some(FIM_PREFIX),
+            fim_suffix: Some(FIM_SUFFIX),
+            fim_middle: Some(FIM_MIDDLE),
+            file_sep: Some(FILE_SEP),
+            repo_name: Some(REPO_NAME),
+        }
+    }
+
+    fn tokenize(&self, text: &str, _parse_special: bool) -> Vec<Token> {
+        tokens(text)
+    }
+
+    fn piece(&self, token: Token) -> Vec<u8> {
+        match u8::try_from(token - BYTE_BASE) {
+            Ok(byte) if token >= BYTE_BASE => vec![byte],
+            _ => Vec::new(),
+        }
+    }
+
+    fn is_eog(&self, token: Token) -> bool {
+        token == EOG
+    }
+
+    fn n_seq(&self) -> u32 {
+        self.options.n_seq
+    }
+
+    fn n_ctx_per_seq(&self) -> u32 {
+        self.options.n_ctx_per_seq
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.options.n_batch
+    }
+
+    fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
+        let n_ctx_per_seq = self.options.n_ctx_per_seq;
+        let n_batch = self.options.n_batch;
+        let mut state = self.state();
+        state.calls.push(Call::Evaluate {
+            seq,
+            n_past,
+            n_tokens: tokens.len() as u32,
+        });
+        let contents = &mut state.contents[seq as usize];
+        if tokens.is_empty() || tokens.len() as u32 > n_batch {
+            return Err(Error::Backend(format!(
+                "bad batch of {} tokens",
+                tokens.len()
+            )));
+        }
+        if contents.len() as u32 != n_past {
+            return Err(Error::Backend(format!(
+                "gap: sequence {seq} holds {} tokens, evaluate at {n_past}",
+                contents.len()
+            )));
+        }
+        if n_past + tokens.len() as u32 > n_ctx_per_seq {
+            return Err(Error::Backend(format!("sequence {seq} overflows")));
+        }
+        contents.extend_from_slice(tokens);
+        Ok(())
+    }
+
+    fn trim(&mut self, seq: u32, n_keep: u32) -> bool {
+        let partial_trim_fails = self.options.partial_trim_fails;
+        let mut state = self.state();
+        state.calls.push(Call::Trim { seq, n_keep });
+        if partial_trim_fails && n_keep > 0 {
+            return false;
+        }
+        state.contents[seq as usize].truncate(n_keep as usize);
+        true
+    }
+
+    fn clear(&mut self, seq: u32) {
+        let mut state = self.state();
+        state.calls.push(Call::Clear { seq });
+        state.contents[seq as usize].clear();
+    }
+
+    fn new_sampler(
+        &self,
+        _sampling: &SamplingConfig,
+        grammar: Option<&str>,
+    ) -> Result<FakeSampler, Error> {
+        if grammar.is_some_and(|grammar| !grammar.contains("root")) {
+            return Err(Error::Grammar("grammar has no root rule".to_owned()));
+        }
+        Ok(FakeSampler {
+            reply: self.state().replies.pop_front().map(VecDeque::from),
+        })
+    }
+
+    fn sample(&mut self, sampler: &mut FakeSampler) -> Token {
+        match &mut sampler.reply {
+            Some(reply) => reply.pop_front().unwrap_or(EOG),
+            None => BYTE_BASE + Token::from(b'x'),
+        }
+    }
+
+    fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, Error> {
+        let mut text = String::new();
+        for message in messages {
+            text += &format!("<{}>{}\n", message.role, message.content);
+        }
+        Ok(text + "<assistant>")
+    }
+}

@@ -1,0 +1,316 @@
+//! The llama.cpp backend: model loading (after the GGUF check), context creation from
+//! `ModelConfig`, and the `Backend` operations on one `LlamaContext`.
+//!
+//! The model outlives its contexts: the engine thread owns the `Arc<LlamaModel>` and the contexts
+//! borrow it, so no self-referential struct or `unsafe` is needed.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{LlamaBackendDeviceType, LogOptions};
+
+use super::{Backend, SpecialTokens, Token};
+use crate::config::{FlashAttention, KvCacheType as ConfigKvCacheType, ModelConfig};
+use crate::engine::{gguf, ChatMessage, Error, SamplingConfig, TokenCounter};
+
+/// llama.cpp's process-wide initialisation; it may run once per process.
+fn llama_backend() -> Result<&'static LlamaBackend, Error> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(LogOptions::default());
+            LlamaBackend::init().map_err(|error| error.to_string())
+        })
+        .as_ref()
+        .map_err(|message| Error::Backend(format!("cannot initialise llama.cpp: {message}")))
+}
+
+/// The name of the device the model's layers run on: "cpu", or the GPU backend's name in lower
+/// case ("cuda", "metal", "vulkan", …) when one is present and offloading is on.
+pub(crate) fn device_name(config: &ModelConfig) -> String {
+    if config.n_gpu_layers == 0 {
+        return "cpu".to_owned();
+    }
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .find(|device| {
+            matches!(
+                device.device_type,
+                LlamaBackendDeviceType::Gpu | LlamaBackendDeviceType::IntegratedGpu
+            )
+        })
+        .map_or_else(|| "cpu".to_owned(), |device| device.backend.to_lowercase())
+}
+
+/// Loads a GGUF model. Missing and malformed files are errors, never aborts: the file is checked
+/// before llama.cpp sees it.
+pub(crate) fn load_model(
+    path: &Path,
+    config: &ModelConfig,
+    mut on_progress: Option<Box<dyn FnMut(f32) + Send>>,
+) -> Result<LlamaModel, Error> {
+    let backend = llama_backend()?;
+    if !path.is_file() {
+        return Err(Error::ModelNotFound(path.to_owned()));
+    }
+    let summary = gguf::validate(path).map_err(|reason| Error::InvalidModel {
+        path: path.to_owned(),
+        reason,
+    })?;
+    let n_gpu_layers = match config.n_gpu_layers {
+        layers if layers < 0 => u32::MAX,
+        layers => layers as u32,
+    };
+    let mut params = LlamaModelParams::default().with_n_gpu_layers(n_gpu_layers);
+    if let Some(mut callback) = on_progress.take() {
+        params = params.with_progress_callback(move |progress| {
+            callback(progress);
+            true
+        });
+    }
+    tracing::info!(
+        path = %path.display(),
+        architecture = summary.architecture.as_deref().unwrap_or("unknown"),
+        n_tensors = summary.n_tensors,
+        "loading model"
+    );
+    LlamaModel::load_from_file(backend, path, &params).map_err(|error| Error::Load {
+        path: path.to_owned(),
+        reason: format!(
+            "llama.cpp could not load it ({error}); architecture {}",
+            summary.architecture.as_deref().unwrap_or("unknown")
+        ),
+    })
+}
+
+/// How one context is shaped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContextShape {
+    pub n_ctx: u32,
+    pub n_seq: u32,
+}
+
+/// One llama.cpp context over a borrowed model.
+pub(crate) struct LlamaCpp<'m> {
+    model: &'m LlamaModel,
+    context: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    special: SpecialTokens,
+    n_seq: u32,
+    n_ctx_per_seq: u32,
+    n_batch: u32,
+}
+
+fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
+    match kv_type {
+        ConfigKvCacheType::F16 => KvCacheType::F16,
+        ConfigKvCacheType::Q8_0 => KvCacheType::Q8_0,
+        ConfigKvCacheType::Q4_0 => KvCacheType::Q4_0,
+    }
+}
+
+fn valid(token: LlamaToken, n_vocab: i32) -> Option<Token> {
+    (token.0 >= 0 && token.0 < n_vocab).then_some(token.0)
+}
+
+/// The model's special tokens; ids llama.cpp reports as absent (-1) become `None`.
+pub(crate) fn special_tokens(model: &LlamaModel) -> SpecialTokens {
+    let vocab = model.vocab();
+    let n_vocab = vocab.n_tokens();
+    SpecialTokens {
+        bos: vocab
+            .should_add_bos()
+            .then(|| valid(vocab.bos(), n_vocab))
+            .flatten(),
+        fim_prefix: valid(vocab.fim_pre(), n_vocab),
+        fim_suffix: valid(vocab.fim_suf(), n_vocab),
+        fim_middle: valid(vocab.fim_mid(), n_vocab),
+        file_sep: valid(vocab.fim_sep(), n_vocab),
+        repo_name: valid(vocab.fim_rep(), n_vocab),
+    }
+}
+
+impl<'m> LlamaCpp<'m> {
+    pub(crate) fn new(
+        model: &'m LlamaModel,
+        config: &ModelConfig,
+        shape: ContextShape,
+    ) -> Result<LlamaCpp<'m>, Error> {
+        let backend = llama_backend()?;
+        let n_seq = shape.n_seq.max(1);
+        // Every sequence gets at least 256 positions, and the total is a multiple of the
+        // sequence count so each one gets the same share.
+        let n_ctx = shape.n_ctx.max(256 * n_seq) / n_seq * n_seq;
+        let n_batch = config.n_batch.clamp(32, n_ctx);
+        let n_threads = match config.n_threads {
+            0 => std::thread::available_parallelism().map_or(4, |n| n.get()) as i32,
+            n => n as i32,
+        };
+        // llama.cpp's `llama_flash_attn_type` values (the crate passes the raw C enum through).
+        let flash = match config.flash_attention {
+            FlashAttention::Auto => -1,
+            FlashAttention::Off => 0,
+            FlashAttention::On => 1,
+        };
+        // A quantized V cache needs flash attention; without it only K is quantized.
+        let type_v = match config.flash_attention {
+            FlashAttention::Off => KvCacheType::F16,
+            _ => kv_type(config.kv_cache_type),
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_seq_max(n_seq)
+            .with_n_threads(n_threads)
+            .with_n_threads_batch(n_threads)
+            .with_flash_attention_policy(flash)
+            .with_type_k(kv_type(config.kv_cache_type))
+            .with_type_v(type_v);
+        let context = model
+            .new_context(backend, params)
+            .map_err(|error| Error::Backend(format!("cannot create a model context: {error}")))?;
+        let n_ctx_actual = context.n_ctx();
+        Ok(LlamaCpp {
+            model,
+            context,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            special: special_tokens(model),
+            n_seq,
+            n_ctx_per_seq: n_ctx_actual / n_seq,
+            n_batch,
+        })
+    }
+}
+
+impl Backend for LlamaCpp<'_> {
+    type Sampler = LlamaSampler;
+
+    fn special_tokens(&self) -> SpecialTokens {
+        self.special
+    }
+
+    fn tokenize(&self, text: &str, parse_special: bool) -> Vec<Token> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, parse_special)
+            .into_iter()
+            .map(|token| token.0)
+            .collect()
+    }
+
+    fn piece(&self, token: Token) -> Vec<u8> {
+        self.model
+            .vocab()
+            .token_to_piece(LlamaToken(token), false, None)
+    }
+
+    fn is_eog(&self, token: Token) -> bool {
+        self.model.vocab().is_eog(LlamaToken(token))
+    }
+
+    fn n_seq(&self) -> u32 {
+        self.n_seq
+    }
+
+    fn n_ctx_per_seq(&self) -> u32 {
+        self.n_ctx_per_seq
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.n_batch
+    }
+
+    fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
+        self.batch.clear();
+        let last_idx = tokens.len().saturating_sub(1);
+        for (token_idx, &token) in tokens.iter().enumerate() {
+            self.batch
+                .add(
+                    LlamaToken(token),
+                    (n_past as usize + token_idx) as i32,
+                    &[seq as i32],
+                    token_idx == last_idx,
+                )
+                .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
+        }
+        self.context
+            .decode(&mut self.batch)
+            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+    }
+
+    fn trim(&mut self, seq: u32, n_keep: u32) -> bool {
+        self.context
+            .clear_kv_cache_seq(Some(seq), Some(n_keep), None)
+            .unwrap_or(false)
+    }
+
+    fn clear(&mut self, seq: u32) {
+        // Removing a whole sequence always succeeds.
+        let _ = self.context.clear_kv_cache_seq(Some(seq), None, None);
+    }
+
+    fn new_sampler(
+        &self,
+        sampling: &SamplingConfig,
+        grammar: Option<&str>,
+    ) -> Result<LlamaSampler, Error> {
+        let mut chain = Vec::new();
+        if let Some(grammar) = grammar {
+            chain.push(
+                LlamaSampler::grammar(self.model, grammar, "root")
+                    .map_err(|error| Error::Grammar(error.to_string()))?,
+            );
+        }
+        if sampling.temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if sampling.top_k > 0 {
+                chain.push(LlamaSampler::top_k(sampling.top_k));
+            }
+            if sampling.top_p > 0.0 && sampling.top_p < 1.0 {
+                chain.push(LlamaSampler::top_p(sampling.top_p, 1));
+            }
+            chain.push(LlamaSampler::temp(sampling.temperature));
+            chain.push(LlamaSampler::dist(sampling.seed));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+
+    fn sample(&mut self, sampler: &mut LlamaSampler) -> Token {
+        sampler.sample(&self.context, -1).0
+    }
+
+    fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, Error> {
+        let template = match self.model.chat_template(None) {
+            Ok(template) => template,
+            Err(_) => LlamaChatTemplate::new("chatml").expect("a literal without NUL bytes"),
+        };
+        let messages = messages
+            .iter()
+            .map(|message| LlamaChatMessage::new(message.role.clone(), message.content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| Error::ChatTemplate(error.to_string()))?;
+        self.model
+            .apply_chat_template(&template, &messages, true)
+            .map_err(|error| Error::ChatTemplate(error.to_string()))
+    }
+}
+
+/// Counts tokens with the model's vocabulary, off the engine thread (the model is `Sync`).
+pub(crate) struct VocabCounter(pub Arc<LlamaModel>);
+
+impl TokenCounter for VocabCounter {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.0.vocab().tokenize(text.as_bytes(), false, false).len()
+    }
+}

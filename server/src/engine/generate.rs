@@ -1,0 +1,117 @@
+//! One generation as a step machine: prefill the prompt a batch at a time, then sample and
+//! evaluate one token per step. Each step is one `evaluate` call at most, which is what lets the
+//! scheduler cancel, preempt and interleave between steps.
+//!
+//! Stop rules that depend on the request (end of line, stop strings, token and time budgets)
+//! belong to the caller; this module stops only on end-of-generation and a full sequence.
+
+use std::time::{Duration, Instant};
+
+use super::backend::{Backend, Token};
+use super::detok::Detokenizer;
+use super::session::{Placement, Sessions};
+use super::{Error, StopReason};
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A chunk of the prompt was evaluated.
+    Prefilled,
+    /// A token was sampled; its complete characters (possibly none yet).
+    Text(String),
+    End(StopReason),
+}
+
+pub(crate) struct Generation<S> {
+    pub slot_idx: usize,
+    prompt: Vec<Token>,
+    sampler: S,
+    detok: Detokenizer,
+    /// The last sampled token, evaluated at the start of the next step (so a caller that stops
+    /// on it never pays for its evaluation).
+    pending: Option<Token>,
+    prefilled: bool,
+    pub n_prompt: u32,
+    pub n_reused: u32,
+    /// Prompt tokens evaluated (the prefill); generated tokens are counted in `n_generated`.
+    pub n_evaluated: u32,
+    pub n_generated: u32,
+    pub t_prefill: Duration,
+    pub t_decode: Duration,
+}
+
+impl<S> Generation<S> {
+    /// Starts generating after `prompt` (non-empty) in the slot `placement` prepared.
+    pub(crate) fn new(placement: Placement, prompt: Vec<Token>, sampler: S) -> Generation<S> {
+        Generation {
+            slot_idx: placement.slot_idx,
+            n_prompt: prompt.len() as u32,
+            n_reused: placement.n_past,
+            prompt,
+            sampler,
+            detok: Detokenizer::default(),
+            pending: None,
+            prefilled: false,
+            n_evaluated: 0,
+            n_generated: 0,
+            t_prefill: Duration::ZERO,
+            t_decode: Duration::ZERO,
+        }
+    }
+
+    /// Bytes of an unfinished character that the output will not include.
+    pub(crate) fn n_dropped_bytes(&self) -> usize {
+        self.detok.n_pending_bytes()
+    }
+
+    /// Runs one step. On error the slot has been reset (its cache contents are unknown).
+    pub(crate) fn step<B: Backend<Sampler = S>>(
+        &mut self,
+        backend: &mut B,
+        sessions: &mut Sessions,
+    ) -> Result<Event, Error> {
+        let started = Instant::now();
+        let result = self.step_inner(backend, sessions);
+        if self.prefilled && !matches!(result, Ok(Event::Prefilled)) {
+            self.t_decode += started.elapsed();
+        } else {
+            self.t_prefill += started.elapsed();
+        }
+        if result.is_err() {
+            sessions.reset(backend, self.slot_idx);
+        }
+        result
+    }
+
+    fn step_inner<B: Backend<Sampler = S>>(
+        &mut self,
+        backend: &mut B,
+        sessions: &mut Sessions,
+    ) -> Result<Event, Error> {
+        let slot = &mut sessions.slots[self.slot_idx];
+        if !self.prefilled {
+            let n_done = slot.tokens.len();
+            let chunk_end = self.prompt.len().min(n_done + backend.n_batch() as usize);
+            let chunk = &self.prompt[n_done..chunk_end];
+            backend.evaluate(slot.seq, n_done as u32, chunk)?;
+            slot.tokens.extend_from_slice(chunk);
+            self.n_evaluated += chunk.len() as u32;
+            self.prefilled = chunk_end == self.prompt.len();
+            return Ok(Event::Prefilled);
+        }
+        if let Some(token) = self.pending.take() {
+            if slot.tokens.len() >= backend.n_ctx_per_seq() as usize {
+                return Ok(Event::End(StopReason::ContextFull));
+            }
+            backend.evaluate(slot.seq, slot.tokens.len() as u32, &[token])?;
+            slot.tokens.push(token);
+        }
+        let token = backend.sample(&mut self.sampler);
+        if backend.is_eog(token) {
+            return Ok(Event::End(StopReason::EndOfGeneration));
+        }
+        self.n_generated += 1;
+        self.pending = Some(token);
+        Ok(Event::Text(self.detok.push(&backend.piece(token))))
+    }
+}

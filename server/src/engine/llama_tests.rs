@@ -1,0 +1,219 @@
+//! Plumbing tests on the real llama.cpp backend with the tiny random-weight model: loading,
+//! KV-cache reuse between keystrokes, clean errors for bad files, chat streaming, grammars and
+//! cancellation. The model's text is noise, so nothing here depends on what it says.
+
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::config::ModelConfig;
+
+/// `$WELLSPRING_TEST_MODEL`, else `<repo root>/models/tiny.gguf`.
+fn test_model() -> PathBuf {
+    let path = std::env::var_os("WELLSPRING_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny.gguf"));
+    assert!(
+        path.is_file(),
+        "test model {} is missing: run scripts/test-models.sh (or set WELLSPRING_TEST_MODEL)",
+        path.display()
+    );
+    path
+}
+
+fn test_config() -> ModelConfig {
+    ModelConfig {
+        n_ctx: 1024,
+        n_slots: 2,
+        n_batch: 128,
+        n_threads: 2,
+        chat_n_ctx: 2048,
+        ..ModelConfig::default()
+    }
+}
+
+fn start() -> Engine {
+    Engine::start(&test_config(), &test_model()).expect("the tiny model loads")
+}
+
+fn prompt(line_head: &str) -> FimPrompt {
+    FimPrompt {
+        repo_name: Some("demo".into()),
+        extra: vec![ContextChunk {
+            path: "src/util.rs".into(),
+            label: "definition".into(),
+            text: "pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n".into(),
+        }],
+        path: "src/main.rs".into(),
+        prefix: "use util::add;\n\nfn main() {\n".into(),
+        suffix: "\n    println!(\"{total}\");\n}\n".into(),
+        line_head: line_head.into(),
+    }
+}
+
+fn request(document: &str, prompt: FimPrompt) -> CompletionRequest {
+    CompletionRequest {
+        document: document.into(),
+        prompt,
+        max_tokens: 4,
+        single_line: false,
+        stop: Vec::new(),
+        time_budget: Duration::from_secs(600),
+        sampling: SamplingConfig::default(),
+    }
+}
+
+#[tokio::test]
+async fn keystroke_after_a_completion_reuses_the_cache() {
+    let engine = tokio::task::spawn_blocking(start).await.unwrap();
+    let caps = engine.caps();
+    assert!(caps.has_fim && caps.has_file_sep && caps.has_repo_name);
+    assert_eq!(caps.n_ctx_per_slot, 512);
+    assert!(engine.token_counter().count_tokens("fn main() {}") > 2);
+    assert!(!engine.backend_name().is_empty());
+
+    let first = engine
+        .complete(request("file:///main.rs", prompt("    let total = add")))
+        .await
+        .unwrap();
+    let figures = &first.figures;
+    assert_eq!(figures.n_reused, 0);
+    assert_eq!(figures.n_evaluated, figures.n_prompt);
+    assert!(figures.n_generated >= 1);
+
+    // Type one character the suggestion does not start with, so the model has to run.
+    let typed = if first.text.starts_with('(') {
+        "["
+    } else {
+        "("
+    };
+    let second = engine
+        .complete(request(
+            "file:///main.rs",
+            prompt(&format!("    let total = add{typed}")),
+        ))
+        .await
+        .unwrap();
+    let figures = &second.figures;
+    assert!(!figures.served_without_inference);
+    assert!(figures.n_evaluated <= 3, "{figures:?}");
+    assert!(
+        figures.n_reused + 3 >= first.figures.n_prompt,
+        "{figures:?}"
+    );
+    assert_eq!(figures.n_reused + figures.n_evaluated, figures.n_prompt);
+    assert_eq!(engine.stats().n_completions, 2);
+}
+
+#[test]
+fn broken_model_files_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config();
+    let check = |path: &Path| {
+        Engine::start(&config, path)
+            .err()
+            .expect("not a usable model")
+    };
+
+    let missing = dir.path().join("missing.gguf");
+    assert_eq!(check(&missing), Error::ModelNotFound(missing.clone()));
+
+    let bytes = std::fs::read(test_model()).unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let error = check(&truncated);
+    assert!(
+        matches!(&error, Error::InvalidModel { reason, .. } if reason.starts_with("truncated")),
+        "{error}"
+    );
+
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "these are not weights\n").unwrap();
+    assert!(matches!(check(&text), Error::InvalidModel { .. }));
+
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, "").unwrap();
+    assert!(matches!(check(&empty), Error::InvalidModel { .. }));
+
+    // Well-formed GGUF that llama.cpp cannot make a model of: no tensors, unknown architecture.
+    let mut header = Vec::new();
+    header.extend_from_slice(b"GGUF");
+    header.extend_from_slice(&3u32.to_le_bytes());
+    header.extend_from_slice(&0u64.to_le_bytes());
+    header.extend_from_slice(&1u64.to_le_bytes());
+    let key = "general.architecture";
+    header.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    header.extend_from_slice(key.as_bytes());
+    header.extend_from_slice(&8u32.to_le_bytes());
+    header.extend_from_slice(&8u64.to_le_bytes());
+    header.extend_from_slice(b"nonsense");
+    let hollow = dir.path().join("hollow.gguf");
+    std::fs::write(&hollow, &header).unwrap();
+    assert!(matches!(check(&hollow), Error::Load { .. }));
+}
+
+fn chat_request(max_tokens: u32, grammar: Option<&str>) -> ChatRequest {
+    ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You answer briefly.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "Is this code correct?".into(),
+            },
+        ],
+        max_tokens,
+        grammar: grammar.map(str::to_owned),
+        sampling: SamplingConfig::default(),
+    }
+}
+
+#[tokio::test]
+async fn chat_streams_follows_grammars_and_stops_when_cancelled() {
+    let engine = tokio::task::spawn_blocking(start).await.unwrap();
+
+    let (deltas_tx, mut deltas) = mpsc::unbounded_channel();
+    let outcome = engine.chat(chat_request(8, None), deltas_tx).await.unwrap();
+    let mut streamed = String::new();
+    while let Ok(delta) = deltas.try_recv() {
+        streamed += &delta;
+    }
+    assert_eq!(streamed, outcome.text);
+    assert!(outcome.n_generated >= 1 && outcome.n_generated <= 8);
+    assert!(outcome.n_prompt > 10);
+
+    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+    let grammar = "root ::= \"yes\" | \"no\"";
+    let outcome = engine
+        .chat(chat_request(16, Some(grammar)), deltas_tx)
+        .await
+        .unwrap();
+    assert!(
+        ["yes", "no"].contains(&outcome.text.as_str()),
+        "{outcome:?}"
+    );
+
+    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+    let bad = engine
+        .chat(chat_request(16, Some("root ::= (")), deltas_tx)
+        .await;
+    assert!(matches!(bad, Err(Error::Grammar(_))), "{bad:?}");
+
+    // A long chat, dropped after its first delta.
+    let (deltas_tx, mut deltas) = mpsc::unbounded_channel();
+    let chatting = engine.clone();
+    let task =
+        tokio::spawn(async move { chatting.chat(chat_request(100_000, None), deltas_tx).await });
+    deltas.recv().await.expect("a first delta");
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    // The engine is free again: a completion is answered, and the chat counts as abandoned.
+    let completion = engine
+        .complete(request("file:///main.rs", prompt("    let")))
+        .await
+        .unwrap();
+    assert!(completion.figures.n_generated >= 1);
+    assert_eq!(engine.stats().n_abandoned, 1);
+}

@@ -1,0 +1,552 @@
+//! What the engine thread does next. Completions run before chat (a chat advances one decode
+//! step only while no completion is waiting), a newer completion for a document replaces the
+//! older one, callers that went away are dropped between steps, and the last suggestion of each
+//! document is remembered so typing into it needs no inference.
+//!
+//! The scheduler is driven by `thread` (commands in, `step()` until idle) and by tests directly,
+//! which is what makes cancellation and preemption testable without timing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::backend::Backend;
+use super::generate::{Event, Generation};
+use super::render::{render, TokenCache};
+use super::session::Sessions;
+use super::{
+    lock, millis, ChatOutcome, ChatRequest, Completion, CompletionFigures, CompletionRequest,
+    EngineStats, Error, FimPrompt, StopReason,
+};
+
+pub(crate) struct CompletionJob {
+    pub request: CompletionRequest,
+    pub reply: oneshot::Sender<Result<Completion, Error>>,
+    pub submitted_at: Instant,
+}
+
+pub(crate) struct ChatJob {
+    pub request: ChatRequest,
+    pub deltas: mpsc::UnboundedSender<String>,
+    pub reply: oneshot::Sender<Result<ChatOutcome, Error>>,
+}
+
+pub(crate) enum Command {
+    Complete(CompletionJob),
+    Chat(ChatJob),
+    /// Drop whatever runs or waits for this document.
+    Cancel {
+        document: String,
+    },
+}
+
+/// State shared between the engine thread and its handles.
+#[derive(Default)]
+pub(crate) struct Shared {
+    stats: Mutex<EngineStats>,
+    typed_ahead: Mutex<TypedAhead>,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> MutexGuard<'_, EngineStats> {
+        lock(&self.stats)
+    }
+
+    pub(crate) fn typed_ahead(&self) -> MutexGuard<'_, TypedAhead> {
+        lock(&self.typed_ahead)
+    }
+}
+
+/// The last suggestion per document, for answering keystrokes that type into it.
+#[derive(Debug, Default)]
+pub(crate) struct TypedAhead {
+    suggestions: HashMap<String, Suggestion>,
+    /// Documents, most recent last; bounds the map.
+    order: VecDeque<String>,
+}
+
+#[derive(Debug)]
+struct Suggestion {
+    /// The prompt it answered, with an empty `line_head`.
+    context: FimPrompt,
+    line_head: String,
+    text: String,
+}
+
+const TYPED_AHEAD_DOCUMENTS: usize = 32;
+
+fn without_line_head(prompt: &FimPrompt) -> FimPrompt {
+    FimPrompt {
+        line_head: String::new(),
+        ..prompt.clone()
+    }
+}
+
+impl TypedAhead {
+    pub(crate) fn remember(&mut self, document: &str, prompt: &FimPrompt, text: &str) {
+        if text.is_empty() {
+            self.forget(document);
+            return;
+        }
+        self.order.retain(|known| known != document);
+        self.order.push_back(document.to_owned());
+        if self.order.len() > TYPED_AHEAD_DOCUMENTS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.suggestions.remove(&oldest);
+            }
+        }
+        self.suggestions.insert(
+            document.to_owned(),
+            Suggestion {
+                context: without_line_head(prompt),
+                line_head: prompt.line_head.clone(),
+                text: text.to_owned(),
+            },
+        );
+    }
+
+    pub(crate) fn forget(&mut self, document: &str) {
+        self.suggestions.remove(document);
+        self.order.retain(|known| known != document);
+    }
+
+    /// The rest of the document's suggestion when `prompt` is the prompt it answered with a
+    /// prefix of the suggestion typed onto the line head; `None` when there is nothing left.
+    pub(crate) fn lookup(&self, document: &str, prompt: &FimPrompt) -> Option<String> {
+        let suggestion = self.suggestions.get(document)?;
+        let typed = prompt.line_head.strip_prefix(&suggestion.line_head)?;
+        let rest = suggestion.text.strip_prefix(typed)?;
+        let same_context = prompt.prefix == suggestion.context.prefix
+            && prompt.suffix == suggestion.context.suffix
+            && prompt.path == suggestion.context.path
+            && prompt.repo_name == suggestion.context.repo_name
+            && prompt.extra == suggestion.context.extra;
+        (same_context && !rest.is_empty()).then(|| rest.to_owned())
+    }
+}
+
+struct RunningCompletion<S> {
+    job: CompletionJob,
+    generation: Generation<S>,
+    text: String,
+    truncated: bool,
+}
+
+struct RunningChat<S> {
+    job: ChatJob,
+    generation: Generation<S>,
+    text: String,
+}
+
+/// The chat side: its own context (created on first use) so chat never evicts completion slots.
+enum ChatSide<'m, B> {
+    NotStarted(Option<Box<dyn FnOnce() -> Result<B, Error> + 'm>>),
+    Ready { backend: B, sessions: Sessions },
+    Failed(Error),
+}
+
+pub(crate) struct Scheduler<'m, B: Backend> {
+    backend: B,
+    sessions: Sessions,
+    token_cache: TokenCache,
+    queue: VecDeque<CompletionJob>,
+    running: Option<RunningCompletion<B::Sampler>>,
+    chat: ChatSide<'m, B>,
+    chat_queue: VecDeque<ChatJob>,
+    chat_running: Option<RunningChat<B::Sampler>>,
+    shared: Arc<Shared>,
+}
+
+impl<'m, B: Backend> Scheduler<'m, B> {
+    /// `make_chat_backend` creates the chat context the first time a chat arrives.
+    pub(crate) fn new(
+        backend: B,
+        make_chat_backend: Box<dyn FnOnce() -> Result<B, Error> + 'm>,
+        shared: Arc<Shared>,
+    ) -> Scheduler<'m, B> {
+        Scheduler {
+            sessions: Sessions::new(backend.n_seq()),
+            backend,
+            token_cache: TokenCache::default(),
+            queue: VecDeque::new(),
+            running: None,
+            chat: ChatSide::NotStarted(Some(make_chat_backend)),
+            chat_queue: VecDeque::new(),
+            chat_running: None,
+            shared,
+        }
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.running.is_none()
+            && self.chat_queue.is_empty()
+            && self.chat_running.is_none()
+    }
+
+    pub(crate) fn submit(&mut self, command: Command) {
+        match command {
+            Command::Complete(job) => {
+                self.cancel_document(&job.request.document);
+                self.queue.push_back(job);
+            }
+            Command::Chat(job) => self.chat_queue.push_back(job),
+            Command::Cancel { document } => self.cancel_document(&document),
+        }
+    }
+
+    fn cancel_document(&mut self, document: &str) {
+        let mut n_superseded = 0;
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|running| running.job.request.document == document)
+        {
+            let running = self.running.take().expect("checked just above");
+            let _ = running.job.reply.send(Err(Error::Superseded));
+            n_superseded += 1;
+        }
+        for job in extract(&mut self.queue, |job| job.request.document == document) {
+            let _ = job.reply.send(Err(Error::Superseded));
+            n_superseded += 1;
+        }
+        self.shared.stats().n_superseded += n_superseded;
+    }
+
+    /// Runs one step of the most urgent work: at most one `evaluate`.
+    pub(crate) fn step(&mut self) {
+        self.drop_abandoned();
+        if self.running.is_none() {
+            if let Some(job) = self.queue.pop_front() {
+                self.start_completion(job);
+                return;
+            }
+        }
+        if self.running.is_some() {
+            self.step_completion();
+            return;
+        }
+        if self.chat_running.is_none() {
+            if let Some(job) = self.chat_queue.pop_front() {
+                self.start_chat(job);
+                return;
+            }
+        }
+        if self.chat_running.is_some() {
+            self.step_chat();
+        }
+    }
+
+    fn drop_abandoned(&mut self) {
+        let mut n_abandoned = extract(&mut self.queue, |job| job.reply.is_closed()).len();
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|running| running.job.reply.is_closed())
+        {
+            self.running = None;
+            n_abandoned += 1;
+        }
+        n_abandoned += extract(&mut self.chat_queue, |job| job.reply.is_closed()).len();
+        if self
+            .chat_running
+            .as_ref()
+            .is_some_and(|running| running.job.reply.is_closed() || running.job.deltas.is_closed())
+        {
+            self.chat_running = None;
+            n_abandoned += 1;
+        }
+        self.shared.stats().n_abandoned += n_abandoned as u64;
+    }
+
+    fn start_completion(&mut self, job: CompletionJob) {
+        let request = &job.request;
+        let n_ctx = self.backend.n_ctx_per_seq() as usize;
+        let reserve = (request.max_tokens as usize).clamp(1, n_ctx / 2);
+        let rendered = render(
+            &self.backend,
+            &mut self.token_cache,
+            &request.prompt,
+            n_ctx - reserve,
+        );
+        if rendered.tokens.is_empty() {
+            let figures = figures_without_inference(&job, StopReason::EmptyPrompt);
+            self.finish_completion(job, String::new(), figures);
+            return;
+        }
+        let sampler = match self.backend.new_sampler(&request.sampling, None) {
+            Ok(sampler) => sampler,
+            Err(error) => {
+                self.shared.stats().n_errors += 1;
+                let _ = job.reply.send(Err(error));
+                return;
+            }
+        };
+        let slot_idx = self.sessions.choose(&request.document, &rendered.tokens);
+        let placement = self.sessions.place(
+            &mut self.backend,
+            slot_idx,
+            &request.document,
+            &rendered.tokens,
+        );
+        self.running = Some(RunningCompletion {
+            generation: Generation::new(placement, rendered.tokens, sampler),
+            job,
+            text: String::new(),
+            truncated: rendered.truncated,
+        });
+        // The first prefill chunk runs in the next step, after a fresh look at the inbox.
+    }
+
+    fn step_completion(&mut self) {
+        let running = self
+            .running
+            .as_mut()
+            .expect("called with a running completion");
+        let event = running
+            .generation
+            .step(&mut self.backend, &mut self.sessions);
+        let request = &running.job.request;
+        let stop = match event {
+            Err(error) => {
+                let running = self.running.take().expect("still running");
+                self.shared.stats().n_errors += 1;
+                tracing::warn!(document = %running.job.request.document, %error, "completion failed");
+                let _ = running.job.reply.send(Err(error));
+                return;
+            }
+            Ok(Event::End(stop)) => Some(stop),
+            Ok(Event::Prefilled) => None,
+            Ok(Event::Text(delta)) => {
+                running.text.push_str(&delta);
+                apply_stops(&mut running.text, request).or_else(|| {
+                    (running.generation.n_generated >= request.max_tokens)
+                        .then_some(StopReason::MaxTokens)
+                })
+            }
+        };
+        let stop = stop.or_else(|| {
+            (running.job.submitted_at.elapsed() >= request.time_budget)
+                .then_some(StopReason::TimeBudget)
+        });
+        if let Some(stop) = stop {
+            let running = self.running.take().expect("still running");
+            let generation = &running.generation;
+            let figures = CompletionFigures {
+                n_prompt: generation.n_prompt,
+                n_reused: generation.n_reused,
+                n_evaluated: generation.n_evaluated,
+                n_generated: generation.n_generated,
+                t_prefill_ms: millis(generation.t_prefill),
+                t_decode_ms: millis(generation.t_decode),
+                t_total_ms: millis(running.job.submitted_at.elapsed()),
+                served_without_inference: false,
+                stop,
+                slot: Some(self.sessions.slots[generation.slot_idx].seq),
+                truncated: running.truncated,
+            };
+            if generation.n_dropped_bytes() > 0 {
+                tracing::debug!(
+                    n_bytes = generation.n_dropped_bytes(),
+                    "dropped an unfinished character at the end of a completion"
+                );
+            }
+            self.finish_completion(running.job, running.text, figures);
+        }
+    }
+
+    fn finish_completion(&mut self, job: CompletionJob, text: String, figures: CompletionFigures) {
+        tracing::info!(
+            document = %job.request.document,
+            n_prompt = figures.n_prompt,
+            n_reused = figures.n_reused,
+            n_evaluated = figures.n_evaluated,
+            n_generated = figures.n_generated,
+            t_prefill_ms = figures.t_prefill_ms,
+            t_decode_ms = figures.t_decode_ms,
+            t_total_ms = figures.t_total_ms,
+            stop = ?figures.stop,
+            "completion"
+        );
+        self.shared
+            .typed_ahead()
+            .remember(&job.request.document, &job.request.prompt, &text);
+        self.shared.stats().record(&figures);
+        let _ = job.reply.send(Ok(Completion { text, figures }));
+    }
+
+    fn chat_backend(&mut self) -> Result<(&mut B, &mut Sessions), Error> {
+        if let ChatSide::NotStarted(make) = &mut self.chat {
+            let make = make
+                .take()
+                .expect("taken only here, and replaced right after");
+            self.chat = match make() {
+                Ok(backend) => ChatSide::Ready {
+                    sessions: Sessions::new(1),
+                    backend,
+                },
+                Err(error) => ChatSide::Failed(error),
+            };
+        }
+        match &mut self.chat {
+            ChatSide::Ready { backend, sessions } => Ok((backend, sessions)),
+            ChatSide::Failed(error) => Err(error.clone()),
+            ChatSide::NotStarted(_) => unreachable!("started just above"),
+        }
+    }
+
+    fn start_chat(&mut self, job: ChatJob) {
+        match self.prepare_chat(&job.request) {
+            Ok(generation) => {
+                self.chat_running = Some(RunningChat {
+                    job,
+                    generation,
+                    text: String::new(),
+                })
+            }
+            Err(error) => {
+                self.shared.stats().n_errors += 1;
+                let _ = job.reply.send(Err(error));
+            }
+        }
+    }
+
+    fn prepare_chat(&mut self, request: &ChatRequest) -> Result<Generation<B::Sampler>, Error> {
+        let (backend, sessions) = self.chat_backend()?;
+        let text = backend.apply_chat_template(&request.messages)?;
+        let tokens = backend.tokenize(&text, true);
+        let n_ctx = backend.n_ctx_per_seq();
+        if tokens.is_empty() || tokens.len() as u32 + 1 > n_ctx {
+            return Err(Error::PromptTooLong {
+                n_tokens: tokens.len() as u32,
+                n_ctx,
+            });
+        }
+        let sampler = backend.new_sampler(&request.sampling, request.grammar.as_deref())?;
+        let placement = sessions.place(backend, 0, "chat", &tokens);
+        Ok(Generation::new(placement, tokens, sampler))
+    }
+
+    fn step_chat(&mut self) {
+        let ChatSide::Ready { backend, sessions } = &mut self.chat else {
+            unreachable!("a chat runs only once its backend is ready")
+        };
+        let running = self
+            .chat_running
+            .as_mut()
+            .expect("called with a running chat");
+        let stop = match running.generation.step(backend, sessions) {
+            Err(error) => {
+                let running = self.chat_running.take().expect("still running");
+                self.shared.stats().n_errors += 1;
+                let _ = running.job.reply.send(Err(error));
+                return;
+            }
+            Ok(Event::Prefilled) => None,
+            Ok(Event::End(stop)) => Some(stop),
+            Ok(Event::Text(delta)) => {
+                if !delta.is_empty() {
+                    running.text.push_str(&delta);
+                    let _ = running.job.deltas.send(delta);
+                }
+                (running.generation.n_generated >= running.job.request.max_tokens)
+                    .then_some(StopReason::MaxTokens)
+            }
+        };
+        if let Some(stop) = stop {
+            let running = self.chat_running.take().expect("still running");
+            let generation = running.generation;
+            self.shared.stats().n_chats += 1;
+            tracing::info!(
+                n_prompt = generation.n_prompt,
+                n_reused = generation.n_reused,
+                n_evaluated = generation.n_evaluated,
+                n_generated = generation.n_generated,
+                stop = ?stop,
+                "chat"
+            );
+            let _ = running.job.reply.send(Ok(ChatOutcome {
+                text: running.text,
+                n_prompt: generation.n_prompt,
+                n_reused: generation.n_reused,
+                n_evaluated: generation.n_evaluated,
+                n_generated: generation.n_generated,
+                t_prefill_ms: millis(generation.t_prefill),
+                t_decode_ms: millis(generation.t_decode),
+                stop,
+            }));
+        }
+    }
+
+    /// After a panic inside a step: fail everything in flight and forget all cache contents,
+    /// which may no longer match the bookkeeping.
+    pub(crate) fn recover(&mut self, message: &str) {
+        let error = Error::Internal(message.to_owned());
+        if let Some(running) = self.running.take() {
+            let _ = running.job.reply.send(Err(error.clone()));
+        }
+        if let Some(running) = self.chat_running.take() {
+            let _ = running.job.reply.send(Err(error.clone()));
+        }
+        for slot_idx in 0..self.sessions.slots.len() {
+            self.sessions.reset(&mut self.backend, slot_idx);
+        }
+        if let ChatSide::Ready { backend, sessions } = &mut self.chat {
+            sessions.reset(backend, 0);
+        }
+        self.shared.stats().n_errors += 1;
+    }
+}
+
+fn figures_without_inference(job: &CompletionJob, stop: StopReason) -> CompletionFigures {
+    CompletionFigures {
+        n_prompt: 0,
+        n_reused: 0,
+        n_evaluated: 0,
+        n_generated: 0,
+        t_prefill_ms: 0.0,
+        t_decode_ms: 0.0,
+        t_total_ms: millis(job.submitted_at.elapsed()),
+        served_without_inference: true,
+        stop,
+        slot: None,
+        truncated: false,
+    }
+}
+
+/// Cuts `text` at the first end of line (single-line requests) or stop string, and says which.
+fn apply_stops(text: &mut String, request: &CompletionRequest) -> Option<StopReason> {
+    let mut cut: Option<(usize, StopReason)> = None;
+    if request.single_line {
+        if let Some(byte_offset) = text.find('\n') {
+            cut = Some((byte_offset, StopReason::EndOfLine));
+        }
+    }
+    for stop in request.stop.iter().filter(|stop| !stop.is_empty()) {
+        if let Some(byte_offset) = text.find(stop.as_str()) {
+            if cut.is_none_or(|(earliest, _)| byte_offset < earliest) {
+                cut = Some((byte_offset, StopReason::StopString));
+            }
+        }
+    }
+    let (byte_offset, reason) = cut?;
+    text.truncate(byte_offset);
+    Some(reason)
+}
+
+/// Removes and returns the items matching `predicate`, keeping the others in order.
+fn extract<T>(items: &mut VecDeque<T>, predicate: impl Fn(&T) -> bool) -> Vec<T> {
+    let mut kept = VecDeque::with_capacity(items.len());
+    let mut removed = Vec::new();
+    for item in items.drain(..) {
+        if predicate(&item) {
+            removed.push(item);
+        } else {
+            kept.push_back(item);
+        }
+    }
+    *items = kept;
+    removed
+}

@@ -1,0 +1,542 @@
+//! Engine logic on the fake backend: cache reuse, trimming, slot choice, cancellation,
+//! typed-ahead, overflow handling and stop rules, checked as exact token counts.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::backend::fake::{tokens, Call, Fake, FakeOptions, FakeState};
+use super::scheduler::{ChatJob, Command, CompletionJob, Scheduler, Shared, TypedAhead};
+use super::*;
+
+struct Harness {
+    scheduler: Scheduler<'static, Fake>,
+    fake: Arc<Mutex<FakeState>>,
+    chat_fake: Arc<Mutex<FakeState>>,
+    shared: Arc<Shared>,
+}
+
+fn harness(options: FakeOptions) -> Harness {
+    let backend = Fake::new(options);
+    let chat_backend = Fake::new(FakeOptions {
+        n_seq: 1,
+        ..FakeOptions::default()
+    });
+    let fake = backend.state.clone();
+    let chat_fake = chat_backend.state.clone();
+    let shared = Arc::new(Shared::default());
+    Harness {
+        scheduler: Scheduler::new(backend, Box::new(move || Ok(chat_backend)), shared.clone()),
+        fake,
+        chat_fake,
+        shared,
+    }
+}
+
+type Answer = oneshot::Receiver<Result<Completion, Error>>;
+
+impl Harness {
+    fn submit(&mut self, request: CompletionRequest) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.scheduler.submit(Command::Complete(CompletionJob {
+            request,
+            reply,
+            submitted_at: Instant::now(),
+        }));
+        answer
+    }
+
+    fn run_until_idle(&mut self) {
+        let mut n_steps = 0;
+        while !self.scheduler.is_idle() {
+            self.scheduler.step();
+            n_steps += 1;
+            assert!(n_steps < 10_000, "the scheduler does not finish");
+        }
+    }
+
+    fn complete(&mut self, request: CompletionRequest) -> Completion {
+        let mut answer = self.submit(request);
+        self.run_until_idle();
+        answer.try_recv().unwrap().unwrap()
+    }
+
+    fn reply(&self, text: &str) {
+        self.fake.lock().unwrap().push_reply(text);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.fake.lock().unwrap().take_calls()
+    }
+}
+
+/// `fn main() {` with the cursor on the line below after `line_head`; 27 tokens plus the line head.
+fn prompt(line_head: &str) -> FimPrompt {
+    FimPrompt {
+        path: "main.rs".into(),
+        prefix: "fn main() {\n".into(),
+        suffix: "\n}\n".into(),
+        line_head: line_head.into(),
+        ..FimPrompt::default()
+    }
+}
+
+fn request(document: &str, prompt: FimPrompt) -> CompletionRequest {
+    CompletionRequest {
+        document: document.into(),
+        prompt,
+        max_tokens: 16,
+        single_line: false,
+        stop: Vec::new(),
+        time_budget: Duration::from_secs(3600),
+        sampling: SamplingConfig::default(),
+    }
+}
+
+fn evaluations(calls: &[Call]) -> Vec<(u32, u32)> {
+    calls
+        .iter()
+        .filter_map(|call| match call {
+            Call::Evaluate {
+                n_past, n_tokens, ..
+            } => Some((*n_past, *n_tokens)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_keystroke_reuses_the_cache_and_evaluates_one_token() {
+    let mut h = harness(FakeOptions::default());
+    h.reply("= 1;");
+    let first = h.complete(request("a", prompt("    let x")));
+    assert_eq!(first.text, "= 1;");
+    let figures = &first.figures;
+    assert_eq!(
+        (
+            figures.n_prompt,
+            figures.n_reused,
+            figures.n_evaluated,
+            figures.n_generated
+        ),
+        (36, 0, 36, 4)
+    );
+    assert_eq!(figures.stop, StopReason::EndOfGeneration);
+    // The prompt in one batch, then one evaluate per generated token but the last.
+    assert_eq!(
+        evaluations(&h.calls()),
+        vec![(0, 36), (36, 1), (37, 1), (38, 1), (39, 1)]
+    );
+
+    h.reply("y;");
+    let second = h.complete(request("a", prompt("    let x ")));
+    assert_eq!(second.text, "y;");
+    let figures = &second.figures;
+    assert_eq!(
+        (figures.n_prompt, figures.n_reused, figures.n_evaluated),
+        (37, 36, 1)
+    );
+    assert!(!figures.served_without_inference);
+    let calls = h.calls();
+    assert_eq!(calls[0], Call::Trim { seq: 0, n_keep: 36 });
+    assert_eq!(evaluations(&calls)[0], (36, 1));
+}
+
+#[test]
+fn prefill_runs_in_batches() {
+    let mut h = harness(FakeOptions {
+        n_batch: 16,
+        ..FakeOptions::default()
+    });
+    h.reply("");
+    let completion = h.complete(request("a", prompt("    let x")));
+    assert_eq!(completion.figures.n_evaluated, 36);
+    assert_eq!(evaluations(&h.calls()), vec![(0, 16), (16, 16), (32, 4)]);
+}
+
+#[test]
+fn failed_partial_trim_evaluates_the_whole_prompt_again() {
+    let mut h = harness(FakeOptions {
+        partial_trim_fails: true,
+        ..FakeOptions::default()
+    });
+    h.reply("= 1;");
+    h.complete(request("a", prompt("    let x")));
+    h.calls();
+    h.reply("");
+    let second = h.complete(request("a", prompt("    let x ")));
+    assert_eq!(
+        (second.figures.n_reused, second.figures.n_evaluated),
+        (0, 37)
+    );
+    let calls = h.calls();
+    assert_eq!(
+        calls[..3],
+        [
+            Call::Trim { seq: 0, n_keep: 36 },
+            Call::Clear { seq: 0 },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 0,
+                n_tokens: 37
+            }
+        ]
+    );
+}
+
+#[test]
+fn documents_get_their_own_slots_and_the_oldest_is_evicted() {
+    let mut h = harness(FakeOptions {
+        n_seq: 2,
+        ..FakeOptions::default()
+    });
+    let other = |line_head: &str| FimPrompt {
+        path: "other.rs".into(),
+        ..prompt(line_head)
+    };
+    let third = |line_head: &str| FimPrompt {
+        path: "third.rs".into(),
+        prefix: "struct S;\n".into(),
+        ..prompt(line_head)
+    };
+    h.reply("");
+    assert_eq!(h.complete(request("a", prompt("x"))).figures.slot, Some(0));
+    h.reply("");
+    let b = h.complete(request("b", other("x")));
+    assert_eq!((b.figures.slot, b.figures.n_reused), (Some(1), 0));
+    // Back to "a": its slot still holds its prompt.
+    h.reply("");
+    let a = h.complete(request("a", prompt("xy")));
+    assert_eq!(
+        (a.figures.slot, a.figures.n_reused, a.figures.n_evaluated),
+        (Some(0), 28, 1)
+    );
+    // A third document evicts the least recently used slot, b's.
+    h.reply("");
+    let c = h.complete(request("c", third("x")));
+    assert_eq!((c.figures.slot, c.figures.n_reused), (Some(1), 1));
+}
+
+#[test]
+fn newer_request_for_the_same_document_supersedes_the_running_one() {
+    let mut h = harness(FakeOptions {
+        n_batch: 8,
+        ..FakeOptions::default()
+    });
+    let mut first = h.submit(request("a", prompt("    let x")));
+    h.scheduler.step(); // starts it
+    h.scheduler.step(); // evaluates 8 tokens
+    h.scheduler.step(); // evaluates 8 more
+    let other_prompt = FimPrompt {
+        path: "other.rs".into(),
+        ..prompt("    let x")
+    };
+    let mut other_document = h.submit(request("b", other_prompt));
+    h.reply("");
+    h.reply("");
+    let mut second = h.submit(request("a", prompt("    let xy")));
+    assert_eq!(first.try_recv().unwrap(), Err(Error::Superseded));
+    h.run_until_idle();
+    // "b" was not touched by "a"'s newer request, and ran first.
+    assert!(other_document.try_recv().unwrap().is_ok());
+    let second = second.try_recv().unwrap().unwrap();
+    // It reuses the 16 tokens the superseded request had evaluated.
+    assert_eq!((second.figures.n_prompt, second.figures.n_reused), (37, 16));
+    assert_eq!(h.shared.stats().n_superseded, 1);
+}
+
+#[test]
+fn abandoned_request_stops_at_the_next_step() {
+    let mut h = harness(FakeOptions::default());
+    let answer = h.submit(request("a", prompt("    let x")));
+    h.scheduler.step(); // starts it
+    h.scheduler.step(); // prefill
+    h.scheduler.step(); // first token
+    h.calls();
+    drop(answer);
+    h.scheduler.step();
+    assert!(h.scheduler.is_idle());
+    assert_eq!(h.calls(), vec![]);
+    assert_eq!(h.shared.stats().n_abandoned, 1);
+}
+
+#[test]
+fn prompt_is_cut_and_generation_stops_before_the_context_overflows() {
+    let mut h = harness(FakeOptions {
+        n_ctx_per_seq: 64,
+        ..FakeOptions::default()
+    });
+    let long = FimPrompt {
+        prefix: "let a = 1;\n".repeat(20),
+        ..prompt("    ")
+    };
+    let mut long_request = request("a", long);
+    long_request.max_tokens = 1000;
+    // No scripted reply: the fake writes `x` forever.
+    let completion = h.complete(long_request);
+    let figures = &completion.figures;
+    assert!(figures.truncated);
+    // Half the context is kept for generation.
+    assert_eq!(figures.n_prompt, 32);
+    assert_eq!(figures.stop, StopReason::ContextFull);
+    // 32 generated tokens fill the sequence; the 33rd is sampled but has no room.
+    assert_eq!(figures.n_generated, 33);
+    assert_eq!(h.fake.lock().unwrap().contents[0].len(), 64);
+}
+
+#[test]
+fn single_line_requests_stop_at_the_end_of_the_line() {
+    let mut h = harness(FakeOptions::default());
+    let mut single = request("a", prompt("    foo("));
+    single.single_line = true;
+    h.reply("x, y)\n    bar()");
+    let completion = h.complete(single);
+    assert_eq!(completion.text, "x, y)");
+    assert_eq!(completion.figures.stop, StopReason::EndOfLine);
+    assert_eq!(completion.figures.n_generated, 6);
+
+    h.reply("x, y)\n    bar()");
+    let completion = h.complete(request("b", prompt("    foo(")));
+    assert_eq!(completion.text, "x, y)\n    bar()");
+}
+
+#[test]
+fn stop_strings_max_tokens_and_time_budget_end_generation() {
+    let mut h = harness(FakeOptions::default());
+    let mut with_stop = request("a", prompt("    "));
+    with_stop.stop = vec!["//".into()];
+    h.reply("call(); // done");
+    let completion = h.complete(with_stop);
+    assert_eq!(
+        (completion.text.as_str(), completion.figures.stop),
+        ("call(); ", StopReason::StopString)
+    );
+
+    let mut short = request("b", prompt("    "));
+    short.max_tokens = 3;
+    let completion = h.complete(short);
+    assert_eq!(
+        (completion.text.as_str(), completion.figures.stop),
+        ("xxx", StopReason::MaxTokens)
+    );
+
+    let mut no_time = request("c", prompt("    "));
+    no_time.time_budget = Duration::ZERO;
+    let completion = h.complete(no_time);
+    assert_eq!(completion.figures.stop, StopReason::TimeBudget);
+    // Same prompt as "b": all but its last token come from the cache.
+    assert_eq!(
+        (
+            completion.figures.n_evaluated,
+            completion.figures.n_generated
+        ),
+        (1, 0)
+    );
+}
+
+#[test]
+fn multibyte_characters_split_across_tokens_come_out_whole() {
+    let mut h = harness(FakeOptions::default());
+    h.reply("é€🦀");
+    assert_eq!(h.complete(request("a", prompt(""))).text, "é€🦀");
+    // Cut inside a character: the half character is dropped, never garbled.
+    let mut cut = request("b", prompt(""));
+    cut.max_tokens = 3;
+    h.reply("é€");
+    assert_eq!(h.complete(cut).text, "é");
+}
+
+#[test]
+fn models_without_fim_tokens_and_empty_prompts() {
+    let mut h = harness(FakeOptions {
+        has_fim: false,
+        ..FakeOptions::default()
+    });
+    h.reply("1");
+    let completion = h.complete(request("a", prompt("let x = ")));
+    // "fn main() {\n" and the line head only.
+    assert_eq!(completion.figures.n_prompt, 20);
+    let empty = h.complete(request("b", FimPrompt::default()));
+    assert_eq!(
+        (empty.text.as_str(), empty.figures.stop),
+        ("", StopReason::EmptyPrompt)
+    );
+}
+
+#[test]
+fn typed_ahead_matches_only_the_same_context_and_a_typed_prefix() {
+    let mut typed_ahead = TypedAhead::default();
+    typed_ahead.remember("a", &prompt("    let x"), " = foo();");
+    let check = |prompt: FimPrompt, expect: Option<&str>| {
+        assert_eq!(typed_ahead.lookup("a", &prompt).as_deref(), expect);
+    };
+    check(prompt("    let x"), Some(" = foo();"));
+    check(prompt("    let x = f"), Some("oo();"));
+    check(prompt("    let x = g"), None);
+    check(prompt("    let x = foo();"), None);
+    check(prompt("    let"), None);
+    let mut moved = prompt("    let x = f");
+    moved.suffix.push('\n');
+    check(moved, None);
+    assert_eq!(typed_ahead.lookup("b", &prompt("    let x")), None);
+}
+
+#[test]
+fn chat_streams_and_completions_run_between_its_steps() {
+    let mut h = harness(FakeOptions::default());
+    h.chat_fake.lock().unwrap().push_reply("hello there");
+    let (deltas_tx, mut deltas) = mpsc::unbounded_channel();
+    let (reply, mut chat_answer) = oneshot::channel();
+    h.scheduler.submit(Command::Chat(ChatJob {
+        request: ChatRequest {
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            max_tokens: 100,
+            grammar: None,
+            sampling: SamplingConfig::default(),
+        },
+        deltas: deltas_tx,
+        reply,
+    }));
+    for _ in 0..4 {
+        h.scheduler.step(); // start, prefill, 2 tokens
+    }
+    assert_eq!(deltas.try_recv().unwrap(), "h");
+    assert_eq!(deltas.try_recv().unwrap(), "e");
+    let n_chat_calls = h.chat_fake.lock().unwrap().calls.len();
+    // A completion arrives: it runs to the end before the chat takes another step.
+    h.reply("ok");
+    let mut completion = h.submit(request("a", prompt("x")));
+    while completion.try_recv().is_err() {
+        h.scheduler.step();
+    }
+    assert_eq!(h.chat_fake.lock().unwrap().calls.len(), n_chat_calls);
+    h.run_until_idle();
+    let outcome = chat_answer.try_recv().unwrap().unwrap();
+    assert_eq!(outcome.text, "hello there");
+    assert_eq!(outcome.n_prompt, "<user>hi\n<assistant>".len() as u32);
+    let mut streamed = String::from("he");
+    while let Ok(delta) = deltas.try_recv() {
+        streamed += &delta;
+    }
+    assert_eq!(streamed, "hello there");
+}
+
+#[test]
+fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
+    let mut h = harness(FakeOptions::default());
+    let chat = |grammar: Option<&str>| ChatRequest {
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }],
+        max_tokens: 1000,
+        grammar: grammar.map(str::to_owned),
+        sampling: SamplingConfig::default(),
+    };
+    let (deltas_tx, deltas) = mpsc::unbounded_channel();
+    let (reply, answer) = oneshot::channel();
+    h.scheduler.submit(Command::Chat(ChatJob {
+        request: chat(None),
+        deltas: deltas_tx,
+        reply,
+    }));
+    for _ in 0..5 {
+        h.scheduler.step();
+    }
+    drop(answer);
+    drop(deltas);
+    h.scheduler.step();
+    assert!(h.scheduler.is_idle());
+    assert_eq!(h.shared.stats().n_abandoned, 1);
+
+    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+    let (reply, mut answer) = oneshot::channel();
+    h.scheduler.submit(Command::Chat(ChatJob {
+        request: chat(Some("start ::= \"a\"")),
+        deltas: deltas_tx,
+        reply,
+    }));
+    h.run_until_idle();
+    assert!(matches!(answer.try_recv().unwrap(), Err(Error::Grammar(_))));
+}
+
+/// The async façade over a fake engine thread.
+fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
+    let backend = Fake::new(options);
+    let state = backend.state.clone();
+    let shared = Arc::new(Shared::default());
+    let commands = thread::spawn_fake(
+        backend,
+        Fake::new(FakeOptions {
+            n_seq: 1,
+            ..FakeOptions::default()
+        }),
+        shared.clone(),
+    );
+    let started = Started {
+        caps: ModelCaps {
+            has_fim: true,
+            has_file_sep: true,
+            has_repo_name: true,
+            n_ctx_per_slot: 256,
+        },
+        token_counter: Arc::new(ByteCounter),
+        backend_name: "fake".into(),
+    };
+    (
+        Engine::from_parts(commands, started, shared, Path::new("fake.gguf")),
+        state,
+    )
+}
+
+struct ByteCounter;
+
+impl TokenCounter for ByteCounter {
+    fn count_tokens(&self, text: &str) -> usize {
+        tokens(text).len()
+    }
+}
+
+#[tokio::test]
+async fn typing_into_the_suggestion_is_served_without_inference() {
+    let (engine, state) = fake_engine(FakeOptions::default());
+    state.lock().unwrap().push_reply(" = foo();");
+    let first = engine
+        .complete(request("a", prompt("    let x")))
+        .await
+        .unwrap();
+    assert_eq!(first.text, " = foo();");
+    state.lock().unwrap().take_calls();
+
+    let typed = engine
+        .complete(request("a", prompt("    let x = f")))
+        .await
+        .unwrap();
+    assert_eq!(typed.text, "oo();");
+    assert!(typed.figures.served_without_inference);
+    assert_eq!(typed.figures.stop, StopReason::TypedAhead);
+    assert_eq!(typed.figures.n_evaluated, 0);
+
+    // Typing something else needs the model again.
+    state.lock().unwrap().push_reply("1;");
+    let other = engine
+        .complete(request("a", prompt("    let x = 2")))
+        .await
+        .unwrap();
+    assert_eq!(other.text, "1;");
+    assert!(!other.figures.served_without_inference);
+    // The cache holds the prompt and the suggestion, and " = " of the new line head matches it.
+    assert_eq!(evaluations(&state.lock().unwrap().calls)[0], (39, 1));
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.n_completions, stats.n_served_without_inference),
+        (3, 1)
+    );
+    assert_eq!(stats.recent.len(), 3);
+    assert_eq!(engine.backend_name(), "fake");
+    assert_eq!(engine.token_counter().count_tokens("abc"), 3);
+}

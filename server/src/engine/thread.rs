@@ -1,0 +1,137 @@
+//! The engine thread: loads the model, owns it and its contexts for life (a `LlamaContext` is not
+//! `Sync` and borrows the model), and runs the scheduler: commands in, one step at a time,
+//! blocking only when there is nothing to do.
+//!
+//! A panic inside a step fails the requests in flight and resets the caches; the thread keeps
+//! serving. Aborts inside llama.cpp cannot be caught, which is why model files are checked
+//! before loading.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+
+use super::backend::llama::{self, ContextShape, LlamaCpp, VocabCounter};
+use super::backend::Backend;
+use super::scheduler::{Command, Scheduler, Shared};
+use super::{Error, ModelCaps, Started};
+use crate::config::ModelConfig;
+
+/// Starts the engine thread on a llama.cpp model and waits until it is loaded.
+pub(crate) fn spawn_llama(
+    config: ModelConfig,
+    model_path: PathBuf,
+    on_progress: Option<Box<dyn FnMut(f32) + Send>>,
+    shared: Arc<Shared>,
+) -> Result<(Sender<Command>, Started), Error> {
+    let (commands, inbox) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("wellspring-engine".to_owned())
+        .spawn(move || {
+            let model = match llama::load_model(&model_path, &config, on_progress) {
+                Ok(model) => Arc::new(model),
+                Err(error) => {
+                    let _ = started_tx.send(Err(error));
+                    return;
+                }
+            };
+            let shape = ContextShape {
+                n_ctx: config.n_ctx,
+                n_seq: config.n_slots.max(1),
+            };
+            let backend = match LlamaCpp::new(&model, &config, shape) {
+                Ok(backend) => backend,
+                Err(error) => {
+                    let _ = started_tx.send(Err(error));
+                    return;
+                }
+            };
+            let special = backend.special_tokens();
+            let started = Started {
+                caps: ModelCaps {
+                    has_fim: special.fim().is_some(),
+                    has_file_sep: special.fim().is_some() && special.file_sep.is_some(),
+                    has_repo_name: special.fim().is_some()
+                        && special.file_sep.is_some()
+                        && special.repo_name.is_some(),
+                    n_ctx_per_slot: backend.n_ctx_per_seq(),
+                },
+                token_counter: Arc::new(VocabCounter(model.clone())),
+                backend_name: llama::device_name(&config),
+            };
+            tracing::info!(
+                backend = %started.backend_name,
+                n_slots = backend.n_seq(),
+                n_ctx_per_slot = backend.n_ctx_per_seq(),
+                has_fim = started.caps.has_fim,
+                "model ready"
+            );
+            if started_tx.send(Ok(started)).is_err() {
+                return;
+            }
+            let chat_shape = ContextShape {
+                n_ctx: config.chat_n_ctx,
+                n_seq: 1,
+            };
+            let model_ref = &model;
+            let config_ref = &config;
+            let make_chat = Box::new(move || LlamaCpp::new(model_ref, config_ref, chat_shape));
+            run(Scheduler::new(backend, make_chat, shared), inbox);
+        })
+        .map_err(|error| Error::Internal(format!("cannot spawn the engine thread: {error}")))?;
+    let started = started_rx.recv().map_err(|_| {
+        Error::Internal("the engine thread ended while loading the model".to_owned())
+    })??;
+    Ok((commands, started))
+}
+
+/// The loop: take every waiting command, then advance the work by one step.
+pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<Command>) {
+    let mut connected = true;
+    loop {
+        if scheduler.is_idle() {
+            if !connected {
+                return;
+            }
+            match inbox.recv() {
+                Ok(command) => scheduler.submit(command),
+                Err(_) => return,
+            }
+        }
+        loop {
+            match inbox.try_recv() {
+                Ok(command) => scheduler.submit(command),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    connected = false;
+                    break;
+                }
+            }
+        }
+        let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| scheduler.step()));
+        if let Err(panic) = stepped {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|message| message.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            tracing::error!(%message, "engine step panicked; caches reset");
+            scheduler.recover(&message);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn spawn_fake(
+    backend: super::backend::fake::Fake,
+    chat_backend: super::backend::fake::Fake,
+    shared: Arc<Shared>,
+) -> Sender<Command> {
+    let (commands, inbox) = mpsc::channel();
+    std::thread::spawn(move || {
+        let make_chat = Box::new(move || Ok(chat_backend));
+        run(Scheduler::new(backend, make_chat, shared), inbox);
+    });
+    commands
+}
