@@ -85,6 +85,9 @@ async function start(): Promise<void> {
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
     initializationOptions: serverSettings,
     outputChannel: output,
+    // The server's textDocument/completion is the fallback for editors without inline
+    // completion; VS Code has it, and asking both would run the model twice per keystroke.
+    middleware: { provideCompletionItem: () => undefined },
   };
   const started = new lc.LanguageClient("wellspring", "Wellspring", server, options);
   client = started;
@@ -111,9 +114,7 @@ async function start(): Promise<void> {
   }
   const info = await started.sendRequest(ext.serverInfo).catch(() => undefined);
   output.info(`server info: ${JSON.stringify(info)}`);
-  if (info && !heardStatus) {
-    showStatus({ state: info.state ?? "ready", message: `wellspring ${info.version}`, backend: info.backend });
-  }
+  if (info && !heardStatus) showStatus({ state: info.state, message: `wellspring ${info.version}`, backend: info.backend });
 }
 
 async function restart(): Promise<void> {
@@ -131,7 +132,7 @@ function showStatus(status: ext.StatusParams): void {
   let text = `${icons[status.state] ?? "$(question)"} Wellspring`;
   if (status.state === "loading" && status.progress !== undefined) text += ` ${Math.round(status.progress * 100)}%`;
   else if (status.state !== "ready" && status.state !== "busy") text += `: ${status.state}`;
-  else if (lastLatencyMs !== undefined) text += ` ${lastLatencyMs} ms`;
+  else if (lastLatencyMs !== undefined) text += ` ${Math.round(lastLatencyMs)} ms`;
   statusItem.text = text;
   statusItem.tooltip = [status.message, status.model, status.backend].filter(Boolean).join(" · ");
   statusItem.accessibilityInformation = { label: `Wellspring ${status.state}: ${status.message}` };
@@ -164,10 +165,11 @@ async function healthCheck(): Promise<void> {
     return;
   }
   try {
-    const info = await client.sendRequest(ext.serverInfo);
+    const [info, stats] = await Promise.all([client.sendRequest(ext.serverInfo), client.sendRequest(ext.stats)]);
+    const reused = stats.nTokensReused / Math.max(1, stats.nTokensReused + stats.nTokensEvaluated);
     void vscode.window.showInformationMessage(
-      `Wellspring ${info.version}: ${info.state ?? "running"}, model ${info.model ?? "(none)"}, ` +
-        `backend ${info.backend ?? "?"}, ${info.openDocuments} open documents, ${info.positionEncoding} positions`,
+      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}; ` +
+        `${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`,
     );
   } catch (error) {
     void vscode.window.showErrorMessage(`Wellspring: health check failed: ${error}`);
@@ -185,19 +187,20 @@ async function executeServerCommand<T>(title: string, command: string, args: unk
     );
   } catch (error) {
     if (error instanceof lc.ResponseError && error.code === lc.LSPErrorCodes.RequestCancelled) return undefined;
+    output.error(`${command} failed: ${error}`);
     void vscode.window.showErrorMessage(`Wellspring: ${error instanceof Error ? error.message : error}`);
     throw error;
   }
 }
 
-function selectionTarget(): ext.InstructPromptArgs | undefined {
+function selectionTarget(): ext.RangeArgs | undefined {
   const editor = vscode.window.activeTextEditor;
   if (!editor || !client || !["file", "untitled"].includes(editor.document.uri.scheme)) return undefined;
   const c2p = client.code2ProtocolConverter;
   return { textDocument: c2p.asTextDocumentIdentifier(editor.document), range: c2p.asRange(editor.selection) };
 }
 
-async function instructPrompt(args?: ext.InstructPromptArgs): Promise<void> {
+async function instructPrompt(args?: ext.RangeArgs): Promise<void> {
   const target = args ?? selectionTarget();
   if (!target) return;
   const instruction = await vscode.window.showInputBox({
@@ -295,6 +298,7 @@ class ChatViews implements vscode.TextDocumentContentProvider {
   }
 
   private append(view: ChatView, params: ext.ChatProgressParams): void {
+    if (view.done) return; // pieces that were in flight when the chat was cancelled
     view.text += params.delta;
     view.chunks += 1;
     if (params.done) this.end(view);

@@ -37,15 +37,44 @@ export interface ServerInfoResult {
   version: string;
   positionEncoding: string;
   openDocuments: number;
-  // The fields below are optional here so that older servers still answer a health check.
-  state?: ServerState;
-  /** Resolved model path. */
-  model?: string | null;
-  backend?: string;
+  state: ServerState;
+  /** The resolved model file, once known. */
+  model: string | null;
+  backend: string;
 }
 
 /** Client → server health check. */
 export const serverInfo = new lc.RequestType0<ServerInfoResult, void>("wellspring/serverInfo");
+
+/** One completion's figures, as `wellspring/stats` reports them. */
+export interface CompletionFigures {
+  nPrompt: number;
+  nReused: number;
+  nEvaluated: number;
+  nGenerated: number;
+  tPrefillMs: number;
+  tDecodeMs: number;
+  tTotalMs: number;
+  servedWithoutInference: boolean;
+  stop: string;
+}
+
+export interface StatsResult {
+  nCompletions: number;
+  nServedWithoutInference: number;
+  nSuperseded: number;
+  nAbandoned: number;
+  nErrors: number;
+  nChats: number;
+  nTokensReused: number;
+  nTokensEvaluated: number;
+  nTokensGenerated: number;
+  /** Oldest first. */
+  recent: CompletionFigures[];
+}
+
+/** Client → server: the engine's counters and the latest completions' figures. */
+export const stats = new lc.RequestType0<StatsResult, void>("wellspring/stats");
 
 export interface DocumentStateParams {
   uri: string;
@@ -106,14 +135,26 @@ export interface InstructArgs {
   instruction: string;
 }
 
-/** Arguments the server puts on the client-side `wellspring.instructPrompt` command. */
-export interface InstructPromptArgs {
+/** Arguments of `wellspring.explain` and of the client-side `wellspring.instructPrompt`. */
+export interface RangeArgs {
   textDocument: lc.TextDocumentIdentifier;
   range: lc.Range;
 }
 
+/** The `data` of an unresolved Wellspring code action, and the argument of `wellspring.applyAction`. */
+export interface CodeActionData {
+  action: "fix" | "document" | "tests" | "simplify";
+  uri: string;
+  range: lc.Range;
+  /** The document version the range refers to. */
+  version: number;
+  diagnostics?: string[];
+}
+
 /** Server commands (run through `workspace/executeCommand`). */
 export const CHAT_COMMAND = "wellspring.chat";
+export const EXPLAIN_COMMAND = "wellspring.explain";
 export const INSTRUCT_COMMAND = "wellspring.instruct";
+export const APPLY_ACTION_COMMAND = "wellspring.applyAction";
 /** Client command named by the "Edit with instruction…" code action. */
 export const INSTRUCT_PROMPT_COMMAND = "wellspring.instructPrompt";

@@ -144,16 +144,6 @@ async function runCommand(title) {
   await page.keyboard.press("Enter");
 }
 
-async function waitForFile(predicate, what, timeout) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const text = fs.readFileSync(file, "utf8");
-    if (predicate(text)) return text;
-    if (Date.now() > deadline) throw new Error(`${what} within ${timeout / 1000} s; the file reads ${JSON.stringify(text)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 async function main() {
   await step("install the extension", async () => {
     const out = execFileSync(process.execPath, codeServerArgs("--install-extension", vsix), { encoding: "utf8" });
@@ -222,8 +212,11 @@ async function main() {
   await step("Tab accepts the suggestion into the document", async () => {
     await page.keyboard.press("Tab");
     await page.keyboard.press("Control+S");
-    const saved = await waitForFile((text) => text.startsWith(before) && text.length > before.length,
-      `the saved file did not grow past what was typed`, seconds(20));
+    const read = () => fs.readFileSync(file, "utf8");
+    const saved = await until(() => {
+      const text = read();
+      return text.startsWith(before) && text.length > before.length ? text : undefined;
+    }, "the saved file did not grow past what was typed", seconds(20), read);
     const inserted = saved.slice(before.length);
     log(`inserted: ${JSON.stringify(inserted)}`);
     // The ghost text is drawn in pieces (spans, extra lines), so compare without whitespace.
@@ -236,7 +229,7 @@ async function main() {
   });
 
   const question = "What does this code do";
-  await step("Chat with Selection streams an answer", async () => {
+  await step("Chat with Selection streams an answer, and Cancel stops it", async () => {
     await page.keyboard.press("Escape");
     await page.keyboard.press("Control+A");
     await runCommand("Wellspring: Chat with Selection");
@@ -248,25 +241,123 @@ async function main() {
     await chatEditor.waitFor({ timeout: seconds(20) }).catch(() => {
       throw new Error("no chat view opened within 20 s");
     });
-    const header = `## ${question}`;
-    // The view ends in " …" while the answer streams; the answer must be non-empty text.
-    const deadline = Date.now() + seconds(120);
-    let text = "";
-    for (;;) {
-      text = (await chatEditor.locator(".view-lines").innerText()).replace(/\u00a0/g, " ");
-      const answer = text.replace(header, "").replace(/…\s*$/, "").trim();
-      if (text.includes(header) && answer.length > 0 && !/…\s*$/.test(text)) break;
-      if (/_\((cancelled|failed:[^)]*)\)_/.test(text)) throw new Error(`the chat ended without an answer: ${text}`);
-      if (Date.now() > deadline) throw new Error(`no complete answer within 120 s; the view shows ${JSON.stringify(text)}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+    // The view shows the question, the answer so far and " …" until the stream ends; the view
+    // follows the end, so the question may have scrolled away.
+    const viewText = async () => (await chatEditor.locator(".view-lines").innerText()).replace(/\u00a0/g, " ");
+    const answerOf = (text) => text.replace(`## ${question}`, "").replace(/…\s*$/, "").trim();
+    const streaming = await until(async () => {
+      const text = await viewText();
+      return answerOf(text) !== "" && /…\s*$/.test(text) ? text : undefined;
+    }, "no streamed text appeared in the chat view while the answer was being generated", seconds(60), viewText);
+    log(`chat view while streaming: ${JSON.stringify(streaming.slice(-120))}`);
+    await screenshot("4-chat-streaming");
+
+    // Cancel from the progress notification; a short answer may already have ended.
+    const cancel = page.locator(".notification-toast", { hasText: "Wellspring: answering" }).getByRole("button", { name: "Cancel" });
+    if (await cancel.isVisible()) {
+      await cancel.click();
+      await until(async () => /\(cancelled\)/.test(await viewText()), "the chat view does not say (cancelled) after Cancel",
+        seconds(20), viewText);
+    } else {
+      await until(async () => !/…\s*$/.test(await viewText()), "the chat view never showed the end of the answer", seconds(60), viewText);
     }
-    log(`chat view: ${JSON.stringify(text.slice(0, 200))}`);
+    await screenshot("5-chat-ended");
     // The extension logs how many wellspring/chatProgress notifications made up the answer.
-    const streamed = /chat [\w-]+: (\d+) chunks streamed/.exec(wellspringLog());
-    if (!streamed || Number(streamed[1]) === 0) throw new Error("the extension log shows no streamed wellspring/chatProgress chunk");
-    log(`chatProgress chunks: ${streamed[1]}`);
-    await screenshot("4-chat");
+    const chunks = await until(() => /chat [\w-]+: (\d+) chunks streamed/.exec(wellspringLog())?.[1],
+      "the extension log does not say how many chunks streamed", seconds(10));
+    if (Number(chunks) === 0) throw new Error("the extension log shows no streamed wellspring/chatProgress chunk");
+    log(`chatProgress chunks: ${chunks}`);
   });
+
+  await step("the Explain code action streams into a view the server opened", async () => {
+    await page.locator(".editor-instance .monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+A");
+    await pickCodeAction("Wellspring: Explain", "6-code-actions");
+    // The server chooses this stream's chatId, so the extension opens a second view for it.
+    const explainEditor = page.locator('.monaco-editor[data-uri^="wellspring-chat:/2"]');
+    await explainEditor.waitFor({ timeout: seconds(30) }).catch(() => {
+      throw new Error("no view opened for the server-started Explain stream within 30 s");
+    });
+    const viewText = async () => (await explainEditor.locator(".view-lines").innerText()).replace(/\u00a0/g, " ");
+    const text = await until(async () => {
+      const lines = (await viewText()).split("\n").slice(1).join("\n").replace(/…\s*$/, "").trim();
+      return lines !== "" ? lines : undefined;
+    }, "no streamed text appeared in the Explain view", seconds(60), viewText);
+    log(`explain view: ${JSON.stringify(text.slice(0, 120))}`);
+    await screenshot("7-explain");
+  });
+
+  await step("the Edit with instruction… code action asks for an instruction, and Cancel stops the edit", async () => {
+    const editor = page.locator(".editor-instance .monaco-editor .view-lines").first();
+    await editor.click();
+    await page.keyboard.press("Control+S");
+    const unedited = fs.readFileSync(file, "utf8");
+    await page.keyboard.press("Control+Home");
+    await page.keyboard.press("Shift+ArrowDown");
+    await pickCodeAction("Wellspring: Edit with instruction");
+    const input = page.locator(".quick-input-widget input");
+    await input.waitFor({ state: "visible", timeout: seconds(10) });
+    await page.locator(".quick-input-widget", { hasText: "Edit with Instruction" }).waitFor({ timeout: seconds(5) });
+    await input.fill("add a docstring");
+    await page.keyboard.press("Enter");
+    // wellspring.instruct runs under a cancellable progress notification. A rewrite by the tiny
+    // model takes minutes (up to 768 grammar-constrained tokens), so the test cancels it; where
+    // it already ended, the edit must have landed or an error must say why not.
+    const editing = page.locator(".notification-toast", { hasText: "Wellspring: editing" });
+    await editing.waitFor({ timeout: seconds(10) }).catch(() => {
+      throw new Error("no \"Wellspring: editing…\" progress notification after entering the instruction");
+    });
+    await screenshot("8-instructing");
+    const cancel = editing.getByRole("button", { name: "Cancel" });
+    if (await cancel.isVisible()) {
+      await cancel.click();
+      await editing.waitFor({ state: "detached", timeout: seconds(20) }).catch(() => {
+        throw new Error("the editing notification stayed after Cancel");
+      });
+      await page.keyboard.press("Control+S");
+      if (fs.readFileSync(file, "utf8") !== unedited) throw new Error("the file changed although the edit was cancelled");
+    } else {
+      const errorShown = page.locator(".notification-toast", { hasText: "Wellspring: Edit with instruction" });
+      await until(async () => {
+        await page.keyboard.press("Control+S");
+        return fs.readFileSync(file, "utf8") !== unedited || (await errorShown.isVisible());
+      }, "the instruction neither changed the file nor showed an error", seconds(20));
+    }
+  });
+
+  await step("no error notification was shown", async () => {
+    const errors = await page.locator(".notification-toast", { has: page.locator(".codicon-error") }).allInnerTexts();
+    if (errors.length > 0) throw new Error(`error notifications: ${JSON.stringify(errors)}`);
+  });
+}
+
+/** Opens the code action menu (Ctrl+.) on the selection and picks the action titled `title`. */
+async function pickCodeAction(title, screenshotName) {
+  await page.keyboard.press("Control+.");
+  const action = page.locator(".action-widget .monaco-list-row", { hasText: title }).first();
+  await action.waitFor({ timeout: seconds(20) }).catch(() => {
+    throw new Error(`the code action menu has no ${JSON.stringify(title)} within 20 s`);
+  });
+  if (screenshotName) await screenshot(screenshotName);
+  // The menu blocks the pointer until the mouse moves over it.
+  const box = await action.boundingBox();
+  await page.mouse.move(box.x + 5, box.y + 5);
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 3 });
+  await action.click();
+}
+
+/** Polls `probe` until it returns a truthy value; fails with `what` (and `show()`) after `timeout`. */
+async function until(probe, what, timeout, show) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) {
+      const shown = show ? `; the view shows ${JSON.stringify(await show())}` : "";
+      throw new Error(`${what} (waited ${timeout / 1000} s)${shown}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 let failed = false;
@@ -277,6 +368,8 @@ try {
   failed = true;
   console.error(`\nFAIL: ${error.message}`);
   await screenshot("failure");
+  const notes = await page?.locator(".notification-list-item-message").allInnerTexts().catch(() => []);
+  if (notes?.length) console.error(`notifications on screen: ${JSON.stringify(notes)}`);
   const serverLog = wellspringLog();
   fs.writeFileSync(path.join(artifacts, "wellspring.log"), serverLog);
   console.error(`--- last lines of the extension/server log (full log in ${artifacts}) ---`);
