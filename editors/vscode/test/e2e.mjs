@@ -37,16 +37,21 @@ const extensions = path.join(tmp, "extensions");
 fs.mkdirSync(artifacts, { recursive: true });
 fs.mkdirSync(workspace);
 fs.mkdirSync(path.join(userData, "User"), { recursive: true });
+fs.mkdirSync(path.join(userData, "Machine"), { recursive: true });
 
 const source = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\n";
 const file = path.join(workspace, "fib.py");
 fs.writeFileSync(file, source);
+// Paths are machine-scoped settings: in code-server (a remote window) they belong in the remote
+// machine's settings, which VS Code reads from <user-data>/Machine.
+fs.writeFileSync(
+  path.join(userData, "Machine", "settings.json"),
+  JSON.stringify({ "wellspring.serverPath": serverBin, "wellspring.model.path": model }, null, 2),
+);
 fs.writeFileSync(
   path.join(userData, "User", "settings.json"),
   JSON.stringify(
     {
-      "wellspring.serverPath": serverBin,
-      "wellspring.model.path": model,
       "wellspring.model.nCtx": 2048,
       "wellspring.model.nGpuLayers": 0,
       "wellspring.completion.maxTokens": 16,
@@ -323,6 +328,34 @@ async function main() {
         return fs.readFileSync(file, "utf8") !== unedited || (await errorShown.isVisible());
       }, "the instruction neither changed the file nor showed an error", seconds(20));
     }
+  });
+
+  await step("the menu's Disable inline completion updates the setting and the server takes it", async () => {
+    const changes = () => (wellspringLog().match(/configuration changed/g) ?? []).length;
+    const before = changes();
+    await status.click();
+    const row = page.locator(".quick-input-list .monaco-list-row", { hasText: "Disable inline completion" }).first();
+    await row.waitFor({ timeout: seconds(10) });
+    await row.click();
+    const settingsFile = path.join(userData, "User", "settings.json");
+    await until(() => /"wellspring\.completion\.enabled":\s*false/.test(fs.readFileSync(settingsFile, "utf8")),
+      "settings.json does not say wellspring.completion.enabled: false", seconds(10));
+    // The server logs each workspace/didChangeConfiguration it accepts.
+    await until(() => changes() > before, "the server logged no accepted configuration change", seconds(10),
+      () => wellspringLog().split("\n").filter((line) => /configuration/.test(line)).slice(-3).join("\n"));
+  });
+
+  await step("the menu's Restart server starts a new server that gets ready", async () => {
+    const starts = () => (wellspringLog().match(/server info: /g) ?? []).length;
+    const before = starts();
+    await status.click();
+    const row = page.locator(".quick-input-list .monaco-list-row", { hasText: "Restart server" }).first();
+    await row.waitFor({ timeout: seconds(10) });
+    await row.click();
+    await until(() => starts() > before, "the restarted server did not answer wellspring/serverInfo", seconds(30));
+    await page.locator('.statusbar-item[aria-label^="Wellspring ready"]').waitFor({ timeout: seconds(60) }).catch(async () => {
+      throw new Error(`after the restart the status bar says ${JSON.stringify(await status.getAttribute("aria-label"))}`);
+    });
   });
 
   await step("no error notification was shown", async () => {
