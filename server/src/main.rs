@@ -47,6 +47,8 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Download, locate and inspect models.
+    Model(wellspring::cli::model::ModelArgs),
     /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
     Prompt(wellspring::cli::prompt::PromptArgs),
     /// Print one completion at FILE:LINE:COL and what it cost.
@@ -137,13 +139,18 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Model(args) => wellspring::cli::model::run(args, &config)?,
         Command::Prompt(args) => {
             wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
         }
         Command::Complete(args) => {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
-        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(&config, args))?,
+        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
+            &config,
+            args,
+            cli.global.model.is_some(),
+        ))?,
     }
     // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
     // may keep stdin open, so do not wait for that thread.

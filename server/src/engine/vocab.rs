@@ -52,7 +52,11 @@ fn backend() -> Result<&'static LlamaBackend, Error> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            // Loading a vocabulary logs every metadata key at info level; none of it helps a user
+            // of `wellspring prompt`, and the inference thread configures its own logging.
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(false),
+            );
             LlamaBackend::init().map_err(|error| error.to_string())
         })
         .as_ref()
@@ -133,6 +137,19 @@ impl Vocab {
             has_repo_name: self.fim.repo_name.is_some(),
             n_ctx_per_slot,
         }
+    }
+}
+
+impl Vocab {
+    /// The token ids of `text` with special tokens (`<|fim_prefix|>`, …) recognised, as the
+    /// engine tokenizes a rendered prompt.
+    pub fn tokens(&self, text: &str) -> Vec<i32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .into_iter()
+            .map(|token| token.0)
+            .collect()
     }
 }
 
