@@ -405,8 +405,8 @@ try {
   if (notes?.length) console.error(`notifications on screen: ${JSON.stringify(notes)}`);
   const serverLog = wellspringLog();
   fs.writeFileSync(path.join(artifacts, "wellspring.log"), serverLog);
-  console.error(`--- last lines of the extension/server log (full log in ${artifacts}) ---`);
-  console.error(serverLog.split("\n").slice(-40).join("\n"));
+  console.error(`--- last lines of the extension/server log, without llama.cpp's (full log in ${artifacts}) ---`);
+  console.error(serverLog.split("\n").filter((line) => !line.includes("llama-cpp-2")).slice(-40).join("\n"));
 } finally {
   if (!failed) fs.writeFileSync(path.join(artifacts, "wellspring.log"), wellspringLog());
   await browser?.close().catch(() => {});
