@@ -102,7 +102,9 @@ impl GlobalArgs {
 fn init_logging(log: &config::LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("WELLSPRING_LOG") {
         Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
-        _ => EnvFilter::try_new(&log.level),
+        // llama.cpp narrates every load at info level; keep that for an explicit request.
+        _ if log.level.contains('=') => EnvFilter::try_new(&log.level),
+        _ => EnvFilter::try_new(format!("{},llama-cpp-2=warn", log.level)),
     }
     .context("invalid log filter")?;
     let builder = tracing_subscriber::fmt()

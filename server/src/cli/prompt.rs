@@ -98,7 +98,7 @@ const PROJECT_MARKERS: [&str; 9] = [
 
 /// The nearest folder above `file` holding `.git`, else the nearest holding a project file, else
 /// the file's own folder.
-fn default_workspace(file: &Path) -> PathBuf {
+pub fn default_workspace(file: &Path) -> PathBuf {
     let folder = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let with_git = folder.ancestors().find(|dir| dir.join(".git").exists());
     let with_marker = || {
