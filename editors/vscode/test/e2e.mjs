@@ -2,9 +2,12 @@
 // through headless Chromium, talking to the real wellspring server on the tiny test model.
 // Run by scripts/test-vscode.sh, which installs everything and passes the paths below.
 //
-// Checks, in order: the extension activates and the server answers (status bar); typing shows
-// ghost text from the server; Tab accepts it into the document (checked on disk after saving);
-// "Wellspring: Chat with Selection" streams an answer into a chat view.
+// Checks, in order: the extension activates and the server gets ready (status bar) and the status
+// bar menu opens; typing shows ghost text from the server and Tab accepts it into the document
+// (checked on disk after saving); "Chat with Selection" streams into a chat view and Cancel stops
+// it; the Explain code action streams into a view the server opened; "Edit with instruction…"
+// asks for the instruction and runs (then is cancelled); the menu toggles inline completion
+// (didChangeConfiguration) and restarts the server; no error notification is left on screen.
 
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -405,8 +408,8 @@ try {
   if (notes?.length) console.error(`notifications on screen: ${JSON.stringify(notes)}`);
   const serverLog = wellspringLog();
   fs.writeFileSync(path.join(artifacts, "wellspring.log"), serverLog);
-  console.error(`--- last lines of the extension/server log (full log in ${artifacts}) ---`);
-  console.error(serverLog.split("\n").slice(-40).join("\n"));
+  console.error(`--- last lines of the extension/server log, without llama.cpp's (full log in ${artifacts}) ---`);
+  console.error(serverLog.split("\n").filter((line) => !line.includes("llama-cpp-2")).slice(-40).join("\n"));
 } finally {
   if (!failed) fs.writeFileSync(path.join(artifacts, "wellspring.log"), wellspringLog());
   await browser?.close().catch(() => {});
