@@ -38,6 +38,9 @@ struct GlobalArgs {
     /// Log filter (e.g. info, debug, wellspring=trace); WELLSPRING_LOG overrides it.
     #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Accepted and ignored: stdio is the only transport, and some clients pass this flag.
+    #[arg(long, global = true, hide = true)]
+    stdio: bool,
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true, value_name = "PATH")]
     log_file: Option<PathBuf>,

@@ -165,6 +165,20 @@ fn code_actions_are_listed_instantly_and_resolve_to_an_edit_that_applies() {
             "{titles:?}"
         );
     }
+    // Actions that carry a command resolve to themselves.
+    let explain = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|action| action["title"] == "Wellspring: Explain")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        server
+            .request("codeAction/resolve", explain.clone())
+            .unwrap(),
+        explain
+    );
     let simplify = actions
         .as_array()
         .unwrap()
