@@ -540,3 +540,9 @@ async fn typing_into_the_suggestion_is_served_without_inference() {
     assert_eq!(engine.backend_name(), "fake");
     assert_eq!(engine.token_counter().count_tokens("abc"), 3);
 }
+
+#[test]
+fn engine_handles_are_cheap_to_share_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Engine>();
+}
