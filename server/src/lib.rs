@@ -4,11 +4,13 @@
 //! concern and exposes a small `pub` façade; see `ARCHITECTURE.md` for the map and the
 //! invariants that keep the boundaries honest.
 
+pub mod assist;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod docs;
 pub mod engine;
+pub mod index;
 pub mod lsp;
 pub mod model;
 pub mod syntax;

@@ -47,6 +47,8 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
+    Prompt(wellspring::cli::prompt::PromptArgs),
     /// Print one completion at FILE:LINE:COL and what it cost.
     Complete(wellspring::cli::complete::Args),
     /// Measure latency and cache reuse.
@@ -135,10 +137,16 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Prompt(args) => {
+            wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
+        }
         Command::Complete(args) => {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
         Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(&config, args))?,
     }
+    // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
+    // may keep stdin open, so do not wait for that thread.
+    runtime.shutdown_background();
     Ok(())
 }

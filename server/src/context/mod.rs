@@ -1,2 +1,21 @@
-//! Prompt builder: a pure function from a document snapshot, a cursor and a token budget to the
-//! prompt the engine evaluates. No IO, no clock, no globals.
+//! Prompt builder: a pure function from a snapshot of the editor state, a cursor and a token
+//! budget to the prompt the engine evaluates, plus the tree-sitter clean-up of what comes back.
+//!
+//! Invariant: nothing here does IO, reads a clock or touches a global; the same snapshot, cursor,
+//! budget and token counter always give the same prompt, byte for byte (the compiled queries in
+//! `syntax` are the one cache, and they are constants). Filling the workspace index from disk is
+//! `index/`'s job; rendering the prompt to tokens is the engine's.
+
+mod build;
+mod neighbourhood;
+pub mod outline;
+mod postprocess;
+mod snapshot;
+mod symbols;
+
+#[cfg(test)]
+mod tests;
+
+pub use build::{build, Budget, BuiltPrompt, Section};
+pub use postprocess::postprocess;
+pub use snapshot::{display_path, ContextSnapshot, RecentChunk, RecentChunks, RecentKind};

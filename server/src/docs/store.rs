@@ -160,3 +160,116 @@ impl DocumentStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::docs::TextEdit;
+
+    const PIECES: &[&str] = &[
+        "x",
+        "def f(a):\n",
+        "    return a\n",
+        "\r\n",
+        "\n",
+        "ü",
+        "😀",
+        "(",
+        ")",
+        ":",
+        "  ",
+        "if a:\n        pass\n",
+        "'s'",
+        "#c\n",
+    ];
+
+    fn edit_strategy() -> impl Strategy<
+        Value = (
+            prop::sample::Index,
+            prop::sample::Index,
+            Vec<prop::sample::Index>,
+        ),
+    > {
+        (
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        )
+    }
+
+    fn char_boundary(text: &str, index: &prop::sample::Index) -> usize {
+        let boundaries: Vec<usize> = text
+            .char_indices()
+            .map(|(byte_idx, _)| byte_idx)
+            .chain([text.len()])
+            .collect();
+        boundaries[index.index(boundaries.len())]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// After any run of edits, the rope equals the client's text and the incrementally
+        /// maintained tree equals a fresh parse.
+        #[test]
+        fn incremental_edits_match_a_fresh_parse(edits in prop::collection::vec(edit_strategy(), 1..25)) {
+            let store = DocumentStore::new();
+            let mut text = String::from("def main():\n    print('héllo 😀')\r\n\nclass A:\n    pass\n");
+            store.open("file:///p.py", "python", 1, &text);
+            for (version, (a, b, pieces)) in edits.iter().enumerate() {
+                let (start, end) = {
+                    let a = char_boundary(&text, a);
+                    let b = char_boundary(&text, b);
+                    (a.min(b), a.max(b))
+                };
+                let insert: String = pieces.iter().map(|piece| PIECES[piece.index(PIECES.len())]).collect();
+                let edit = TextEdit { start_byte: start, end_byte: end, text: insert.clone() };
+                store.update("file:///p.py", version as i32 + 2, |document| { document.apply_edit(&edit); Ok(()) }).unwrap();
+                text.replace_range(start..end, &insert);
+            }
+            let document = store.get("file:///p.py").unwrap();
+            prop_assert_eq!(document.rope.to_string(), text.clone());
+            let fresh = Language::Python.parser().parse(&text, None).unwrap();
+            prop_assert_eq!(document.tree.as_ref().unwrap().root_node().to_sexp(), fresh.root_node().to_sexp());
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_the_document_untouched() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, "fn a() {}\n");
+        let error = store
+            .update("file:///a.rs", 2, |document| {
+                document.apply_edit(&TextEdit {
+                    start_byte: 0,
+                    end_byte: 2,
+                    text: "pub fn".into(),
+                });
+                Err("second change was invalid".into())
+            })
+            .unwrap_err();
+        assert!(matches!(error, Error::InvalidEdit { .. }));
+        let document = store.get("file:///a.rs").unwrap();
+        assert_eq!(document.rope.to_string(), "fn a() {}\n");
+        assert_eq!(document.version, 1);
+    }
+
+    #[test]
+    fn a_document_that_becomes_binary_loses_its_tree() {
+        let store = DocumentStore::new();
+        store.open("file:///a.c", "c", 1, "int x;\n");
+        let (document, _) = store
+            .update("file:///a.c", 2, |document| {
+                document.apply_edit(&TextEdit {
+                    start_byte: 0,
+                    end_byte: 0,
+                    text: "\u{0}".into(),
+                });
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(document.kind, crate::docs::DocumentKind::Binary);
+        assert!(document.tree.is_none());
+    }
+}

@@ -19,6 +19,7 @@ mod render;
 mod scheduler;
 mod session;
 mod thread;
+pub mod vocab;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -180,7 +180,7 @@ mod tests {
             Leniency::Strict,
         );
         assert_eq!(
-            got.as_ref().copied().map_err(|_| ()),
+            got.clone().map_err(|_| ()),
             expect,
             "{text:?} {line}:{character} {encoding:?}"
         );

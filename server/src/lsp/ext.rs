@@ -3,6 +3,8 @@
 //! in step.
 
 use serde::{Deserialize, Serialize};
+use tower_lsp_server::ls_types::notification::Notification;
+use tower_lsp_server::ls_types::{Range, TextDocumentIdentifier};
 
 /// `wellspring/serverInfo` request: what the server is running.
 pub const SERVER_INFO: &str = "wellspring/serverInfo";
@@ -13,4 +15,173 @@ pub struct ServerInfoResult {
     pub version: String,
     pub position_encoding: String,
     pub open_documents: usize,
+    pub state: String,
+    /// The resolved model file, once known.
+    pub model: Option<String>,
+    pub backend: String,
+}
+
+/// `wellspring/status` notification: the engine's state, for status bars.
+pub enum Status {}
+
+impl Notification for Status {
+    type Params = StatusParams;
+    const METHOD: &'static str = "wellspring/status";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusParams {
+    /// `loading`, `ready`, `busy`, `error` or `disabled`.
+    pub state: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_latency_ms: Option<f64>,
+}
+
+/// `textDocument/inlineCompletion` (LSP 3.18), served as a custom method by tower-lsp-server 0.23.
+pub const INLINE_COMPLETION: &str = "textDocument/inlineCompletion";
+
+/// `wellspring/stats` request: the engine's counters and the latest completions' figures.
+pub const STATS: &str = "wellspring/stats";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletionFiguresResult {
+    pub n_prompt: u32,
+    pub n_reused: u32,
+    pub n_evaluated: u32,
+    pub n_generated: u32,
+    pub t_prefill_ms: f64,
+    pub t_decode_ms: f64,
+    pub t_total_ms: f64,
+    pub served_without_inference: bool,
+    pub stop: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsResult {
+    pub n_completions: u64,
+    pub n_served_without_inference: u64,
+    pub n_superseded: u64,
+    pub n_abandoned: u64,
+    pub n_errors: u64,
+    pub n_chats: u64,
+    pub n_tokens_reused: u64,
+    pub n_tokens_evaluated: u64,
+    pub n_tokens_generated: u64,
+    /// Oldest first.
+    pub recent: Vec<CompletionFiguresResult>,
+}
+
+/// Commands the server executes (`workspace/executeCommand`).
+pub const COMMAND_CHAT: &str = "wellspring.chat";
+pub const COMMAND_EXPLAIN: &str = "wellspring.explain";
+pub const COMMAND_INSTRUCT: &str = "wellspring.instruct";
+pub const COMMAND_APPLY_ACTION: &str = "wellspring.applyAction";
+/// A client-side command: the client asks for an instruction, then runs `wellspring.instruct`.
+pub const COMMAND_INSTRUCT_PROMPT: &str = "wellspring.instructPrompt";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatHistoryMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatArgs {
+    pub chat_id: String,
+    pub text_document: TextDocumentIdentifier,
+    pub range: Range,
+    pub question: String,
+    #[serde(default)]
+    pub history: Vec<ChatHistoryMessage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatResult {
+    pub chat_id: String,
+    pub text: String,
+}
+
+/// `wellspring/chatProgress` notification: one piece of a streamed answer.
+pub enum ChatProgress {}
+
+impl Notification for ChatProgress {
+    type Params = ChatProgressParams;
+    const METHOD: &'static str = "wellspring/chatProgress";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatProgressParams {
+    pub chat_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub delta: String,
+    pub done: bool,
+}
+
+/// Arguments of `wellspring.explain` and `wellspring.instructPrompt`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RangeArgs {
+    pub text_document: TextDocumentIdentifier,
+    pub range: Range,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstructArgs {
+    pub text_document: TextDocumentIdentifier,
+    pub range: Range,
+    pub instruction: String,
+}
+
+/// The `data` of an unresolved Wellspring code action, and the argument of
+/// `wellspring.applyAction`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeActionData {
+    /// `fix`, `document`, `tests` or `simplify`.
+    pub action: String,
+    pub uri: String,
+    pub range: Range,
+    /// The document version the range refers to.
+    pub version: i32,
+    #[serde(default)]
+    pub diagnostics: Vec<String>,
+}
+
+/// `wellspring/documentState` request: the server's copy of a document, so a client (or a test)
+/// can check that both sides agree after a run of edits.
+pub const DOCUMENT_STATE: &str = "wellspring/documentState";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentStateParams {
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentStateResult {
+    pub version: i32,
+    pub text: String,
+    /// The grammar in use, or null when the document is not parsed.
+    pub language: Option<String>,
+    /// `text`, `tooLargeToParse` or `binary`.
+    pub kind: String,
+    /// The syntax tree as an S-expression, when there is one.
+    pub tree: Option<String>,
 }

@@ -5,11 +5,13 @@
 //! take a snapshot, call a domain function and convert the result; logic lives outside `lsp/`.
 
 pub mod convert;
+mod engine_loader;
 pub mod ext;
 mod notifications;
 mod requests;
 mod server;
 mod state;
+mod transport;
 
 pub use server::{serve, serve_stdio, Server};
 pub use state::State;
@@ -62,7 +64,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Builds an `InvalidParams` error with a clear message.
-#[allow(dead_code)] // used by the request handlers that validate positions
 pub(crate) fn invalid_params(message: impl std::fmt::Display) -> jsonrpc::Error {
     jsonrpc::Error::invalid_params(message.to_string())
 }

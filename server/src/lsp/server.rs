@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
@@ -22,7 +23,7 @@ impl LanguageServer for Server {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        tracing::info!("client initialized");
+        guard_notification("initialized", notifications::initialized::handle(self)).await
     }
 
     async fn shutdown(&self) -> Result<()> {
@@ -46,6 +47,14 @@ impl LanguageServer for Server {
         .await
     }
 
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        guard_notification(
+            "textDocument/didSave",
+            notifications::did_save::handle(self, params),
+        )
+        .await
+    }
+
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         guard_notification(
             "textDocument/didClose",
@@ -61,12 +70,72 @@ impl LanguageServer for Server {
         )
         .await
     }
+
+    // Requests that only read state (snapshot first, then await the model).
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        guard(
+            "textDocument/completion",
+            requests::completion::handle(self, params),
+        )
+        .await
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        guard(
+            "textDocument/codeAction",
+            requests::code_action::handle(self, params),
+        )
+        .await
+    }
+
+    async fn code_action_resolve(&self, params: CodeAction) -> Result<CodeAction> {
+        guard(
+            "codeAction/resolve",
+            requests::code_action_resolve::handle(self, params),
+        )
+        .await
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<Value>> {
+        guard(
+            "workspace/executeCommand",
+            requests::execute_command::handle(self, params),
+        )
+        .await
+    }
 }
 
 impl Server {
-    // Custom requests (`wellspring/…`), registered in `serve`.
+    // Methods tower-lsp-server 0.23 has no trait method for, and custom `wellspring/…` requests;
+    // registered in `serve`.
+    async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> Result<Option<InlineCompletionResponse>> {
+        guard(
+            ext::INLINE_COMPLETION,
+            requests::inline_completion::handle(self, params),
+        )
+        .await
+    }
+
     async fn server_info(&self) -> Result<ext::ServerInfoResult> {
         guard(ext::SERVER_INFO, requests::server_info::handle(self)).await
+    }
+
+    async fn stats(&self) -> Result<ext::StatsResult> {
+        guard(ext::STATS, requests::stats::handle(self)).await
+    }
+
+    async fn document_state(
+        &self,
+        params: ext::DocumentStateParams,
+    ) -> Result<ext::DocumentStateResult> {
+        guard(
+            ext::DOCUMENT_STATE,
+            requests::document_state::handle(self, params),
+        )
+        .await
     }
 }
 
@@ -74,18 +143,24 @@ impl Server {
 pub async fn serve<I, O>(input: I, output: O, layers: Layers)
 where
     I: AsyncRead + Unpin,
-    O: AsyncWrite,
+    O: AsyncWrite + Unpin,
 {
     let state = Arc::new(State::new(layers));
     let (service, socket) = LspService::build(|client| Server {
         client,
         state: Arc::clone(&state),
     })
+    .custom_method(ext::INLINE_COMPLETION, Server::inline_completion)
     .custom_method(ext::SERVER_INFO, Server::server_info)
+    .custom_method(ext::STATS, Server::stats)
+    .custom_method(ext::DOCUMENT_STATE, Server::document_state)
     .finish();
-    tower_lsp_server::Server::new(input, output, socket)
-        .serve(service)
-        .await;
+    super::transport::guarded(input, output, |server_input, server_output| async move {
+        tower_lsp_server::Server::new(server_input, server_output, socket)
+            .serve(service)
+            .await;
+    })
+    .await;
     tracing::info!("client disconnected; server stopping");
 }
 

@@ -1,12 +1,40 @@
-//! Server-wide state shared by all handlers: documents, configuration, negotiated encoding.
+//! Server-wide state shared by all handlers: documents, configuration, negotiated encoding, the
+//! engine and the context sources (workspace index, recent edits).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{Config, Layers};
-use crate::docs::DocumentStore;
+use crate::context::{ContextSnapshot, RecentChunks};
+use crate::docs::{Document, DocumentStore};
+use crate::engine::Engine;
+use crate::index::WorkspaceIndex;
 
 use super::convert::PositionEncoding;
+
+/// Where the model stands.
+#[derive(Clone)]
+pub enum EngineState {
+    /// No model is configured, or completions are turned off.
+    Disabled,
+    Loading {
+        progress: f32,
+    },
+    Ready(Engine),
+    Failed(String),
+}
+
+impl EngineState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EngineState::Disabled => "disabled",
+            EngineState::Loading { .. } => "loading",
+            EngineState::Ready(_) => "ready",
+            EngineState::Failed(_) => "error",
+        }
+    }
+}
 
 pub struct State {
     pub documents: DocumentStore,
@@ -14,6 +42,19 @@ pub struct State {
     layers: Mutex<Layers>,
     config: RwLock<Config>,
     workspace_roots: RwLock<Vec<PathBuf>>,
+    engine: RwLock<EngineState>,
+    /// Bumped on every (re)load, so a slow load that was superseded does not install itself.
+    engine_generation: AtomicU64,
+    /// The resolved model file, once known.
+    model_path: RwLock<Option<PathBuf>>,
+    index: RwLock<Arc<WorkspaceIndex>>,
+    recent: Mutex<RecentChunks>,
+    next_chat_id: AtomicU64,
+    /// The client applies edits returned by `codeAction/resolve`.
+    client_resolves_code_actions: AtomicBool,
+    /// The last engine error shown to the user, so a failing engine shows one message, not one
+    /// per keystroke.
+    last_shown_error: Mutex<Option<String>>,
 }
 
 impl State {
@@ -29,6 +70,14 @@ impl State {
             layers: Mutex::new(layers),
             config: RwLock::new(config),
             workspace_roots: RwLock::new(Vec::new()),
+            engine: RwLock::new(EngineState::Disabled),
+            engine_generation: AtomicU64::new(0),
+            model_path: RwLock::new(None),
+            index: RwLock::new(Arc::new(WorkspaceIndex::new(None))),
+            recent: Mutex::new(RecentChunks::default()),
+            next_chat_id: AtomicU64::new(1),
+            client_resolves_code_actions: AtomicBool::new(false),
+            last_shown_error: Mutex::new(None),
         }
     }
 
@@ -75,9 +124,126 @@ impl State {
     }
 
     pub fn set_workspace_roots(&self, roots: Vec<PathBuf>) {
+        let index = WorkspaceIndex::new(roots.first().cloned());
+        *self.index.write().expect("index lock is never poisoned") = Arc::new(index);
         *self
             .workspace_roots
             .write()
             .expect("roots lock is never poisoned") = roots;
+    }
+
+    pub fn index(&self) -> Arc<WorkspaceIndex> {
+        Arc::clone(&self.index.read().expect("index lock is never poisoned"))
+    }
+
+    pub fn engine_state(&self) -> EngineState {
+        self.engine
+            .read()
+            .expect("engine lock is never poisoned")
+            .clone()
+    }
+
+    /// The engine, when the model is loaded.
+    pub fn engine(&self) -> Option<Engine> {
+        match &*self.engine.read().expect("engine lock is never poisoned") {
+            EngineState::Ready(engine) => Some(engine.clone()),
+            _ => None,
+        }
+    }
+
+    /// Starts a new load generation and returns its number.
+    pub fn begin_engine_load(&self) -> u64 {
+        let generation = self.engine_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.set_engine_state(generation, EngineState::Loading { progress: 0.0 });
+        generation
+    }
+
+    /// Installs `state` if `generation` is still the newest load; returns whether it did.
+    pub fn set_engine_state(&self, generation: u64, state: EngineState) -> bool {
+        let mut slot = self.engine.write().expect("engine lock is never poisoned");
+        if self.engine_generation.load(Ordering::SeqCst) != generation {
+            return false;
+        }
+        *slot = state;
+        true
+    }
+
+    pub fn model_path(&self) -> Option<PathBuf> {
+        self.model_path
+            .read()
+            .expect("model path lock is never poisoned")
+            .clone()
+    }
+
+    pub fn set_model_path(&self, path: Option<PathBuf>) {
+        *self
+            .model_path
+            .write()
+            .expect("model path lock is never poisoned") = path;
+    }
+
+    pub fn record_edit(&self, document: &Document, byte_idx: usize) {
+        self.recent
+            .lock()
+            .expect("recent lock is never poisoned")
+            .record_edit(&document.uri, &document.rope, byte_idx);
+    }
+
+    pub fn forget_recent(&self, uri: &str) {
+        self.recent
+            .lock()
+            .expect("recent lock is never poisoned")
+            .forget(uri);
+    }
+
+    /// Everything a prompt for `current` may draw on, as of now.
+    pub fn context_snapshot(&self, current: Arc<Document>) -> ContextSnapshot {
+        ContextSnapshot {
+            open: self.documents.all(),
+            index: self.index(),
+            recent: self
+                .recent
+                .lock()
+                .expect("recent lock is never poisoned")
+                .clone(),
+            current,
+        }
+    }
+
+    pub fn client_resolves_code_actions(&self) -> bool {
+        self.client_resolves_code_actions.load(Ordering::Relaxed)
+    }
+
+    pub fn set_client_resolves_code_actions(&self, resolves: bool) {
+        self.client_resolves_code_actions
+            .store(resolves, Ordering::Relaxed);
+    }
+
+    /// Whether `error` differs from the last error shown to the user (and remembers it).
+    pub fn should_show_error(&self, error: &str) -> bool {
+        let mut last = self
+            .last_shown_error
+            .lock()
+            .expect("error lock is never poisoned");
+        if last.as_deref() == Some(error) {
+            return false;
+        }
+        *last = Some(error.to_owned());
+        true
+    }
+
+    /// Forgets the last shown error after a success, so a recurrence is shown again.
+    pub fn clear_shown_error(&self) {
+        *self
+            .last_shown_error
+            .lock()
+            .expect("error lock is never poisoned") = None;
+    }
+
+    pub fn next_chat_id(&self) -> String {
+        format!(
+            "wellspring-{}",
+            self.next_chat_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }

@@ -2,12 +2,17 @@
 //!
 //! This module owns the mapping from LSP `languageId`s and file extensions to grammars, and the
 //! rope-chunk parse entry point. Queries (`grammars/queries/<lang>/*.scm`) are loaded by the
-//! context builder through [`Language::query_source`]; this module does not interpret them.
+//! context builder through [`queries`]; this module compiles and runs them but does not interpret
+//! their captures.
+
+mod queries;
 
 use ropey::Rope;
 use std::time::Instant;
 
 use tree_sitter::{ParseOptions, Parser, Tree};
+
+pub use queries::{queries, query_sources, run_query, LanguageQueries, QueryMatch};
 
 /// A language Wellspring has a grammar for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,9 +12,10 @@ pub(crate) async fn handle(server: &Server, params: DidChangeTextDocumentParams)
     let uri = params.text_document.uri.as_str();
     let version = params.text_document.version;
     let encoding = server.state.encoding();
+    let mut last_edit_byte = None;
     let result = server.state.documents.update(uri, version, |document| {
         for change in &params.content_changes {
-            apply_change(document, change, encoding);
+            last_edit_byte = Some(apply_change(document, change, encoding));
         }
         Ok(())
     });
@@ -26,6 +27,9 @@ pub(crate) async fn handle(server: &Server, params: DidChangeTextDocumentParams)
                 n_changes = params.content_changes.len(),
                 "changed"
             );
+            if let Some(byte_idx) = last_edit_byte {
+                server.state.record_edit(&document, byte_idx);
+            }
             if needs_parse {
                 finish_parse_in_background(server, uri, document.version);
             }
@@ -34,16 +38,17 @@ pub(crate) async fn handle(server: &Server, params: DidChangeTextDocumentParams)
     }
 }
 
-/// Applies one change. Positions the spec calls invalid are clamped (and logged) rather than
-/// dropped: dropping an edit would leave the server's text further from the client's.
+/// Applies one change and returns the byte where it starts. Positions the spec calls invalid are
+/// clamped (and logged) rather than dropped: dropping an edit would leave the server's text
+/// further from the client's.
 fn apply_change(
     document: &mut Document,
     change: &TextDocumentContentChangeEvent,
     encoding: PositionEncoding,
-) {
+) -> usize {
     let Some(range) = change.range else {
         document.replace_all(&change.text);
-        return;
+        return 0;
     };
     let bytes = match convert::byte_range(&document.rope, range, encoding, Leniency::Strict) {
         Ok(bytes) => bytes,
@@ -61,4 +66,5 @@ fn apply_change(
         end_byte: bytes.end,
         text: change.text.clone(),
     });
+    bytes.start
 }

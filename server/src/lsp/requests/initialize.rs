@@ -18,6 +18,17 @@ pub(crate) async fn handle(server: &Server, params: InitializeParams) -> Result<
     let encoding = PositionEncoding::negotiate(offered);
     server.state.set_encoding(encoding);
 
+    let resolves_edits = params
+        .capabilities
+        .text_document
+        .as_ref()
+        .and_then(|text_document| text_document.code_action.as_ref())
+        .and_then(|code_action| code_action.resolve_support.as_ref())
+        .is_some_and(|support| support.properties.iter().any(|property| property == "edit"));
+    server
+        .state
+        .set_client_resolves_code_actions(resolves_edits);
+
     let roots = workspace_roots(&params);
     server.state.set_workspace_roots(roots);
 
@@ -45,6 +56,27 @@ pub(crate) async fn handle(server: &Server, params: InitializeParams) -> Result<
                     ..TextDocumentSyncOptions::default()
                 },
             )),
+            inline_completion_provider: Some(OneOf::Left(true)),
+            completion_provider: Some(CompletionOptions {
+                resolve_provider: Some(false),
+                ..CompletionOptions::default()
+            }),
+            code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                code_action_kinds: Some(vec![
+                    CodeActionKind::QUICKFIX,
+                    CodeActionKind::REFACTOR,
+                    CodeActionKind::REFACTOR_REWRITE,
+                ]),
+                resolve_provider: Some(true),
+                ..CodeActionOptions::default()
+            })),
+            execute_command_provider: Some(ExecuteCommandOptions {
+                commands: super::execute_command::COMMANDS
+                    .iter()
+                    .map(|command| (*command).to_owned())
+                    .collect(),
+                ..ExecuteCommandOptions::default()
+            }),
             ..ServerCapabilities::default()
         },
         server_info: Some(ServerInfo {

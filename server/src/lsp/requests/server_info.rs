@@ -11,5 +11,14 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         position_encoding: encoding.as_str().to_owned(),
         open_documents: server.state.documents.len(),
+        state: server.state.engine_state().name().to_owned(),
+        model: server
+            .state
+            .model_path()
+            .map(|path| path.display().to_string()),
+        backend: server.state.engine().map_or_else(
+            || "none".to_owned(),
+            |engine| engine.backend_name().to_owned(),
+        ),
     })
 }

@@ -1,0 +1,5 @@
+(call_expression function: (identifier) @call)
+(call_expression function: (member_expression object: (_) @qualifier property: (property_identifier) @call))
+(new_expression constructor: (identifier) @type)
+(new_expression constructor: (member_expression object: (_) @qualifier property: (property_identifier) @type))
+(class_heritage (identifier) @type)

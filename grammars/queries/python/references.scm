@@ -1,0 +1,5 @@
+(call function: (identifier) @call)
+(call function: (attribute object: (_) @qualifier attribute: (identifier) @call))
+(decorator (identifier) @call)
+(type (identifier) @type)
+(class_definition superclasses: (argument_list (identifier) @type))

@@ -1,0 +1,2 @@
+(function_definition name: (identifier) @name body: (block) @body) @scope.function
+(class_definition name: (identifier) @name body: (block) @body) @scope.class

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check Wellspring has: formatting, lints, unit and end-to-end tests, and the editor
+# tests in a real Neovim and a real VS Code. Installs what it needs on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+bash scripts/test-models.sh
+export WELLSPRING_TEST_MODEL="$PWD/models/tiny.gguf"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked
+
+for editor_test in scripts/test-nvim.sh scripts/test-vscode.sh; do
+  if [ -f "$editor_test" ]; then
+    bash "$editor_test"
+  fi
+done

@@ -1,0 +1,147 @@
+//! Inline suggestions: build the prompt, ask the engine, clean the answer.
+
+use std::ops::Range;
+
+use crate::config::Config;
+use crate::context::{self, Budget, ContextSnapshot};
+use crate::engine::{CompletionFigures, CompletionRequest, Engine, Error, SamplingConfig};
+
+/// A suggestion to insert at the cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestion {
+    pub text: String,
+    pub figures: CompletionFigures,
+}
+
+/// How the request was triggered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// While typing: one suggestion, as fast as possible.
+    Automatic,
+    /// Asked for explicitly: a few different suggestions to cycle through.
+    Invoked,
+}
+
+/// Most suggestions an invoked request returns.
+const MAX_INVOKED_SUGGESTIONS: usize = 3;
+
+/// Whether only the rest of the cursor's line should be completed: text follows the cursor.
+pub fn is_mid_line(snapshot: &ContextSnapshot, cursor_byte: usize) -> bool {
+    let rope = &snapshot.current.rope;
+    let line_idx = rope.byte_to_line(cursor_byte);
+    let line_end_byte = if line_idx + 1 < rope.len_lines() {
+        rope.line_to_byte(line_idx + 1)
+    } else {
+        rope.len_bytes()
+    };
+    rope.byte_slice(cursor_byte..line_end_byte)
+        .chars()
+        .any(|character| !character.is_whitespace())
+}
+
+/// Suggestions for a cursor at `cursor_byte`, best first; empty when the model has nothing useful.
+pub async fn suggest(
+    engine: &Engine,
+    snapshot: &ContextSnapshot,
+    cursor_byte: usize,
+    trigger: Trigger,
+    config: &Config,
+) -> Result<Vec<Suggestion>, Error> {
+    let budget = Budget {
+        n_prompt_tokens: config.context.budget_tokens as usize,
+    };
+    let token_counter = engine.token_counter();
+    let built = context::build(
+        snapshot,
+        cursor_byte,
+        &budget,
+        &engine.caps(),
+        token_counter.as_ref(),
+    );
+    let single_line = is_mid_line(snapshot, cursor_byte);
+    let request = CompletionRequest::new(
+        snapshot.current.uri.clone(),
+        built.prompt,
+        single_line,
+        &config.completion,
+    );
+
+    let mut suggestions: Vec<Suggestion> = Vec::new();
+    let n_wanted = match trigger {
+        Trigger::Automatic => 1,
+        Trigger::Invoked => MAX_INVOKED_SUGGESTIONS,
+    };
+    for attempt_idx in 0..n_wanted {
+        let mut attempt = request.clone();
+        if attempt_idx > 0 {
+            // Alternatives come from sampling; the first suggestion keeps the user's settings.
+            attempt.sampling = SamplingConfig {
+                temperature: 0.8,
+                seed: attempt_idx as u32,
+                ..attempt.sampling
+            };
+        }
+        let completion = engine.complete(attempt).await?;
+        tracing::info!(
+            uri = %snapshot.current.uri,
+            n_reused = completion.figures.n_reused,
+            n_evaluated = completion.figures.n_evaluated,
+            n_generated = completion.figures.n_generated,
+            t_total_ms = completion.figures.t_total_ms,
+            served_without_inference = completion.figures.served_without_inference,
+            "completion"
+        );
+        let Some(text) = context::postprocess(&snapshot.current, cursor_byte, &completion.text)
+        else {
+            continue;
+        };
+        if suggestions.iter().any(|existing| existing.text == text) {
+            continue;
+        }
+        suggestions.push(Suggestion {
+            text,
+            figures: completion.figures,
+        });
+    }
+    Ok(suggestions)
+}
+
+/// The start of the identifier-like word that ends at the cursor, for completion-menu filtering.
+pub fn word_start(snapshot: &ContextSnapshot, cursor_byte: usize) -> usize {
+    let rope = &snapshot.current.rope;
+    let line_start_byte = rope.line_to_byte(rope.byte_to_line(cursor_byte));
+    let head = rope.byte_slice(line_start_byte..cursor_byte).to_string();
+    let n_word_bytes: usize = head
+        .chars()
+        .rev()
+        .take_while(|character| character.is_alphanumeric() || *character == '_')
+        .map(char::len_utf8)
+        .sum();
+    cursor_byte - n_word_bytes
+}
+
+/// Replaces `range` of the current document with `text` in a private copy, so a suggestion can
+/// extend the item selected in an open completion menu. Returns the new snapshot and cursor.
+pub fn with_selected_item(
+    snapshot: &ContextSnapshot,
+    range: Range<usize>,
+    text: &str,
+) -> (ContextSnapshot, usize) {
+    let mut document = crate::docs::Document::clone(&snapshot.current);
+    document.apply_edit(&crate::docs::TextEdit {
+        start_byte: range.start,
+        end_byte: range.end,
+        text: text.to_owned(),
+    });
+    if let (Some(language), true) = (document.language, document.wants_tree()) {
+        let mut parser = language.parser();
+        document.tree =
+            crate::syntax::parse_rope(&mut parser, &document.rope, document.tree.as_ref(), None);
+    }
+    let cursor_byte = range.start + text.len();
+    let snapshot = ContextSnapshot {
+        current: std::sync::Arc::new(document),
+        ..snapshot.clone()
+    };
+    (snapshot, cursor_byte)
+}

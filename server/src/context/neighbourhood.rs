@@ -1,0 +1,175 @@
+//! The text around the cursor, cut to a token budget at syntax boundaries: the prefix starts and
+//! the suffix ends on a line where no syntax node is split, except the scopes around the cursor,
+//! whose headers are put back above the prefix (`context::build` does that).
+//!
+//! Invariant: the token counts that decide the cuts never include the cursor's line before the
+//! cursor, so typing on that line moves a cut only when the tree's shape around it changes.
+
+use std::ops::Range;
+
+use ropey::Rope;
+use tree_sitter::Tree;
+
+use crate::engine::TokenCounter;
+
+/// Where the prefix and suffix were cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbourhood {
+    /// Bytes of the prefix: from the first kept line to the start of the cursor's line.
+    pub prefix: Range<usize>,
+    /// Bytes of the suffix: from the cursor to the end of the last kept line.
+    pub suffix: Range<usize>,
+    pub prefix_lines: Range<usize>,
+    pub suffix_lines: Range<usize>,
+    pub n_prefix_tokens: usize,
+    pub n_suffix_tokens: usize,
+}
+
+/// Per-line token counts, measured once per line.
+pub(crate) struct LineCosts<'a> {
+    rope: &'a Rope,
+    tokens: &'a dyn TokenCounter,
+}
+
+impl<'a> LineCosts<'a> {
+    pub(crate) fn new(rope: &'a Rope, tokens: &'a dyn TokenCounter) -> LineCosts<'a> {
+        LineCosts { rope, tokens }
+    }
+
+    fn line(&self, line_idx: usize) -> usize {
+        let line = self.rope.line(line_idx);
+        match line.as_str() {
+            Some(text) => self.tokens.count_tokens(text),
+            None => self.tokens.count_tokens(&line.to_string()),
+        }
+    }
+}
+
+/// Whether cutting the file at line start `cut_byte` splits nothing but the scopes that contain
+/// the cursor. A node that starts or ends exactly at the cut is not split.
+pub(crate) fn is_clean_cut(tree: Option<&Tree>, cut_byte: usize, cursor_byte: usize) -> bool {
+    let Some(tree) = tree else {
+        return true;
+    };
+    let root = tree.root_node();
+    if cut_byte == 0 || cut_byte >= root.end_byte() {
+        return true;
+    }
+    let mut node = root.descendant_for_byte_range(cut_byte - 1, cut_byte);
+    while let Some(current) = node {
+        if current.start_byte() < cut_byte && cut_byte < current.end_byte() {
+            // The smallest node that spans the cut: every larger one contains it, so the cut is
+            // clean exactly when this one is a scope of the cursor.
+            return current.start_byte() < cursor_byte && cursor_byte < current.end_byte();
+        }
+        node = current.parent();
+    }
+    true
+}
+
+/// Whether cutting at `cut_byte` would split a token (a multi-line string or comment): such cuts
+/// are never used, even when no clean cut fits the budget.
+pub(crate) fn splits_token(tree: Option<&Tree>, cut_byte: usize) -> bool {
+    let Some(tree) = tree else {
+        return false;
+    };
+    let root = tree.root_node();
+    if cut_byte == 0 || cut_byte >= root.end_byte() {
+        return false;
+    }
+    let mut node = root.descendant_for_byte_range(cut_byte - 1, cut_byte);
+    while let Some(current) = node {
+        if current.start_byte() < cut_byte && cut_byte < current.end_byte() {
+            let kind = current.kind();
+            return current.child_count() == 0
+                || kind.contains("string")
+                || kind.contains("comment")
+                || kind.contains("heredoc");
+        }
+        node = current.parent();
+    }
+    false
+}
+
+fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
+    if line_idx >= rope.len_lines() {
+        rope.len_bytes()
+    } else {
+        rope.line_to_byte(line_idx)
+    }
+}
+
+/// Chooses the prefix and suffix for a cursor at `cursor_byte`: the prefix takes up to
+/// `n_prefix_budget` tokens of whole lines above the cursor's line, the suffix the rest of the
+/// cursor's line and up to `n_suffix_budget` tokens of lines below.
+pub(crate) fn cut(
+    rope: &Rope,
+    tree: Option<&Tree>,
+    cursor_byte: usize,
+    n_prefix_budget: usize,
+    n_suffix_budget: usize,
+    tokens: &dyn TokenCounter,
+) -> Neighbourhood {
+    let costs = LineCosts::new(rope, tokens);
+    let cursor_line = rope.byte_to_line(cursor_byte);
+    let n_lines = rope.len_lines();
+
+    // Prefix: walk upwards, remembering the highest clean cut that fits, and failing that the
+    // highest cut that splits no token.
+    let mut n_used = 0;
+    let mut best_clean: Option<(usize, usize)> = None;
+    let mut best_any = (cursor_line, 0);
+    let mut line_idx = cursor_line;
+    while line_idx > 0 {
+        let n_line = costs.line(line_idx - 1);
+        if n_used + n_line > n_prefix_budget {
+            break;
+        }
+        n_used += n_line;
+        line_idx -= 1;
+        let cut_byte = line_start_byte(rope, line_idx);
+        if !splits_token(tree, cut_byte) {
+            best_any = (line_idx, n_used);
+        }
+        if is_clean_cut(tree, cut_byte, cursor_byte) {
+            best_clean = Some((line_idx, n_used));
+        }
+    }
+    let (prefix_first_line, n_prefix_tokens) = best_clean.unwrap_or(best_any);
+
+    // Suffix: the rest of the cursor's line always, then whole lines while they fit.
+    let cursor_line_end = line_start_byte(rope, cursor_line + 1);
+    let rest_of_line = super::outline::slice_text(rope, cursor_byte..cursor_line_end);
+    let mut n_used = tokens.count_tokens(&rest_of_line);
+    let mut best_clean: Option<(usize, usize)> = None;
+    let mut best_any = (cursor_line + 1, n_used);
+    if is_clean_cut(tree, cursor_line_end, cursor_byte) {
+        best_clean = Some(best_any);
+    }
+    let mut line_idx = cursor_line + 1;
+    while line_idx < n_lines {
+        let n_line = costs.line(line_idx);
+        if n_used + n_line > n_suffix_budget {
+            break;
+        }
+        n_used += n_line;
+        line_idx += 1;
+        let cut_byte = line_start_byte(rope, line_idx);
+        if !splits_token(tree, cut_byte) {
+            best_any = (line_idx, n_used);
+        }
+        if is_clean_cut(tree, cut_byte, cursor_byte) {
+            best_clean = Some((line_idx, n_used));
+        }
+    }
+    let (suffix_end_line, n_suffix_tokens) = best_clean.unwrap_or(best_any);
+
+    Neighbourhood {
+        prefix: line_start_byte(rope, prefix_first_line)..line_start_byte(rope, cursor_line),
+        suffix: cursor_byte..line_start_byte(rope, suffix_end_line).max(cursor_byte),
+        prefix_lines: prefix_first_line..cursor_line,
+        suffix_lines: cursor_line..suffix_end_line.min(n_lines).max(cursor_line + 1),
+        n_prefix_tokens,
+        n_suffix_tokens,
+    }
+}

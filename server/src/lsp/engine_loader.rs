@@ -1,0 +1,134 @@
+//! Loading the model in the background and telling the client how it goes: `wellspring/status`
+//! notifications while it loads, one `window/showMessage` if it fails. The server serves
+//! everything else (without completions) meanwhile, and keeps running whatever the model file is.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tower_lsp_server::ls_types::MessageType;
+use tower_lsp_server::Client;
+
+use super::ext::{Status, StatusParams};
+use super::state::{EngineState, State};
+use crate::engine::Engine;
+
+/// Sends the current state as a `wellspring/status` notification.
+pub(crate) async fn send_status(
+    client: &Client,
+    state: &State,
+    message: Option<String>,
+    last_latency_ms: Option<f64>,
+) {
+    let engine_state = state.engine_state();
+    let model = state.model_path().and_then(|path| {
+        path.file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+    });
+    let (progress, backend, default_message) = match &engine_state {
+        EngineState::Disabled => (None, None, "completions are off".to_owned()),
+        EngineState::Loading { progress } => (
+            Some(*progress),
+            None,
+            format!("loading model ({:.0}%)", progress * 100.0),
+        ),
+        EngineState::Ready(engine) => (
+            None,
+            Some(engine.backend_name().to_owned()),
+            format!("ready on {}", engine.backend_name()),
+        ),
+        EngineState::Failed(error) => (None, None, error.clone()),
+    };
+    let params = StatusParams {
+        state: engine_state.name().to_owned(),
+        message: message.unwrap_or(default_message),
+        progress,
+        model,
+        backend,
+        last_latency_ms,
+    };
+    client.send_notification::<Status>(params).await;
+}
+
+/// Resolves the configured model and (re)starts the engine on it, in the background.
+pub(crate) fn load(client: Client, state: Arc<State>) {
+    let config = state.config();
+    let spec = config.model.path.trim().to_owned();
+    let generation = state.begin_engine_load();
+    if spec.is_empty() {
+        state.set_engine_state(generation, EngineState::Disabled);
+        tokio::spawn(async move { send_status(&client, &state, None, None).await });
+        return;
+    }
+    tokio::spawn(async move {
+        send_status(
+            &client,
+            &state,
+            Some(format!("resolving model {spec}")),
+            None,
+        )
+        .await;
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<f32>();
+        let progress_state = Arc::clone(&state);
+        let progress_client = client.clone();
+        let reporter = tokio::spawn(async move {
+            let mut last_reported = -1.0_f32;
+            while let Some(progress) = progress_rx.recv().await {
+                // One notification per 5% is plenty for a status bar.
+                if progress - last_reported < 0.05 && progress < 1.0 {
+                    continue;
+                }
+                last_reported = progress;
+                if progress_state.set_engine_state(generation, EngineState::Loading { progress }) {
+                    send_status(&progress_client, &progress_state, None, None).await;
+                }
+            }
+        });
+        let load_state = Arc::clone(&state);
+        let model_config = config.model.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
+            let path = resolve_model(&model_config.path)?;
+            load_state.set_model_path(Some(path.clone()));
+            let on_progress = Box::new(move |progress: f32| {
+                let _ = progress_tx.send(progress);
+            });
+            Engine::start_with_progress(&model_config, &path, Some(on_progress))
+                .map_err(|error| error.to_string())
+        })
+        .await
+        .unwrap_or_else(|panic| Err(format!("model loading crashed: {panic}")));
+        let _ = reporter.await;
+        match loaded {
+            Ok(engine) => {
+                tracing::info!(model = %engine.model_path().display(), backend = engine.backend_name(), "model loaded");
+                if state.set_engine_state(generation, EngineState::Ready(engine)) {
+                    send_status(&client, &state, None, None).await;
+                }
+            }
+            Err(error) => {
+                tracing::error!("cannot load the model: {error}");
+                if state.set_engine_state(generation, EngineState::Failed(error.clone())) {
+                    send_status(&client, &state, None, None).await;
+                    client
+                        .show_message(MessageType::ERROR, format!("Wellspring: {error}. Completions are off until the model setting is fixed."))
+                        .await;
+                }
+            }
+        }
+    });
+}
+
+/// Turns a model spec into a local file.
+fn resolve_model(spec: &str) -> Result<PathBuf, String> {
+    let expanded = match spec.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(rest))
+            .unwrap_or_else(|| PathBuf::from(spec)),
+        None => PathBuf::from(spec),
+    };
+    if expanded.is_file() {
+        Ok(expanded)
+    } else {
+        Err(format!("model {spec} not found"))
+    }
+}

@@ -1,0 +1,80 @@
+//! `textDocument/completion`: the fallback for clients without inline completion. One item
+//! carrying the whole suggestion, marked incomplete so that typing asks again.
+
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::*;
+
+use super::inline_completion::completions_wanted;
+use super::{document_at, report_engine_error};
+use crate::assist::completion::{self, Trigger};
+use crate::engine;
+use crate::lsp::convert;
+use crate::lsp::Server;
+
+/// Longest label shown in the menu; the full text is in the item's documentation.
+const MAX_LABEL_CHARS: usize = 60;
+
+pub(crate) async fn handle(
+    server: &Server,
+    params: CompletionParams,
+) -> Result<Option<CompletionResponse>> {
+    let position = params.text_document_position;
+    let uri = position.text_document.uri.as_str();
+    let (document, cursor_byte) = document_at(server, uri, position.position)?;
+    let config = server.state.config();
+    let Some(engine) = server
+        .state
+        .engine()
+        .filter(|_| completions_wanted(&config, &document))
+    else {
+        return Ok(None);
+    };
+    let rope = document.rope.clone();
+    let language_id = document.language_id.clone();
+    let snapshot = server.state.context_snapshot(document);
+    let suggestions =
+        match completion::suggest(&engine, &snapshot, cursor_byte, Trigger::Automatic, &config)
+            .await
+        {
+            Ok(suggestions) => suggestions,
+            Err(engine::Error::Superseded) => Vec::new(),
+            Err(error) => {
+                report_engine_error(server, "completion", error).await;
+                Vec::new()
+            }
+        };
+    // The item replaces the word being typed, so the client's filtering keeps it visible.
+    let word_start = completion::word_start(&snapshot, cursor_byte);
+    let word = rope.byte_slice(word_start..cursor_byte).to_string();
+    let range = convert::range(&rope, word_start..cursor_byte, server.state.encoding());
+    let items = suggestions
+        .into_iter()
+        .map(|suggestion| {
+            let new_text = format!("{word}{}", suggestion.text);
+            let first_line = new_text.lines().next().unwrap_or_default().trim();
+            let mut label: String = first_line.chars().take(MAX_LABEL_CHARS).collect();
+            if new_text.trim_end().contains('\n') || first_line.chars().count() > MAX_LABEL_CHARS {
+                label.push('…');
+            }
+            CompletionItem {
+                label,
+                kind: Some(CompletionItemKind::TEXT),
+                detail: Some("Wellspring".to_owned()),
+                documentation: Some(Documentation::MarkupContent(MarkupContent {
+                    kind: MarkupKind::Markdown,
+                    value: format!("```{language_id}\n{new_text}\n```"),
+                })),
+                filter_text: Some(new_text.clone()),
+                sort_text: Some("0".to_owned()),
+                preselect: Some(true),
+                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+                text_edit: Some(CompletionTextEdit::Edit(TextEdit { range, new_text })),
+                ..CompletionItem::default()
+            }
+        })
+        .collect();
+    Ok(Some(CompletionResponse::List(CompletionList {
+        is_incomplete: true,
+        items,
+    })))
+}

@@ -1,0 +1,41 @@
+//! `wellspring/stats`: the engine's counters and recent completion figures.
+
+use tower_lsp_server::jsonrpc::Result;
+
+use super::engine_unavailable;
+use crate::lsp::ext::{CompletionFiguresResult, StatsResult};
+use crate::lsp::Server;
+
+pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
+    let engine = server
+        .state
+        .engine()
+        .ok_or_else(|| engine_unavailable(server))?;
+    let stats = engine.stats();
+    Ok(StatsResult {
+        n_completions: stats.n_completions,
+        n_served_without_inference: stats.n_served_without_inference,
+        n_superseded: stats.n_superseded,
+        n_abandoned: stats.n_abandoned,
+        n_errors: stats.n_errors,
+        n_chats: stats.n_chats,
+        n_tokens_reused: stats.n_tokens_reused,
+        n_tokens_evaluated: stats.n_tokens_evaluated,
+        n_tokens_generated: stats.n_tokens_generated,
+        recent: stats
+            .recent
+            .iter()
+            .map(|figures| CompletionFiguresResult {
+                n_prompt: figures.n_prompt,
+                n_reused: figures.n_reused,
+                n_evaluated: figures.n_evaluated,
+                n_generated: figures.n_generated,
+                t_prefill_ms: figures.t_prefill_ms,
+                t_decode_ms: figures.t_decode_ms,
+                t_total_ms: figures.t_total_ms,
+                served_without_inference: figures.served_without_inference,
+                stop: format!("{:?}", figures.stop),
+            })
+            .collect(),
+    })
+}
