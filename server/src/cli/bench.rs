@@ -28,6 +28,8 @@ pub struct Args {
 pub enum BenchCommand {
     /// Type lines of a file back one character per request.
     Keystrokes(KeystrokeArgs),
+    /// Cross-file context: is the callee's definition in the prompt, and how fast is building.
+    Context(super::bench_context::ContextBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,9 +48,14 @@ pub struct KeystrokeArgs {
     pub vs_llama_server: Option<String>,
 }
 
-pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Keystrokes(args) => keystrokes(config, args).await,
+        BenchCommand::Context(args) => super::bench_context::run_context(
+            &args,
+            Some(config.model.path.as_str()).filter(|_| model_given),
+            config,
+        ),
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) async fn edit_for(
         selection,
         diagnostics,
         instruction,
+        server.state.config().chat.max_edit_tokens,
     )
     .await
     .map_err(|error| jsonrpc::Error {

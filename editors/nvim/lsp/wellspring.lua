@@ -1,0 +1,25 @@
+--- Wellspring: a language server that keeps a local code model resident and serves ghost text,
+--- code actions and chat. Used by `vim.lsp.enable('wellspring')` (Neovim 0.11+); override any
+--- field with `vim.lsp.config('wellspring', { ... })` or `require('wellspring').setup()`.
+---
+--- `filetypes` is left unset on purpose: a code model completes any file, and the server's
+--- `completion.disabled_languages` setting is the one place to switch languages off.
+
+---@type vim.lsp.Config
+return {
+  cmd = { 'wellspring', 'serve' },
+  root_markers = { '.git', '.hg', '.jj' },
+  -- Neovim 0.11 does not announce inline completion itself; the plugin draws it (see ghost.lua).
+  capabilities = { textDocument = { inlineCompletion = { dynamicRegistration = false } } },
+  -- The server reads the same object from both; `settings` is what didChangeConfiguration sends.
+  init_options = {},
+  settings = { wellspring = {} },
+  handlers = {
+    ['wellspring/status'] = function(...)
+      return require('wellspring').on_status(...)
+    end,
+    ['wellspring/chatProgress'] = function(...)
+      return require('wellspring.chat').on_progress(...)
+    end,
+  },
+}

@@ -1,0 +1,140 @@
+--- Wellspring for Neovim: finds the binary, passes settings, turns ghost text on, maps keys and
+--- keeps the status line. Prompts, scheduling and edits all live in the server.
+local M = {}
+
+---@class wellspring.Config
+M.config = {
+  --- The server binary, found on PATH unless a path is given.
+  bin = 'wellspring',
+  --- The whole command line; overrides `bin` when set.
+  cmd = nil, ---@type string[]?
+  --- The server's settings (same keys as its TOML config, see docs/configuration.md).
+  settings = {},
+  --- Call `vim.lsp.enable('wellspring')` from setup().
+  enable = true,
+  --- Ghost text while typing.
+  inline_completion = true,
+  --- Insert-mode keys; set one to false to leave it unmapped. Each falls through to its own key
+  --- when no suggestion is shown.
+  keymaps = {
+    accept = '<Tab>',
+    accept_word = '<M-Right>',
+    accept_line = '<M-C-Right>',
+    dismiss = '<C-]>',
+    next = '<M-]>',
+    prev = '<M-[>',
+  },
+}
+
+local status = nil ---@type table?
+
+--- Applies options, registers the LSP config and, unless `enable = false`, enables it.
+---@param opts? wellspring.Config
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend('force', M.config, opts or {}) -- Lists are replaced whole.
+  local settings = M.config.settings
+  vim.lsp.config('wellspring', {
+    cmd = M.config.cmd or { M.config.bin, 'serve' },
+    init_options = settings,
+    settings = { wellspring = settings },
+  })
+  for _, client in ipairs(vim.lsp.get_clients({ name = 'wellspring' })) do
+    client.settings = { wellspring = settings }
+    client:notify('workspace/didChangeConfiguration', { settings = client.settings })
+  end
+  if M.config.enable then
+    vim.lsp.enable('wellspring')
+  end
+end
+
+--- Ghost text: Neovim's own on 0.12+ (accept and cycle only), the plugin's extmarks on 0.11.
+--- Every key falls through to its ordinary meaning when it had nothing to do.
+---@param client vim.lsp.Client
+---@param bufnr integer
+function M.attach(client, bufnr)
+  vim.lsp.commands['wellspring.instructPrompt'] = M.instruct_prompt
+  if not M.config.inline_completion or not client:supports_method('textDocument/inlineCompletion', bufnr) then
+    return
+  end
+  local native, actions = vim.lsp.inline_completion, nil
+  if native and native.enable then
+    native.enable(true, { bufnr = bufnr })
+    local select = native.select or native.jump
+    actions = {
+      accept = function()
+        return native.get() ~= false
+      end,
+      next = function()
+        return select({ count = 1 }) ~= false
+      end,
+      prev = function()
+        return select({ count = -1 }) ~= false
+      end,
+    }
+  else
+    actions = require('wellspring.ghost')
+    actions.attach(client, bufnr)
+  end
+  for action, lhs in pairs(M.config.keymaps) do
+    if lhs and actions[action] then
+      vim.keymap.set('i', lhs, function()
+        if not actions[action](bufnr) then
+          vim.api.nvim_feedkeys(vim.keycode(lhs), 'n', false)
+        end
+      end, { buffer = bufnr, desc = 'Wellspring: ' .. action:gsub('_', ' ') })
+    end
+  end
+end
+
+--- Client side of the "Edit with instruction…" code action: asks for the instruction, then
+--- lets the server rewrite the range (it applies the edit itself with workspace/applyEdit).
+---@param command lsp.Command
+---@param ctx table
+function M.instruct_prompt(command, ctx)
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  local target = command.arguments and command.arguments[1]
+  if not client or type(target) ~= 'table' then
+    return vim.notify('Wellspring: instructPrompt needs { textDocument, range }', vim.log.levels.ERROR)
+  end
+  vim.ui.input({ prompt = 'Wellspring instruction: ' }, function(instruction)
+    if not instruction or vim.trim(instruction) == '' then
+      return
+    end
+    local args = vim.tbl_extend('force', target, { instruction = instruction })
+    client:request('workspace/executeCommand', {
+      command = 'wellspring.instruct',
+      arguments = { args },
+    }, function(err)
+      if err then
+        vim.notify('Wellspring: ' .. err.message, vim.log.levels.ERROR)
+      end
+    end, ctx.bufnr)
+  end)
+end
+
+--- Handler for `wellspring/status`.
+function M.on_status(_, params)
+  status = params
+  vim.cmd.redrawstatus({ bang = true })
+  vim.api.nvim_exec_autocmds('User', { pattern = 'WellspringStatus', modeline = false })
+end
+
+--- A status-line component: the server's last status message, or '' when none arrived.
+---@return string
+function M.status()
+  if not status then
+    return ''
+  end
+  local text = status.message ~= '' and status.message or status.state
+  if status.state == 'loading' and status.progress then
+    text = ('%s %d%%'):format(text, math.floor(status.progress * 100))
+  end
+  return 'Wellspring: ' .. text
+end
+
+--- The last `wellspring/status` params, for scripts.
+function M.last_status()
+  return status
+end
+
+return M

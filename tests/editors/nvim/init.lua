@@ -1,0 +1,25 @@
+-- Configuration of the Neovim under test: the plugin from this checkout, the server binary and
+-- the tiny test model handed over by harness.lua, nothing from the user's own config.
+vim.opt.runtimepath:prepend(assert(os.getenv('WELLSPRING_PLUGIN'), 'WELLSPRING_PLUGIN is not set'))
+vim.o.swapfile = false
+vim.o.expandtab = false
+vim.g.python_recommended_style = 0 -- keep <Tab> a plain tab in the test files
+
+-- The plugin's logic tests swap the real server for a scripted in-process one.
+local fake = os.getenv('WELLSPRING_TEST_FAKE')
+_G.fake_server = fake and dofile(fake) or nil
+
+require('wellspring').setup({
+  cmd = _G.fake_server and _G.fake_server.cmd or {
+    assert(os.getenv('WELLSPRING_BIN'), 'WELLSPRING_BIN is not set'),
+    '--log-file',
+    assert(os.getenv('WELLSPRING_TEST_LOG'), 'WELLSPRING_TEST_LOG is not set'),
+    '--log-level',
+    'wellspring=debug,info',
+    'serve',
+  },
+  settings = {
+    model = { path = os.getenv('WELLSPRING_TEST_MODEL') },
+    completion = { max_tokens = 16 },
+  },
+})
