@@ -140,6 +140,19 @@ impl Vocab {
     }
 }
 
+impl Vocab {
+    /// The token ids of `text` with special tokens (`<|fim_prefix|>`, …) recognised, as the
+    /// engine tokenizes a rendered prompt.
+    pub fn tokens(&self, text: &str) -> Vec<i32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .into_iter()
+            .map(|token| token.0)
+            .collect()
+    }
+}
+
 impl TokenCounter for Vocab {
     fn count_tokens(&self, text: &str) -> usize {
         self.model
