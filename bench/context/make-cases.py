@@ -95,6 +95,10 @@ def cases_for(corpus, repo):
                     continue
                 def_file, def_line, _ = place
                 def_text = files[def_file][1][def_line]
+                is_member_call = line[:found.start(1)].rstrip().endswith(".")
+                if language in ("javascript", "typescript") and is_member_call:
+                    # `xs.push(` is a method of some object, not the one free `function push`.
+                    continue
                 key_end = def_text.index(name, len(def_text) - len(def_text.lstrip())) + len(name)
                 key = def_text[:key_end].strip()
                 column = len(line[:found.end()]) + 1  # 1-based, just after the `(`

@@ -32,7 +32,27 @@ pub struct Config {
     pub model: ModelConfig,
     pub completion: CompletionConfig,
     pub context: ContextConfig,
+    pub chat: ChatConfig,
     pub log: LogConfig,
+}
+
+/// Code actions and chat.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Most tokens in one chat answer.
+    pub max_tokens: u32,
+    /// Most tokens in one code action's rewrite.
+    pub max_edit_tokens: u32,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_tokens: 512,
+            max_edit_tokens: 768,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

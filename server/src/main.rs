@@ -38,6 +38,9 @@ struct GlobalArgs {
     /// Log filter (e.g. info, debug, wellspring=trace); WELLSPRING_LOG overrides it.
     #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Accepted and ignored: stdio is the only transport, and some clients pass this flag.
+    #[arg(long, global = true, hide = true)]
+    stdio: bool,
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true, value_name = "PATH")]
     log_file: Option<PathBuf>,
@@ -47,6 +50,8 @@ struct GlobalArgs {
 enum Command {
     /// Speak LSP on stdin/stdout (the default).
     Serve,
+    /// Download, locate and inspect models.
+    Model(wellspring::cli::model::ModelArgs),
     /// Print the prompt that would be sent for a cursor at FILE:LINE:COL.
     Prompt(wellspring::cli::prompt::PromptArgs),
     /// Print one completion at FILE:LINE:COL and what it cost.
@@ -100,7 +105,9 @@ impl GlobalArgs {
 fn init_logging(log: &config::LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("WELLSPRING_LOG") {
         Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
-        _ => EnvFilter::try_new(&log.level),
+        // llama.cpp narrates every load at info level; keep that for an explicit request.
+        _ if log.level.contains('=') => EnvFilter::try_new(&log.level),
+        _ => EnvFilter::try_new(format!("{},llama-cpp-2=warn", log.level)),
     }
     .context("invalid log filter")?;
     let builder = tracing_subscriber::fmt()
@@ -137,13 +144,18 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
+        Command::Model(args) => wellspring::cli::model::run(args, &config)?,
         Command::Prompt(args) => {
             wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
         }
         Command::Complete(args) => {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
-        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(&config, args))?,
+        Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
+            &config,
+            args,
+            cli.global.model.is_some(),
+        ))?,
     }
     // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
     // may keep stdin open, so do not wait for that thread.

@@ -91,12 +91,9 @@ pub struct Edit {
 
 /// Constrains answers to one fenced code block, so the edit can always be extracted.
 const CODE_BLOCK_GRAMMAR: &str = r#"root ::= "```" lang "\n" body "```"
-lang ::= [a-zA-Z0-9_+#-]*
+lang ::= [a-zA-Z0-9_+#-]{0,12}
 body ::= ( [^`] | "`" [^`] | "``" [^`] )*
 "#;
-
-/// Most tokens a rewrite may take.
-const MAX_EDIT_TOKENS: u32 = 768;
 
 /// The question a prose action (Explain) asks in chat.
 pub fn prose_question(kind: ActionKind) -> String {
@@ -112,6 +109,7 @@ pub async fn run(
     selection: Range<usize>,
     diagnostics: &[String],
     instruction: Option<&str>,
+    max_tokens: u32,
 ) -> Result<Edit, Error> {
     let document = &snapshot.current;
     let target = target_range(document, selection.clone());
@@ -130,7 +128,7 @@ pub async fn run(
             ),
             message("user", format!("{code}\n{ask}\n{format}")),
         ],
-        max_tokens: MAX_EDIT_TOKENS,
+        max_tokens,
         grammar: Some(CODE_BLOCK_GRAMMAR.to_owned()),
         sampling: SamplingConfig::default(),
     };

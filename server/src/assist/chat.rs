@@ -15,9 +15,6 @@ Answer precisely and briefly. When you show code, use fenced code blocks with th
 /// Tokens of definitions and imports added around the selection.
 const CONTEXT_BUDGET_TOKENS: usize = 768;
 
-/// Most tokens one chat answer may take.
-pub const MAX_ANSWER_TOKENS: u32 = 512;
-
 pub fn message(role: &str, content: impl Into<String>) -> ChatMessage {
     ChatMessage {
         role: role.to_owned(),
@@ -104,10 +101,11 @@ pub async fn answer(
     engine: &Engine,
     messages: Vec<ChatMessage>,
     deltas: mpsc::UnboundedSender<String>,
+    max_tokens: u32,
 ) -> Result<ChatOutcome, Error> {
     let request = ChatRequest {
         messages,
-        max_tokens: MAX_ANSWER_TOKENS,
+        max_tokens,
         grammar: None,
         sampling: SamplingConfig::default(),
     };

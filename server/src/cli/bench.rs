@@ -4,8 +4,8 @@
 //! For each chosen line the line is blanked after its indentation and typed back one character
 //! per request, the way an editor asks for a completion on every keystroke. The llama-server
 //! requests have llama.vim's shape (256 lines before, 64 after, the line head as `prompt`,
-//! `cache_prompt`), with fixed-length generation so both sides produce the same number of
-//! tokens. Numbers go to stdout as a table; nothing here is asserted.
+//! `cache_prompt`), made fixed-length so every request generates `n_predict` tokens.
+//! Numbers go to stdout as a table; nothing here is asserted.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub struct Args {
 pub enum BenchCommand {
     /// Type lines of a file back one character per request.
     Keystrokes(KeystrokeArgs),
+    /// Cross-file context: is the callee's definition in the prompt, and how fast is building.
+    Context(super::bench_context::ContextBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,9 +48,14 @@ pub struct KeystrokeArgs {
     pub vs_llama_server: Option<String>,
 }
 
-pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Keystrokes(args) => keystrokes(config, args).await,
+        BenchCommand::Context(args) => super::bench_context::run_context(
+            &args,
+            Some(config.model.path.as_str()).filter(|_| model_given),
+            config,
+        ),
     }
 }
 
@@ -206,7 +213,8 @@ fn progress(label: &str, n_done: usize) {
     let _ = std::io::stderr().flush();
 }
 
-/// The `/infill` body llama.vim sends for the cursor after `typed` on line `line.line_idx`.
+/// The `/infill` body llama.vim sends for the cursor after `typed` on line `line.line_idx`,
+/// made fixed-length (`ignore_eos`, no "infill" sampler).
 pub fn infill_request(text: &str, line: &TracedLine, typed: &str, n_predict: u32) -> Value {
     let lines: Vec<&str> = text.lines().collect();
     let before = &lines[line.line_idx.saturating_sub(256)..line.line_idx];
@@ -226,7 +234,9 @@ pub fn infill_request(text: &str, line: &TracedLine, typed: &str, n_predict: u32
         "ignore_eos": true,
         "top_k": 40,
         "top_p": 0.90,
-        "samplers": ["top_k", "top_p", "infill"],
+        // llama.vim adds the "infill" sampler, which ends generation early whatever
+        // `ignore_eos` says; without it every request generates exactly `n_predict` tokens.
+        "samplers": ["top_k", "top_p"],
         "stream": false,
         "cache_prompt": true,
     })

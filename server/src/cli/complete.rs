@@ -1,21 +1,33 @@
 //! `wellspring complete FILE:LINE:COL`: loads the model, prints one completion at that position
 //! and what it cost. Useful to try a model or a config without an editor.
 //!
-//! The prompt comes from `simple_fim_prompt` below, a deliberately plain stand-in for the
-//! context builder; the model spec must be a local GGUF path.
+//! The prompt comes from the context builder, exactly as in the editor. `simple_fim_prompt`
+//! below is the plain lines-around-the-cursor layout the keystroke benchmark replays, so that
+//! the benchmark measures the engine alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
+use super::prompt::{cursor_byte, default_workspace, parse_location};
+use crate::assist::completion::{suggest, Trigger};
 use crate::config::Config;
-use crate::engine::{Completion, CompletionRequest, Engine, FimPrompt, TokenCounter};
+use crate::context::{ContextSnapshot, RecentChunks};
+use crate::docs::DocumentStore;
+use crate::engine::{CompletionFigures, Engine, FimPrompt, TokenCounter};
+use crate::index::{ScanConfig, WorkspaceIndex};
+use crate::model;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to complete: FILE:LINE:COL, 1-based, COL counted in characters.
     #[arg(value_name = "FILE:LINE:COL")]
     pub position: String,
+    /// Workspace root to index for definitions in other files (default: the nearest folder above
+    /// FILE holding `.git` or a project file).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
     /// Most tokens to generate (default: `completion.max_tokens`).
     #[arg(long)]
     pub max_tokens: Option<u32>,
@@ -25,43 +37,72 @@ pub struct Args {
 }
 
 pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
-    let (path, line_number, column) = parse_position(&args.position)?;
+    let location = parse_location(&args.position)?;
+    let path = std::fs::canonicalize(&location.path)
+        .with_context(|| format!("cannot open {}", location.path.display()))?;
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = String::from_utf8(text)
         .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))?;
+    let workspace = match &args.workspace {
+        Some(dir) => std::fs::canonicalize(dir)
+            .with_context(|| format!("cannot open workspace {}", dir.display()))?,
+        None => default_workspace(&path),
+    };
     let engine = start_engine(config).await?;
-    let max_tokens = args.max_tokens.unwrap_or(config.completion.max_tokens);
-    let budget = (config.context.budget_tokens as usize)
-        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(max_tokens as usize));
-    let placed = simple_fim_prompt(
-        &text,
-        line_number - 1,
-        column - 1,
-        &path.display().to_string(),
-        budget,
-        engine.token_counter().as_ref(),
-    )?;
+    let index = Arc::new(WorkspaceIndex::new(Some(workspace)));
+    if config.context.index_workspace {
+        let scan_config = ScanConfig {
+            max_files: config.context.max_indexed_files as usize,
+            ..ScanConfig::default()
+        };
+        let scan_index = Arc::clone(&index);
+        tokio::task::spawn_blocking(move || scan_index.scan(&scan_config)).await??;
+    }
+    let uri = format!("file://{}", path.display());
+    let store = DocumentStore::new();
+    store.open(&uri, "", 1, &text);
+    store.finish_parse(&uri, 1);
+    let document = store.get(&uri).expect("the document was just opened");
+    let cursor_byte = cursor_byte(&document, location.line, location.column)?;
+    let snapshot = ContextSnapshot {
+        current: document,
+        open: Vec::new(),
+        index,
+        recent: RecentChunks::default(),
+    };
+    let mut config = config.clone();
+    // A one-shot command has no next keystroke to make way for: let the first (cold) prompt finish.
+    config.completion.time_budget_ms = config.completion.time_budget_ms.max(300_000);
+    if let Some(max_tokens) = args.max_tokens {
+        config.completion.max_tokens = max_tokens;
+    }
     for _ in 0..args.repeat.max(1) {
-        let mut request = CompletionRequest::new(
-            path.display().to_string(),
-            placed.prompt.clone(),
-            placed.single_line,
-            &config.completion,
-        );
-        request.max_tokens = max_tokens;
-        let completion = engine.complete(request).await?;
-        print_completion(&completion);
+        let suggestions =
+            suggest(&engine, &snapshot, cursor_byte, Trigger::Automatic, &config).await?;
+        match suggestions.first() {
+            Some(suggestion) => print_completion(&suggestion.text, &suggestion.figures),
+            None => println!("(no suggestion: the model's answer was empty or repeated the code after the cursor)"),
+        }
     }
     Ok(())
 }
 
-/// Loads the configured model (a local GGUF path) off the async runtime's threads.
+/// Resolves the configured model (path, `hf:`, `ollama:` or a built-in name; downloading it with
+/// a progress bar when needed) and loads it off the async runtime's threads.
 pub async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
-    let model_path = PathBuf::from(&config.model.path);
+    let spec = config.model.path.clone();
     let model_config = config.model.clone();
-    eprintln!("loading {}", model_path.display());
-    let engine =
-        tokio::task::spawn_blocking(move || Engine::start(&model_config, &model_path)).await??;
+    let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
+        let options = model::ResolveOptions {
+            progress_bar: true,
+            allow_download: true,
+            ..model::ResolveOptions::default()
+        };
+        let resolved = model::resolve(&spec, &options)?;
+        eprintln!("loading {}", resolved.path.display());
+        Ok(Engine::start(&model_config, &resolved.path)?)
+    })
+    .await??;
     eprintln!(
         "model ready on {} ({} tokens per slot)",
         engine.backend_name(),
@@ -70,9 +111,8 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-fn print_completion(completion: &Completion) {
-    let figures = &completion.figures;
-    println!("{}", completion.text);
+fn print_completion(text: &str, figures: &CompletionFigures) {
+    println!("{text}");
     println!(
         "--- n_prompt {} n_reused {} n_evaluated {} n_generated {} prefill {:.1} ms decode {:.1} ms total {:.1} ms stop {:?}{}{}",
         figures.n_prompt,
@@ -86,24 +126,6 @@ fn print_completion(completion: &Completion) {
         if figures.served_without_inference { " (no inference)" } else { "" },
         if figures.truncated { " (prompt cut)" } else { "" },
     );
-}
-
-/// Splits `FILE:LINE:COL` from the right, so paths may contain colons.
-fn parse_position(position: &str) -> anyhow::Result<(PathBuf, usize, usize)> {
-    let mut parts = position.rsplitn(3, ':');
-    let (Some(column), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
-        bail!("expected FILE:LINE:COL, got {position:?}");
-    };
-    let line: usize = line
-        .parse()
-        .with_context(|| format!("line {line:?} is not a number"))?;
-    let column: usize = column
-        .parse()
-        .with_context(|| format!("column {column:?} is not a number"))?;
-    if line == 0 || column == 0 {
-        bail!("line and column are 1-based");
-    }
-    Ok((Path::new(file).to_owned(), line, column))
 }
 
 /// A FIM prompt and whether the completion should stay on the cursor's line.
@@ -266,10 +288,5 @@ mod tests {
             "column 6 is past the end of line 1 (2 characters)"
         );
         assert!(simple_fim_prompt("ab\n", 3, 0, "f", 10, &ByteCounter).is_err());
-        assert_eq!(
-            parse_position("C:/x.rs:3:4").unwrap(),
-            (PathBuf::from("C:/x.rs"), 3, 4)
-        );
-        assert!(parse_position("x.rs:0:1").is_err());
     }
 }

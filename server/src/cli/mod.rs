@@ -1,5 +1,7 @@
 //! Subcommands other than `serve`: each file implements one, called from `main.rs`.
 
 pub mod bench;
+pub mod bench_context;
 pub mod complete;
+pub mod model;
 pub mod prompt;

@@ -20,8 +20,8 @@ pub struct PromptArgs {
     /// The cursor: FILE:LINE:COL, 1-based, the column counted in characters.
     #[arg(value_name = "FILE:LINE:COL")]
     pub location: String,
-    /// Workspace root to index (default: the nearest folder above FILE holding `.git`, else
-    /// FILE's folder).
+    /// Workspace root to index (default: the nearest folder above FILE holding `.git`, else one
+    /// holding a project file such as Cargo.toml or package.json, else FILE's folder).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
     /// Prompt budget in tokens (default: `context.budget_tokens` from the config).
@@ -83,11 +83,33 @@ pub fn cursor_byte(document: &Document, line: usize, column: usize) -> anyhow::R
     Ok(rope.char_to_byte(char_idx))
 }
 
-fn default_workspace(file: &Path) -> PathBuf {
+/// Files that mark a project's root, nearest first after `.git`.
+const PROJECT_MARKERS: [&str; 9] = [
+    "Cargo.toml",
+    "package.json",
+    "pyproject.toml",
+    "setup.py",
+    "go.mod",
+    "pom.xml",
+    "build.gradle",
+    "CMakeLists.txt",
+    "Makefile",
+];
+
+/// The nearest folder above `file` holding `.git`, else the nearest holding a project file, else
+/// the file's own folder.
+pub fn default_workspace(file: &Path) -> PathBuf {
     let folder = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    folder
-        .ancestors()
-        .find(|dir| dir.join(".git").exists())
+    let with_git = folder.ancestors().find(|dir| dir.join(".git").exists());
+    let with_marker = || {
+        folder.ancestors().find(|dir| {
+            PROJECT_MARKERS
+                .iter()
+                .any(|marker| dir.join(marker).is_file())
+        })
+    };
+    with_git
+        .or_else(with_marker)
         .map(Path::to_path_buf)
         .unwrap_or(folder)
 }

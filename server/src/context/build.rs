@@ -7,14 +7,14 @@
 //! at the end widens the neighbourhood. Order in the prompt is by stability instead: other files,
 //! recent chunks, definitions, then the current file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
 use ropey::Rope;
 use tree_sitter::Tree;
 
-use super::neighbourhood::{self, Neighbourhood};
+use super::neighbourhood::{self, LineCosts, Neighbourhood};
 use super::outline::{self, Definition};
 use super::snapshot::{ContextSnapshot, RecentKind};
 use super::symbols::{self, Candidate, Origin};
@@ -58,6 +58,9 @@ const SHARE_RECENT: usize = 10;
 const SUFFIX_PERCENT: usize = 30;
 /// Most names looked up per prompt.
 const MAX_NAMES: usize = 48;
+/// A name defined in more files than this is looked up only in files something points at (the
+/// same folder, an import, the qualifier); `new` or `len` would otherwise cost a scan of thousands.
+const MAX_FILES_PER_NAME: usize = 16;
 /// Tokens a chunk costs besides its text: the file separator, the path and a newline.
 const N_CHUNK_OVERHEAD: usize = 2;
 /// Special tokens around the current file: file separator, prefix, suffix, middle.
@@ -117,6 +120,14 @@ pub fn build(
     );
     let n_available = n_budget.saturating_sub(n_overhead + n_line_head_reserve);
 
+    let costs = LineCosts::new(rope, tokens);
+    let syntax = language.zip(tree).map(|(language, tree)| FileSyntax {
+        language,
+        tree,
+        scopes: outline::scopes(language, rope, tree, Some(cursor_byte)),
+        imports: outline::imports(language, rope, tree),
+    });
+
     // Pass 1: the neighbourhood at its floor share decides what is already visible.
     let n_floor = percent(n_available, SHARE_NEIGHBOURHOOD);
     let first_cut = neighbourhood::cut(
@@ -125,22 +136,19 @@ pub fn build(
         cursor_byte,
         n_floor - percent(n_floor, SUFFIX_PERCENT),
         percent(n_floor, SUFFIX_PERCENT),
-        tokens,
+        &costs,
     );
-    let syntax = language.zip(tree);
 
     let mut n_spare = 0;
     let n_header_share = percent(n_available, SHARE_HEADER);
-    let n_header_estimate = match syntax {
-        Some((language, tree)) => {
+    let n_header_estimate = match &syntax {
+        Some(syntax) => {
             file_header(
-                language,
+                syntax,
                 rope,
-                tree,
-                cursor_byte,
                 first_cut.prefix_lines.start,
                 n_header_share,
-                tokens,
+                &costs,
             )
             .n_tokens
         }
@@ -148,12 +156,11 @@ pub fn build(
     };
     n_spare += n_header_share - n_header_estimate.min(n_header_share);
 
-    let definitions = match syntax {
-        Some((language, tree)) => choose_definitions(
+    let definitions = match &syntax {
+        Some(syntax) => choose_definitions(
             snapshot,
             &path,
-            language,
-            tree,
+            syntax,
             cursor_byte,
             &first_cut,
             percent(n_available, SHARE_DEFINITIONS) + n_spare,
@@ -189,7 +196,7 @@ pub fn build(
         cursor_byte,
         0,
         percent(n_rest, SUFFIX_PERCENT),
-        tokens,
+        &costs,
     );
     let cut = neighbourhood::cut(
         rope,
@@ -197,17 +204,15 @@ pub fn build(
         cursor_byte,
         n_rest.saturating_sub(suffix_only.n_suffix_tokens),
         percent(n_rest, SUFFIX_PERCENT),
-        tokens,
+        &costs,
     );
-    let header = match syntax {
-        Some((language, tree)) => file_header(
-            language,
+    let header = match &syntax {
+        Some(syntax) => file_header(
+            syntax,
             rope,
-            tree,
-            cursor_byte,
             cut.prefix_lines.start,
             n_header_estimate,
-            tokens,
+            &costs,
         ),
         None => FileHeader::default(),
     };
@@ -353,30 +358,33 @@ struct FileHeader {
     sections: Vec<(&'static str, Vec<usize>, usize)>,
 }
 
+/// What the builder reads from the current file's tree, computed once per prompt.
+struct FileSyntax<'a> {
+    language: Language,
+    tree: &'a Tree,
+    /// Around the cursor, outermost first.
+    scopes: Vec<outline::Scope>,
+    imports: Vec<Range<usize>>,
+}
+
 /// The imports and the headers of the scopes around the cursor that lie above the prefix.
 fn file_header(
-    language: Language,
+    syntax: &FileSyntax<'_>,
     rope: &Rope,
-    tree: &Tree,
-    cursor_byte: usize,
     prefix_first_line: usize,
     n_budget: usize,
-    tokens: &dyn TokenCounter,
+    costs: &LineCosts<'_>,
 ) -> FileHeader {
     if prefix_first_line == 0 {
         return FileHeader::default();
     }
-    let line_cost =
-        |line_idx: usize| tokens.count_tokens(&outline::lines_text(rope, line_idx..line_idx + 1));
+    let line_cost = |line_idx: usize| costs.line(line_idx);
     let mut chosen: BTreeSet<usize> = BTreeSet::new();
     let mut n_used = 0;
 
     // Innermost scopes first: when the budget is tight the nearest header matters most.
     let mut scope_lines: Vec<usize> = Vec::new();
-    for scope in outline::scopes(language, rope, tree, Some(cursor_byte))
-        .iter()
-        .rev()
-    {
+    for scope in syntax.scopes.iter().rev() {
         let lines: Vec<usize> = scope
             .header_lines
             .clone()
@@ -393,7 +401,7 @@ fn file_header(
     let n_scopes = n_used;
 
     let mut import_lines: Vec<usize> = Vec::new();
-    'imports: for range in outline::imports(language, rope, tree) {
+    'imports: for range in syntax.imports.iter().cloned() {
         let first_line = rope.byte_to_line(range.start);
         let last_line = rope.byte_to_line(range.end.saturating_sub(1).max(range.start));
         let lines: Vec<usize> = (first_line..=last_line)
@@ -463,8 +471,7 @@ impl ChosenChunk {
 fn choose_definitions(
     snapshot: &ContextSnapshot,
     path: &str,
-    language: Language,
-    tree: &Tree,
+    syntax: &FileSyntax<'_>,
     cursor_byte: usize,
     first_cut: &Neighbourhood,
     n_budget: usize,
@@ -472,16 +479,24 @@ fn choose_definitions(
 ) -> Vec<ChosenChunk> {
     let rope = &snapshot.current.rope;
     let visible = first_cut.prefix.start..first_cut.suffix.end;
-    let current_definitions: Vec<Definition> = outline::definitions(language, rope, tree)
+    let used_names: Vec<symbols::UsedName> =
+        symbols::used_names(Some(syntax.language), rope, Some(syntax.tree), cursor_byte)
+            .into_iter()
+            .take(MAX_NAMES)
+            .collect();
+    let wanted: HashSet<&str> = used_names.iter().map(|it| it.name.as_str()).collect();
+    let current_definitions: Vec<Definition> =
+        outline::definitions_matching(syntax.language, rope, syntax.tree, |name| {
+            wanted.contains(name)
+        })
         .into_iter()
         .filter(|it| !(visible.start <= it.byte_range.start && it.byte_range.end <= visible.end))
         // The definition being edited is context already, not a reference.
         .filter(|it| !(it.byte_range.start <= cursor_byte && cursor_byte <= it.byte_range.end))
         .collect();
-    let imports = outline::imports(language, rope, tree);
-    let import_words = symbols::import_words(rope, &imports);
-    let scopes = outline::scopes(language, rope, tree, Some(cursor_byte));
-    let enclosing_class = scopes
+    let import_words = symbols::import_words(rope, &syntax.imports);
+    let enclosing_class = syntax
+        .scopes
         .iter()
         .rev()
         .find(|it| it.is_class)
@@ -513,10 +528,7 @@ fn choose_definitions(
 
     let mut taken: BTreeMap<Arc<str>, Vec<Definition>> = BTreeMap::new();
     let mut n_used = 0;
-    for used in symbols::used_names(Some(language), rope, Some(tree), cursor_byte)
-        .iter()
-        .take(MAX_NAMES)
-    {
+    for used in &used_names {
         let mut candidates: Vec<Candidate> = current_definitions
             .iter()
             .filter(|it| it.name == used.name)
@@ -541,9 +553,16 @@ fn choose_definitions(
         candidates.extend(
             snapshot
                 .index
-                .definitions_named(&used.name)
+                .definitions_in(
+                    &used.name,
+                    |candidate_path, crowded| {
+                        candidate_path != path
+                            && (!crowded
+                                || symbols::path_is_plausible(used, candidate_path, &origin))
+                    },
+                    MAX_FILES_PER_NAME,
+                )
                 .into_iter()
-                .filter(|it| &*it.path != path)
                 .map(|it| Candidate {
                     path: it.path,
                     definition: it.definition,

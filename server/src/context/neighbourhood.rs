@@ -8,7 +8,10 @@
 use std::ops::Range;
 
 use ropey::Rope;
-use tree_sitter::Tree;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use tree_sitter::{Node, Tree};
 
 use crate::engine::TokenCounter;
 
@@ -25,70 +28,94 @@ pub struct Neighbourhood {
     pub n_suffix_tokens: usize,
 }
 
-/// Per-line token counts, measured once per line.
+/// Per-line token counts, each line measured once per prompt however often the cuts ask.
 pub(crate) struct LineCosts<'a> {
     rope: &'a Rope,
     tokens: &'a dyn TokenCounter,
+    measured: RefCell<HashMap<usize, usize>>,
 }
 
 impl<'a> LineCosts<'a> {
     pub(crate) fn new(rope: &'a Rope, tokens: &'a dyn TokenCounter) -> LineCosts<'a> {
-        LineCosts { rope, tokens }
+        LineCosts {
+            rope,
+            tokens,
+            measured: RefCell::new(HashMap::new()),
+        }
     }
 
-    fn line(&self, line_idx: usize) -> usize {
+    pub(crate) fn line(&self, line_idx: usize) -> usize {
+        if let Some(n_tokens) = self.measured.borrow().get(&line_idx) {
+            return *n_tokens;
+        }
         let line = self.rope.line(line_idx);
-        match line.as_str() {
+        let n_tokens = match line.as_str() {
             Some(text) => self.tokens.count_tokens(text),
             None => self.tokens.count_tokens(&line.to_string()),
-        }
+        };
+        self.measured.borrow_mut().insert(line_idx, n_tokens);
+        n_tokens
+    }
+
+    pub(crate) fn tokens(&self) -> &'a dyn TokenCounter {
+        self.tokens
     }
 }
 
 /// Whether cutting the file at line start `cut_byte` splits nothing but the scopes that contain
 /// the cursor. A node that starts or ends exactly at the cut is not split.
 pub(crate) fn is_clean_cut(tree: Option<&Tree>, cut_byte: usize, cursor_byte: usize) -> bool {
-    let Some(tree) = tree else {
-        return true;
-    };
-    let root = tree.root_node();
-    if cut_byte == 0 || cut_byte >= root.end_byte() {
-        return true;
+    match smallest_spanning(tree, cut_byte) {
+        // Every larger node contains this one, so the cut is clean exactly when this one is a
+        // scope of the cursor.
+        Some(node) => node.start_byte() < cursor_byte && cursor_byte < node.end_byte(),
+        None => true,
     }
-    let mut node = root.descendant_for_byte_range(cut_byte - 1, cut_byte);
-    while let Some(current) = node {
-        if current.start_byte() < cut_byte && cut_byte < current.end_byte() {
-            // The smallest node that spans the cut: every larger one contains it, so the cut is
-            // clean exactly when this one is a scope of the cursor.
-            return current.start_byte() < cursor_byte && cursor_byte < current.end_byte();
+}
+
+/// The smallest node with `start < cut_byte < end`, found top-down (a parent walk costs a
+/// descent from the root per step in tree-sitter).
+fn smallest_spanning(tree: Option<&Tree>, cut_byte: usize) -> Option<Node<'_>> {
+    let mut node = tree?.root_node();
+    if !(node.start_byte() < cut_byte && cut_byte < node.end_byte()) {
+        return None;
+    }
+    let mut cursor = node.walk();
+    loop {
+        let mut spanning_child = None;
+        // The first child ending after the cut spans it when it also starts before it.
+        if cursor.goto_first_child_for_byte(cut_byte).is_some() {
+            loop {
+                let child = cursor.node();
+                if child.start_byte() >= cut_byte {
+                    break;
+                }
+                if child.end_byte() > cut_byte {
+                    spanning_child = Some(child);
+                    break;
+                }
+                if !cursor.goto_next_sibling() {
+                    break;
+                }
+            }
         }
-        node = current.parent();
+        match spanning_child {
+            Some(child) => node = child,
+            None => return Some(node),
+        }
     }
-    true
 }
 
 /// Whether cutting at `cut_byte` would split a token (a multi-line string or comment): such cuts
 /// are never used, even when no clean cut fits the budget.
 pub(crate) fn splits_token(tree: Option<&Tree>, cut_byte: usize) -> bool {
-    let Some(tree) = tree else {
-        return false;
-    };
-    let root = tree.root_node();
-    if cut_byte == 0 || cut_byte >= root.end_byte() {
-        return false;
-    }
-    let mut node = root.descendant_for_byte_range(cut_byte - 1, cut_byte);
-    while let Some(current) = node {
-        if current.start_byte() < cut_byte && cut_byte < current.end_byte() {
-            let kind = current.kind();
-            return current.child_count() == 0
-                || kind.contains("string")
-                || kind.contains("comment")
-                || kind.contains("heredoc");
-        }
-        node = current.parent();
-    }
-    false
+    smallest_spanning(tree, cut_byte).is_some_and(|node| {
+        let kind = node.kind();
+        node.child_count() == 0
+            || kind.contains("string")
+            || kind.contains("comment")
+            || kind.contains("heredoc")
+    })
 }
 
 fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
@@ -108,9 +135,9 @@ pub(crate) fn cut(
     cursor_byte: usize,
     n_prefix_budget: usize,
     n_suffix_budget: usize,
-    tokens: &dyn TokenCounter,
+    costs: &LineCosts<'_>,
 ) -> Neighbourhood {
-    let costs = LineCosts::new(rope, tokens);
+    let tokens = costs.tokens();
     let cursor_line = rope.byte_to_line(cursor_byte);
     let n_lines = rope.len_lines();
 

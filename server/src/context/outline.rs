@@ -18,7 +18,7 @@ const MAX_CLASS_SUMMARY_LINES: usize = 40;
 /// Longest summary of a definition without a body (a prototype, a constant).
 const MAX_PLAIN_SUMMARY_LINES: usize = 12;
 /// Most doc-comment lines kept above a definition.
-const MAX_DOC_LINES: usize = 10;
+const MAX_DOC_LINES: usize = 4;
 /// Most lines of a scope header (a long signature wraps over several).
 const MAX_HEADER_LINES: usize = 12;
 
@@ -125,18 +125,29 @@ pub(crate) fn lines_text(rope: &Rope, lines: Range<usize>) -> String {
     text
 }
 
-fn is_doc_like(node: Node<'_>) -> bool {
-    let kind = node.kind();
-    kind.contains("comment")
-        || kind == "attribute_item"
-        || kind == "decorator"
-        || kind == "annotation"
-        || kind == "marker_annotation"
-}
-
 /// Wrappers that belong to a definition: `export`, decorators, templates, and one-spec groups
 /// such as Go's `type X struct` or a `const x = …` declaration.
-fn outer_node(node: Node<'_>) -> Node<'_> {
+///
+/// `Node::parent` descends from the root on every call, which is quadratic over a file with
+/// thousands of top-level definitions; so the parent is only asked for when the text says a
+/// wrapper is possible (something before the node on its line, or a decorator or template line
+/// above it).
+fn outer_node<'tree>(rope: &Rope, node: Node<'tree>) -> Node<'tree> {
+    let row = node.start_position().row;
+    let line_head = slice_text(rope, rope.line_to_byte(row)..node.start_byte());
+    let previous_line = if row > 0 {
+        lines_text(rope, row - 1..row)
+    } else {
+        String::new()
+    };
+    let previous = previous_line.trim_start();
+    let may_be_wrapped = !line_head.trim().is_empty()
+        || previous.starts_with('@')
+        || previous.starts_with("template")
+        || previous.starts_with("export");
+    if !may_be_wrapped {
+        return node;
+    }
     let mut outer = node;
     while let Some(parent) = outer.parent() {
         let wraps = match parent.kind() {
@@ -159,16 +170,25 @@ fn outer_node(node: Node<'_>) -> Node<'_> {
     outer
 }
 
-/// The first line of the doc comments and attributes directly above `node`.
-fn doc_start_line(node: Node<'_>) -> usize {
-    let mut start_line = node.start_position().row;
-    let mut sibling = node.prev_sibling();
-    while let Some(previous) = sibling {
-        if !is_doc_like(previous) || previous.end_position().row + 1 < start_line {
+/// The first line of the doc comments and attributes directly above line `row`, read from the
+/// text (asking the tree for previous siblings is linear in the number of siblings).
+fn doc_start_line(rope: &Rope, row: usize) -> usize {
+    let mut start_line = row;
+    while start_line > 0 {
+        let line = lines_text(rope, start_line - 1..start_line);
+        let line = line.trim();
+        let is_doc = ["//", "#", "--", "/*", "*", "@"]
+            .iter()
+            .any(|marker| line.starts_with(marker))
+            && !line.starts_with("#include")
+            && !line.starts_with("#define")
+            && !line.starts_with("#if")
+            && !line.starts_with("#endif")
+            && !line.starts_with("#else");
+        if !is_doc {
             break;
         }
-        start_line = previous.start_position().row;
-        sibling = previous.prev_sibling();
+        start_line -= 1;
     }
     start_line
 }
@@ -257,8 +277,26 @@ fn raw_definitions<'tree>(
 
 /// Every definition the bundled query finds in the file, in document order.
 pub fn definitions(language: Language, rope: &Rope, tree: &Tree) -> Vec<Definition> {
+    definitions_matching(language, rope, tree, |_| true)
+}
+
+/// The definitions whose name `wanted` accepts; only those are summarised, which is what makes
+/// looking up a few names in a large current file cheap.
+pub fn definitions_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Definition> {
     let root = tree.root_node();
     let raw = raw_definitions(language, rope, root);
+    let chosen: Vec<&RawDefinition<'_>> = raw
+        .iter()
+        .filter(|it| wanted(&node_text(rope, it.name)))
+        .collect();
+    if chosen.is_empty() {
+        return Vec::new();
+    }
     let class_scopes: Vec<Scope> = scopes(language, rope, tree, None)
         .into_iter()
         .filter(|scope| scope.is_class)
@@ -268,7 +306,8 @@ pub fn definitions(language: Language, rope: &Rope, tree: &Tree) -> Vec<Definiti
         .filter(|it| !it.kind.is_type_like())
         .filter_map(|it| it.body.map(|body| body.byte_range()))
         .collect();
-    raw.iter()
+    chosen
+        .into_iter()
         .map(|it| summarize(language, rope, it, &class_scopes, &function_bodies))
         .collect()
 }
@@ -280,9 +319,8 @@ fn summarize(
     class_scopes: &[Scope],
     function_bodies: &[Range<usize>],
 ) -> Definition {
-    let outer = outer_node(raw.node);
-    let start_line = doc_start_line(outer);
-    let doc_lines = (outer.start_position().row - start_line).min(MAX_DOC_LINES);
+    let outer = outer_node(rope, raw.node);
+    let start_line = doc_start_line(rope, outer.start_position().row);
     let end_line = outer.end_position().row;
     let node_range = raw.node.byte_range();
     let enclosing: Vec<&Scope> = class_scopes
@@ -298,8 +336,13 @@ fn summarize(
         text.push_str(&lines_text(rope, scope.header_lines.clone()));
     }
     let n_container_lines = text.lines().count();
-    let doc_first_line = outer.start_position().row - doc_lines;
-    let own_start_byte = rope.line_to_byte(doc_first_line);
+    // A long doc comment keeps its first lines, which are the summary.
+    let outer_row = outer.start_position().row;
+    text.push_str(&lines_text(
+        rope,
+        start_line..(start_line + MAX_DOC_LINES).min(outer_row),
+    ));
+    let own_start_byte = rope.line_to_byte(outer_row);
     if raw.kind.is_type_like() {
         let nested: Vec<Range<usize>> = function_bodies
             .iter()
@@ -372,7 +415,7 @@ fn function_signature(
             let doc = node_text(rope, docstring);
             text.push('\n');
             text.push_str(&indent);
-            text.push_str(&truncate_lines(&doc, MAX_DOC_LINES).trim_end_matches('\n'));
+            text.push_str(truncate_lines(&doc, MAX_DOC_LINES).trim_end_matches('\n'));
             text.push('\n');
             text.push_str(&indent);
             text.push_str("...\n");
@@ -478,7 +521,7 @@ pub fn scopes(
         if !seen_bodies.insert(body.id()) {
             continue;
         }
-        let first_line = outer_node(node).start_position().row;
+        let first_line = outer_node(rope, node).start_position().row;
         let body_start = body.start_position();
         let body_opens_on_its_line = {
             let line_start = rope.line_to_byte(body_start.row);

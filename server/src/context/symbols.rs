@@ -105,7 +105,9 @@ pub(crate) fn used_names(
                 is_type: false,
                 score: 0,
             });
-            let score = weight * proximity(line_idx, cursor_line);
+            // The call being written (`foo(` just before the cursor) matters most of all.
+            let on_cursor_line = if line_idx == cursor_line { 3 } else { 1 };
+            let score = weight * on_cursor_line * proximity(line_idx, cursor_line);
             if qualifier.is_some() && (entry.qualifier.is_none() || score > entry.score) {
                 entry.qualifier = qualifier;
             }
@@ -211,6 +213,22 @@ fn directory(path: &str) -> &str {
 fn file_stem(path: &str) -> &str {
     let file_name = path.rsplit('/').next().unwrap_or(path);
     file_name.split('.').next().unwrap_or(file_name)
+}
+
+/// Whether anything but the name points at `path`: the qualifier names it, an import mentions
+/// it, or it sits in the current file's folder.
+pub(crate) fn path_is_plausible(used: &UsedName, path: &str, origin: &Origin<'_>) -> bool {
+    let stem = file_stem(path);
+    let dir = directory(path);
+    let dir_name = dir.rsplit('/').next().unwrap_or("");
+    let qualifier_matches = used
+        .qualifier
+        .as_deref()
+        .is_some_and(|qualifier| stem == qualifier || dir_name == qualifier);
+    qualifier_matches
+        || origin.import_words.contains(stem)
+        || (!dir_name.is_empty() && origin.import_words.contains(dir_name))
+        || dir == directory(origin.path)
 }
 
 /// Scores how likely `candidate` is the definition `used` refers to; `None` rules it out.

@@ -105,6 +105,44 @@ async fn keystroke_after_a_completion_reuses_the_cache() {
     assert_eq!(engine.stats().n_completions, 2);
 }
 
+#[tokio::test]
+async fn a_slot_filled_to_the_last_position_stops_cleanly() {
+    let config = ModelConfig {
+        n_ctx: 512,
+        ..test_config()
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::start(&config, &test_model()))
+        .await
+        .unwrap()
+        .unwrap();
+    let huge = FimPrompt {
+        prefix: "let value = compute(1, 2, 3);\n".repeat(400),
+        suffix: "}\n".repeat(400),
+        ..prompt("    ")
+    };
+    for document in ["file:///a.rs", "file:///b.rs"] {
+        let mut request = request(document, huge.clone());
+        request.max_tokens = 10_000;
+        let completion = engine.complete(request).await.unwrap();
+        let figures = &completion.figures;
+        assert!(figures.truncated);
+        // Half of the slot's 256 positions are kept for generation, which runs until they are
+        // used up (unless the model happens to end the text first).
+        assert!(figures.n_prompt <= 128, "{figures:?}");
+        if figures.stop == StopReason::ContextFull {
+            assert_eq!(figures.n_prompt + figures.n_generated, 256 + 1);
+        } else {
+            assert_eq!(figures.stop, StopReason::EndOfGeneration);
+        }
+    }
+    // Both slots are full; the engine still answers.
+    let after = engine
+        .complete(request("file:///c.rs", prompt("    let")))
+        .await
+        .unwrap();
+    assert!(after.figures.n_generated >= 1);
+}
+
 #[test]
 fn broken_model_files_are_errors_not_crashes() {
     let dir = tempfile::tempdir().unwrap();

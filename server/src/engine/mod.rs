@@ -133,6 +133,8 @@ pub enum StopReason {
     TimeBudget,
     /// The slot's share of the context is full.
     ContextFull,
+    /// A multi-line completion reached the line below the cursor and began to repeat it.
+    SuffixReached,
     /// The answer is the rest of an earlier suggestion the user has been typing.
     TypedAhead,
     /// The prompt rendered to no tokens at all (an empty file on a model without FIM tokens).

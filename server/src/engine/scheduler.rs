@@ -516,12 +516,35 @@ fn figures_without_inference(job: &CompletionJob, stop: StopReason) -> Completio
     }
 }
 
-/// Cuts `text` at the first end of line (single-line requests) or stop string, and says which.
+/// The first non-blank line below the cursor's line, which a multi-line completion must not
+/// write again.
+fn next_suffix_line(suffix: &str) -> Option<&str> {
+    suffix
+        .split('\n')
+        .skip(1)
+        .map(str::trim_end)
+        .find(|line| !line.trim().is_empty())
+}
+
+/// Cuts `text` at the first end of line (single-line requests), stop string, or complete line
+/// that repeats the line below the cursor (models often write the suffix out again), and says
+/// which.
 fn apply_stops(text: &mut String, request: &CompletionRequest) -> Option<StopReason> {
     let mut cut: Option<(usize, StopReason)> = None;
     if request.single_line {
         if let Some(byte_offset) = text.find('\n') {
             cut = Some((byte_offset, StopReason::EndOfLine));
+        }
+    } else if let Some(suffix_line) = next_suffix_line(&request.prompt.suffix) {
+        let mut line_start = 0;
+        for line in text.split_inclusive('\n') {
+            let line_end = line_start + line.len();
+            if line.ends_with('\n') && line.trim_end() == suffix_line {
+                // Drop the newline before the repeated line too.
+                cut = Some((line_start.saturating_sub(1), StopReason::SuffixReached));
+                break;
+            }
+            line_start = line_end;
         }
     }
     for stop in request.stop.iter().filter(|stop| !stop.is_empty()) {

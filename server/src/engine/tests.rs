@@ -302,6 +302,31 @@ fn single_line_requests_stop_at_the_end_of_the_line() {
 }
 
 #[test]
+fn multi_line_completions_stop_before_repeating_the_line_below() {
+    let mut h = harness(FakeOptions::default());
+    let mean = FimPrompt {
+        prefix: "def mean(values):\n".into(),
+        suffix: "\n\n    return total / len(values)\n".into(),
+        ..prompt("    total = ")
+    };
+    h.reply("0\n    for value in values:\n        total += value\n    return total / len(values)\n\ndef");
+    let mut long = request("a", mean.clone());
+    long.max_tokens = 200;
+    let completion = h.complete(long);
+    assert_eq!(
+        completion.text,
+        "0\n    for value in values:\n        total += value"
+    );
+    assert_eq!(completion.figures.stop, StopReason::SuffixReached);
+    // A line that only starts like the suffix line is kept.
+    h.reply("0\n    return total / len(values) + 1\n");
+    let mut long = request("b", mean);
+    long.max_tokens = 200;
+    let completion = h.complete(long);
+    assert_eq!(completion.text, "0\n    return total / len(values) + 1\n");
+}
+
+#[test]
 fn stop_strings_max_tokens_and_time_budget_end_generation() {
     let mut h = harness(FakeOptions::default());
     let mut with_stop = request("a", prompt("    "));
@@ -539,4 +564,10 @@ async fn typing_into_the_suggestion_is_served_without_inference() {
     assert_eq!(stats.recent.len(), 3);
     assert_eq!(engine.backend_name(), "fake");
     assert_eq!(engine.token_counter().count_tokens("abc"), 3);
+}
+
+#[test]
+fn engine_handles_are_cheap_to_share_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Engine>();
 }

@@ -6,7 +6,6 @@
 //! vocabulary. The inference thread loads full models elsewhere; this module only tokenizes.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -47,16 +46,10 @@ pub struct Vocab {
     fim: FimTokenTexts,
 }
 
-/// llama.cpp's backend may be initialised once per process; everything in it shares this one.
+/// llama.cpp's process-wide backend, shared with the inference thread (it may be initialised
+/// only once per process).
 fn backend() -> Result<&'static LlamaBackend, Error> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            LlamaBackend::init().map_err(|error| error.to_string())
-        })
-        .as_ref()
-        .map_err(|message| Error::Backend(message.clone()))
+    super::backend::llama::llama_backend().map_err(|error| Error::Backend(error.to_string()))
 }
 
 impl Vocab {
@@ -133,6 +126,17 @@ impl Vocab {
             has_repo_name: self.fim.repo_name.is_some(),
             n_ctx_per_slot,
         }
+    }
+
+    /// The token ids of `text`, special tokens parsed, as the engine would tokenize a rendered
+    /// prompt; for measuring how much of a prompt survives a keystroke.
+    pub fn tokens(&self, text: &str) -> Vec<i32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .into_iter()
+            .map(|token| token.0)
+            .collect()
     }
 }
 

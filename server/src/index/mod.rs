@@ -199,6 +199,42 @@ impl WorkspaceIndex {
         found
     }
 
+    /// Definitions of `name` in the files `keep(path, crowded)` accepts, from at most `max_files`
+    /// files; `crowded` says more than `max_files` files define the name, so the caller can ask
+    /// for a reason to read a file and a common name costs a filter over paths rather than
+    /// copies of thousands of definitions.
+    pub fn definitions_in(
+        &self,
+        name: &str,
+        keep: impl Fn(&str, bool) -> bool,
+        max_files: usize,
+    ) -> Vec<IndexedDefinition> {
+        let paths = self.files_defining(name);
+        let crowded = paths.len() > max_files;
+        let mut found = Vec::new();
+        let mut n_files = 0;
+        for path in paths {
+            if !keep(&path, crowded) {
+                continue;
+            }
+            n_files += 1;
+            if n_files > max_files {
+                break;
+            }
+            let Some(file) = self.file(&path) else {
+                continue;
+            };
+            for definition in file.definitions.iter().filter(|it| it.name == name) {
+                found.push(IndexedDefinition {
+                    path: Arc::clone(&file.path),
+                    language: file.language,
+                    definition: definition.clone(),
+                });
+            }
+        }
+        found
+    }
+
     /// One file's entry, by its relative path.
     pub fn file(&self, relative_path: &str) -> Option<Arc<FileSymbols>> {
         self.files

@@ -12,6 +12,7 @@ use tower_lsp_server::Client;
 use super::ext::{Status, StatusParams};
 use super::state::{EngineState, State};
 use crate::engine::Engine;
+use crate::model;
 
 /// Sends the current state as a `wellspring/status` notification.
 pub(crate) async fn send_status(
@@ -87,7 +88,7 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         let load_state = Arc::clone(&state);
         let model_config = config.model.clone();
         let loaded = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
-            let path = resolve_model(&model_config.path)?;
+            let path = resolve_model(&model_config.path, progress_tx.clone())?;
             load_state.set_model_path(Some(path.clone()));
             let on_progress = Box::new(move |progress: f32| {
                 let _ = progress_tx.send(progress);
@@ -118,17 +119,20 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
     });
 }
 
-/// Turns a model spec into a local file.
-fn resolve_model(spec: &str) -> Result<PathBuf, String> {
-    let expanded = match spec.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join(rest))
-            .unwrap_or_else(|| PathBuf::from(spec)),
-        None => PathBuf::from(spec),
+/// Turns a model spec into a local, validated GGUF, downloading it (with progress reported as
+/// the first half of loading) when it is not cached yet.
+fn resolve_model(spec: &str, progress: mpsc::UnboundedSender<f32>) -> Result<PathBuf, String> {
+    let on_progress = move |report: model::Progress| {
+        if let Some(total_bytes) = report.total_bytes.filter(|total| *total > 0) {
+            let _ = progress.send(0.5 * report.done_bytes as f32 / total_bytes as f32);
+        }
     };
-    if expanded.is_file() {
-        Ok(expanded)
-    } else {
-        Err(format!("model {spec} not found"))
-    }
+    let options = model::ResolveOptions {
+        progress: Some(Arc::new(on_progress)),
+        allow_download: true,
+        ..model::ResolveOptions::default()
+    };
+    model::resolve(spec, &options)
+        .map(|resolved| resolved.path)
+        .map_err(|error| error.to_string())
 }

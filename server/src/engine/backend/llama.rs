@@ -22,8 +22,9 @@ use super::{Backend, SpecialTokens, Token};
 use crate::config::{FlashAttention, KvCacheType as ConfigKvCacheType, ModelConfig};
 use crate::engine::{gguf, ChatMessage, Error, SamplingConfig, TokenCounter};
 
-/// llama.cpp's process-wide initialisation; it may run once per process.
-fn llama_backend() -> Result<&'static LlamaBackend, Error> {
+/// llama.cpp's process-wide initialisation; it may run once per process, so everything in the
+/// engine (inference and `vocab`) goes through here.
+pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, Error> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

@@ -47,8 +47,12 @@ pub(crate) async fn handle(
         .context
         .diagnostics
         .iter()
-        .map(|diagnostic| match diagnostic.range.start.line + 1 {
-            line => format!("line {line}: {}", diagnostic.message),
+        .map(|diagnostic| {
+            format!(
+                "line {}: {}",
+                diagnostic.range.start.line + 1,
+                diagnostic.message
+            )
         })
         .collect();
     let only = params.context.only.as_deref();

@@ -11,14 +11,13 @@ use crate::lsp::ext::CodeActionData;
 use crate::lsp::{convert, invalid_params, Server};
 
 pub(crate) async fn handle(server: &Server, mut action: CodeAction) -> Result<CodeAction> {
-    let data: CodeActionData = action
-        .data
-        .clone()
-        .ok_or_else(|| invalid_params("code action has no data to resolve"))
-        .and_then(|data| {
-            serde_json::from_value(data)
-                .map_err(|error| invalid_params(format!("code action data: {error}")))
-        })?;
+    // Clients resolve every action they run, including the ones that carry a command and need
+    // nothing resolved (Explain, Edit with instruction).
+    let Some(data) = action.data.clone() else {
+        return Ok(action);
+    };
+    let data: CodeActionData = serde_json::from_value(data)
+        .map_err(|error| invalid_params(format!("code action data: {error}")))?;
     action.edit = Some(compute_edit(server, &data).await?);
     Ok(action)
 }
@@ -68,6 +67,7 @@ pub(crate) async fn edit_for(
         selection,
         diagnostics,
         instruction,
+        server.state.config().chat.max_edit_tokens,
     )
     .await
     .map_err(|error| jsonrpc::Error {

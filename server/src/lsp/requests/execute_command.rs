@@ -159,7 +159,13 @@ async fn stream_chat(
         };
         client.send_notification::<ChatProgress>(params).await;
     });
-    let outcome = chat::answer(&engine, messages, deltas_tx).await;
+    let outcome = chat::answer(
+        &engine,
+        messages,
+        deltas_tx,
+        server.state.config().chat.max_tokens,
+    )
+    .await;
     let _ = forwarder.await;
     match outcome {
         Ok(outcome) => Ok(ChatResult {

@@ -1,0 +1,323 @@
+// The Wellspring extension: starts the `wellspring` language server, passes settings, and shows
+// what the server streams. Everything clever (prompts, the model, edits) lives in the server;
+// inline completion and code actions come straight from vscode-languageclient.
+
+import { randomUUID } from "node:crypto";
+import * as vscode from "vscode";
+import * as lc from "vscode-languageclient/node";
+import * as ext from "./lsp_ext";
+
+let client: lc.LanguageClient | undefined;
+let output: vscode.LogOutputChannel;
+let statusItem: vscode.StatusBarItem;
+let chats: ChatViews;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel("Wellspring", { log: true });
+  statusItem = vscode.window.createStatusBarItem("wellspring.status", vscode.StatusBarAlignment.Right, 100);
+  statusItem.name = "Wellspring";
+  statusItem.command = "wellspring.showMenu";
+  chats = new ChatViews();
+  const command = vscode.commands.registerCommand;
+  context.subscriptions.push(
+    output,
+    statusItem,
+    vscode.workspace.registerTextDocumentContentProvider(ChatViews.scheme, chats),
+    vscode.workspace.onDidChangeTextDocument((event) => chats.follow(event.document)),
+    command("wellspring.chatWithSelection", chatWithSelection),
+    command(ext.INSTRUCT_PROMPT_COMMAND, instructPrompt),
+    command("wellspring.showMenu", showMenu),
+    command("wellspring.toggleCompletion", toggleCompletion),
+    command("wellspring.showLog", () => output.show(true)),
+    command("wellspring.restartServer", restart),
+    command("wellspring.serverInfo", healthCheck),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (event.affectsConfiguration("wellspring.serverPath")) {
+        void restart();
+      } else if (event.affectsConfiguration("wellspring") && client?.isRunning()) {
+        void client.sendNotification(lc.DidChangeConfigurationNotification.type, { settings: serverSettings() });
+      }
+    }),
+  );
+  statusItem.show();
+  await start();
+}
+
+export function deactivate(): Thenable<void> | undefined {
+  return client?.stop();
+}
+
+// VS Code setting → [section, key] of the server's config (docs/configuration.md).
+const SETTINGS: [string, "model" | "completion", string][] = [
+  ["model.path", "model", "path"],
+  ["model.nGpuLayers", "model", "n_gpu_layers"],
+  ["model.nCtx", "model", "n_ctx"],
+  ["completion.enabled", "completion", "enabled"],
+  ["completion.maxTokens", "completion", "max_tokens"],
+  ["completion.debounceMs", "completion", "debounce_ms"],
+  ["completion.disabledLanguages", "completion", "disabled_languages"],
+];
+// Settings sent so far: once a setting has been sent, resetting it sends the default, so the
+// server does not keep the old value.
+const sent = new Set<string>();
+
+/** The settings the user has set, in the server's shape; unset ones keep the server's value. */
+function serverSettings(): ext.Settings {
+  const config = vscode.workspace.getConfiguration("wellspring");
+  const settings: Record<string, Record<string, unknown>> = {};
+  for (const [name, section, key] of SETTINGS) {
+    const seen = config.inspect(name);
+    const set = [seen?.globalValue, seen?.workspaceValue, seen?.workspaceFolderValue].some((v) => v !== undefined);
+    const value = config.get(name);
+    if ((!set && !sent.has(name)) || value === "") continue;
+    sent.add(name);
+    (settings[section] ??= {})[key] = value;
+  }
+  return settings;
+}
+
+async function start(): Promise<void> {
+  const command = vscode.workspace.getConfiguration("wellspring").get<string>("serverPath") || "wellspring";
+  // No `transport`: the client would append `--stdio`, and the server speaks stdio anyway.
+  const server: lc.Executable = { command, args: ["serve"] };
+  sent.clear();
+  const options: lc.LanguageClientOptions = {
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    initializationOptions: serverSettings,
+    outputChannel: output,
+    // The server's textDocument/completion is the fallback for editors without inline
+    // completion; VS Code has it, and asking both would run the model twice per keystroke.
+    middleware: { provideCompletionItem: () => undefined },
+  };
+  const started = new lc.LanguageClient("wellspring", "Wellspring", server, options);
+  client = started;
+  let heardStatus = false;
+  started.onNotification(ext.status, (params) => {
+    heardStatus = true;
+    showStatus(params);
+  });
+  started.onNotification(ext.chatProgress, (params) => chats.progress(params));
+  started.onDidChangeState(({ newState }) => {
+    if (newState === lc.State.Stopped && client === started) showStatus({ state: "error", message: "the server stopped; click to restart" });
+  });
+  showStatus({ state: "loading", message: `starting ${command}` });
+  try {
+    await started.start();
+  } catch (error) {
+    showStatus({ state: "error", message: `cannot start ${command}: ${error}` });
+    const choice = await vscode.window.showErrorMessage(
+      `Wellspring: cannot start the server \`${command}\` (${error}). Set wellspring.serverPath to the binary.`,
+      "Open Settings",
+    );
+    if (choice) await vscode.commands.executeCommand("workbench.action.openSettings", "wellspring.serverPath");
+    return;
+  }
+  const info = await started.sendRequest(ext.serverInfo).catch(() => undefined);
+  output.info(`server info: ${JSON.stringify(info)}`);
+  if (info && !heardStatus) showStatus({ state: info.state, message: `wellspring ${info.version}`, backend: info.backend });
+}
+
+async function restart(): Promise<void> {
+  const old = client;
+  client = undefined;
+  await old?.dispose().catch((error) => output.warn(`stopping the server: ${error}`));
+  await start();
+}
+
+let lastLatencyMs: number | undefined;
+
+function showStatus(status: ext.StatusParams): void {
+  const icons = { loading: "$(loading~spin)", ready: "$(check)", busy: "$(sync~spin)", error: "$(error)", disabled: "$(circle-slash)" };
+  lastLatencyMs = status.lastLatencyMs ?? lastLatencyMs;
+  let text = `${icons[status.state] ?? "$(question)"} Wellspring`;
+  if (status.state === "loading" && status.progress !== undefined) text += ` ${Math.round(status.progress * 100)}%`;
+  else if (status.state !== "ready" && status.state !== "busy") text += `: ${status.state}`;
+  else if (lastLatencyMs !== undefined) text += ` ${Math.round(lastLatencyMs)} ms`;
+  statusItem.text = text;
+  statusItem.tooltip = [status.message, status.model, status.backend].filter(Boolean).join(" · ");
+  statusItem.accessibilityInformation = { label: `Wellspring ${status.state}: ${status.message}` };
+  statusItem.backgroundColor = status.state === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+}
+
+async function showMenu(): Promise<void> {
+  const enabled = vscode.workspace.getConfiguration("wellspring").get<boolean>("completion.enabled", true);
+  const items: (vscode.QuickPickItem & { command: string })[] = [
+    { label: `${enabled ? "$(debug-pause) Disable" : "$(play) Enable"} inline completion`, command: "wellspring.toggleCompletion" },
+    { label: "$(comment-discussion) Chat with selection", command: "wellspring.chatWithSelection" },
+    { label: "$(pulse) Health check", command: "wellspring.serverInfo" },
+    { label: "$(output) Show server log", command: "wellspring.showLog" },
+    { label: "$(debug-restart) Restart server", command: "wellspring.restartServer" },
+  ];
+  const picked = await vscode.window.showQuickPick(items, { title: "Wellspring" });
+  if (picked) await vscode.commands.executeCommand(picked.command);
+}
+
+async function toggleCompletion(): Promise<void> {
+  const config = vscode.workspace.getConfiguration("wellspring");
+  const seen = config.inspect<boolean>("completion.enabled");
+  const target = seen?.workspaceValue !== undefined ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+  await config.update("completion.enabled", !config.get<boolean>("completion.enabled", true), target);
+}
+
+async function healthCheck(): Promise<void> {
+  if (!client?.isRunning()) {
+    void vscode.window.showErrorMessage("Wellspring: the server is not running");
+    return;
+  }
+  try {
+    const [info, stats] = await Promise.all([client.sendRequest(ext.serverInfo), client.sendRequest(ext.stats)]);
+    const reused = stats.nTokensReused / Math.max(1, stats.nTokensReused + stats.nTokensEvaluated);
+    void vscode.window.showInformationMessage(
+      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}; ` +
+        `${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`,
+    );
+  } catch (error) {
+    void vscode.window.showErrorMessage(`Wellspring: health check failed: ${error}`);
+  }
+}
+
+/** Runs a server command with a cancellable progress notification; undefined when cancelled. */
+async function executeServerCommand<T>(title: string, command: string, args: unknown): Promise<T | undefined> {
+  const running = client;
+  const progress = { location: vscode.ProgressLocation.Notification, title, cancellable: true };
+  try {
+    if (!running?.isRunning()) throw new Error("the server is not running");
+    return await vscode.window.withProgress(progress, (_, token) =>
+      running.sendRequest(lc.ExecuteCommandRequest.type, { command, arguments: [args] }, token),
+    );
+  } catch (error) {
+    if (error instanceof lc.ResponseError && error.code === lc.LSPErrorCodes.RequestCancelled) return undefined;
+    output.error(`${command} failed: ${error}`);
+    void vscode.window.showErrorMessage(`Wellspring: ${error instanceof Error ? error.message : error}`);
+    throw error;
+  }
+}
+
+function selectionTarget(): ext.RangeArgs | undefined {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor || !client || !["file", "untitled"].includes(editor.document.uri.scheme)) return undefined;
+  const c2p = client.code2ProtocolConverter;
+  return { textDocument: c2p.asTextDocumentIdentifier(editor.document), range: c2p.asRange(editor.selection) };
+}
+
+async function instructPrompt(args?: ext.RangeArgs): Promise<void> {
+  const target = args ?? selectionTarget();
+  if (!target) return;
+  const instruction = await vscode.window.showInputBox({
+    title: "Wellspring: Edit with Instruction",
+    prompt: "How should the selection be rewritten?",
+    placeHolder: "e.g. add error handling",
+  });
+  if (!instruction) return;
+  const instructArgs: ext.InstructArgs = { ...target, instruction };
+  // The server applies the edit itself through workspace/applyEdit.
+  await executeServerCommand("Wellspring: editing…", ext.INSTRUCT_COMMAND, instructArgs).catch(() => undefined);
+}
+
+async function chatWithSelection(): Promise<void> {
+  const target = selectionTarget();
+  if (!target) {
+    void vscode.window.showErrorMessage("Wellspring: open a file and select code to chat about");
+    return;
+  }
+  const question = await vscode.window.showInputBox({
+    title: "Wellspring: Chat with Selection",
+    prompt: "Ask about the selection",
+    placeHolder: "e.g. what does this do?",
+  });
+  if (!question) return;
+  const chatArgs: ext.ChatArgs = { chatId: randomUUID(), ...target, question };
+  chats.open(chatArgs.chatId, question);
+  try {
+    const result = await executeServerCommand<ext.ChatResult>("Wellspring: answering…", ext.CHAT_COMMAND, chatArgs);
+    chats.finish(chatArgs.chatId, result ? { text: result.text } : { note: "cancelled" });
+  } catch (error) {
+    chats.finish(chatArgs.chatId, { note: `failed: ${error instanceof Error ? error.message : error}` });
+  }
+}
+
+interface ChatView {
+  uri: vscode.Uri;
+  title: string;
+  text: string;
+  chunks: number;
+  done: boolean;
+  note?: string;
+}
+
+/** Read-only markdown documents that show chat streams as they arrive, one per chatId. */
+class ChatViews implements vscode.TextDocumentContentProvider {
+  static readonly scheme = "wellspring-chat";
+  private readonly views = new Map<string, ChatView>();
+  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.changed.event;
+  private readonly dirty = new Set<ChatView>();
+  private flushTimer: NodeJS.Timeout | undefined;
+
+  provideTextDocumentContent(uri: vscode.Uri): string {
+    const view = this.views.get(uri.query);
+    if (!view) return "This chat is no longer available.\n";
+    const tail = view.done ? "" : " …";
+    const note = view.note ? `\n\n_(${view.note})_` : "";
+    return `## ${view.title}\n\n${view.text}${tail}${note}\n`;
+  }
+
+  /** The view of a stream, opened beside the editor for a chatId not seen before. */
+  open(chatId: string, title: string): ChatView {
+    let view = this.views.get(chatId);
+    if (!view) {
+      const name = title.replace(/[^\w .,?!-]+/g, " ").trim().slice(0, 48) || "chat";
+      const uri = vscode.Uri.from({ scheme: ChatViews.scheme, path: `/${this.views.size + 1} ${name}.md`, query: chatId });
+      view = { uri, title, text: "", chunks: 0, done: false };
+      this.views.set(chatId, view);
+      const options = { viewColumn: vscode.ViewColumn.Beside, preview: false, preserveFocus: true };
+      void vscode.workspace.openTextDocument(uri).then((document) => vscode.window.showTextDocument(document, options));
+    }
+    return view;
+  }
+
+  /** Keeps the end of a growing answer in sight. */
+  follow(document: vscode.TextDocument): void {
+    if (document.uri.scheme !== ChatViews.scheme) return;
+    const end = document.lineAt(document.lineCount - 1).range.end;
+    for (const editor of vscode.window.visibleTextEditors) {
+      if (editor.document === document) editor.revealRange(new vscode.Range(end, end));
+    }
+  }
+
+  progress(params: ext.ChatProgressParams): void {
+    this.append(this.open(params.chatId, params.title ?? "Wellspring"), params);
+  }
+
+  finish(chatId: string, end: { text?: string; note?: string }): void {
+    const view = this.views.get(chatId);
+    if (!view) return;
+    view.text = end.text ?? view.text;
+    view.note = end.note;
+    this.end(view);
+  }
+
+  private append(view: ChatView, params: ext.ChatProgressParams): void {
+    if (view.done) return; // pieces that were in flight when the chat was cancelled
+    view.text += params.delta;
+    view.chunks += 1;
+    if (params.done) this.end(view);
+    else this.schedule(view);
+  }
+
+  private end(view: ChatView): void {
+    if (!view.done) output.info(`chat ${view.uri.query}: ${view.chunks} chunks streamed, ${view.text.length} characters`);
+    view.done = true;
+    this.schedule(view);
+  }
+
+  // Coalesces the many small deltas of a stream into one refresh per 40 ms.
+  private schedule(view: ChatView): void {
+    this.dirty.add(view);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      for (const dirty of this.dirty) this.changed.fire(dirty.uri);
+      this.dirty.clear();
+    }, 40);
+  }
+}

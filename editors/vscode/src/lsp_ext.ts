@@ -1,0 +1,160 @@
+// Wellspring's custom protocol, mirroring server/src/lsp/ext.rs and docs/lsp-extensions.md.
+// Keep the three in step; nothing else in the extension spells a `wellspring/` method name.
+
+import * as lc from "vscode-languageclient";
+
+/** The settings object of `initializationOptions` and `workspace/didChangeConfiguration`. */
+export interface Settings {
+  model?: { path?: string; n_gpu_layers?: number; n_ctx?: number };
+  completion?: {
+    enabled?: boolean;
+    max_tokens?: number;
+    debounce_ms?: number;
+    disabled_languages?: string[];
+  };
+}
+
+export type ServerState = "loading" | "ready" | "busy" | "error" | "disabled";
+
+export interface StatusParams {
+  state: ServerState;
+  /** One line for a status bar. */
+  message: string;
+  /** 0..1 while loading. */
+  progress?: number;
+  /** Model file name. */
+  model?: string;
+  /** "cpu", "cuda", "metal", "vulkan", … */
+  backend?: string;
+  /** The last completion's total time. */
+  lastLatencyMs?: number;
+}
+
+/** Server → client, whenever the model or a request changes state. */
+export const status = new lc.NotificationType<StatusParams>("wellspring/status");
+
+export interface ServerInfoResult {
+  version: string;
+  positionEncoding: string;
+  openDocuments: number;
+  state: ServerState;
+  /** The resolved model file, once known. */
+  model: string | null;
+  backend: string;
+}
+
+/** Client → server health check. */
+export const serverInfo = new lc.RequestType0<ServerInfoResult, void>("wellspring/serverInfo");
+
+/** One completion's figures, as `wellspring/stats` reports them. */
+export interface CompletionFigures {
+  nPrompt: number;
+  nReused: number;
+  nEvaluated: number;
+  nGenerated: number;
+  tPrefillMs: number;
+  tDecodeMs: number;
+  tTotalMs: number;
+  servedWithoutInference: boolean;
+  stop: string;
+}
+
+export interface StatsResult {
+  nCompletions: number;
+  nServedWithoutInference: number;
+  nSuperseded: number;
+  nAbandoned: number;
+  nErrors: number;
+  nChats: number;
+  nTokensReused: number;
+  nTokensEvaluated: number;
+  nTokensGenerated: number;
+  /** Oldest first. */
+  recent: CompletionFigures[];
+}
+
+/** Client → server: the engine's counters and the latest completions' figures. */
+export const stats = new lc.RequestType0<StatsResult, void>("wellspring/stats");
+
+export interface DocumentStateParams {
+  uri: string;
+}
+
+export interface DocumentStateResult {
+  version: number;
+  text: string;
+  /** The grammar in use, or null when the document is not parsed. */
+  language: string | null;
+  kind: "text" | "tooLargeToParse" | "binary";
+  /** The syntax tree as an S-expression, when there is one. */
+  tree: string | null;
+}
+
+/** Client → server: the server's copy of a document (for checks that both sides agree). */
+export const documentState = new lc.RequestType<DocumentStateParams, DocumentStateResult, void>("wellspring/documentState");
+
+export interface ChatMessage {
+  role: "user" | "assistant";
+  content: string;
+}
+
+/** Arguments of the `wellspring.chat` command. */
+export interface ChatArgs {
+  /** Chosen by the client; names the stream. */
+  chatId: string;
+  textDocument: lc.TextDocumentIdentifier;
+  /** The selection (may be empty). */
+  range: lc.Range;
+  question: string;
+  history?: ChatMessage[];
+}
+
+/** The `wellspring.chat` command's result: the whole answer. */
+export interface ChatResult {
+  chatId: string;
+  text: string;
+}
+
+export interface ChatProgressParams {
+  chatId: string;
+  /** Present on a stream's first notification. */
+  title?: string;
+  /** Text to append. */
+  delta: string;
+  /** True on the last notification of the stream. */
+  done: boolean;
+}
+
+/** Server → client: one piece of a streamed chat answer, in order. */
+export const chatProgress = new lc.NotificationType<ChatProgressParams>("wellspring/chatProgress");
+
+/** Arguments of the `wellspring.instruct` command; it returns the applied `WorkspaceEdit`. */
+export interface InstructArgs {
+  textDocument: lc.TextDocumentIdentifier;
+  range: lc.Range;
+  instruction: string;
+}
+
+/** Arguments of `wellspring.explain` and of the client-side `wellspring.instructPrompt`. */
+export interface RangeArgs {
+  textDocument: lc.TextDocumentIdentifier;
+  range: lc.Range;
+}
+
+/** The `data` of an unresolved Wellspring code action, and the argument of `wellspring.applyAction`. */
+export interface CodeActionData {
+  action: "fix" | "document" | "tests" | "simplify";
+  uri: string;
+  range: lc.Range;
+  /** The document version the range refers to. */
+  version: number;
+  diagnostics?: string[];
+}
+
+/** Server commands (run through `workspace/executeCommand`). */
+export const CHAT_COMMAND = "wellspring.chat";
+export const EXPLAIN_COMMAND = "wellspring.explain";
+export const INSTRUCT_COMMAND = "wellspring.instruct";
+export const APPLY_ACTION_COMMAND = "wellspring.applyAction";
+/** Client command named by the "Edit with instruction…" code action. */
+export const INSTRUCT_PROMPT_COMMAND = "wellspring.instructPrompt";

@@ -1,0 +1,137 @@
+//! `wellspring model …` end to end: the real binary, a 127.0.0.1 server standing in for
+//! Hugging Face (found through `HF_ENDPOINT`), and a cache under a temporary `XDG_CACHE_HOME`.
+
+#[path = "../src/model/tests/http_server.rs"]
+mod http_server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{ensure, Context as _};
+use http_server::{Route, TestServer};
+
+fn tiny_model() -> PathBuf {
+    if let Some(path) = std::env::var_os("WELLSPRING_TEST_MODEL") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny.gguf");
+    assert!(
+        path.exists(),
+        "test model {} is missing: run scripts/test-models.sh (or set WELLSPRING_TEST_MODEL)",
+        path.display()
+    );
+    path
+}
+
+fn wellspring(args: &[&str], endpoint: &str, home: &Path) -> anyhow::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_wellspring"))
+        .args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_TOKEN")
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .context("cannot run wellspring")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn pull_path_info_list() -> anyhow::Result<()> {
+    let model = std::fs::read(tiny_model())?;
+    let server = TestServer::start();
+    server.route(
+        "/acme/coder-GGUF/resolve/main/coder-f16.gguf",
+        Route::file(model.clone()),
+    );
+    let home = tempfile::tempdir()?;
+    let spec = "hf:acme/coder-GGUF/coder-f16.gguf";
+    let cached = home
+        .path()
+        .join("cache/wellspring/models/hf/acme/coder-GGUF/main/coder-f16.gguf");
+
+    // Before a pull, `path` refuses to download and says what to run.
+    let output = wellspring(&["model", "path", spec], &server.url, home.path())?;
+    ensure!(
+        !output.status.success(),
+        "path without --download succeeded"
+    );
+    ensure!(
+        stderr(&output).contains(&format!(
+            "{spec} is not downloaded yet: run `wellspring model pull {spec}`"
+        )),
+        "stderr: {}",
+        stderr(&output)
+    );
+    ensure!(server.requests().is_empty(), "path touched the network");
+
+    let output = wellspring(&["model", "pull", spec], &server.url, home.path())?;
+    ensure!(output.status.success(), "pull failed: {}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{}\n", cached.display()));
+    assert_eq!(std::fs::read(&cached)?, model);
+
+    let output = wellspring(&["model", "path", spec], &server.url, home.path())?;
+    ensure!(output.status.success(), "path failed: {}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{}\n", cached.display()));
+
+    // The configured model (--model) is the default spec.
+    let output = wellspring(
+        &["--model", spec, "model", "info"],
+        &server.url,
+        home.path(),
+    )?;
+    ensure!(output.status.success(), "info failed: {}", stderr(&output));
+    let info = stdout(&output);
+    for line in [
+        "architecture:   qwen2",
+        "quantization:   F16",
+        "context length: 32768",
+        "fim tokens:     yes (prefix 151659, suffix 151661, middle 151660)",
+        "chat template:  yes",
+    ] {
+        ensure!(info.contains(line), "missing `{line}` in:\n{info}");
+    }
+    let n_downloads = server
+        .requests()
+        .iter()
+        .filter(|request| request.method == "GET")
+        .count();
+    assert_eq!(n_downloads, 1, "only the pull downloads");
+
+    let output = wellspring(&["model", "list"], &server.url, home.path())?;
+    ensure!(output.status.success(), "list failed: {}", stderr(&output));
+    let list = stdout(&output);
+    ensure!(list.contains(spec), "{list}");
+    ensure!(list.contains("qwen2.5-coder-1.5b"), "{list}");
+    Ok(())
+}
+
+#[test]
+fn info_on_a_broken_file_names_it() -> anyhow::Result<()> {
+    let home = tempfile::tempdir()?;
+    let path = home.path().join("notes.gguf");
+    std::fs::write(&path, "just some text")?;
+    let output = wellspring(
+        &["model", "info", &path.display().to_string()],
+        "http://127.0.0.1:9",
+        home.path(),
+    )?;
+    ensure!(!output.status.success(), "info on a text file succeeded");
+    let message = stderr(&output);
+    ensure!(
+        message.contains(&format!(
+            "{} is not a GGUF file (bad magic)",
+            path.display()
+        )),
+        "stderr: {message}"
+    );
+    Ok(())
+}

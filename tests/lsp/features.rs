@@ -1,0 +1,282 @@
+//! Editor features end to end with the real engine on the tiny random-weight model: its text is
+//! noise, so these tests check shapes, ranges, streaming order, cancellation and cache reuse,
+//! never the words.
+
+use serde_json::{json, Value};
+
+use crate::support::{tiny_model, TestServer};
+
+const URI: &str = "file:///w/fib.py";
+const TEXT: &str =
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return \n\nprint(fibonacci(10))\n";
+
+fn ready_server(extra: Value) -> TestServer {
+    let mut options = json!({
+        "model": {"path": tiny_model(), "n_ctx": 2048, "n_slots": 2},
+        "completion": {"max_tokens": 8},
+        "chat": {"max_tokens": 12, "max_edit_tokens": 32},
+    });
+    merge(&mut options, extra);
+    let mut server = TestServer::builder()
+        .initialization_options(options)
+        .capabilities(
+            json!({"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]}}}}),
+        )
+        .start();
+    let status = server.notification("wellspring/status", |params| {
+        params["state"] == "ready" || params["state"] == "error"
+    });
+    assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
+    server
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    if let (Value::Object(base), Value::Object(extra)) = (base, extra) {
+        for (key, value) in extra {
+            match base.get_mut(&key) {
+                Some(existing) if existing.is_object() => merge(existing, value),
+                _ => {
+                    base.insert(key, value);
+                }
+            }
+        }
+    }
+}
+
+fn inline_at(
+    server: &mut TestServer,
+    uri: &str,
+    line: u32,
+    character: u32,
+) -> Result<Value, Value> {
+    server.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"triggerKind": 2}}),
+    )
+}
+
+#[test]
+fn inline_completion_answers_at_the_cursor_and_reuses_the_cache_while_typing() {
+    let mut server = ready_server(json!({}));
+    server.open(URI, "python", TEXT);
+    let first = inline_at(&mut server, URI, 3, 11).unwrap();
+    let items = first["items"].as_array().expect("a list of items");
+    assert_eq!(items.len(), 1, "{first}");
+    assert_eq!(
+        items[0]["range"],
+        json!({"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}})
+    );
+    assert!(!items[0]["insertText"].as_str().unwrap().trim().is_empty());
+
+    // Type one character and ask again: the prompt differs only in its tail.
+    server.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}}, "text": "f"}]}),
+    );
+    let second = inline_at(&mut server, URI, 3, 12).unwrap();
+    assert_eq!(
+        second["items"][0]["range"]["start"],
+        json!({"line": 3, "character": 12})
+    );
+    let stats = server.request("wellspring/stats", json!(null)).unwrap();
+    let recent = stats["recent"].as_array().unwrap();
+    let last = recent.last().unwrap();
+    assert!(
+        last["servedWithoutInference"] == true
+            || last["nReused"].as_u64().unwrap() > last["nEvaluated"].as_u64().unwrap(),
+        "the second keystroke should reuse most of the prompt: {stats}"
+    );
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn invalid_positions_get_invalid_params_and_the_server_stays_up() {
+    let mut server = ready_server(json!({}));
+    server.open(URI, "python", TEXT);
+    let error = inline_at(&mut server, URI, 99, 0).unwrap_err();
+    assert_eq!(error["code"], -32602);
+    assert!(
+        error["message"].as_str().unwrap().contains("past the end"),
+        "{error}"
+    );
+    let error = inline_at(&mut server, "file:///w/never-opened.py", 0, 0).unwrap_err();
+    assert_eq!(error["code"], -32602);
+    assert!(inline_at(&mut server, URI, 3, 11).is_ok());
+}
+
+#[test]
+fn completion_fallback_returns_one_incomplete_item_replacing_the_word() {
+    let mut server = ready_server(json!({}));
+    server.open(URI, "python", TEXT);
+    // Cursor after "fib" on the last line.
+    let result = server
+        .request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": URI}, "position": {"line": 5, "character": 9}}),
+        )
+        .unwrap();
+    assert_eq!(result["isIncomplete"], true);
+    let item = &result["items"][0];
+    assert_eq!(
+        item["textEdit"]["range"]["start"],
+        json!({"line": 5, "character": 6})
+    );
+    assert_eq!(
+        item["textEdit"]["range"]["end"],
+        json!({"line": 5, "character": 9})
+    );
+    assert!(item["textEdit"]["newText"]
+        .as_str()
+        .unwrap()
+        .starts_with("fib"));
+}
+
+#[test]
+fn code_actions_are_listed_instantly_and_resolve_to_an_edit_that_applies() {
+    let mut server = ready_server(json!({}));
+    // A plain-text file: the noise the tiny model writes cannot be checked against a grammar.
+    let uri = "file:///w/notes.txt";
+    let text = "first line\nsecond line\nthird line\n";
+    server.open(uri, "plaintext", text);
+    let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 2, "character": 0}});
+    let actions = server
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
+        )
+        .unwrap();
+    let titles: Vec<&str> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|action| action["title"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Explain",
+        "Fix",
+        "Add documentation",
+        "Write tests",
+        "Simplify",
+        "Edit with instruction",
+    ] {
+        assert!(
+            titles.iter().any(|title| title.contains(expected)),
+            "{titles:?}"
+        );
+    }
+    // Actions that carry a command resolve to themselves.
+    let explain = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|action| action["title"] == "Wellspring: Explain")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        server
+            .request("codeAction/resolve", explain.clone())
+            .unwrap(),
+        explain
+    );
+    let simplify = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|action| action["title"] == "Wellspring: Simplify")
+        .unwrap()
+        .clone();
+    assert!(simplify["edit"].is_null(), "the model runs only on resolve");
+    let resolved = server.request("codeAction/resolve", simplify).unwrap();
+    let edits = &resolved["edit"]["changes"][uri];
+    assert_eq!(edits.as_array().unwrap().len(), 1, "{resolved}");
+    assert_eq!(
+        edits[0]["range"], range,
+        "the edit replaces the selected lines"
+    );
+    assert!(!edits[0]["newText"].as_str().unwrap().trim().is_empty());
+}
+
+#[test]
+fn chat_streams_deltas_in_order_then_returns_the_whole_answer() {
+    let mut server = ready_server(json!({}));
+    server.open(URI, "python", TEXT);
+    let answer = server
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "wellspring.chat", "arguments": [{
+                "chatId": "chat-1", "textDocument": {"uri": URI},
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
+                "question": "What does this function compute?"}]}),
+        )
+        .unwrap();
+    assert_eq!(answer["chatId"], "chat-1");
+    let mut streamed = String::new();
+    let mut n_notifications = 0;
+    loop {
+        let progress = server.notification("wellspring/chatProgress", |params| {
+            params["chatId"] == "chat-1"
+        });
+        if n_notifications == 0 {
+            assert!(progress["title"].as_str().unwrap().starts_with("Chat:"));
+        }
+        n_notifications += 1;
+        streamed.push_str(progress["delta"].as_str().unwrap());
+        if progress["done"] == true {
+            break;
+        }
+    }
+    assert!(n_notifications > 2, "the answer streams in pieces");
+    assert_eq!(streamed, answer["text"].as_str().unwrap());
+    assert!(!streamed.is_empty());
+}
+
+#[test]
+fn a_cancelled_chat_stops_and_ends_its_stream() {
+    let mut server = ready_server(json!({"chat": {"max_tokens": 4096}}));
+    server.open(URI, "python", TEXT);
+    let id = server.send_request(
+        "workspace/executeCommand",
+        json!({"command": "wellspring.chat", "arguments": [{
+            "chatId": "chat-2", "textDocument": {"uri": URI},
+            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+            "question": "Explain"}]}),
+    );
+    server.notification("wellspring/chatProgress", |params| {
+        params["chatId"] == "chat-2"
+    });
+    server.notify("$/cancelRequest", json!({"id": id}));
+    let error = server.response(json!(id)).unwrap_err();
+    assert_eq!(error["code"], -32800, "{error}");
+    server.notification("wellspring/chatProgress", |params| {
+        params["chatId"] == "chat-2" && params["done"] == true
+    });
+    // Completions still work afterwards.
+    assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
+}
+
+#[test]
+fn a_broken_model_file_is_reported_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.gguf");
+    std::fs::write(&broken, b"this is not a model").unwrap();
+    let mut server = TestServer::builder()
+        .initialization_options(json!({"model": {"path": broken}}))
+        .start();
+    let status = server.notification("wellspring/status", |params| {
+        params["state"] == "error" || params["state"] == "ready"
+    });
+    assert_eq!(status["state"], "error");
+    let message = server.notification("window/showMessage", |_| true);
+    assert!(
+        message["message"].as_str().unwrap().contains("broken.gguf"),
+        "{message}"
+    );
+    server.open(URI, "python", TEXT);
+    assert_eq!(inline_at(&mut server, URI, 3, 11).unwrap(), Value::Null);
+    let info = server
+        .request("wellspring/serverInfo", json!(null))
+        .unwrap();
+    assert_eq!(info["state"], "error");
+    assert!(server.shutdown().success());
+}
