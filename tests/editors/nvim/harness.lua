@@ -84,14 +84,16 @@ function H.wait(what, predicate, timeout_ms)
 end
 
 --- Starts the child Neovim in a fresh workspace holding `files` (name -> text). With
---- `opts.fake`, the child talks to fake_server.lua instead of the real binary.
+--- `opts.fake`, the child talks to fake_server.lua instead of the real binary; `opts.model`
+--- replaces the tiny test model.
 function H.start(name, files, opts)
   test_name = name
   opts = opts or {}
+  local model = opts.model or H.model
   H.check(opts.fake or vim.fn.executable(H.bin) == 1, ('server binary %s not found; run `cargo build` or set WELLSPRING_BIN'):format(H.bin))
   H.check(
-    opts.fake or vim.fn.filereadable(H.model) == 1,
-    ('test model %s not found; run scripts/test-models.sh or set WELLSPRING_TEST_MODEL'):format(H.model)
+    opts.fake or vim.fn.filereadable(model) == 1,
+    ('test model %s not found; run scripts/test-models.sh or set WELLSPRING_TEST_MODEL'):format(model)
   )
   workspace = vim.fn.tempname()
   vim.fn.mkdir(workspace .. '/.git', 'p')
@@ -106,7 +108,7 @@ function H.start(name, files, opts)
     env = {
       WELLSPRING_PLUGIN = H.repo .. '/editors/nvim',
       WELLSPRING_BIN = H.bin,
-      WELLSPRING_TEST_MODEL = H.model,
+      WELLSPRING_TEST_MODEL = model,
       WELLSPRING_TEST_LOG = log_path,
       WELLSPRING_TEST_FAKE = opts.fake and (here .. '/fake_server.lua') or nil,
     },
@@ -173,6 +175,13 @@ function H.ghost_text()
     end
     return nil
   ]])
+end
+
+--- Fails at once when Neovim has shown an LSP error (`<code>: <message>`) since the last call.
+function H.check_no_lsp_error()
+  local messages = H.lua('return vim.api.nvim_exec2("messages", { output = true }).output')
+  local line = messages:match('%-%d+: [^\n]*')
+  H.check(not line, 'the server answered with an error: ' .. tostring(line))
 end
 
 function H.mode()
