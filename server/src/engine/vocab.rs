@@ -127,17 +127,6 @@ impl Vocab {
             n_ctx_per_slot,
         }
     }
-
-    /// The token ids of `text`, special tokens parsed, as the engine would tokenize a rendered
-    /// prompt; for measuring how much of a prompt survives a keystroke.
-    pub fn tokens(&self, text: &str) -> Vec<i32> {
-        self.model
-            .vocab()
-            .tokenize(text.as_bytes(), false, true)
-            .into_iter()
-            .map(|token| token.0)
-            .collect()
-    }
 }
 
 impl Vocab {
