@@ -13,7 +13,6 @@
 mod backend;
 mod detok;
 mod generate;
-mod gguf;
 mod prompt;
 mod render;
 mod scheduler;

@@ -20,7 +20,7 @@ use llama_cpp_2::{LlamaBackendDeviceType, LogOptions};
 
 use super::{Backend, SpecialTokens, Token};
 use crate::config::{FlashAttention, KvCacheType as ConfigKvCacheType, ModelConfig};
-use crate::engine::{gguf, ChatMessage, Error, SamplingConfig, TokenCounter};
+use crate::engine::{ChatMessage, Error, SamplingConfig, TokenCounter};
 
 /// llama.cpp's process-wide initialisation; it may run once per process, so everything in the
 /// engine (inference and `vocab`) goes through here.
@@ -63,9 +63,9 @@ pub(crate) fn load_model(
     if !path.is_file() {
         return Err(Error::ModelNotFound(path.to_owned()));
     }
-    let summary = gguf::validate(path).map_err(|reason| Error::InvalidModel {
+    let summary = crate::model::inspect(path).map_err(|error| Error::InvalidModel {
         path: path.to_owned(),
-        reason,
+        reason: error.to_string(),
     })?;
     let n_gpu_layers = match config.n_gpu_layers {
         layers if layers < 0 => u32::MAX,
