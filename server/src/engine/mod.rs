@@ -334,16 +334,14 @@ impl Engine {
             self.inner.shared.stats().record(&completion.figures);
             return Ok(completion);
         }
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .commands
-            .send(Command::Complete(CompletionJob {
+        self.submit(|reply| {
+            Command::Complete(CompletionJob {
                 request,
                 reply,
                 submitted_at,
-            }))
-            .map_err(|_| Error::Stopped)?;
-        answer.await.map_err(|_| Error::Stopped)?
+            })
+        })
+        .await
     }
 
     /// Generates a chat answer, sending text deltas through `deltas` as they are produced.
@@ -354,14 +352,25 @@ impl Engine {
         request: ChatRequest,
         deltas: mpsc::UnboundedSender<String>,
     ) -> Result<ChatOutcome, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .commands
-            .send(Command::Chat(ChatJob {
+        self.submit(|reply| {
+            Command::Chat(ChatJob {
                 request,
                 deltas,
                 reply,
-            }))
+            })
+        })
+        .await
+    }
+
+    /// Sends a command carrying a reply channel to the engine thread and waits for the answer.
+    async fn submit<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(command(reply))
             .map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)?
     }
