@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::complete::{simple_fim_prompt, start_engine};
 use crate::config::Config;
-use crate::engine::{CompletionRequest, Engine, SamplingConfig};
+use crate::engine::{ChatMessage, ChatRequest, CompletionRequest, Engine, SamplingConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,6 +46,10 @@ pub struct KeystrokeArgs {
     /// Also send the trace to a running llama-server (e.g. http://127.0.0.1:8012).
     #[arg(long, value_name = "URL")]
     pub vs_llama_server: Option<String>,
+    /// Replay the trace a second time, on a fresh engine, while chat answers are generated
+    /// back to back, to see what a concurrent chat costs completions.
+    #[arg(long)]
+    pub with_chat: bool,
 }
 
 pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Result<()> {
@@ -121,6 +125,26 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
     let engine = start_engine(config).await?;
     let ours = run_wellspring(config, &engine, &text, &args, &trace).await?;
     drop(engine);
+    let with_chat = if args.with_chat {
+        // A fresh engine, so the first run's caches and suggestions do not help the second.
+        let engine = start_engine(config).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let chatting = tokio::spawn(chat_load(engine.clone(), text.clone(), stop_rx));
+        let replay_started = Instant::now();
+        let samples = run_wellspring(config, &engine, &text, &args, &trace).await?;
+        let replay_secs = replay_started.elapsed().as_secs_f64();
+        let _ = stop_tx.send(true);
+        let load = chatting.await??;
+        println!(
+            "concurrent chat: {} pieces of answer streamed ({:.1}/s over the replay), {} answers finished",
+            load.n_deltas,
+            f64::from(load.n_deltas) / replay_secs.max(1e-9),
+            load.n_answers,
+        );
+        Some(samples)
+    } else {
+        None
+    };
     let theirs = match &args.vs_llama_server {
         Some(url) => {
             let url = url.clone();
@@ -136,8 +160,60 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         }
         None => None,
     };
-    print!("{}", table(&ours, theirs.as_deref()));
+    print!("{}", table(&ours, with_chat.as_deref(), theirs.as_deref()));
     Ok(())
+}
+
+/// What the background chat got done during the second replay.
+#[derive(Debug, Default)]
+struct ChatLoad {
+    n_answers: u32,
+    n_deltas: u32,
+}
+
+/// Asks the engine to explain the start of `text`, again and again, until told to stop; the
+/// answer in flight is dropped then, which the engine sees as abandoned.
+async fn chat_load(
+    engine: Engine,
+    text: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ChatLoad> {
+    let code: String = text.lines().take(60).collect::<Vec<_>>().join("\n");
+    let request = ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You are a helpful coding assistant.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: format!("Explain what this code does, step by step:\n\n```\n{code}\n```"),
+            },
+        ],
+        max_tokens: 256,
+        grammar: None,
+        sampling: SamplingConfig::default(),
+    };
+    let mut load = ChatLoad::default();
+    loop {
+        let (deltas_tx, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+        let answer = engine.chat(request.clone(), deltas_tx);
+        tokio::pin!(answer);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(load),
+                Some(_) = deltas.recv() => load.n_deltas += 1,
+                outcome = &mut answer => {
+                    outcome.context("the background chat failed")?;
+                    while deltas.try_recv().is_ok() {
+                        load.n_deltas += 1;
+                    }
+                    load.n_answers += 1;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 async fn run_wellspring(
@@ -335,8 +411,9 @@ pub fn summarize(samples: &[Sample]) -> Summary {
     }
 }
 
-/// The results table; with llama-server figures, a third row of ratios (ours / theirs).
-pub fn table(ours: &[Sample], theirs: Option<&[Sample]>) -> String {
+/// The results table: Wellspring alone, Wellspring while a chat generates (when measured), and
+/// llama-server with a row of ratios (ours / theirs, both without chat).
+pub fn table(ours: &[Sample], with_chat: Option<&[Sample]>, theirs: Option<&[Sample]>) -> String {
     let row = |name: &str, summary: &Summary| {
         format!(
             "| {name:<20} | {:>9.1} | {:>9.1} | {:>9.1} | {:>9.1} | {:>14.0} | {:>12} | {:>9.1} |\n",
@@ -354,6 +431,9 @@ pub fn table(ours: &[Sample], theirs: Option<&[Sample]>) -> String {
     out += "|----------------------|-----------|-----------|-----------|-----------|----------------|--------------|-----------|\n";
     let our_summary = summarize(ours);
     out += &row("wellspring", &our_summary);
+    if let Some(with_chat) = with_chat {
+        out += &row("wellspring + chat", &summarize(with_chat));
+    }
     if let Some(theirs) = theirs {
         let their_summary = summarize(theirs);
         out += &row("llama-server /infill", &their_summary);

@@ -513,7 +513,13 @@ fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
         backend_name: "fake".into(),
     };
     (
-        Engine::from_parts(commands, started, shared, Path::new("fake.gguf")),
+        Engine::from_parts(
+            commands,
+            started,
+            shared,
+            Path::new("fake.gguf"),
+            ChatModel::SameAsCompletion,
+        ),
         state,
     )
 }
