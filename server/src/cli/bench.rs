@@ -50,6 +50,10 @@ pub struct KeystrokeArgs {
     /// back to back, to see what a concurrent chat costs completions.
     #[arg(long)]
     pub with_chat: bool,
+    /// Wait this long after each answer before the next keystroke (a typist's pause; the
+    /// background chat gets the engine meanwhile).
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
 }
 
 pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Result<()> {
@@ -263,6 +267,9 @@ async fn run_wellspring(
                 served_without_inference: figures.served_without_inference,
             });
             progress("wellspring", samples.len());
+            if args.pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+            }
         }
     }
     eprintln!();
