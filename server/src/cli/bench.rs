@@ -127,28 +127,46 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         args.n_predict
     );
     let engine = start_engine(config).await?;
-    let ours = run_wellspring(config, &engine, &text, &args, &trace).await?;
-    drop(engine);
     let with_chat = if args.with_chat {
-        // A fresh engine, so the first run's caches and suggestions do not help the second.
-        let engine = start_engine(config).await?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let chatting = tokio::spawn(chat_load(engine.clone(), text.clone(), stop_rx));
-        let replay_started = Instant::now();
-        let samples = run_wellspring(config, &engine, &text, &args, &trace).await?;
-        let replay_secs = replay_started.elapsed().as_secs_f64();
-        let _ = stop_tx.send(true);
-        let load = chatting.await??;
+        // A second engine, so neither run's caches and suggestions help the other; lines
+        // alternate between the two so a machine that gets busier or quieter meanwhile
+        // affects both alike.
+        let chat_engine = start_engine(config).await?;
+        let mut ours = Vec::new();
+        let mut with_chat = Vec::new();
+        let mut load = ChatLoad::default();
+        let mut chat_secs = 0.0;
+        for line in &trace {
+            let line = std::slice::from_ref(line);
+            ours.extend(run_wellspring(config, &engine, &text, &args, line).await?);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let chatting = tokio::spawn(chat_load(chat_engine.clone(), text.clone(), stop_rx));
+            let replay_started = Instant::now();
+            with_chat.extend(run_wellspring(config, &chat_engine, &text, &args, line).await?);
+            chat_secs += replay_started.elapsed().as_secs_f64();
+            let _ = stop_tx.send(true);
+            let line_load = chatting.await??;
+            load.n_deltas += line_load.n_deltas;
+            load.n_answers += line_load.n_answers;
+        }
         println!(
-            "concurrent chat: {} pieces of answer streamed ({:.1}/s over the replay), {} answers finished",
+            "concurrent chat: {} pieces of answer streamed ({:.1}/s while typing), {} answers finished",
             load.n_deltas,
-            f64::from(load.n_deltas) / replay_secs.max(1e-9),
+            f64::from(load.n_deltas) / chat_secs.max(1e-9),
             load.n_answers,
         );
-        Some(samples)
+        Some((ours, with_chat))
     } else {
         None
     };
+    let (ours, with_chat) = match with_chat {
+        Some((ours, with_chat)) => (ours, Some(with_chat)),
+        None => (
+            run_wellspring(config, &engine, &text, &args, &trace).await?,
+            None,
+        ),
+    };
+    drop(engine);
     let theirs = match &args.vs_llama_server {
         Some(url) => {
             let url = url.clone();
@@ -168,7 +186,7 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// What the background chat got done during the second replay.
+/// What the background chat got done while a line was typed.
 #[derive(Debug, Default)]
 struct ChatLoad {
     n_answers: u32,
