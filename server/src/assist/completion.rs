@@ -47,8 +47,11 @@ pub async fn suggest(
     trigger: Trigger,
     config: &Config,
 ) -> Result<Vec<Suggestion>, Error> {
+    // The prompt and the tokens generated after it share the slot's context.
+    let n_slot_room = (engine.caps().n_ctx_per_slot as usize)
+        .saturating_sub(config.completion.max_tokens as usize);
     let budget = Budget {
-        n_prompt_tokens: config.context.budget_tokens as usize,
+        n_prompt_tokens: (config.context.budget_tokens as usize).min(n_slot_room),
     };
     let token_counter = engine.token_counter();
     let built = context::build(

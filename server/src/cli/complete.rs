@@ -173,8 +173,11 @@ pub fn simple_fim_prompt(
     let line_head = &line_body[..byte_col];
     let line_tail = &line[byte_col..];
 
+    // Like the context builder, the line gets a fixed reserve (which also covers the few FIM
+    // and path tokens), so typing on it neither overflows the budget nor moves the other cuts.
     let line_head_tokens = counter.count_tokens(line_head);
-    let room = budget_tokens.saturating_sub(line_head_tokens);
+    let line_reserve = (budget_tokens / 8).min(128).max(line_head_tokens);
+    let room = budget_tokens.saturating_sub(line_reserve);
     let mut suffix = line_tail.to_owned();
     let mut n_suffix_tokens = counter.count_tokens(&suffix);
     for below in &lines[line_idx + 1..] {
@@ -268,15 +271,16 @@ mod tests {
     #[test]
     fn lines_are_kept_to_the_budget() {
         let text = "1111\n2222\n3333\nx\n4444\n5555\n";
-        // 24 bytes of room: a quarter (6) for the suffix, the rest for the prefix.
+        // 28 bytes, 3 of them reserved for the line: a quarter of the other 25 (6) for the
+        // suffix, the rest for the prefix.
         check(
             text,
             3,
             1,
-            25,
+            28,
             ("1111\n2222\n3333\n", "x", "\n4444\n", false),
         );
-        // 12 bytes of room: the suffix gets 3 and keeps only its first line's end.
+        // 13 bytes, 1 reserved for the line: the suffix gets 3 and keeps only its first line's end.
         check(text, 3, 1, 13, ("2222\n3333\n", "x", "\n", false));
     }
 
