@@ -21,6 +21,9 @@ const MAX_PLAIN_SUMMARY_LINES: usize = 12;
 const MAX_DOC_LINES: usize = 4;
 /// Most lines of a scope header (a long signature wraps over several).
 const MAX_HEADER_LINES: usize = 12;
+/// Up to this many definitions are summarised with one ranged scopes query each; more share one
+/// query over the whole file.
+const MAX_RANGED_SCOPE_LOOKUPS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DefinitionKind {
@@ -297,14 +300,25 @@ pub fn definitions_matching(
     if chosen.is_empty() {
         return Vec::new();
     }
-    let class_scopes: Vec<Scope> = scopes(language, rope, tree, None)
-        .into_iter()
-        .filter(|scope| scope.is_class)
-        .collect();
     let function_bodies: Vec<Range<usize>> = raw
         .iter()
         .filter(|it| !it.kind.is_type_like())
         .filter_map(|it| it.body.map(|body| body.byte_range()))
+        .collect();
+    // A few definitions (the names a prompt looks up) ask for the classes around each of them,
+    // which reads a few paths of the tree; a whole outline (the index) reads every scope once.
+    if chosen.len() <= MAX_RANGED_SCOPE_LOOKUPS {
+        return chosen
+            .into_iter()
+            .map(|it| {
+                let class_scopes = class_scopes_around(language, rope, tree, it.node.start_byte());
+                summarize(language, rope, it, &class_scopes, &function_bodies)
+            })
+            .collect();
+    }
+    let class_scopes: Vec<Scope> = scopes(language, rope, tree, None)
+        .into_iter()
+        .filter(|scope| scope.is_class)
         .collect();
     chosen
         .into_iter()
@@ -492,6 +506,29 @@ pub fn scopes(
     tree: &Tree,
     around_byte: Option<usize>,
 ) -> Vec<Scope> {
+    scopes_matching(language, rope, tree, around_byte, |body| {
+        around_byte.is_none_or(|byte_idx| body_contains(body, byte_idx))
+    })
+}
+
+/// The class-like scopes whose node contains `byte_idx`, outermost first: the same scopes, in the
+/// same order, as filtering the whole file's [`scopes`], read from the paths through `byte_idx`.
+fn class_scopes_around(language: Language, rope: &Rope, tree: &Tree, byte_idx: usize) -> Vec<Scope> {
+    scopes_matching(language, rope, tree, Some(byte_idx), |_| true)
+        .into_iter()
+        .filter(|scope| scope.is_class)
+        .filter(|scope| scope.byte_range.start <= byte_idx && byte_idx < scope.byte_range.end)
+        .collect()
+}
+
+/// Scopes whose body `keep` accepts, from the whole file or from the nodes around `around_byte`.
+fn scopes_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    around_byte: Option<usize>,
+    keep: impl Fn(Node<'_>) -> bool,
+) -> Vec<Scope> {
     let query = &syntax::queries(language).scopes;
     let names = query.capture_names();
     let byte_range = around_byte.map(|byte_idx| byte_idx..byte_idx + 1);
@@ -513,10 +550,8 @@ pub fn scopes(
         let (Some((is_class, node)), Some(body)) = (scope, body) else {
             continue;
         };
-        if let Some(byte_idx) = around_byte {
-            if !body_contains(body, byte_idx) {
-                continue;
-            }
+        if !keep(body) {
+            continue;
         }
         if !seen_bodies.insert(body.id()) {
             continue;
