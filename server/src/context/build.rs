@@ -7,7 +7,7 @@
 //! at the end widens the neighbourhood. Order in the prompt is by stability instead: other files,
 //! recent chunks, definitions, then the current file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -485,7 +485,7 @@ fn choose_definitions(
             .take(MAX_NAMES)
             .collect();
     let wanted: HashSet<&str> = used_names.iter().map(|it| it.name.as_str()).collect();
-    let current_definitions: Vec<Definition> =
+    let current_definitions: Vec<Arc<Definition>> =
         outline::definitions_matching(syntax.language, rope, syntax.tree, |name| {
             wanted.contains(name)
         })
@@ -493,6 +493,7 @@ fn choose_definitions(
         .filter(|it| !(visible.start <= it.byte_range.start && it.byte_range.end <= visible.end))
         // The definition being edited is context already, not a reference.
         .filter(|it| !(it.byte_range.start <= cursor_byte && cursor_byte <= it.byte_range.end))
+        .map(Arc::new)
         .collect();
     let import_words = symbols::import_words(rope, &syntax.imports);
     let enclosing_class = syntax
@@ -509,7 +510,7 @@ fn choose_definitions(
     let current_path: Arc<str> = Arc::from(path);
 
     // Open documents the index does not cover (outside the workspace, or not indexed yet).
-    let mut open_outlines: Vec<(Arc<str>, Vec<Definition>)> = Vec::new();
+    let mut open_outlines: Vec<(Arc<str>, Vec<Arc<Definition>>)> = Vec::new();
     for document in &snapshot.open {
         if document.uri == snapshot.current.uri {
             continue;
@@ -521,12 +522,15 @@ fn choose_definitions(
         if let (Some(language), Some(tree)) = (document.language, document.tree.as_ref()) {
             open_outlines.push((
                 Arc::from(open_path),
-                outline::definitions(language, &document.rope, tree),
+                outline::definitions(language, &document.rope, tree)
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
             ));
         }
     }
 
-    let mut taken: BTreeMap<Arc<str>, Vec<Definition>> = BTreeMap::new();
+    let mut taken: BTreeMap<Arc<str>, Vec<Arc<Definition>>> = BTreeMap::new();
     let mut n_used = 0;
     for used in &used_names {
         let mut candidates: Vec<Candidate> = current_definitions
@@ -534,7 +538,7 @@ fn choose_definitions(
             .filter(|it| it.name == used.name)
             .map(|it| Candidate {
                 path: Arc::clone(&current_path),
-                definition: it.clone(),
+                definition: Arc::clone(it),
                 is_current_file: true,
             })
             .collect();
@@ -545,7 +549,7 @@ fn choose_definitions(
                     .filter(|it| it.name == used.name)
                     .map(|it| Candidate {
                         path: Arc::clone(open_path),
-                        definition: it.clone(),
+                        definition: Arc::clone(it),
                         is_current_file: false,
                     }),
             );
@@ -628,7 +632,7 @@ fn choose_definitions(
 
 /// Summaries of one file's definitions, blank-line separated; container headers shared with the
 /// previous definition (`class Matrix {` above two methods) are written once.
-fn join_summaries(definitions: &[Definition]) -> String {
+fn join_summaries(definitions: &[Arc<Definition>]) -> String {
     let mut text = String::new();
     let mut previous_headers: Vec<&str> = Vec::new();
     for definition in definitions {
@@ -715,19 +719,21 @@ fn choose_open_files(
         return Vec::new();
     }
     let n_per_file = n_budget / documents.len();
-    let mut outlines: HashMap<String, Vec<Definition>> = HashMap::new();
     let mut chosen = Vec::new();
     for (open_path, document) in documents {
-        let definitions = match snapshot.index.file(&open_path) {
+        let definitions: Vec<Arc<Definition>> = match snapshot.index.file(&open_path) {
             Some(file) => file.definitions.clone(),
             None => match (document.language, document.tree.as_ref()) {
                 (Some(language), Some(tree)) => {
                     outline::definitions(language, &document.rope, tree)
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect()
                 }
                 _ => Vec::new(),
             },
         };
-        let top_level: Vec<&Definition> = definitions
+        let top_level: Vec<&Arc<Definition>> = definitions
             .iter()
             .filter(|it| {
                 !definitions.iter().any(|outer| {
@@ -756,7 +762,6 @@ fn choose_open_files(
         if text.is_empty() {
             continue;
         }
-        outlines.insert(open_path.clone(), definitions);
         chosen.push(ChosenChunk {
             chunk: ContextChunk {
                 path: open_path,
