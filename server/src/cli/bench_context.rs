@@ -242,9 +242,8 @@ fn run_timing(
         let Ok(cursor) = cursor_byte(&document, case.line, case.column) else {
             continue;
         };
-        let built = first_builds.time(|| {
-            session.build(Arc::clone(&document), cursor, n_budget, u32::MAX)
-        })?;
+        let built = first_builds
+            .time(|| session.build(Arc::clone(&document), cursor, n_budget, u32::MAX))?;
         std::hint::black_box(&built);
 
         // Typing the call's line character by character, from the callee's first letter.

@@ -513,7 +513,12 @@ pub fn scopes(
 
 /// The class-like scopes whose node contains `byte_idx`, outermost first: the same scopes, in the
 /// same order, as filtering the whole file's [`scopes`], read from the paths through `byte_idx`.
-fn class_scopes_around(language: Language, rope: &Rope, tree: &Tree, byte_idx: usize) -> Vec<Scope> {
+fn class_scopes_around(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    byte_idx: usize,
+) -> Vec<Scope> {
     scopes_matching(language, rope, tree, Some(byte_idx), |_| true)
         .into_iter()
         .filter(|scope| scope.is_class)

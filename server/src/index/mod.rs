@@ -36,9 +36,10 @@ pub struct FileSymbols {
     pub language: Language,
     /// Shared with the lookups that return them, so a prompt never copies a summary.
     pub definitions: Vec<Arc<Definition>>,
-    /// Indices into `definitions`, ordered by name (then position): a lookup by name in a file
-    /// with thousands of definitions is a binary search.
-    by_name: Vec<u32>,
+    /// (hash of the name, index into `definitions`), sorted: a lookup by name in a file with
+    /// thousands of definitions is a binary search over this one contiguous array, and only
+    /// the hits are compared by name.
+    by_name: Vec<(u64, u32)>,
 }
 
 /// A definition found by name, with the file it lives in.
@@ -232,15 +233,27 @@ impl WorkspaceIndex {
     }
 }
 
+/// A hash of a definition's name that only has to agree with itself within one process.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl FileSymbols {
     pub fn new(path: Arc<str>, language: Language, definitions: Vec<Arc<Definition>>) -> Self {
-        let mut by_name: Vec<u32> = (0..definitions.len())
-            .map(|definition_idx| {
-                u32::try_from(definition_idx).expect("a file has fewer than 2^32 definitions")
+        let mut by_name: Vec<(u64, u32)> = definitions
+            .iter()
+            .enumerate()
+            .map(|(definition_idx, definition)| {
+                let definition_idx =
+                    u32::try_from(definition_idx).expect("a file has fewer than 2^32 definitions");
+                (name_hash(&definition.name), definition_idx)
             })
             .collect();
-        // Stable, so definitions of one name stay in document order.
-        by_name.sort_by(|a, b| definitions[*a as usize].name.cmp(&definitions[*b as usize].name));
+        // By index within a hash, so definitions of one name stay in document order.
+        by_name.sort_unstable();
         FileSymbols {
             path,
             language,
@@ -251,13 +264,13 @@ impl FileSymbols {
 
     /// This file's definitions of `name`, in document order.
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<Definition>> + 'a {
-        let first = self
-            .by_name
-            .partition_point(|idx| self.definitions[*idx as usize].name.as_str() < name);
+        let hash = name_hash(name);
+        let first = self.by_name.partition_point(|(other, _)| *other < hash);
         self.by_name[first..]
             .iter()
-            .map(|idx| &self.definitions[*idx as usize])
-            .take_while(move |definition| definition.name == name)
+            .take_while(move |(other, _)| *other == hash)
+            .map(|(_, idx)| &self.definitions[*idx as usize])
+            .filter(move |definition| definition.name == name)
     }
 
     /// Appends this file's definitions of `name` to `found`, sharing them.
@@ -346,7 +359,10 @@ mod tests {
                 .map(|it| it.path.to_string())
                 .collect()
         };
-        assert_eq!(paths(4, &|_, crowded| !crowded), ["a.rs", "b.rs", "c.rs", "d.rs"]);
+        assert_eq!(
+            paths(4, &|_, crowded| !crowded),
+            ["a.rs", "b.rs", "c.rs", "d.rs"]
+        );
         assert!(paths(3, &|_, crowded| !crowded).is_empty());
         assert_eq!(paths(1, &|path, _| path != "a.rs"), ["b.rs"]);
     }
