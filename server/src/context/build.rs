@@ -120,7 +120,7 @@ pub fn build(
     );
     let n_available = n_budget.saturating_sub(n_overhead + n_line_head_reserve);
 
-    let costs = LineCosts::new(rope, tokens);
+    let costs = LineCosts::new(rope, tree, tokens);
     let syntax = language.zip(tree).map(|(language, tree)| FileSyntax {
         language,
         tree,
@@ -132,7 +132,6 @@ pub fn build(
     let n_floor = percent(n_available, SHARE_NEIGHBOURHOOD);
     let first_cut = neighbourhood::cut(
         rope,
-        tree,
         cursor_byte,
         n_floor - percent(n_floor, SUFFIX_PERCENT),
         percent(n_floor, SUFFIX_PERCENT),
@@ -192,7 +191,6 @@ pub fn build(
     let n_rest = n_available.saturating_sub(n_header_estimate + n_definitions + n_recent + n_open);
     let suffix_only = neighbourhood::cut(
         rope,
-        tree,
         cursor_byte,
         0,
         percent(n_rest, SUFFIX_PERCENT),
@@ -200,7 +198,6 @@ pub fn build(
     );
     let cut = neighbourhood::cut(
         rope,
-        tree,
         cursor_byte,
         n_rest.saturating_sub(suffix_only.n_suffix_tokens),
         percent(n_rest, SUFFIX_PERCENT),

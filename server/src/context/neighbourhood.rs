@@ -28,20 +28,54 @@ pub struct Neighbourhood {
     pub n_suffix_tokens: usize,
 }
 
-/// Per-line token counts, each line measured once per prompt however often the cuts ask.
+/// Per-line token counts and what a cut at each line start would split, each measured once per
+/// prompt however often the cuts ask (a prompt cuts three times over mostly the same lines).
 pub(crate) struct LineCosts<'a> {
     rope: &'a Rope,
+    tree: Option<&'a Tree>,
     tokens: &'a dyn TokenCounter,
     measured: RefCell<HashMap<usize, usize>>,
+    /// Cut byte → the smallest node spanning it: (start byte, end byte, whether it is a token).
+    spanning: RefCell<HashMap<usize, Option<(usize, usize, bool)>>>,
 }
 
 impl<'a> LineCosts<'a> {
-    pub(crate) fn new(rope: &'a Rope, tokens: &'a dyn TokenCounter) -> LineCosts<'a> {
+    /// `tree` must be the tree of `rope`, or `None` when the document has none.
+    pub(crate) fn new(
+        rope: &'a Rope,
+        tree: Option<&'a Tree>,
+        tokens: &'a dyn TokenCounter,
+    ) -> LineCosts<'a> {
         LineCosts {
             rope,
+            tree,
             tokens,
             measured: RefCell::new(HashMap::new()),
+            spanning: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The smallest node spanning `cut_byte`, remembered.
+    fn spanning(&self, cut_byte: usize) -> Option<(usize, usize, bool)> {
+        if let Some(spanning) = self.spanning.borrow().get(&cut_byte) {
+            return *spanning;
+        }
+        let spanning = smallest_spanning(self.tree, cut_byte)
+            .map(|node| (node.start_byte(), node.end_byte(), is_token_like(node)));
+        self.spanning.borrow_mut().insert(cut_byte, spanning);
+        spanning
+    }
+
+    /// [`is_clean_cut`] over this document's tree, remembered.
+    fn is_clean_cut(&self, cut_byte: usize, cursor_byte: usize) -> bool {
+        self.spanning(cut_byte)
+            .is_none_or(|(start, end, _)| start < cursor_byte && cursor_byte < end)
+    }
+
+    /// [`splits_token`] over this document's tree, remembered.
+    fn splits_token(&self, cut_byte: usize) -> bool {
+        self.spanning(cut_byte)
+            .is_some_and(|(_, _, is_token)| is_token)
     }
 
     pub(crate) fn line(&self, line_idx: usize) -> usize {
@@ -109,13 +143,16 @@ fn smallest_spanning(tree: Option<&Tree>, cut_byte: usize) -> Option<Node<'_>> {
 /// Whether cutting at `cut_byte` would split a token (a multi-line string or comment): such cuts
 /// are never used, even when no clean cut fits the budget.
 pub(crate) fn splits_token(tree: Option<&Tree>, cut_byte: usize) -> bool {
-    smallest_spanning(tree, cut_byte).is_some_and(|node| {
-        let kind = node.kind();
-        node.child_count() == 0
-            || kind.contains("string")
-            || kind.contains("comment")
-            || kind.contains("heredoc")
-    })
+    smallest_spanning(tree, cut_byte).is_some_and(is_token_like)
+}
+
+/// Leaves, strings, comments and heredocs: nodes a cut must never go through.
+fn is_token_like(node: Node<'_>) -> bool {
+    let kind = node.kind();
+    node.child_count() == 0
+        || kind.contains("string")
+        || kind.contains("comment")
+        || kind.contains("heredoc")
 }
 
 fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
@@ -131,7 +168,6 @@ fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
 /// cursor's line and up to `n_suffix_budget` tokens of lines below.
 pub(crate) fn cut(
     rope: &Rope,
-    tree: Option<&Tree>,
     cursor_byte: usize,
     n_prefix_budget: usize,
     n_suffix_budget: usize,
@@ -155,10 +191,10 @@ pub(crate) fn cut(
         n_used += n_line;
         line_idx -= 1;
         let cut_byte = line_start_byte(rope, line_idx);
-        if !splits_token(tree, cut_byte) {
+        if !costs.splits_token(cut_byte) {
             best_any = (line_idx, n_used);
         }
-        if is_clean_cut(tree, cut_byte, cursor_byte) {
+        if costs.is_clean_cut(cut_byte, cursor_byte) {
             best_clean = Some((line_idx, n_used));
         }
     }
@@ -170,7 +206,7 @@ pub(crate) fn cut(
     let mut n_used = tokens.count_tokens(&rest_of_line);
     let mut best_clean: Option<(usize, usize)> = None;
     let mut best_any = (cursor_line + 1, n_used);
-    if is_clean_cut(tree, cursor_line_end, cursor_byte) {
+    if costs.is_clean_cut(cursor_line_end, cursor_byte) {
         best_clean = Some(best_any);
     }
     let mut line_idx = cursor_line + 1;
@@ -182,10 +218,10 @@ pub(crate) fn cut(
         n_used += n_line;
         line_idx += 1;
         let cut_byte = line_start_byte(rope, line_idx);
-        if !splits_token(tree, cut_byte) {
+        if !costs.splits_token(cut_byte) {
             best_any = (line_idx, n_used);
         }
-        if is_clean_cut(tree, cut_byte, cursor_byte) {
+        if costs.is_clean_cut(cut_byte, cursor_byte) {
             best_clean = Some((line_idx, n_used));
         }
     }
