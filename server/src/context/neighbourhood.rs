@@ -35,8 +35,16 @@ pub(crate) struct LineCosts<'a> {
     tree: Option<&'a Tree>,
     tokens: &'a dyn TokenCounter,
     measured: RefCell<HashMap<usize, usize>>,
-    /// Cut byte → the smallest node spanning it: (start byte, end byte, whether it is a token).
-    spanning: RefCell<HashMap<usize, Option<(usize, usize, bool)>>>,
+    /// Cut byte → the smallest node spanning it, if any.
+    spanning: RefCell<HashMap<usize, Option<Spanning>>>,
+}
+
+/// The smallest node spanning a cut, as much of it as the cut decisions read.
+#[derive(Debug, Clone, Copy)]
+struct Spanning {
+    start_byte: usize,
+    end_byte: usize,
+    is_token: bool,
 }
 
 impl<'a> LineCosts<'a> {
@@ -56,12 +64,15 @@ impl<'a> LineCosts<'a> {
     }
 
     /// The smallest node spanning `cut_byte`, remembered.
-    fn spanning(&self, cut_byte: usize) -> Option<(usize, usize, bool)> {
+    fn spanning(&self, cut_byte: usize) -> Option<Spanning> {
         if let Some(spanning) = self.spanning.borrow().get(&cut_byte) {
             return *spanning;
         }
-        let spanning = smallest_spanning(self.tree, cut_byte)
-            .map(|node| (node.start_byte(), node.end_byte(), is_token_like(node)));
+        let spanning = smallest_spanning(self.tree, cut_byte).map(|node| Spanning {
+            start_byte: node.start_byte(),
+            end_byte: node.end_byte(),
+            is_token: is_token_like(node),
+        });
         self.spanning.borrow_mut().insert(cut_byte, spanning);
         spanning
     }
@@ -69,13 +80,12 @@ impl<'a> LineCosts<'a> {
     /// [`is_clean_cut`] over this document's tree, remembered.
     fn is_clean_cut(&self, cut_byte: usize, cursor_byte: usize) -> bool {
         self.spanning(cut_byte)
-            .is_none_or(|(start, end, _)| start < cursor_byte && cursor_byte < end)
+            .is_none_or(|node| node.start_byte < cursor_byte && cursor_byte < node.end_byte)
     }
 
     /// [`splits_token`] over this document's tree, remembered.
     fn splits_token(&self, cut_byte: usize) -> bool {
-        self.spanning(cut_byte)
-            .is_some_and(|(_, _, is_token)| is_token)
+        self.spanning(cut_byte).is_some_and(|node| node.is_token)
     }
 
     pub(crate) fn line(&self, line_idx: usize) -> usize {
@@ -98,6 +108,9 @@ impl<'a> LineCosts<'a> {
 
 /// Whether cutting the file at line start `cut_byte` splits nothing but the scopes that contain
 /// the cursor. A node that starts or ends exactly at the cut is not split.
+///
+/// The cuts use the remembered form on [`LineCosts`]; tests check prompts against this one.
+#[cfg(test)]
 pub(crate) fn is_clean_cut(tree: Option<&Tree>, cut_byte: usize, cursor_byte: usize) -> bool {
     match smallest_spanning(tree, cut_byte) {
         // Every larger node contains this one, so the cut is clean exactly when this one is a
@@ -142,6 +155,7 @@ fn smallest_spanning(tree: Option<&Tree>, cut_byte: usize) -> Option<Node<'_>> {
 
 /// Whether cutting at `cut_byte` would split a token (a multi-line string or comment): such cuts
 /// are never used, even when no clean cut fits the budget.
+#[cfg(test)]
 pub(crate) fn splits_token(tree: Option<&Tree>, cut_byte: usize) -> bool {
     smallest_spanning(tree, cut_byte).is_some_and(is_token_like)
 }
