@@ -121,11 +121,14 @@ pub fn build(
     let n_available = n_budget.saturating_sub(n_overhead + n_line_head_reserve);
 
     let costs = LineCosts::new(rope, tree, tokens);
-    let syntax = language.zip(tree).map(|(language, tree)| FileSyntax {
-        language,
-        tree,
-        scopes: outline::scopes(language, rope, tree, Some(cursor_byte)),
-        imports: outline::imports(language, rope, tree),
+    let syntax = language.zip(tree).map(|(language, tree)| {
+        let file_outline = outline::file_outline(language, rope, tree);
+        FileSyntax {
+            language,
+            tree,
+            scopes: outline::scopes(language, rope, tree, Some(cursor_byte)),
+            outline: file_outline,
+        }
     });
 
     // Pass 1: the neighbourhood at its floor share decides what is already visible.
@@ -361,7 +364,8 @@ struct FileSyntax<'a> {
     tree: &'a Tree,
     /// Around the cursor, outermost first.
     scopes: Vec<outline::Scope>,
-    imports: Vec<Range<usize>>,
+    /// The whole file's imports and definitions, read in one walk over the tree.
+    outline: outline::FileOutline<'a>,
 }
 
 /// The imports and the headers of the scopes around the cursor that lie above the prefix.
@@ -398,7 +402,7 @@ fn file_header(
     let n_scopes = n_used;
 
     let mut import_lines: Vec<usize> = Vec::new();
-    'imports: for range in syntax.imports.iter().cloned() {
+    'imports: for range in syntax.outline.imports.iter().cloned() {
         let first_line = rope.byte_to_line(range.start);
         let last_line = rope.byte_to_line(range.end.saturating_sub(1).max(range.start));
         let lines: Vec<usize> = (first_line..=last_line)
@@ -482,17 +486,20 @@ fn choose_definitions(
             .take(MAX_NAMES)
             .collect();
     let wanted: HashSet<&str> = used_names.iter().map(|it| it.name.as_str()).collect();
-    let current_definitions: Vec<Arc<Definition>> =
-        outline::definitions_matching(syntax.language, rope, syntax.tree, |name| {
-            wanted.contains(name)
-        })
-        .into_iter()
-        .filter(|it| !(visible.start <= it.byte_range.start && it.byte_range.end <= visible.end))
-        // The definition being edited is context already, not a reference.
-        .filter(|it| !(it.byte_range.start <= cursor_byte && cursor_byte <= it.byte_range.end))
-        .map(Arc::new)
-        .collect();
-    let import_words = symbols::import_words(rope, &syntax.imports);
+    let current_definitions: Vec<Arc<Definition>> = outline::outline_definitions_matching(
+        syntax.language,
+        rope,
+        syntax.tree,
+        &syntax.outline,
+        |name| wanted.contains(name),
+    )
+    .into_iter()
+    .filter(|it| !(visible.start <= it.byte_range.start && it.byte_range.end <= visible.end))
+    // The definition being edited is context already, not a reference.
+    .filter(|it| !(it.byte_range.start <= cursor_byte && cursor_byte <= it.byte_range.end))
+    .map(Arc::new)
+    .collect();
+    let import_words = symbols::import_words(rope, &syntax.outline.imports);
     let enclosing_class = syntax
         .scopes
         .iter()

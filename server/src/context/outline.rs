@@ -239,10 +239,19 @@ fn raw_definitions<'tree>(
     root: Node<'tree>,
 ) -> Vec<RawDefinition<'tree>> {
     let query = &syntax::queries(language).definitions;
+    raw_from_matches(query, syntax::run_query(query, root, rope, None))
+}
+
+/// The definitions among `matches` of `query` (the definitions query, or the patterns of the
+/// outline query after its imports), in match order.
+fn raw_from_matches<'tree>(
+    query: &tree_sitter::Query,
+    matches: impl IntoIterator<Item = syntax::QueryMatch<'tree>>,
+) -> Vec<RawDefinition<'tree>> {
     let names = query.capture_names();
     let mut raw: Vec<RawDefinition<'tree>> = Vec::new();
     let mut seen = HashSet::new();
-    for found in syntax::run_query(query, root, rope, None) {
+    for found in matches {
         let mut definition = None;
         let mut name = None;
         let mut body = None;
@@ -283,6 +292,54 @@ pub fn definitions(language: Language, rope: &Rope, tree: &Tree) -> Vec<Definiti
     definitions_matching(language, rope, tree, |_| true)
 }
 
+/// The imports and the (not yet summarised) definitions of one file, read in one walk over its
+/// tree: what a prompt needs from the whole current file.
+pub(crate) struct FileOutline<'tree> {
+    /// As [`imports`] gives them.
+    pub imports: Vec<Range<usize>>,
+    raw: Vec<RawDefinition<'tree>>,
+}
+
+/// Reads `tree`'s imports and definitions with the joined outline query.
+pub(crate) fn file_outline<'tree>(
+    language: Language,
+    rope: &Rope,
+    tree: &'tree Tree,
+) -> FileOutline<'tree> {
+    let queries = syntax::queries(language);
+    let query = &queries.outline;
+    let names = query.capture_names();
+    let (import_matches, definition_matches): (Vec<_>, Vec<_>) =
+        syntax::run_query(query, tree.root_node(), rope, None)
+            .into_iter()
+            .partition(|found| found.pattern_idx < queries.n_outline_import_patterns);
+    let mut imports = Vec::new();
+    for found in import_matches {
+        for (capture_idx, node) in &found.captures {
+            if names[*capture_idx as usize] == "import" {
+                imports.push(node.byte_range());
+            }
+        }
+    }
+    imports.sort_by_key(|range| range.start);
+    imports.dedup();
+    FileOutline {
+        imports,
+        raw: raw_from_matches(query, definition_matches),
+    }
+}
+
+/// [`definitions_matching`] over a file already read with [`file_outline`].
+pub(crate) fn outline_definitions_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    outline: &FileOutline<'_>,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Definition> {
+    summarize_matching(language, rope, tree, &outline.raw, wanted)
+}
+
 /// The definitions whose name `wanted` accepts; only those are summarised, which is what makes
 /// looking up a few names in a large current file cheap.
 pub fn definitions_matching(
@@ -291,8 +348,17 @@ pub fn definitions_matching(
     tree: &Tree,
     wanted: impl Fn(&str) -> bool,
 ) -> Vec<Definition> {
-    let root = tree.root_node();
-    let raw = raw_definitions(language, rope, root);
+    let raw = raw_definitions(language, rope, tree.root_node());
+    summarize_matching(language, rope, tree, &raw, wanted)
+}
+
+fn summarize_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    raw: &[RawDefinition<'_>],
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Definition> {
     let chosen: Vec<&RawDefinition<'_>> = raw
         .iter()
         .filter(|it| wanted(&node_text(rope, it.name)))

@@ -965,3 +965,41 @@ fn outline_of_a_few_names_equals_the_whole_outline() {
         }
     }
 }
+
+/// One walk with the joined outline query reads the same imports and definitions as the two
+/// queries run apart.
+#[test]
+fn file_outline_equals_imports_and_definitions_apart() {
+    let cases = [
+        (
+            Language::Rust,
+            "use std::sync::Arc;\nmod shapes {\n    use super::Arc;\n    pub struct Point { x: i32 }\n    impl Point {\n        pub fn new() -> Self { Point { x: 0 } }\n    }\n}\nextern crate alloc;\nfn run() { use std::fmt; }\n",
+        ),
+        (
+            Language::Python,
+            "import os\nfrom typing import List\n\nclass Outer:\n    def run(self):\n        import json\n        return json\n\ndef make():\n    pass\n",
+        ),
+        (
+            Language::JavaScript,
+            "import fs from 'fs';\nconst path = require('path');\nclass Outer { run() {} }\nfunction make() {}\nconst helper = () => 1;\n",
+        ),
+        (
+            Language::Cpp,
+            "#include <vector>\nusing std::vector;\nnamespace geo {\nclass Shape { int run() { return 1; } };\n}\nint make() { return 0; }\n",
+        ),
+    ];
+    for (language, text) in cases {
+        let rope = ropey::Rope::from_str(text);
+        let tree = crate::syntax::parse_rope(&mut language.parser(), &rope, None, None)
+            .expect("fixture parses");
+        let joined = outline::file_outline(language, &rope, &tree);
+        let imports = outline::imports(language, &rope, &tree);
+        assert!(imports.len() >= 2, "{language:?}: {imports:?}");
+        assert_eq!(joined.imports, imports, "{language:?}");
+        let apart = outline::definitions(language, &rope, &tree);
+        assert!(apart.len() >= 3, "{language:?}: {apart:#?}");
+        let together =
+            outline::outline_definitions_matching(language, &rope, &tree, &joined, |_| true);
+        assert_eq!(together, apart, "{language:?}");
+    }
+}
