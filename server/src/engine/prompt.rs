@@ -64,6 +64,8 @@ impl<C: TokenCounter + ?Sized> TokenCounter for std::sync::Arc<C> {
 const MAX_CACHED_TEXTS: usize = 1 << 16;
 /// Longer texts are counted every time: they rarely repeat and would crowd the cache.
 const MAX_CACHED_TEXT_BYTES: usize = 16 * 1024;
+/// Bytes of text a [`CachedTokenCounter`] holds at most before it starts over.
+const MAX_CACHED_BYTES: usize = 16 * 1024 * 1024;
 
 /// A [`TokenCounter`] that remembers the count of every text it was asked about, keyed by the
 /// text itself (not a hash, so a count can never belong to another text).
@@ -72,11 +74,13 @@ const MAX_CACHED_TEXT_BYTES: usize = 16 * 1024;
 /// tokenizing them again dominated the build time. Counting is a pure function of the text and
 /// the vocabulary, so a cached count is exactly the count, and prompts do not depend on what the
 /// cache holds. One cache belongs to one vocabulary: a new model gets a new counter. When it is
-/// full the cache is emptied rather than trimmed, which is simple and keeps the bound strict.
+/// full (65,536 texts or 16 MiB of text) the cache is emptied rather than trimmed, which is
+/// simple and keeps the bound strict.
 pub struct CachedTokenCounter<C> {
     inner: C,
     counts: dashmap::DashMap<Box<str>, u32>,
     n_cached: std::sync::atomic::AtomicUsize,
+    n_cached_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl<C: TokenCounter> CachedTokenCounter<C> {
@@ -85,6 +89,7 @@ impl<C: TokenCounter> CachedTokenCounter<C> {
             inner,
             counts: dashmap::DashMap::new(),
             n_cached: std::sync::atomic::AtomicUsize::new(0),
+            n_cached_bytes: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -102,13 +107,17 @@ impl<C: TokenCounter> TokenCounter for CachedTokenCounter<C> {
         }
         let n_tokens = self.inner.count_tokens(text);
         if text.len() <= MAX_CACHED_TEXT_BYTES {
-            if self.n_cached.load(Ordering::Relaxed) >= MAX_CACHED_TEXTS {
+            let full = self.n_cached.load(Ordering::Relaxed) >= MAX_CACHED_TEXTS
+                || self.n_cached_bytes.load(Ordering::Relaxed) + text.len() > MAX_CACHED_BYTES;
+            if full {
                 self.counts.clear();
                 self.n_cached.store(0, Ordering::Relaxed);
+                self.n_cached_bytes.store(0, Ordering::Relaxed);
             }
             let n_stored = u32::try_from(n_tokens).unwrap_or(u32::MAX);
             if self.counts.insert(text.into(), n_stored).is_none() {
                 self.n_cached.fetch_add(1, Ordering::Relaxed);
+                self.n_cached_bytes.fetch_add(text.len(), Ordering::Relaxed);
             }
         }
         n_tokens
@@ -159,5 +168,18 @@ mod tests {
         let n_calls = cached.inner.n_calls.load(Ordering::Relaxed);
         assert_eq!(cached.count_tokens("one more"), 8);
         assert_eq!(cached.inner.n_calls.load(Ordering::Relaxed), n_calls);
+    }
+
+    #[test]
+    fn a_cache_holding_too_many_bytes_starts_over() {
+        let cached = CachedTokenCounter::new(CountingCounter::default());
+        let n_texts = MAX_CACHED_BYTES / MAX_CACHED_TEXT_BYTES;
+        for n in 0..n_texts {
+            let text = format!("{n:0width$}", width = MAX_CACHED_TEXT_BYTES);
+            cached.count_tokens(&text);
+        }
+        assert_eq!(cached.len_cached(), n_texts);
+        cached.count_tokens("x");
+        assert_eq!(cached.len_cached(), 1);
     }
 }
