@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::context::{self, Budget, BuiltPrompt, ContextSnapshot, RecentChunks};
 use crate::docs::{Document, DocumentStore};
 use crate::engine::vocab::{FimTokenTexts, Vocab};
-use crate::engine::FimPrompt;
+use crate::engine::{CachedTokenCounter, FimPrompt};
 use crate::index::{ScanConfig, WorkspaceIndex};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -154,7 +154,10 @@ pub fn render_text(prompt: &FimPrompt, fim: &FimTokenTexts) -> String {
 
 /// Everything the command prepares before building: shared with the context benchmark.
 pub struct PromptSession {
-    pub vocab: Vocab,
+    pub vocab: Arc<Vocab>,
+    /// Counts with `vocab`, remembering counts across the prompts of one session as the
+    /// server's engine does.
+    pub tokens: CachedTokenCounter<Arc<Vocab>>,
     pub index: Arc<WorkspaceIndex>,
     pub n_index_ms: f64,
     pub n_indexed_files: usize,
@@ -188,7 +191,9 @@ impl PromptSession {
         } else {
             Default::default()
         };
+        let vocab = Arc::new(vocab);
         Ok(PromptSession {
+            tokens: CachedTokenCounter::new(Arc::clone(&vocab)),
             vocab,
             index,
             n_index_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -226,7 +231,7 @@ impl PromptSession {
                 n_prompt_tokens: n_budget,
             },
             &caps,
-            &self.vocab,
+            &self.tokens,
         )
     }
 }

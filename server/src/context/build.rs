@@ -7,7 +7,7 @@
 //! at the end widens the neighbourhood. Order in the prompt is by stability instead: other files,
 //! recent chunks, definitions, then the current file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -120,19 +120,21 @@ pub fn build(
     );
     let n_available = n_budget.saturating_sub(n_overhead + n_line_head_reserve);
 
-    let costs = LineCosts::new(rope, tokens);
-    let syntax = language.zip(tree).map(|(language, tree)| FileSyntax {
-        language,
-        tree,
-        scopes: outline::scopes(language, rope, tree, Some(cursor_byte)),
-        imports: outline::imports(language, rope, tree),
+    let costs = LineCosts::new(rope, tree, tokens);
+    let syntax = language.zip(tree).map(|(language, tree)| {
+        let file_outline = outline::file_outline(language, rope, tree);
+        FileSyntax {
+            language,
+            tree,
+            scopes: outline::scopes(language, rope, tree, Some(cursor_byte)),
+            outline: file_outline,
+        }
     });
 
     // Pass 1: the neighbourhood at its floor share decides what is already visible.
     let n_floor = percent(n_available, SHARE_NEIGHBOURHOOD);
     let first_cut = neighbourhood::cut(
         rope,
-        tree,
         cursor_byte,
         n_floor - percent(n_floor, SUFFIX_PERCENT),
         percent(n_floor, SUFFIX_PERCENT),
@@ -192,7 +194,6 @@ pub fn build(
     let n_rest = n_available.saturating_sub(n_header_estimate + n_definitions + n_recent + n_open);
     let suffix_only = neighbourhood::cut(
         rope,
-        tree,
         cursor_byte,
         0,
         percent(n_rest, SUFFIX_PERCENT),
@@ -200,7 +201,6 @@ pub fn build(
     );
     let cut = neighbourhood::cut(
         rope,
-        tree,
         cursor_byte,
         n_rest.saturating_sub(suffix_only.n_suffix_tokens),
         percent(n_rest, SUFFIX_PERCENT),
@@ -364,7 +364,8 @@ struct FileSyntax<'a> {
     tree: &'a Tree,
     /// Around the cursor, outermost first.
     scopes: Vec<outline::Scope>,
-    imports: Vec<Range<usize>>,
+    /// The whole file's imports and definitions, read in one walk over the tree.
+    outline: outline::FileOutline<'a>,
 }
 
 /// The imports and the headers of the scopes around the cursor that lie above the prefix.
@@ -401,7 +402,7 @@ fn file_header(
     let n_scopes = n_used;
 
     let mut import_lines: Vec<usize> = Vec::new();
-    'imports: for range in syntax.imports.iter().cloned() {
+    'imports: for range in syntax.outline.imports.iter().cloned() {
         let first_line = rope.byte_to_line(range.start);
         let last_line = rope.byte_to_line(range.end.saturating_sub(1).max(range.start));
         let lines: Vec<usize> = (first_line..=last_line)
@@ -485,16 +486,20 @@ fn choose_definitions(
             .take(MAX_NAMES)
             .collect();
     let wanted: HashSet<&str> = used_names.iter().map(|it| it.name.as_str()).collect();
-    let current_definitions: Vec<Definition> =
-        outline::definitions_matching(syntax.language, rope, syntax.tree, |name| {
-            wanted.contains(name)
-        })
-        .into_iter()
-        .filter(|it| !(visible.start <= it.byte_range.start && it.byte_range.end <= visible.end))
-        // The definition being edited is context already, not a reference.
-        .filter(|it| !(it.byte_range.start <= cursor_byte && cursor_byte <= it.byte_range.end))
-        .collect();
-    let import_words = symbols::import_words(rope, &syntax.imports);
+    let current_definitions: Vec<Arc<Definition>> = outline::outline_definitions_matching(
+        syntax.language,
+        rope,
+        syntax.tree,
+        &syntax.outline,
+        |name| wanted.contains(name),
+    )
+    .into_iter()
+    .filter(|it| !(visible.start <= it.byte_range.start && it.byte_range.end <= visible.end))
+    // The definition being edited is context already, not a reference.
+    .filter(|it| !(it.byte_range.start <= cursor_byte && cursor_byte <= it.byte_range.end))
+    .map(Arc::new)
+    .collect();
+    let import_words = symbols::import_words(rope, &syntax.outline.imports);
     let enclosing_class = syntax
         .scopes
         .iter()
@@ -509,7 +514,7 @@ fn choose_definitions(
     let current_path: Arc<str> = Arc::from(path);
 
     // Open documents the index does not cover (outside the workspace, or not indexed yet).
-    let mut open_outlines: Vec<(Arc<str>, Vec<Definition>)> = Vec::new();
+    let mut open_outlines: Vec<(Arc<str>, Vec<Arc<Definition>>)> = Vec::new();
     for document in &snapshot.open {
         if document.uri == snapshot.current.uri {
             continue;
@@ -521,12 +526,15 @@ fn choose_definitions(
         if let (Some(language), Some(tree)) = (document.language, document.tree.as_ref()) {
             open_outlines.push((
                 Arc::from(open_path),
-                outline::definitions(language, &document.rope, tree),
+                outline::definitions(language, &document.rope, tree)
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
             ));
         }
     }
 
-    let mut taken: BTreeMap<Arc<str>, Vec<Definition>> = BTreeMap::new();
+    let mut taken: BTreeMap<Arc<str>, Vec<Arc<Definition>>> = BTreeMap::new();
     let mut n_used = 0;
     for used in &used_names {
         let mut candidates: Vec<Candidate> = current_definitions
@@ -534,7 +542,7 @@ fn choose_definitions(
             .filter(|it| it.name == used.name)
             .map(|it| Candidate {
                 path: Arc::clone(&current_path),
-                definition: it.clone(),
+                definition: Arc::clone(it),
                 is_current_file: true,
             })
             .collect();
@@ -545,7 +553,7 @@ fn choose_definitions(
                     .filter(|it| it.name == used.name)
                     .map(|it| Candidate {
                         path: Arc::clone(open_path),
-                        definition: it.clone(),
+                        definition: Arc::clone(it),
                         is_current_file: false,
                     }),
             );
@@ -628,7 +636,7 @@ fn choose_definitions(
 
 /// Summaries of one file's definitions, blank-line separated; container headers shared with the
 /// previous definition (`class Matrix {` above two methods) are written once.
-fn join_summaries(definitions: &[Definition]) -> String {
+fn join_summaries(definitions: &[Arc<Definition>]) -> String {
     let mut text = String::new();
     let mut previous_headers: Vec<&str> = Vec::new();
     for definition in definitions {
@@ -715,19 +723,21 @@ fn choose_open_files(
         return Vec::new();
     }
     let n_per_file = n_budget / documents.len();
-    let mut outlines: HashMap<String, Vec<Definition>> = HashMap::new();
     let mut chosen = Vec::new();
     for (open_path, document) in documents {
-        let definitions = match snapshot.index.file(&open_path) {
+        let definitions: Vec<Arc<Definition>> = match snapshot.index.file(&open_path) {
             Some(file) => file.definitions.clone(),
             None => match (document.language, document.tree.as_ref()) {
                 (Some(language), Some(tree)) => {
                     outline::definitions(language, &document.rope, tree)
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect()
                 }
                 _ => Vec::new(),
             },
         };
-        let top_level: Vec<&Definition> = definitions
+        let top_level: Vec<&Arc<Definition>> = definitions
             .iter()
             .filter(|it| {
                 !definitions.iter().any(|outer| {
@@ -756,7 +766,6 @@ fn choose_open_files(
         if text.is_empty() {
             continue;
         }
-        outlines.insert(open_path.clone(), definitions);
         chosen.push(ChosenChunk {
             chunk: ContextChunk {
                 path: open_path,

@@ -3,8 +3,10 @@
 //!
 //! Invariant: nothing here does IO, reads a clock or touches a global; the same snapshot, cursor,
 //! budget and token counter always give the same prompt, byte for byte (the compiled queries in
-//! `syntax` are the one cache, and they are constants). Filling the workspace index from disk is
-//! `index/`'s job; rendering the prompt to tokens is the engine's.
+//! `syntax` are the one cache here, and they are constants). The counter the engine passes in
+//! remembers counts by text (`engine::CachedTokenCounter`), which changes how fast a count comes
+//! back, never its value. Filling the workspace index from disk is `index/`'s job; rendering the
+//! prompt to tokens is the engine's.
 
 mod build;
 mod neighbourhood;

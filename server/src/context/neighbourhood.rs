@@ -28,20 +28,64 @@ pub struct Neighbourhood {
     pub n_suffix_tokens: usize,
 }
 
-/// Per-line token counts, each line measured once per prompt however often the cuts ask.
+/// Per-line token counts and what a cut at each line start would split, each measured once per
+/// prompt however often the cuts ask (a prompt cuts three times over mostly the same lines).
 pub(crate) struct LineCosts<'a> {
     rope: &'a Rope,
+    tree: Option<&'a Tree>,
     tokens: &'a dyn TokenCounter,
     measured: RefCell<HashMap<usize, usize>>,
+    /// Cut byte → the smallest node spanning it, if any.
+    spanning: RefCell<HashMap<usize, Option<Spanning>>>,
+}
+
+/// The smallest node spanning a cut, as much of it as the cut decisions read.
+#[derive(Debug, Clone, Copy)]
+struct Spanning {
+    start_byte: usize,
+    end_byte: usize,
+    is_token: bool,
 }
 
 impl<'a> LineCosts<'a> {
-    pub(crate) fn new(rope: &'a Rope, tokens: &'a dyn TokenCounter) -> LineCosts<'a> {
+    /// `tree` must be the tree of `rope`, or `None` when the document has none.
+    pub(crate) fn new(
+        rope: &'a Rope,
+        tree: Option<&'a Tree>,
+        tokens: &'a dyn TokenCounter,
+    ) -> LineCosts<'a> {
         LineCosts {
             rope,
+            tree,
             tokens,
             measured: RefCell::new(HashMap::new()),
+            spanning: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The smallest node spanning `cut_byte`, remembered.
+    fn spanning(&self, cut_byte: usize) -> Option<Spanning> {
+        if let Some(spanning) = self.spanning.borrow().get(&cut_byte) {
+            return *spanning;
+        }
+        let spanning = smallest_spanning(self.tree, cut_byte).map(|node| Spanning {
+            start_byte: node.start_byte(),
+            end_byte: node.end_byte(),
+            is_token: is_token_like(node),
+        });
+        self.spanning.borrow_mut().insert(cut_byte, spanning);
+        spanning
+    }
+
+    /// [`is_clean_cut`] over this document's tree, remembered.
+    fn is_clean_cut(&self, cut_byte: usize, cursor_byte: usize) -> bool {
+        self.spanning(cut_byte)
+            .is_none_or(|node| node.start_byte < cursor_byte && cursor_byte < node.end_byte)
+    }
+
+    /// [`splits_token`] over this document's tree, remembered.
+    fn splits_token(&self, cut_byte: usize) -> bool {
+        self.spanning(cut_byte).is_some_and(|node| node.is_token)
     }
 
     pub(crate) fn line(&self, line_idx: usize) -> usize {
@@ -64,6 +108,9 @@ impl<'a> LineCosts<'a> {
 
 /// Whether cutting the file at line start `cut_byte` splits nothing but the scopes that contain
 /// the cursor. A node that starts or ends exactly at the cut is not split.
+///
+/// The cuts use the remembered form on [`LineCosts`]; tests check prompts against this one.
+#[cfg(test)]
 pub(crate) fn is_clean_cut(tree: Option<&Tree>, cut_byte: usize, cursor_byte: usize) -> bool {
     match smallest_spanning(tree, cut_byte) {
         // Every larger node contains this one, so the cut is clean exactly when this one is a
@@ -108,14 +155,18 @@ fn smallest_spanning(tree: Option<&Tree>, cut_byte: usize) -> Option<Node<'_>> {
 
 /// Whether cutting at `cut_byte` would split a token (a multi-line string or comment): such cuts
 /// are never used, even when no clean cut fits the budget.
+#[cfg(test)]
 pub(crate) fn splits_token(tree: Option<&Tree>, cut_byte: usize) -> bool {
-    smallest_spanning(tree, cut_byte).is_some_and(|node| {
-        let kind = node.kind();
-        node.child_count() == 0
-            || kind.contains("string")
-            || kind.contains("comment")
-            || kind.contains("heredoc")
-    })
+    smallest_spanning(tree, cut_byte).is_some_and(is_token_like)
+}
+
+/// Leaves, strings, comments and heredocs: nodes a cut must never go through.
+fn is_token_like(node: Node<'_>) -> bool {
+    let kind = node.kind();
+    node.child_count() == 0
+        || kind.contains("string")
+        || kind.contains("comment")
+        || kind.contains("heredoc")
 }
 
 fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
@@ -131,7 +182,6 @@ fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
 /// cursor's line and up to `n_suffix_budget` tokens of lines below.
 pub(crate) fn cut(
     rope: &Rope,
-    tree: Option<&Tree>,
     cursor_byte: usize,
     n_prefix_budget: usize,
     n_suffix_budget: usize,
@@ -155,10 +205,10 @@ pub(crate) fn cut(
         n_used += n_line;
         line_idx -= 1;
         let cut_byte = line_start_byte(rope, line_idx);
-        if !splits_token(tree, cut_byte) {
+        if !costs.splits_token(cut_byte) {
             best_any = (line_idx, n_used);
         }
-        if is_clean_cut(tree, cut_byte, cursor_byte) {
+        if costs.is_clean_cut(cut_byte, cursor_byte) {
             best_clean = Some((line_idx, n_used));
         }
     }
@@ -170,7 +220,7 @@ pub(crate) fn cut(
     let mut n_used = tokens.count_tokens(&rest_of_line);
     let mut best_clean: Option<(usize, usize)> = None;
     let mut best_any = (cursor_line + 1, n_used);
-    if is_clean_cut(tree, cursor_line_end, cursor_byte) {
+    if costs.is_clean_cut(cursor_line_end, cursor_byte) {
         best_clean = Some(best_any);
     }
     let mut line_idx = cursor_line + 1;
@@ -182,10 +232,10 @@ pub(crate) fn cut(
         n_used += n_line;
         line_idx += 1;
         let cut_byte = line_start_byte(rope, line_idx);
-        if !splits_token(tree, cut_byte) {
+        if !costs.splits_token(cut_byte) {
             best_any = (line_idx, n_used);
         }
-        if is_clean_cut(tree, cut_byte, cursor_byte) {
+        if costs.is_clean_cut(cut_byte, cursor_byte) {
             best_clean = Some((line_idx, n_used));
         }
     }

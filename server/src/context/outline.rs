@@ -21,6 +21,9 @@ const MAX_PLAIN_SUMMARY_LINES: usize = 12;
 const MAX_DOC_LINES: usize = 4;
 /// Most lines of a scope header (a long signature wraps over several).
 const MAX_HEADER_LINES: usize = 12;
+/// Up to this many definitions are summarised with one ranged scopes query each; more share one
+/// query over the whole file.
+const MAX_RANGED_SCOPE_LOOKUPS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DefinitionKind {
@@ -236,10 +239,19 @@ fn raw_definitions<'tree>(
     root: Node<'tree>,
 ) -> Vec<RawDefinition<'tree>> {
     let query = &syntax::queries(language).definitions;
+    raw_from_matches(query, syntax::run_query(query, root, rope, None))
+}
+
+/// The definitions among `matches` of `query` (the definitions query, or the patterns of the
+/// outline query after its imports), in match order.
+fn raw_from_matches<'tree>(
+    query: &tree_sitter::Query,
+    matches: impl IntoIterator<Item = syntax::QueryMatch<'tree>>,
+) -> Vec<RawDefinition<'tree>> {
     let names = query.capture_names();
     let mut raw: Vec<RawDefinition<'tree>> = Vec::new();
     let mut seen = HashSet::new();
-    for found in syntax::run_query(query, root, rope, None) {
+    for found in matches {
         let mut definition = None;
         let mut name = None;
         let mut body = None;
@@ -280,6 +292,54 @@ pub fn definitions(language: Language, rope: &Rope, tree: &Tree) -> Vec<Definiti
     definitions_matching(language, rope, tree, |_| true)
 }
 
+/// The imports and the (not yet summarised) definitions of one file, read in one walk over its
+/// tree: what a prompt needs from the whole current file.
+pub(crate) struct FileOutline<'tree> {
+    /// As [`imports`] gives them.
+    pub imports: Vec<Range<usize>>,
+    raw: Vec<RawDefinition<'tree>>,
+}
+
+/// Reads `tree`'s imports and definitions with the joined outline query.
+pub(crate) fn file_outline<'tree>(
+    language: Language,
+    rope: &Rope,
+    tree: &'tree Tree,
+) -> FileOutline<'tree> {
+    let queries = syntax::queries(language);
+    let query = &queries.outline;
+    let names = query.capture_names();
+    let (import_matches, definition_matches): (Vec<_>, Vec<_>) =
+        syntax::run_query(query, tree.root_node(), rope, None)
+            .into_iter()
+            .partition(|found| found.pattern_idx < queries.n_outline_import_patterns);
+    let mut imports = Vec::new();
+    for found in import_matches {
+        for (capture_idx, node) in &found.captures {
+            if names[*capture_idx as usize] == "import" {
+                imports.push(node.byte_range());
+            }
+        }
+    }
+    imports.sort_by_key(|range| range.start);
+    imports.dedup();
+    FileOutline {
+        imports,
+        raw: raw_from_matches(query, definition_matches),
+    }
+}
+
+/// [`definitions_matching`] over a file already read with [`file_outline`].
+pub(crate) fn outline_definitions_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    outline: &FileOutline<'_>,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Definition> {
+    summarize_matching(language, rope, tree, &outline.raw, wanted)
+}
+
 /// The definitions whose name `wanted` accepts; only those are summarised, which is what makes
 /// looking up a few names in a large current file cheap.
 pub fn definitions_matching(
@@ -288,8 +348,17 @@ pub fn definitions_matching(
     tree: &Tree,
     wanted: impl Fn(&str) -> bool,
 ) -> Vec<Definition> {
-    let root = tree.root_node();
-    let raw = raw_definitions(language, rope, root);
+    let raw = raw_definitions(language, rope, tree.root_node());
+    summarize_matching(language, rope, tree, &raw, wanted)
+}
+
+fn summarize_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    raw: &[RawDefinition<'_>],
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Definition> {
     let chosen: Vec<&RawDefinition<'_>> = raw
         .iter()
         .filter(|it| wanted(&node_text(rope, it.name)))
@@ -297,14 +366,25 @@ pub fn definitions_matching(
     if chosen.is_empty() {
         return Vec::new();
     }
-    let class_scopes: Vec<Scope> = scopes(language, rope, tree, None)
-        .into_iter()
-        .filter(|scope| scope.is_class)
-        .collect();
     let function_bodies: Vec<Range<usize>> = raw
         .iter()
         .filter(|it| !it.kind.is_type_like())
         .filter_map(|it| it.body.map(|body| body.byte_range()))
+        .collect();
+    // A few definitions (the names a prompt looks up) ask for the classes around each of them,
+    // which reads a few paths of the tree; a whole outline (the index) reads every scope once.
+    if chosen.len() <= MAX_RANGED_SCOPE_LOOKUPS {
+        return chosen
+            .into_iter()
+            .map(|it| {
+                let class_scopes = class_scopes_around(language, rope, tree, it.node.start_byte());
+                summarize(language, rope, it, &class_scopes, &function_bodies)
+            })
+            .collect();
+    }
+    let class_scopes: Vec<Scope> = scopes(language, rope, tree, None)
+        .into_iter()
+        .filter(|scope| scope.is_class)
         .collect();
     chosen
         .into_iter()
@@ -492,6 +572,34 @@ pub fn scopes(
     tree: &Tree,
     around_byte: Option<usize>,
 ) -> Vec<Scope> {
+    scopes_matching(language, rope, tree, around_byte, |body| {
+        around_byte.is_none_or(|byte_idx| body_contains(body, byte_idx))
+    })
+}
+
+/// The class-like scopes whose node contains `byte_idx`, outermost first: the same scopes, in the
+/// same order, as filtering the whole file's [`scopes`], read from the paths through `byte_idx`.
+fn class_scopes_around(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    byte_idx: usize,
+) -> Vec<Scope> {
+    scopes_matching(language, rope, tree, Some(byte_idx), |_| true)
+        .into_iter()
+        .filter(|scope| scope.is_class)
+        .filter(|scope| scope.byte_range.start <= byte_idx && byte_idx < scope.byte_range.end)
+        .collect()
+}
+
+/// Scopes whose body `keep` accepts, from the whole file or from the nodes around `around_byte`.
+fn scopes_matching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    around_byte: Option<usize>,
+    keep: impl Fn(Node<'_>) -> bool,
+) -> Vec<Scope> {
     let query = &syntax::queries(language).scopes;
     let names = query.capture_names();
     let byte_range = around_byte.map(|byte_idx| byte_idx..byte_idx + 1);
@@ -513,10 +621,8 @@ pub fn scopes(
         let (Some((is_class, node)), Some(body)) = (scope, body) else {
             continue;
         };
-        if let Some(byte_idx) = around_byte {
-            if !body_contains(body, byte_idx) {
-                continue;
-            }
+        if !keep(body) {
+            continue;
         }
         if !seen_bodies.insert(body.id()) {
             continue;

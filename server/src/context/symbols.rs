@@ -179,29 +179,74 @@ pub(crate) fn used_names(
 
 /// Words of the file's import statements (module path segments and imported names), used to
 /// prefer definitions from files the current file imports.
-pub(crate) fn import_words(rope: &Rope, imports: &[std::ops::Range<usize>]) -> HashSet<String> {
-    let mut words = HashSet::new();
+pub(crate) fn import_words(rope: &Rope, imports: &[std::ops::Range<usize>]) -> WordSet {
+    let mut words = WordSet::default();
     for range in imports {
         let text = outline::slice_text(rope, range.clone());
         for (_, word) in identifiers(&text) {
-            words.insert(word.to_owned());
+            words.insert(word);
         }
     }
     words
+}
+
+/// Bits in a [`WordSet`]'s quick test.
+const WORD_SET_BITS: usize = 4096;
+
+/// A set of words with a quick first test, because it is asked about every file that defines a
+/// common name (`new` has thousands): a word whose length, first and last byte match no member's
+/// is ruled out by one bit, and only the rest pay for hashing. Answers exactly as a `HashSet`.
+#[derive(Debug, Clone)]
+pub(crate) struct WordSet {
+    words: HashSet<String>,
+    bits: Box<[u64; WORD_SET_BITS / 64]>,
+}
+
+impl Default for WordSet {
+    fn default() -> Self {
+        WordSet {
+            words: HashSet::new(),
+            bits: Box::new([0; WORD_SET_BITS / 64]),
+        }
+    }
+}
+
+impl WordSet {
+    fn bit(word: &str) -> usize {
+        let bytes = word.as_bytes();
+        let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+            return 0;
+        };
+        let mixed = bytes.len().wrapping_mul(0x9e37) ^ (*first as usize) << 5 ^ (*last as usize);
+        mixed.wrapping_mul(0x2545) % WORD_SET_BITS
+    }
+
+    pub(crate) fn insert(&mut self, word: &str) {
+        let bit = WordSet::bit(word);
+        self.bits[bit / 64] |= 1 << (bit % 64);
+        if !self.words.contains(word) {
+            self.words.insert(word.to_owned());
+        }
+    }
+
+    pub(crate) fn contains(&self, word: &str) -> bool {
+        let bit = WordSet::bit(word);
+        self.bits[bit / 64] & (1 << (bit % 64)) != 0 && self.words.contains(word)
+    }
 }
 
 /// A definition that might be the one a name refers to.
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
     pub path: Arc<str>,
-    pub definition: Definition,
+    pub definition: Arc<Definition>,
     pub is_current_file: bool,
 }
 
 /// Where the current file is, for path-based preferences.
 pub(crate) struct Origin<'a> {
     pub path: &'a str,
-    pub import_words: &'a HashSet<String>,
+    pub import_words: &'a WordSet,
     /// The innermost class-like scope around the cursor, standing in for `self`/`this`.
     pub enclosing_class: Option<&'a str>,
 }
@@ -315,6 +360,21 @@ pub(crate) fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_sets_answer_as_hash_sets() {
+        let mut words = WordSet::default();
+        for word in ["std", "sync", "Arc", "größe", "a"] {
+            words.insert(word);
+        }
+        for word in ["std", "sync", "Arc", "größe", "a"] {
+            assert!(words.contains(word), "{word}");
+        }
+        for word in ["", "st", "syncs", "arc", "b", "Arcs", "größer"] {
+            assert!(!words.contains(word), "{word}");
+        }
+        assert!(!WordSet::default().contains("std"));
+    }
 
     #[test]
     fn identifiers_skip_numbers_and_keep_unicode() {

@@ -12,6 +12,7 @@ use super::*;
 use crate::docs::{Document, DocumentStore};
 use crate::engine::{FimPrompt, ModelCaps, TokenCounter};
 use crate::index::WorkspaceIndex;
+use crate::syntax::Language;
 
 /// Roughly four bytes a token, like BPE vocabularies on code; exact, cheap and deterministic.
 pub(crate) struct BytesPerToken;
@@ -918,4 +919,87 @@ fn post_tsx_keeps_a_complete_element() {
         "<span>hi</span>\n    </div>",
         expect!["<span>hi</span>⏎"],
     );
+}
+
+/// Looking up a few names summarises each with the classes around it found by a ranged query;
+/// the summaries must equal those of the whole-file outline the index stores.
+#[test]
+fn outline_of_a_few_names_equals_the_whole_outline() {
+    let cases = [
+        (
+            Language::Python,
+            "class Outer:\n    \"\"\"Doc.\"\"\"\n\n    class Inner:\n        def run(self):\n            pass\n\n    @staticmethod\n    def make():\n        return 1\n\n\ndef run():\n    pass\n",
+        ),
+        (
+            Language::Rust,
+            "mod shapes {\n    /// A point.\n    pub struct Point { x: i32 }\n\n    impl Point {\n        pub fn new() -> Self { Point { x: 0 } }\n        fn run(&self) {}\n    }\n}\n\nfn run() {}\n",
+        ),
+        (
+            Language::Cpp,
+            "namespace geo {\nclass Shape {\n public:\n  int run() { return 1; }\n  struct Inner { int make() { return 2; } };\n};\n}  // namespace geo\n\nint run() { return 0; }\n",
+        ),
+        (
+            Language::JavaScript,
+            "class Outer {\n  run() { return 1; }\n  static make() { return new Outer(); }\n}\n\nfunction run() {}\nconst make = () => 2;\n",
+        ),
+    ];
+    for (language, text) in cases {
+        // Enough definitions that the whole outline reads the whole file's scopes at once.
+        let filler: String = (0..20)
+            .map(|n| match language {
+                Language::Python => format!("def filler{n}():\n    pass\n"),
+                Language::Rust => format!("fn filler{n}() {{}}\n"),
+                Language::Cpp => format!("int filler{n}() {{ return 0; }}\n"),
+                _ => format!("function filler{n}() {{}}\n"),
+            })
+            .collect();
+        let rope = ropey::Rope::from_str(&format!("{text}{filler}"));
+        let tree = crate::syntax::parse_rope(&mut language.parser(), &rope, None, None)
+            .expect("fixture parses");
+        let whole = outline::definitions(language, &rope, &tree);
+        assert!(whole.len() >= 24, "{language:?}: {whole:#?}");
+        for name in ["run", "make", "Inner", "new", "Point", "absent"] {
+            let few = outline::definitions_matching(language, &rope, &tree, |it| it == name);
+            let expected: Vec<_> = whole.iter().filter(|it| it.name == name).cloned().collect();
+            assert_eq!(few, expected, "{language:?} {name}");
+        }
+    }
+}
+
+/// One walk with the joined outline query reads the same imports and definitions as the two
+/// queries run apart.
+#[test]
+fn file_outline_equals_imports_and_definitions_apart() {
+    let cases = [
+        (
+            Language::Rust,
+            "use std::sync::Arc;\nmod shapes {\n    use super::Arc;\n    pub struct Point { x: i32 }\n    impl Point {\n        pub fn new() -> Self { Point { x: 0 } }\n    }\n}\nextern crate alloc;\nfn run() { use std::fmt; }\n",
+        ),
+        (
+            Language::Python,
+            "import os\nfrom typing import List\n\nclass Outer:\n    def run(self):\n        import json\n        return json\n\ndef make():\n    pass\n",
+        ),
+        (
+            Language::JavaScript,
+            "import fs from 'fs';\nconst path = require('path');\nclass Outer { run() {} }\nfunction make() {}\nconst helper = () => 1;\n",
+        ),
+        (
+            Language::Cpp,
+            "#include <vector>\nusing std::vector;\nnamespace geo {\nclass Shape { int run() { return 1; } };\n}\nint make() { return 0; }\n",
+        ),
+    ];
+    for (language, text) in cases {
+        let rope = ropey::Rope::from_str(text);
+        let tree = crate::syntax::parse_rope(&mut language.parser(), &rope, None, None)
+            .expect("fixture parses");
+        let joined = outline::file_outline(language, &rope, &tree);
+        let imports = outline::imports(language, &rope, &tree);
+        assert!(imports.len() >= 2, "{language:?}: {imports:?}");
+        assert_eq!(joined.imports, imports, "{language:?}");
+        let apart = outline::definitions(language, &rope, &tree);
+        assert!(apart.len() >= 3, "{language:?}: {apart:#?}");
+        let together =
+            outline::outline_definitions_matching(language, &rope, &tree, &joined, |_| true);
+        assert_eq!(together, apart, "{language:?}");
+    }
 }

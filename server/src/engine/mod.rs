@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use prompt::{ContextChunk, FimPrompt, ModelCaps, TokenCounter};
+pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};
 
 use crate::config::{CompletionConfig, ModelConfig};
 use scheduler::{ChatJob, Command, CompletionJob, Shared};

@@ -53,3 +53,133 @@ pub struct ModelCaps {
 pub trait TokenCounter: Send + Sync {
     fn count_tokens(&self, text: &str) -> usize;
 }
+
+impl<C: TokenCounter + ?Sized> TokenCounter for std::sync::Arc<C> {
+    fn count_tokens(&self, text: &str) -> usize {
+        (**self).count_tokens(text)
+    }
+}
+
+/// Texts a [`CachedTokenCounter`] remembers before it starts over.
+const MAX_CACHED_TEXTS: usize = 1 << 16;
+/// Longer texts are counted every time: they rarely repeat and would crowd the cache.
+const MAX_CACHED_TEXT_BYTES: usize = 16 * 1024;
+/// Bytes of text a [`CachedTokenCounter`] holds at most before it starts over.
+const MAX_CACHED_BYTES: usize = 16 * 1024 * 1024;
+
+/// A [`TokenCounter`] that remembers the count of every text it was asked about, keyed by the
+/// text itself (not a hash, so a count can never belong to another text).
+///
+/// Prompt builds for successive keystrokes count mostly the same lines and definition summaries;
+/// tokenizing them again dominated the build time. Counting is a pure function of the text and
+/// the vocabulary, so a cached count is exactly the count, and prompts do not depend on what the
+/// cache holds. One cache belongs to one vocabulary: a new model gets a new counter. When it is
+/// full (65,536 texts or 16 MiB of text) the cache is emptied rather than trimmed, which is
+/// simple and keeps the bound strict.
+pub struct CachedTokenCounter<C> {
+    inner: C,
+    counts: dashmap::DashMap<Box<str>, u32>,
+    n_cached: std::sync::atomic::AtomicUsize,
+    n_cached_bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl<C: TokenCounter> CachedTokenCounter<C> {
+    pub fn new(inner: C) -> CachedTokenCounter<C> {
+        CachedTokenCounter {
+            inner,
+            counts: dashmap::DashMap::new(),
+            n_cached: std::sync::atomic::AtomicUsize::new(0),
+            n_cached_bytes: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// How many texts the cache holds now.
+    pub fn len_cached(&self) -> usize {
+        self.n_cached.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<C: TokenCounter> TokenCounter for CachedTokenCounter<C> {
+    fn count_tokens(&self, text: &str) -> usize {
+        use std::sync::atomic::Ordering;
+        if let Some(n_tokens) = self.counts.get(text) {
+            return *n_tokens as usize;
+        }
+        let n_tokens = self.inner.count_tokens(text);
+        if text.len() <= MAX_CACHED_TEXT_BYTES {
+            let full = self.n_cached.load(Ordering::Relaxed) >= MAX_CACHED_TEXTS
+                || self.n_cached_bytes.load(Ordering::Relaxed) + text.len() > MAX_CACHED_BYTES;
+            if full {
+                self.counts.clear();
+                self.n_cached.store(0, Ordering::Relaxed);
+                self.n_cached_bytes.store(0, Ordering::Relaxed);
+            }
+            let n_stored = u32::try_from(n_tokens).unwrap_or(u32::MAX);
+            if self.counts.insert(text.into(), n_stored).is_none() {
+                self.n_cached.fetch_add(1, Ordering::Relaxed);
+                self.n_cached_bytes.fetch_add(text.len(), Ordering::Relaxed);
+            }
+        }
+        n_tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts bytes and how often it was asked.
+    #[derive(Default)]
+    struct CountingCounter {
+        n_calls: AtomicUsize,
+    }
+
+    impl TokenCounter for CountingCounter {
+        fn count_tokens(&self, text: &str) -> usize {
+            self.n_calls.fetch_add(1, Ordering::Relaxed);
+            text.len()
+        }
+    }
+
+    #[test]
+    fn cached_counts_equal_the_inner_counts_and_are_computed_once() {
+        let cached = CachedTokenCounter::new(CountingCounter::default());
+        assert_eq!(cached.count_tokens("fn main() {}"), 12);
+        assert_eq!(cached.count_tokens("fn main() {}"), 12);
+        assert_eq!(cached.count_tokens("fn main() { }"), 13);
+        assert_eq!(cached.inner.n_calls.load(Ordering::Relaxed), 2);
+        assert_eq!(cached.len_cached(), 2);
+    }
+
+    #[test]
+    fn long_texts_are_not_cached_and_a_full_cache_starts_over() {
+        let cached = CachedTokenCounter::new(CountingCounter::default());
+        let long = "x".repeat(MAX_CACHED_TEXT_BYTES + 1);
+        assert_eq!(cached.count_tokens(&long), long.len());
+        assert_eq!(cached.len_cached(), 0);
+        for n in 0..MAX_CACHED_TEXTS {
+            cached.count_tokens(&n.to_string());
+        }
+        assert_eq!(cached.len_cached(), MAX_CACHED_TEXTS);
+        assert_eq!(cached.count_tokens("one more"), 8);
+        assert_eq!(cached.len_cached(), 1);
+        let n_calls = cached.inner.n_calls.load(Ordering::Relaxed);
+        assert_eq!(cached.count_tokens("one more"), 8);
+        assert_eq!(cached.inner.n_calls.load(Ordering::Relaxed), n_calls);
+    }
+
+    #[test]
+    fn a_cache_holding_too_many_bytes_starts_over() {
+        let cached = CachedTokenCounter::new(CountingCounter::default());
+        let n_texts = MAX_CACHED_BYTES / MAX_CACHED_TEXT_BYTES;
+        for n in 0..n_texts {
+            let text = format!("{n:0width$}", width = MAX_CACHED_TEXT_BYTES);
+            cached.count_tokens(&text);
+        }
+        assert_eq!(cached.len_cached(), n_texts);
+        cached.count_tokens("x");
+        assert_eq!(cached.len_cached(), 1);
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::backend::llama::{self, ContextShape, LlamaCpp, VocabCounter};
 use super::backend::Backend;
 use super::scheduler::{Command, Scheduler, Shared};
-use super::{ChatModel, Error, ModelCaps, Started};
+use super::{CachedTokenCounter, ChatModel, Error, ModelCaps, Started};
 use crate::config::ModelConfig;
 
 /// Starts the engine thread on a llama.cpp model and waits until it is loaded.
@@ -60,7 +60,7 @@ pub(crate) fn spawn_llama(
                         && special.repo_name.is_some(),
                     n_ctx_per_slot: backend.n_ctx_per_seq(),
                 },
-                token_counter: Arc::new(VocabCounter(model.clone())),
+                token_counter: Arc::new(CachedTokenCounter::new(VocabCounter(model.clone()))),
                 backend_name: llama::device_name(&config),
             };
             tracing::info!(

@@ -34,7 +34,12 @@ pub enum Error {
 pub struct FileSymbols {
     pub path: Arc<str>,
     pub language: Language,
-    pub definitions: Vec<Definition>,
+    /// Shared with the lookups that return them, so a prompt never copies a summary.
+    pub definitions: Vec<Arc<Definition>>,
+    /// (hash of the name, index into `definitions`), sorted: a lookup by name in a file with
+    /// thousands of definitions is a binary search over this one contiguous array, and only
+    /// the hits are compared by name.
+    by_name: Vec<(u64, u32)>,
 }
 
 /// A definition found by name, with the file it lives in.
@@ -42,7 +47,7 @@ pub struct FileSymbols {
 pub struct IndexedDefinition {
     pub path: Arc<str>,
     pub language: Language,
-    pub definition: Definition,
+    pub definition: Arc<Definition>,
 }
 
 /// Definitions per file and an inverted map from name to the files that define it.
@@ -53,7 +58,9 @@ pub struct IndexedDefinition {
 pub struct WorkspaceIndex {
     root: Option<PathBuf>,
     files: DashMap<Arc<str>, Arc<FileSymbols>>,
-    by_name: DashMap<String, Vec<Arc<str>>>,
+    /// Copy-on-write lists, so a lookup takes one reference count however many files define a
+    /// name, and never holds a shard lock while the caller filters.
+    by_name: DashMap<String, Arc<Vec<Arc<str>>>>,
 }
 
 thread_local! {
@@ -114,12 +121,11 @@ impl WorkspaceIndex {
     /// Replaces the file's definitions from a tree the caller already has (an open document).
     pub fn update_tree(&self, path: &Path, language: Language, rope: &Rope, tree: &Tree) {
         let key: Arc<str> = self.relative_path(path).into();
-        let definitions = outline::definitions(language, rope, tree);
-        self.insert(FileSymbols {
-            path: key,
-            language,
-            definitions,
-        });
+        let definitions = outline::definitions(language, rope, tree)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        self.insert(FileSymbols::new(key, language, definitions));
     }
 
     fn insert(&self, symbols: FileSymbols) {
@@ -135,7 +141,7 @@ impl WorkspaceIndex {
         for name in names {
             let mut paths = self.by_name.entry(name.to_owned()).or_default();
             if let Err(position) = paths.binary_search(&key) {
-                paths.insert(position, Arc::clone(&key));
+                Arc::make_mut(&mut paths).insert(position, Arc::clone(&key));
             }
         }
         self.files.insert(key, Arc::new(symbols));
@@ -153,7 +159,9 @@ impl WorkspaceIndex {
         for definition in &old.definitions {
             let emptied = match self.by_name.get_mut(definition.name.as_str()) {
                 Some(mut paths) => {
-                    paths.retain(|path| &**path != key);
+                    if let Ok(position) = paths.binary_search_by(|path| (**path).cmp(key)) {
+                        Arc::make_mut(&mut paths).remove(position);
+                    }
                     paths.is_empty()
                 }
                 None => false,
@@ -173,27 +181,20 @@ impl WorkspaceIndex {
         self.by_name.len()
     }
 
-    /// The files defining `name` (sorted by path).
-    pub fn files_defining(&self, name: &str) -> Vec<Arc<str>> {
+    /// The files defining `name` (sorted by path), shared with the index.
+    pub fn files_defining(&self, name: &str) -> Arc<Vec<Arc<str>>> {
         self.by_name
             .get(name)
-            .map(|paths| paths.clone())
+            .map(|paths| Arc::clone(paths.value()))
             .unwrap_or_default()
     }
 
     /// Every definition of `name`, sorted by path then position.
     pub fn definitions_named(&self, name: &str) -> Vec<IndexedDefinition> {
         let mut found = Vec::new();
-        for path in self.files_defining(name) {
-            let Some(file) = self.file(&path) else {
-                continue;
-            };
-            for definition in file.definitions.iter().filter(|it| it.name == name) {
-                found.push(IndexedDefinition {
-                    path: Arc::clone(&file.path),
-                    language: file.language,
-                    definition: definition.clone(),
-                });
+        for path in self.files_defining(name).iter() {
+            if let Some(file) = self.file(path) {
+                file.push_named(name, &mut found);
             }
         }
         found
@@ -212,24 +213,13 @@ impl WorkspaceIndex {
         let paths = self.files_defining(name);
         let crowded = paths.len() > max_files;
         let mut found = Vec::new();
-        let mut n_files = 0;
-        for path in paths {
-            if !keep(&path, crowded) {
-                continue;
-            }
-            n_files += 1;
-            if n_files > max_files {
-                break;
-            }
-            let Some(file) = self.file(&path) else {
-                continue;
-            };
-            for definition in file.definitions.iter().filter(|it| it.name == name) {
-                found.push(IndexedDefinition {
-                    path: Arc::clone(&file.path),
-                    language: file.language,
-                    definition: definition.clone(),
-                });
+        for path in paths
+            .iter()
+            .filter(|path| keep(path, crowded))
+            .take(max_files)
+        {
+            if let Some(file) = self.file(path) {
+                file.push_named(name, &mut found);
             }
         }
         found
@@ -240,6 +230,58 @@ impl WorkspaceIndex {
         self.files
             .get(relative_path)
             .map(|entry| Arc::clone(entry.value()))
+    }
+}
+
+/// A hash of a definition's name that only has to agree with itself within one process.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl FileSymbols {
+    pub fn new(path: Arc<str>, language: Language, definitions: Vec<Arc<Definition>>) -> Self {
+        let mut by_name: Vec<(u64, u32)> = definitions
+            .iter()
+            .enumerate()
+            .map(|(definition_idx, definition)| {
+                let definition_idx =
+                    u32::try_from(definition_idx).expect("a file has fewer than 2^32 definitions");
+                (name_hash(&definition.name), definition_idx)
+            })
+            .collect();
+        // By index within a hash, so definitions of one name stay in document order.
+        by_name.sort_unstable();
+        FileSymbols {
+            path,
+            language,
+            definitions,
+            by_name,
+        }
+    }
+
+    /// This file's definitions of `name`, in document order.
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<Definition>> + 'a {
+        let hash = name_hash(name);
+        let first = self.by_name.partition_point(|(other, _)| *other < hash);
+        self.by_name[first..]
+            .iter()
+            .take_while(move |(other, _)| *other == hash)
+            .map(|(_, idx)| &self.definitions[*idx as usize])
+            .filter(move |definition| definition.name == name)
+    }
+
+    /// Appends this file's definitions of `name` to `found`, sharing them.
+    fn push_named(&self, name: &str, found: &mut Vec<IndexedDefinition>) {
+        for definition in self.named(name) {
+            found.push(IndexedDefinition {
+                path: Arc::clone(&self.path),
+                language: self.language,
+                definition: Arc::clone(definition),
+            });
+        }
     }
 }
 
@@ -282,6 +324,47 @@ mod tests {
         assert!(index.files_defining("alpha").is_empty());
         assert_eq!(index.len_files(), 1);
         assert_eq!(index.len_names(), 1);
+    }
+
+    #[test]
+    fn lookups_by_name_keep_document_order_and_share_definitions() {
+        let index = WorkspaceIndex::new(Some(PathBuf::from("/ws")));
+        index.update_file(
+            Path::new("/ws/a.py"),
+            "def zeta():\n    pass\n\ndef alpha(x):\n    pass\n\ndef alpha(x, y):\n    pass\n",
+        );
+        let found = index.definitions_named("alpha");
+        let lines: Vec<usize> = found.iter().map(|it| it.definition.start_line).collect();
+        assert_eq!(lines, [3, 6]);
+        let file = index.file("a.py").expect("indexed");
+        assert!(Arc::ptr_eq(&found[0].definition, &file.definitions[1]));
+        assert_eq!(file.named("zeta").count(), 1);
+        assert_eq!(file.named("beta").count(), 0);
+        assert_eq!(file.named("alph").count(), 0);
+    }
+
+    #[test]
+    fn a_crowded_name_is_looked_up_only_in_kept_files() {
+        let index = WorkspaceIndex::new(Some(PathBuf::from("/ws")));
+        for name in ["a", "b", "c", "d"] {
+            index.update_file(
+                &Path::new("/ws").join(format!("{name}.rs")),
+                "fn new() {}\n",
+            );
+        }
+        let paths = |max_files: usize, keep: &dyn Fn(&str, bool) -> bool| -> Vec<String> {
+            index
+                .definitions_in("new", keep, max_files)
+                .iter()
+                .map(|it| it.path.to_string())
+                .collect()
+        };
+        assert_eq!(
+            paths(4, &|_, crowded| !crowded),
+            ["a.rs", "b.rs", "c.rs", "d.rs"]
+        );
+        assert!(paths(3, &|_, crowded| !crowded).is_empty());
+        assert_eq!(paths(1, &|path, _| path != "a.rs"), ["b.rs"]);
     }
 
     #[test]

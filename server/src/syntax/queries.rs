@@ -13,12 +13,17 @@ use tree_sitter::{Node, Query, QueryCursor, StreamingIterator};
 
 use super::Language;
 
-/// The four queries of one language.
+/// The four queries of one language, and imports and definitions joined for one pass.
 pub struct LanguageQueries {
     pub definitions: Query,
     pub references: Query,
     pub imports: Query,
     pub scopes: Query,
+    /// The imports patterns followed by the definitions patterns, so a prompt reads both from the
+    /// current file in one walk over its tree; a match's pattern index below
+    /// `n_outline_import_patterns` is an import.
+    pub outline: Query,
+    pub n_outline_import_patterns: usize,
 }
 
 macro_rules! query_sources {
@@ -80,8 +85,8 @@ pub fn query_sources(language: Language) -> [String; 4] {
 
 fn compile(language: Language) -> LanguageQueries {
     let grammar = language.grammar();
-    let [definitions, references, imports, scopes] = query_sources(language).map(|source| {
-        Query::new(&grammar, &source).unwrap_or_else(|error| {
+    let compile_source = |source: &str| {
+        Query::new(&grammar, source).unwrap_or_else(|error| {
             // The queries are part of the binary and covered by a test for every language, so a
             // failure here is a build defect, not something a user can cause.
             panic!(
@@ -89,12 +94,17 @@ fn compile(language: Language) -> LanguageQueries {
                 language.name()
             )
         })
-    });
+    };
+    let sources = query_sources(language);
+    let outline = compile_source(&format!("{}\n{}", sources[2], sources[0]));
+    let [definitions, references, imports, scopes] = sources.map(|source| compile_source(&source));
     LanguageQueries {
+        n_outline_import_patterns: imports.pattern_count(),
         definitions,
         references,
         imports,
         scopes,
+        outline,
     }
 }
 
