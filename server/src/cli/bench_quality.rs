@@ -472,10 +472,7 @@ mod tests {
     #[test]
     fn the_cut_line_keeps_its_ending_and_the_lines_after_it() {
         let text = "fn a() {\n    let x = 1;\r\n}\n";
-        assert_eq!(
-            cut_line(text, 2, 9).unwrap(),
-            "fn a() {\n    let x\r\n}\n"
-        );
+        assert_eq!(cut_line(text, 2, 10).unwrap(), "fn a() {\n    let x\r\n}\n");
         assert_eq!(cut_line("é€x", 1, 2).unwrap(), "é");
         assert!(cut_line(text, 2, 30).is_err());
         assert!(cut_line(text, 9, 1).is_err());
@@ -508,7 +505,10 @@ mod tests {
         assert!(suffix.starts_with("\nline 300\n"));
         assert_eq!(suffix.lines().count(), 65);
         assert_eq!(body["stop"], json!(["\n"]));
-        assert_eq!((body["top_k"].clone(), body["cache_prompt"].clone()), (json!(1), json!(true)));
+        assert_eq!(
+            (body["top_k"].clone(), body["cache_prompt"].clone()),
+            (json!(1), json!(true))
+        );
     }
 
     fn case(language: &str, expected: &str) -> Case {
@@ -532,7 +532,11 @@ mod tests {
 
     #[test]
     fn the_table_counts_failures_as_misses() {
-        let cases = vec![case("rust", "x();"), case("rust", "y();"), case("lua", "end")];
+        let cases = vec![
+            case("rust", "x();"),
+            case("rust", "y();"),
+            case("lua", "end"),
+        ];
         let ours = vec![
             answer("x();", 10.0),
             Answer::failed("engine gone"),
