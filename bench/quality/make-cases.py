@@ -10,6 +10,8 @@ same hash, so the same corpus always gives the same cases. Each language gets a 
 evenly among its repositories, with at most MAX_PER_FILE cases per file.
 
     python3 bench/quality/make-cases.py CORPUS > bench/quality/cases.jsonl
+    # The 21-case quick set: every 10th case of the 208-case first draft.
+    python3 bench/quality/make-cases.py CORPUS --draft | awk 'NR % 10 == 5' > bench/quality/quick-cases.jsonl
 """
 import hashlib
 import json
@@ -28,6 +30,11 @@ EXTENSIONS = {
 QUOTA = {
     "rust": 18, "python": 18, "javascript": 12, "typescript": 12, "c": 10, "cpp": 12, "lua": 12,
     "go": 6, "java": 10,
+}
+# The first draft's quotas (208 cases, too slow to run whole); the quick set samples it.
+DRAFT_QUOTA = {
+    "rust": 40, "python": 40, "javascript": 25, "typescript": 25, "c": 20, "cpp": 25, "lua": 25,
+    "go": 8, "java": 20,
 }
 COMMENT = re.compile(r"^(//|#(?!include|define|if|else|endif|pragma)|--|\*|/\*|\"\"\"|''')")
 PUNCTUATION_ONLY = re.compile(r"^[\s{}()\[\];,.:]*$")
@@ -108,16 +115,21 @@ def make_case(digest, repo, relative, language, line_idx, line):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: make-cases.py CORPUS")
-    corpus = sys.argv[1]
+    args = sys.argv[1:]
+    quotas = QUOTA
+    if args[1:] == ["--draft"]:
+        quotas = DRAFT_QUOTA
+        args = args[:1]
+    if len(args) != 1:
+        sys.exit("usage: make-cases.py CORPUS [--draft]")
+    corpus = args[0]
     by_language = {}
     for repo in sorted(os.listdir(corpus)):
         for candidate in candidates_for(corpus, repo):
             by_language.setdefault(candidate[3], {}).setdefault(repo, []).append(candidate)
     cases = []
     for language, repos in sorted(by_language.items()):
-        quota = QUOTA.get(language, 0)
+        quota = quotas.get(language, 0)
         chosen = []
         # Round-robin over repositories in hash order, so each gets an even share.
         ordered = {repo: sorted(items) for repo, items in repos.items()}
