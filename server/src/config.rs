@@ -77,7 +77,7 @@ pub enum FlashAttention {
 pub struct ModelConfig {
     /// A GGUF path, `hf:OWNER/REPO/FILE.gguf`, `ollama:NAME[:TAG]` or a built-in name.
     pub path: String,
-    /// Reserved for a separate code-action and chat model; not loaded yet (chat uses `path`).
+    /// A separate model for code actions and chat, in any form `path` takes; empty: `path`.
     pub chat_path: String,
     /// Layers offloaded to the GPU; -1 offloads all of them when a GPU backend is present.
     pub n_gpu_layers: i32,

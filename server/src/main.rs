@@ -29,6 +29,9 @@ struct GlobalArgs {
     /// Model: a GGUF path, hf:OWNER/REPO/FILE.gguf, ollama:NAME[:TAG] or a built-in name.
     #[arg(long, global = true, value_name = "MODEL")]
     model: Option<String>,
+    /// A separate model for code actions and chat, in the same forms as --model.
+    #[arg(long, global = true, value_name = "MODEL")]
+    chat_model: Option<String>,
     /// Layers to offload to the GPU (-1 = all).
     #[arg(long, global = true, allow_hyphen_values = true)]
     n_gpu_layers: Option<i32>,
@@ -66,6 +69,9 @@ impl GlobalArgs {
         let mut model = serde_json::Map::new();
         if let Some(path) = &self.model {
             model.insert("path".into(), json!(path));
+        }
+        if let Some(chat_path) = &self.chat_model {
+            model.insert("chat_path".into(), json!(chat_path));
         }
         if let Some(n_gpu_layers) = self.n_gpu_layers {
             model.insert("n_gpu_layers".into(), json!(n_gpu_layers));

@@ -5,4 +5,5 @@ mod support;
 mod bad_input;
 mod features;
 mod lifecycle;
+mod real_model;
 mod sync;

@@ -50,6 +50,7 @@ export function deactivate(): Thenable<void> | undefined {
 // VS Code setting → [section, key] of the server's config (docs/configuration.md).
 const SETTINGS: [string, "model" | "completion", string][] = [
   ["model.path", "model", "path"],
+  ["model.chatPath", "model", "chat_path"],
   ["model.nGpuLayers", "model", "n_gpu_layers"],
   ["model.nCtx", "model", "n_ctx"],
   ["completion.enabled", "completion", "enabled"],
@@ -69,7 +70,8 @@ function serverSettings(): ext.Settings {
     const seen = config.inspect(name);
     const set = [seen?.globalValue, seen?.workspaceValue, seen?.workspaceFolderValue].some((v) => v !== undefined);
     const value = config.get(name);
-    if ((!set && !sent.has(name)) || value === "") continue;
+    // An empty model path keeps the server's choice; an empty chat path means "the same model".
+    if ((!set && !sent.has(name)) || (value === "" && name === "model.path")) continue;
     sent.add(name);
     (settings[section] ??= {})[key] = value;
   }

@@ -1,6 +1,6 @@
 (function_declaration name: (identifier) @name body: (statement_block) @body) @definition.function
 (generator_function_declaration name: (identifier) @name body: (statement_block) @body) @definition.function
-(class_declaration name: (identifier) @name body: (class_body)) @definition.class
+(class_declaration name: (_) @name body: (class_body)) @definition.class
 (method_definition name: (property_identifier) @name body: (statement_block) @body) @definition.method
 (lexical_declaration
   (variable_declarator

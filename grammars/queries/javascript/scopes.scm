@@ -3,4 +3,4 @@
 (method_definition name: (property_identifier) @name body: (statement_block) @body) @scope.function
 (arrow_function body: (statement_block) @body) @scope.function
 (function_expression body: (statement_block) @body) @scope.function
-(class_declaration name: (identifier) @name body: (class_body) @body) @scope.class
+(class_declaration name: (_) @name body: (class_body) @body) @scope.class

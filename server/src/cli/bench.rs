@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::complete::{simple_fim_prompt, start_engine};
 use crate::config::Config;
-use crate::engine::{CompletionRequest, Engine, SamplingConfig};
+use crate::engine::{ChatMessage, ChatRequest, CompletionRequest, Engine, SamplingConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -48,6 +48,14 @@ pub struct KeystrokeArgs {
     /// Also send the trace to a running llama-server (e.g. http://127.0.0.1:8012).
     #[arg(long, value_name = "URL")]
     pub vs_llama_server: Option<String>,
+    /// Replay the trace a second time, on a fresh engine, while chat answers are generated
+    /// back to back, to see what a concurrent chat costs completions.
+    #[arg(long)]
+    pub with_chat: bool,
+    /// Wait this long after each answer before the next keystroke (a typist's pause; the
+    /// background chat gets the engine meanwhile).
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
 }
 
 pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Result<()> {
@@ -122,7 +130,45 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         args.n_predict
     );
     let engine = start_engine(config).await?;
-    let ours = run_wellspring(config, &engine, &text, &args, &trace).await?;
+    let with_chat = if args.with_chat {
+        // A second engine, so neither run's caches and suggestions help the other; lines
+        // alternate between the two so a machine that gets busier or quieter meanwhile
+        // affects both alike.
+        let chat_engine = start_engine(config).await?;
+        let mut ours = Vec::new();
+        let mut with_chat = Vec::new();
+        let mut load = ChatLoad::default();
+        let mut chat_secs = 0.0;
+        for line in &trace {
+            let line = std::slice::from_ref(line);
+            ours.extend(run_wellspring(config, &engine, &text, &args, line).await?);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let chatting = tokio::spawn(chat_load(chat_engine.clone(), text.clone(), stop_rx));
+            let replay_started = Instant::now();
+            with_chat.extend(run_wellspring(config, &chat_engine, &text, &args, line).await?);
+            chat_secs += replay_started.elapsed().as_secs_f64();
+            let _ = stop_tx.send(true);
+            let line_load = chatting.await??;
+            load.n_deltas += line_load.n_deltas;
+            load.n_answers += line_load.n_answers;
+        }
+        println!(
+            "concurrent chat: {} pieces of answer streamed ({:.1}/s while typing), {} answers finished",
+            load.n_deltas,
+            f64::from(load.n_deltas) / chat_secs.max(1e-9),
+            load.n_answers,
+        );
+        Some((ours, with_chat))
+    } else {
+        None
+    };
+    let (ours, with_chat) = match with_chat {
+        Some((ours, with_chat)) => (ours, Some(with_chat)),
+        None => (
+            run_wellspring(config, &engine, &text, &args, &trace).await?,
+            None,
+        ),
+    };
     drop(engine);
     let theirs = match &args.vs_llama_server {
         Some(url) => {
@@ -139,8 +185,60 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         }
         None => None,
     };
-    print!("{}", table(&ours, theirs.as_deref()));
+    print!("{}", table(&ours, with_chat.as_deref(), theirs.as_deref()));
     Ok(())
+}
+
+/// What the background chat got done while a line was typed.
+#[derive(Debug, Default)]
+struct ChatLoad {
+    n_answers: u32,
+    n_deltas: u32,
+}
+
+/// Asks the engine to explain the start of `text`, again and again, until told to stop; the
+/// answer in flight is dropped then, which the engine sees as abandoned.
+async fn chat_load(
+    engine: Engine,
+    text: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ChatLoad> {
+    let code: String = text.lines().take(60).collect::<Vec<_>>().join("\n");
+    let request = ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You are a helpful coding assistant.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: format!("Explain what this code does, step by step:\n\n```\n{code}\n```"),
+            },
+        ],
+        max_tokens: 256,
+        grammar: None,
+        sampling: SamplingConfig::default(),
+    };
+    let mut load = ChatLoad::default();
+    loop {
+        let (deltas_tx, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+        let answer = engine.chat(request.clone(), deltas_tx);
+        tokio::pin!(answer);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(load),
+                Some(_) = deltas.recv() => load.n_deltas += 1,
+                outcome = &mut answer => {
+                    outcome.context("the background chat failed")?;
+                    while deltas.try_recv().is_ok() {
+                        load.n_deltas += 1;
+                    }
+                    load.n_answers += 1;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 async fn run_wellspring(
@@ -190,6 +288,9 @@ async fn run_wellspring(
                 served_without_inference: figures.served_without_inference,
             });
             progress("wellspring", samples.len());
+            if args.pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+            }
         }
     }
     eprintln!();
@@ -338,8 +439,9 @@ pub fn summarize(samples: &[Sample]) -> Summary {
     }
 }
 
-/// The results table; with llama-server figures, a third row of ratios (ours / theirs).
-pub fn table(ours: &[Sample], theirs: Option<&[Sample]>) -> String {
+/// The results table: Wellspring alone, Wellspring while a chat generates (when measured), and
+/// llama-server with a row of ratios (ours / theirs, both without chat).
+pub fn table(ours: &[Sample], with_chat: Option<&[Sample]>, theirs: Option<&[Sample]>) -> String {
     let row = |name: &str, summary: &Summary| {
         format!(
             "| {name:<20} | {:>9.1} | {:>9.1} | {:>9.1} | {:>9.1} | {:>14.0} | {:>12} | {:>9.1} |\n",
@@ -357,6 +459,9 @@ pub fn table(ours: &[Sample], theirs: Option<&[Sample]>) -> String {
     out += "|----------------------|-----------|-----------|-----------|-----------|----------------|--------------|-----------|\n";
     let our_summary = summarize(ours);
     out += &row("wellspring", &our_summary);
+    if let Some(with_chat) = with_chat {
+        out += &row("wellspring + chat", &summarize(with_chat));
+    }
     if let Some(theirs) = theirs {
         let their_summary = summarize(theirs);
         out += &row("llama-server /infill", &their_summary);

@@ -75,14 +75,16 @@ impl<S> Generation<S> {
         self.detok.n_pending_bytes()
     }
 
-    /// Runs one step. On error the slot has been reset (its cache contents are unknown).
+    /// Runs one step: a chunk of the prompt (at most the batch size and `max_chunk` tokens) or
+    /// one token. On error the slot has been reset (its cache contents are unknown).
     pub(crate) fn step<B: Backend<Sampler = S>>(
         &mut self,
         backend: &mut B,
         sessions: &mut Sessions,
+        max_chunk: usize,
     ) -> Result<Event, Error> {
         let started = Instant::now();
-        let result = self.step_inner(backend, sessions);
+        let result = self.step_inner(backend, sessions, max_chunk);
         if self.prefilled && !matches!(result, Ok(Event::Prefilled)) {
             self.t_decode += started.elapsed();
         } else {
@@ -98,11 +100,13 @@ impl<S> Generation<S> {
         &mut self,
         backend: &mut B,
         sessions: &mut Sessions,
+        max_chunk: usize,
     ) -> Result<Event, Error> {
         let slot = &mut sessions.slots[self.slot_idx];
         if !self.prefilled {
             let n_done = slot.tokens.len();
-            let chunk_end = self.prompt.len().min(n_done + backend.n_batch() as usize);
+            let chunk = (backend.n_batch() as usize).min(max_chunk).max(1);
+            let chunk_end = self.prompt.len().min(n_done + chunk);
             let chunk = &self.prompt[n_done..chunk_end];
             backend.evaluate(slot.seq, n_done as u32, chunk)?;
             slot.tokens.extend_from_slice(chunk);

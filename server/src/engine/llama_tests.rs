@@ -293,3 +293,52 @@ fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy, so the engine cannot tell it is the completion model and loads it on its own.
+    let chat_copy = dir.path().join("chat.gguf");
+    std::fs::copy(test_model(), &chat_copy).unwrap();
+    let broken = dir.path().join("broken.gguf");
+    std::fs::write(&broken, "these are not weights\n").unwrap();
+    let start_with = |chat_model: ChatModel| {
+        let config = test_config();
+        tokio::task::spawn_blocking(move || {
+            Engine::start_with_progress(&config, &test_model(), chat_model, None)
+                .expect("the completion model loads whatever the chat model is")
+        })
+    };
+
+    let engine = start_with(ChatModel::File(chat_copy)).await.unwrap();
+    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+    let outcome = engine.chat(chat_request(4, None), deltas_tx).await.unwrap();
+    assert!(
+        outcome.n_generated >= 1 && outcome.n_prompt > 10,
+        "{outcome:?}"
+    );
+
+    for (chat_model, expected) in [
+        (ChatModel::File(broken), "broken.gguf"),
+        (
+            ChatModel::Unavailable("download failed".into()),
+            "download failed",
+        ),
+    ] {
+        let engine = start_with(chat_model).await.unwrap();
+        let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+        let error = engine
+            .chat(chat_request(4, None), deltas_tx)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::ChatModelUnavailable(reason) if reason.contains(expected)),
+            "{error}"
+        );
+        let completion = engine
+            .complete(request("file:///main.rs", prompt("    let")))
+            .await
+            .unwrap();
+        assert!(completion.figures.n_generated >= 1);
+    }
+}

@@ -51,8 +51,23 @@ pub enum Error {
     ChatTemplate(String),
     #[error("prompt of {n_tokens} tokens does not fit the {n_ctx}-token context")]
     PromptTooLong { n_tokens: u32, n_ctx: u32 },
+    #[error("the chat model is unavailable: {0}")]
+    ChatModelUnavailable(String),
     #[error("internal engine error: {0}")]
     Internal(String),
+}
+
+/// Which model chat and code actions run on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ChatModel {
+    /// The completion model (one model in memory).
+    #[default]
+    SameAsCompletion,
+    /// A model of its own, loaded beside the completion model.
+    File(PathBuf),
+    /// A separate chat model was configured but cannot be had (for example its download
+    /// failed): chat requests fail with this reason, completions are unaffected.
+    Unavailable(String),
 }
 
 /// How the next token is picked. Temperature 0 means greedy decoding.
@@ -247,6 +262,7 @@ struct Inner {
     token_counter: Arc<dyn TokenCounter>,
     backend_name: String,
     model_path: PathBuf,
+    chat_model: ChatModel,
 }
 
 /// What the engine thread reports once its model is loaded.
@@ -261,23 +277,33 @@ impl Engine {
     /// Blocks for the load (seconds for big models): call it from `spawn_blocking` in async
     /// code. A missing, truncated or non-GGUF file is an `Err`, never a crash.
     pub fn start(config: &ModelConfig, model_path: &Path) -> Result<Engine, Error> {
-        Engine::start_with_progress(config, model_path, None)
+        Engine::start_with_progress(config, model_path, ChatModel::SameAsCompletion, None)
     }
 
-    /// `start`, calling `on_progress` with the load progress in `0.0..=1.0`.
+    /// `start`, with chat and code actions on `chat_model`, calling `on_progress` with the
+    /// completion model's load progress in `0.0..=1.0`. A separate chat model loads on a
+    /// thread of its own meanwhile; if it fails, chat requests say why and completions go on.
     pub fn start_with_progress(
         config: &ModelConfig,
         model_path: &Path,
+        chat_model: ChatModel,
         on_progress: Option<Box<dyn FnMut(f32) + Send>>,
     ) -> Result<Engine, Error> {
         let shared = Arc::new(Shared::default());
+        let chat_model = match chat_model {
+            ChatModel::File(path) if path == model_path => ChatModel::SameAsCompletion,
+            other => other,
+        };
         let (commands, started) = thread::spawn_llama(
             config.clone(),
             model_path.to_owned(),
+            chat_model.clone(),
             on_progress,
             shared.clone(),
         )?;
-        Ok(Engine::from_parts(commands, started, shared, model_path))
+        Ok(Engine::from_parts(
+            commands, started, shared, model_path, chat_model,
+        ))
     }
 
     fn from_parts(
@@ -285,6 +311,7 @@ impl Engine {
         started: Started,
         shared: Arc<Shared>,
         model_path: &Path,
+        chat_model: ChatModel,
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -294,6 +321,7 @@ impl Engine {
                 token_counter: started.token_counter,
                 backend_name: started.backend_name,
                 model_path: model_path.to_owned(),
+                chat_model,
             }),
         }
     }
@@ -395,6 +423,10 @@ impl Engine {
 
     pub fn model_path(&self) -> &Path {
         &self.inner.model_path
+    }
+
+    pub fn chat_model(&self) -> &ChatModel {
+        &self.inner.chat_model
     }
 }
 

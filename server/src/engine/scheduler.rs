@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -76,6 +76,12 @@ struct Suggestion {
 }
 
 const TYPED_AHEAD_DOCUMENTS: usize = 32;
+
+/// While the user is typing (a completion arrived less than `TYPING_PAUSE` ago), a chat's
+/// prompt is evaluated in chunks this small, so a keystroke never waits behind a long chat
+/// prefill step; afterwards chunks go back to the full batch size.
+const CHAT_CHUNK_WHILE_TYPING: usize = 32;
+const TYPING_PAUSE: Duration = Duration::from_secs(2);
 
 fn without_line_head(prompt: &FimPrompt) -> FimPrompt {
     FimPrompt {
@@ -156,6 +162,8 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     chat: ChatSide<'m, B>,
     chat_queue: VecDeque<ChatJob>,
     chat_running: Option<RunningChat<B::Sampler>>,
+    /// When the last completion request arrived.
+    last_completion_at: Option<Instant>,
     shared: Arc<Shared>,
 }
 
@@ -175,6 +183,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             chat: ChatSide::NotStarted(Some(make_chat_backend)),
             chat_queue: VecDeque::new(),
             chat_running: None,
+            last_completion_at: None,
             shared,
         }
     }
@@ -189,6 +198,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     pub(crate) fn submit(&mut self, command: Command) {
         match command {
             Command::Complete(job) => {
+                self.last_completion_at = Some(job.submitted_at);
                 self.cancel_document(&job.request.document);
                 self.queue.push_back(job);
             }
@@ -312,7 +322,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .expect("called with a running completion");
         let event = running
             .generation
-            .step(&mut self.backend, &mut self.sessions);
+            .step(&mut self.backend, &mut self.sessions, usize::MAX);
         let request = &running.job.request;
         let stop = match event {
             Err(error) => {
@@ -442,7 +452,15 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .chat_running
             .as_mut()
             .expect("called with a running chat");
-        let stop = match running.generation.step(backend, sessions) {
+        let typing = self
+            .last_completion_at
+            .is_some_and(|at| at.elapsed() < TYPING_PAUSE);
+        let max_chunk = if typing {
+            CHAT_CHUNK_WHILE_TYPING
+        } else {
+            usize::MAX
+        };
+        let stop = match running.generation.step(backend, sessions, max_chunk) {
             Err(error) => {
                 let running = self.chat_running.take().expect("still running");
                 self.shared.stats().n_errors += 1;

@@ -537,7 +537,13 @@ fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
         backend_name: "fake".into(),
     };
     (
-        Engine::from_parts(commands, started, shared, Path::new("fake.gguf")),
+        Engine::from_parts(
+            commands,
+            started,
+            shared,
+            Path::new("fake.gguf"),
+            ChatModel::SameAsCompletion,
+        ),
         state,
     )
 }
@@ -594,4 +600,44 @@ async fn typing_into_the_suggestion_is_served_without_inference() {
 fn engine_handles_are_cheap_to_share_across_tasks() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<Engine>();
+}
+
+#[test]
+fn chat_prefill_takes_small_steps_while_the_user_types() {
+    fn chat_prefill_chunks(h: &mut Harness) -> Vec<(u32, u32)> {
+        h.chat_fake.lock().unwrap().push_reply("ok");
+        let (deltas, _deltas_rx) = mpsc::unbounded_channel();
+        let (reply, mut answer) = oneshot::channel();
+        h.scheduler.submit(Command::Chat(ChatJob {
+            request: ChatRequest {
+                messages: vec![ChatMessage {
+                    role: "user".into(),
+                    content: "a".repeat(100),
+                }],
+                max_tokens: 8,
+                grammar: None,
+                sampling: SamplingConfig::default(),
+            },
+            deltas,
+            reply,
+        }));
+        h.run_until_idle();
+        assert_eq!(answer.try_recv().unwrap().unwrap().text, "ok");
+        let calls = h.chat_fake.lock().unwrap().take_calls();
+        evaluations(&calls)
+            .into_iter()
+            .filter(|(_, n_tokens)| *n_tokens > 1)
+            .collect()
+    }
+    // "<user>" + 100 characters + "\n<assistant>": 118 tokens.
+    let mut idle = harness(FakeOptions::default());
+    assert_eq!(chat_prefill_chunks(&mut idle), vec![(0, 64), (64, 54)]);
+
+    let mut typing = harness(FakeOptions::default());
+    typing.reply("x");
+    typing.complete(request("a", prompt("    let x")));
+    assert_eq!(
+        chat_prefill_chunks(&mut typing),
+        vec![(0, 32), (32, 32), (64, 32), (96, 22)]
+    );
 }

@@ -6,6 +6,7 @@
 //! serving. Aborts inside llama.cpp cannot be caught, which is why model files are checked
 //! before loading.
 
+use std::cell::OnceCell;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -14,13 +15,14 @@ use std::sync::Arc;
 use super::backend::llama::{self, ContextShape, LlamaCpp, VocabCounter};
 use super::backend::Backend;
 use super::scheduler::{Command, Scheduler, Shared};
-use super::{Error, ModelCaps, Started};
+use super::{ChatModel, Error, ModelCaps, Started};
 use crate::config::ModelConfig;
 
 /// Starts the engine thread on a llama.cpp model and waits until it is loaded.
 pub(crate) fn spawn_llama(
     config: ModelConfig,
     model_path: PathBuf,
+    chat_model: ChatModel,
     on_progress: Option<Box<dyn FnMut(f32) + Send>>,
     shared: Arc<Shared>,
 ) -> Result<(Sender<Command>, Started), Error> {
@@ -29,6 +31,7 @@ pub(crate) fn spawn_llama(
     std::thread::Builder::new()
         .name("wellspring-engine".to_owned())
         .spawn(move || {
+            let chat_loading = load_chat_model(chat_model, &config);
             let model = match llama::load_model(&model_path, &config, on_progress) {
                 Ok(model) => Arc::new(model),
                 Err(error) => {
@@ -74,9 +77,29 @@ pub(crate) fn spawn_llama(
                 n_ctx: config.chat_n_ctx,
                 n_seq: 1,
             };
+            // Declared before the scheduler so the chat context can borrow the chat model for
+            // as long as the scheduler lives.
+            let chat_model_slot = OnceCell::new();
             let model_ref = &model;
+            let chat_model_ref = &chat_model_slot;
             let config_ref = &config;
-            let make_chat = Box::new(move || LlamaCpp::new(model_ref, config_ref, chat_shape));
+            let make_chat = Box::new(move || {
+                let chat_model = match chat_loading {
+                    ChatLoading::Same => &**model_ref,
+                    ChatLoading::Failed(reason) => return Err(Error::ChatModelUnavailable(reason)),
+                    ChatLoading::Pending(loaded) => {
+                        let loaded = loaded.recv().map_err(|_| {
+                            Error::ChatModelUnavailable(
+                                "its loading thread ended without a result".to_owned(),
+                            )
+                        })?;
+                        let loaded = loaded
+                            .map_err(|error| Error::ChatModelUnavailable(error.to_string()))?;
+                        chat_model_ref.get_or_init(|| loaded)
+                    }
+                };
+                LlamaCpp::new(chat_model, config_ref, chat_shape)
+            });
             run(Scheduler::new(backend, make_chat, shared), inbox);
         })
         .map_err(|error| Error::Internal(format!("cannot spawn the engine thread: {error}")))?;
@@ -84,6 +107,39 @@ pub(crate) fn spawn_llama(
         Error::Internal("the engine thread ended while loading the model".to_owned())
     })??;
     Ok((commands, started))
+}
+
+/// Where the chat model stands while the completion model loads.
+enum ChatLoading {
+    Same,
+    Pending(Receiver<Result<llama_cpp_2::model::LlamaModel, Error>>),
+    Failed(String),
+}
+
+/// Starts loading a separate chat model on a thread of its own, so the completion model is
+/// ready as soon as it can be and a broken chat model never holds completions back.
+fn load_chat_model(chat_model: ChatModel, config: &ModelConfig) -> ChatLoading {
+    let path = match chat_model {
+        ChatModel::SameAsCompletion => return ChatLoading::Same,
+        ChatModel::Unavailable(reason) => return ChatLoading::Failed(reason),
+        ChatModel::File(path) => path,
+    };
+    let (loaded_tx, loaded_rx) = mpsc::channel();
+    let config = config.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wellspring-chat-model".to_owned())
+        .spawn(move || {
+            let loaded = llama::load_model(&path, &config, None);
+            match &loaded {
+                Ok(_) => tracing::info!(path = %path.display(), "chat model loaded"),
+                Err(error) => tracing::error!("cannot load the chat model: {error}"),
+            }
+            let _ = loaded_tx.send(loaded);
+        });
+    match spawned {
+        Ok(_) => ChatLoading::Pending(loaded_rx),
+        Err(error) => ChatLoading::Failed(format!("cannot spawn its loading thread: {error}")),
+    }
 }
 
 /// The loop: take every waiting command, then advance the work by one step.

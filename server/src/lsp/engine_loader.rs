@@ -11,7 +11,7 @@ use tower_lsp_server::Client;
 
 use super::ext::{Status, StatusParams};
 use super::state::{EngineState, State};
-use crate::engine::Engine;
+use crate::engine::{ChatModel, Engine};
 use crate::model;
 
 /// Sends the current state as a `wellspring/status` notification.
@@ -90,10 +90,11 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         let loaded = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
             let path = resolve_model(&model_config.path, progress_tx.clone())?;
             load_state.set_model_path(Some(path.clone()));
+            let chat_model = resolve_chat_model(&model_config.chat_path, progress_tx.clone());
             let on_progress = Box::new(move |progress: f32| {
                 let _ = progress_tx.send(progress);
             });
-            Engine::start_with_progress(&model_config, &path, Some(on_progress))
+            Engine::start_with_progress(&model_config, &path, chat_model, Some(on_progress))
                 .map_err(|error| error.to_string())
         })
         .await
@@ -117,6 +118,22 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
             }
         }
     });
+}
+
+/// The separate chat model, when `model.chat_path` names one. Failing to get it leaves
+/// completions alone: chat requests report the reason instead.
+fn resolve_chat_model(spec: &str, progress: mpsc::UnboundedSender<f32>) -> ChatModel {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return ChatModel::SameAsCompletion;
+    }
+    match resolve_model(spec, progress) {
+        Ok(path) => ChatModel::File(path),
+        Err(error) => {
+            tracing::error!("cannot get the chat model {spec}: {error}");
+            ChatModel::Unavailable(format!("{spec}: {error}"))
+        }
+    }
 }
 
 /// Turns a model spec into a local, validated GGUF, downloading it (with progress reported as

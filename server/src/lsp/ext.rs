@@ -18,6 +18,9 @@ pub struct ServerInfoResult {
     pub state: String,
     /// The resolved model file, once known.
     pub model: Option<String>,
+    /// The separate chat and code-action model, when one is configured and loaded
+    /// (`null`: chat runs on `model`).
+    pub chat_model: Option<String>,
     pub backend: String,
 }
 

@@ -40,26 +40,48 @@ macro_rules! query_sources {
     };
 }
 
-/// The source text of `language`'s queries: definitions, references, imports, scopes.
-pub fn query_sources(language: Language) -> [&'static str; 4] {
-    match language {
-        Language::Rust => query_sources!("rust"),
-        Language::Python => query_sources!("python"),
-        Language::JavaScript => query_sources!("javascript"),
-        Language::TypeScript => query_sources!("typescript"),
-        Language::Tsx => query_sources!("tsx"),
-        Language::Go => query_sources!("go"),
-        Language::C => query_sources!("c"),
-        Language::Cpp => query_sources!("cpp"),
-        Language::Java => query_sources!("java"),
-        Language::Lua => query_sources!("lua"),
+/// The four files of one folder under `grammars/queries/`, as shipped.
+fn folder_files(folder: &str) -> Option<[&'static str; 4]> {
+    Some(match folder {
+        "rust" => query_sources!("rust"),
+        "python" => query_sources!("python"),
+        "javascript" => query_sources!("javascript"),
+        "typescript" => query_sources!("typescript"),
+        "tsx" => query_sources!("tsx"),
+        "go" => query_sources!("go"),
+        "c" => query_sources!("c"),
+        "cpp" => query_sources!("cpp"),
+        "java" => query_sources!("java"),
+        "lua" => query_sources!("lua"),
+        _ => return None,
+    })
+}
+
+/// A file whose first line is `; inherits: <folder>` is that folder's file of the same kind
+/// followed by its own lines (TypeScript builds on JavaScript, TSX on TypeScript).
+fn with_inherited(folder: &str, kind_idx: usize) -> String {
+    let files = folder_files(folder)
+        .unwrap_or_else(|| panic!("no bundled query folder {folder}: a build defect"));
+    let own = files[kind_idx];
+    match own
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("; inherits:"))
+    {
+        Some(base) => format!("{}\n{own}", with_inherited(base.trim(), kind_idx)),
+        None => own.to_owned(),
     }
+}
+
+/// The source text of `language`'s queries: definitions, references, imports, scopes.
+pub fn query_sources(language: Language) -> [String; 4] {
+    std::array::from_fn(|kind_idx| with_inherited(language.name(), kind_idx))
 }
 
 fn compile(language: Language) -> LanguageQueries {
     let grammar = language.grammar();
     let [definitions, references, imports, scopes] = query_sources(language).map(|source| {
-        Query::new(&grammar, source).unwrap_or_else(|error| {
+        Query::new(&grammar, &source).unwrap_or_else(|error| {
             // The queries are part of the binary and covered by a test for every language, so a
             // failure here is a build defect, not something a user can cause.
             panic!(
@@ -135,11 +157,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inherited_queries_come_first_then_the_folders_own() {
+        let [tsx_definitions, _, tsx_imports, _] = query_sources(Language::Tsx);
+        let javascript_at = tsx_definitions.find("(function_declaration").unwrap();
+        let typescript_at = tsx_definitions.find("(interface_declaration").unwrap();
+        assert!(javascript_at < typescript_at, "{tsx_definitions}");
+        assert!(tsx_imports.contains("(import_statement) @import"));
+    }
+
+    #[test]
     fn every_bundled_query_compiles() {
         let mut errors = Vec::new();
         for language in Language::ALL {
             for source in query_sources(language) {
-                if let Err(error) = Query::new(&language.grammar(), source) {
+                if let Err(error) = Query::new(&language.grammar(), &source) {
                     errors.push(format!("{}: {error}", language.name()));
                 }
             }

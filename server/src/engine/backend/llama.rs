@@ -158,7 +158,7 @@ impl<'m> LlamaCpp<'m> {
         let n_ctx = shape.n_ctx.max(256 * n_seq) / n_seq * n_seq;
         let n_batch = config.n_batch.clamp(32, n_ctx);
         let n_threads = match config.n_threads {
-            0 => std::thread::available_parallelism().map_or(4, |n| n.get()) as i32,
+            0 => default_n_threads() as i32,
             n => n as i32,
         };
         // llama.cpp's `llama_flash_attn_type` values (the crate passes the raw C enum through).
@@ -365,4 +365,11 @@ impl TokenCounter for VocabCounter {
     fn count_tokens(&self, text: &str) -> usize {
         self.0.vocab().tokenize(text.as_bytes(), false, false).len()
     }
+}
+
+/// Physical cores, capped by what this process may use (affinity, container CPU quota):
+/// decoding is bound by memory bandwidth, and hyperthread siblings only add contention.
+fn default_n_threads() -> usize {
+    let usable = std::thread::available_parallelism().map_or(4, |n| n.get());
+    num_cpus::get_physical().clamp(1, usable)
 }

@@ -4,10 +4,8 @@
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
 
-use super::inline_completion::completions_wanted;
-use super::{document_at, report_engine_error};
+use super::inline_completion;
 use crate::assist::completion::{self, Trigger};
-use crate::engine;
 use crate::lsp::convert;
 use crate::lsp::Server;
 
@@ -18,31 +16,17 @@ pub(crate) async fn handle(
     server: &Server,
     params: CompletionParams,
 ) -> Result<Option<CompletionResponse>> {
-    let position = params.text_document_position;
-    let uri = position.text_document.uri.as_str();
-    let (document, cursor_byte) = document_at(server, uri, position.position)?;
-    let config = server.state.config();
-    let Some(engine) = server
-        .state
-        .engine()
-        .filter(|_| completions_wanted(&config, &document))
+    let Some(target) = inline_completion::target(server, &params.text_document_position).await?
     else {
         return Ok(None);
     };
-    let rope = document.rope.clone();
-    let language_id = document.language_id.clone();
-    let snapshot = server.state.context_snapshot(document);
+    let cursor_byte = target.cursor_byte;
+    let rope = target.document.rope.clone();
+    let language_id = target.document.language_id.clone();
+    let snapshot = server.state.context_snapshot(target.document.clone());
     let suggestions =
-        match completion::suggest(&engine, &snapshot, cursor_byte, Trigger::Automatic, &config)
-            .await
-        {
-            Ok(suggestions) => suggestions,
-            Err(engine::Error::Superseded) => Vec::new(),
-            Err(error) => {
-                report_engine_error(server, "completion", error).await;
-                Vec::new()
-            }
-        };
+        inline_completion::suggestions(server, &target, &snapshot, cursor_byte, Trigger::Automatic)
+            .await;
     // The item replaces the word being typed, so the client's filtering keeps it visible.
     let word_start = completion::word_start(&snapshot, cursor_byte);
     let word = rope.byte_slice(word_start..cursor_byte).to_string();

@@ -1,21 +1,23 @@
 //! `textDocument/inlineCompletion`: ghost text at the cursor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
 
 use super::{document_at, report_engine_error};
-use crate::assist::completion::{self, Trigger};
+use crate::assist::completion::{self, Suggestion, Trigger};
 use crate::config::Config;
+use crate::context::ContextSnapshot;
 use crate::docs::Document;
-use crate::engine;
+use crate::engine::{self, Engine};
 use crate::lsp::convert::{self, Leniency};
 use crate::lsp::engine_loader::send_status;
 use crate::lsp::{invalid_params, Server};
 
 /// Whether completions are wanted for this document at all.
-pub(crate) fn completions_wanted(config: &Config, document: &Document) -> bool {
+fn completions_wanted(config: &Config, document: &Document) -> bool {
     config.completion.enabled
         && !config
             .completion
@@ -24,11 +26,21 @@ pub(crate) fn completions_wanted(config: &Config, document: &Document) -> bool {
             .any(|language_id| language_id == &document.language_id)
 }
 
-pub(crate) async fn handle(
+/// What a completion request works on.
+pub(crate) struct Target {
+    pub document: Arc<Document>,
+    pub cursor_byte: usize,
+    pub engine: Engine,
+    pub config: Config,
+}
+
+/// The document, cursor and engine for a completion at `position`, or `None` when completions
+/// are off here, the model is not loaded, or a newer edit arrived while `debounce_ms` passed.
+/// An invalid position is an error.
+pub(crate) async fn target(
     server: &Server,
-    params: InlineCompletionParams,
-) -> Result<Option<InlineCompletionResponse>> {
-    let position = params.text_document_position;
+    position: &TextDocumentPositionParams,
+) -> Result<Option<Target>> {
     let uri = position.text_document.uri.as_str();
     let (document, cursor_byte) = document_at(server, uri, position.position)?;
     let config = server.state.config();
@@ -50,9 +62,66 @@ pub(crate) async fn handle(
             return Ok(None);
         }
     }
+    Ok(Some(Target {
+        document,
+        cursor_byte,
+        engine,
+        config,
+    }))
+}
+
+/// Asks for suggestions. A request replaced by a newer keystroke has none; other engine errors
+/// are reported (once) and give none. A success clears the shown error and puts the latency in
+/// the status bar.
+pub(crate) async fn suggestions(
+    server: &Server,
+    target: &Target,
+    snapshot: &ContextSnapshot,
+    cursor_byte: usize,
+    trigger: Trigger,
+) -> Vec<Suggestion> {
+    let suggestions = match completion::suggest(
+        &target.engine,
+        snapshot,
+        cursor_byte,
+        trigger,
+        &target.config,
+    )
+    .await
+    {
+        Ok(suggestions) => suggestions,
+        Err(engine::Error::Superseded) => return Vec::new(),
+        Err(error) => {
+            report_engine_error(server, "completion", error).await;
+            return Vec::new();
+        }
+    };
+    server.state.clear_shown_error();
+    if let Some(first) = suggestions.first() {
+        send_status(
+            &server.client,
+            &server.state,
+            None,
+            Some(first.figures.t_total_ms),
+        )
+        .await;
+    }
+    suggestions
+}
+
+pub(crate) async fn handle(
+    server: &Server,
+    params: InlineCompletionParams,
+) -> Result<Option<InlineCompletionResponse>> {
+    let position = params.text_document_position;
+    let uri = position.text_document.uri.as_str();
+    let Some(target) = target(server, &position).await? else {
+        return Ok(None);
+    };
+    let cursor_byte = target.cursor_byte;
     let encoding = server.state.encoding();
-    let rope = document.rope.clone();
-    let mut snapshot = server.state.context_snapshot(document);
+    let rope = target.document.rope.clone();
+    let mut snapshot = server.state.context_snapshot(target.document.clone());
     // With a completion menu open, the suggestion continues the selected item.
     let (replace, cursor_byte, item_text) = match params.context.selected_completion_info {
         Some(selected) => {
@@ -72,25 +141,7 @@ pub(crate) async fn handle(
     } else {
         Trigger::Automatic
     };
-    let suggestions =
-        match completion::suggest(&engine, &snapshot, cursor_byte, trigger, &config).await {
-            Ok(suggestions) => suggestions,
-            Err(engine::Error::Superseded) => return Ok(None),
-            Err(error) => {
-                report_engine_error(server, "completion", error).await;
-                return Ok(None);
-            }
-        };
-    server.state.clear_shown_error();
-    if let Some(first) = suggestions.first() {
-        send_status(
-            &server.client,
-            &server.state,
-            None,
-            Some(first.figures.t_total_ms),
-        )
-        .await;
-    }
+    let suggestions = suggestions(server, &target, &snapshot, cursor_byte, trigger).await;
     let range = convert::range(&rope, replace, encoding);
     let items = suggestions
         .into_iter()

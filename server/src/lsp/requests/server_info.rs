@@ -2,6 +2,7 @@
 
 use tower_lsp_server::jsonrpc::Result;
 
+use crate::engine::ChatModel;
 use crate::lsp::ext::ServerInfoResult;
 use crate::lsp::Server;
 
@@ -16,6 +17,13 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             .state
             .model_path()
             .map(|path| path.display().to_string()),
+        chat_model: server
+            .state
+            .engine()
+            .and_then(|engine| match engine.chat_model() {
+                ChatModel::File(path) => Some(path.display().to_string()),
+                ChatModel::SameAsCompletion | ChatModel::Unavailable(_) => None,
+            }),
         backend: server.state.engine().map_or_else(
             || "none".to_owned(),
             |engine| engine.backend_name().to_owned(),
