@@ -12,6 +12,7 @@ evenly among its repositories, with at most MAX_PER_FILE cases per file.
     python3 bench/quality/make-cases.py CORPUS > bench/quality/cases.jsonl
     # The 21-case quick set: every 10th case of the 208-case first draft.
     python3 bench/quality/make-cases.py CORPUS --draft | awk 'NR % 10 == 5' > bench/quality/quick-cases.jsonl
+    python3 bench/quality/make-cases.py CORPUS --draft | awk 'NR % 10 == 0' > bench/quality/quick-cases-2.jsonl
 """
 import hashlib
 import json
