@@ -30,6 +30,8 @@ pub enum BenchCommand {
     Keystrokes(KeystrokeArgs),
     /// Cross-file context: is the callee's definition in the prompt, and how fast is building.
     Context(super::bench_context::ContextBenchArgs),
+    /// Line completions cut from real files: exact matches and edit similarity.
+    Quality(super::bench_quality::QualityBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +66,7 @@ pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Resu
             Some(config.model.path.as_str()).filter(|_| model_given),
             config,
         ),
+        BenchCommand::Quality(args) => super::bench_quality::run_quality(config, &args).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_context;
+pub mod bench_quality;
 pub mod complete;
 pub mod model;
 pub mod prompt;

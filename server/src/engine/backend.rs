@@ -70,6 +70,14 @@ pub(crate) trait Backend {
     /// Picks the next token from the logits of the last `evaluate` (and feeds it to the
     /// sampler's state, e.g. a grammar).
     fn sample(&mut self, sampler: &mut Self::Sampler) -> Token;
+    /// Like `sample`, among only the tokens whose text starts with `prefix` or is a non-empty
+    /// start of it. This is token healing: the prompt's last token is taken back and the model
+    /// picks it again, free to choose a longer token that merges it with what follows.
+    fn sample_with_prefix(&mut self, sampler: &mut Self::Sampler, prefix: &[u8]) -> Token;
+    /// Whether completions take the line head's last token back and let the model choose it
+    /// again (token healing). A backend whose tokens are single bytes has no merged tokens to
+    /// heal.
+    fn heals_last_token(&self) -> bool;
 
     /// Renders a conversation with the model's own chat template, ending with the assistant's
     /// turn opened.

@@ -31,6 +31,9 @@ pub(crate) struct Generation<S> {
     /// on it never pays for its evaluation).
     pending: Option<Token>,
     prefilled: bool,
+    /// Token healing: text the next tokens must start with and which the output leaves out (it
+    /// is already in the document), until it has all been produced.
+    healing: Vec<u8>,
     pub n_prompt: u32,
     pub n_reused: u32,
     /// Prompt tokens evaluated (the prefill); generated tokens are counted in `n_generated`.
@@ -52,11 +55,19 @@ impl<S> Generation<S> {
             detok: Detokenizer::default(),
             pending: None,
             prefilled: false,
+            healing: Vec::new(),
             n_evaluated: 0,
             n_generated: 0,
             t_prefill: Duration::ZERO,
             t_decode: Duration::ZERO,
         }
+    }
+
+    /// Makes the first generated tokens start with `healed`, the text of a prompt token taken
+    /// back (see `render::take_back_last_token`), and leaves it out of the output.
+    pub(crate) fn with_healing(mut self, healed: Vec<u8>) -> Generation<S> {
+        self.healing = healed;
+        self
     }
 
     /// Bytes of an unfinished character that the output will not include.
@@ -110,12 +121,28 @@ impl<S> Generation<S> {
             backend.evaluate(slot.seq, slot.tokens.len() as u32, &[token])?;
             slot.tokens.push(token);
         }
-        let token = backend.sample(&mut self.sampler);
+        let token = if self.healing.is_empty() {
+            backend.sample(&mut self.sampler)
+        } else {
+            backend.sample_with_prefix(&mut self.sampler, &self.healing)
+        };
         if backend.is_eog(token) {
             return Ok(Event::End(StopReason::EndOfGeneration));
         }
         self.n_generated += 1;
         self.pending = Some(token);
-        Ok(Event::Text(self.detok.push(&backend.piece(token))))
+        let mut piece = backend.piece(token);
+        if !self.healing.is_empty() {
+            let n_healed = piece.len().min(self.healing.len());
+            if piece[..n_healed] == self.healing[..n_healed] {
+                self.healing.drain(..n_healed);
+                piece.drain(..n_healed);
+            } else {
+                // The backend found no token that fits; the document already has the healed
+                // text, so stop requiring it and show what the model wrote after it.
+                self.healing.clear();
+            }
+        }
+        Ok(Event::Text(self.detok.push(&piece)))
     }
 }

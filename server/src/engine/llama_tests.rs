@@ -262,6 +262,38 @@ async fn chat_streams_follows_grammars_and_stops_when_cancelled() {
     assert_eq!(engine.stats().n_abandoned, 1);
 }
 
+/// Token healing on the real vocabulary: whatever the (random) logits say, the token picked
+/// under a prefix starts with that prefix or is a start of it, for a prefix that is one token
+/// (`uint`) and one that several tokens could begin (`ui`).
+#[test]
+fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
+    use super::backend::llama::{load_model, ContextShape, LlamaCpp};
+    use super::backend::Backend;
+
+    let config = test_config();
+    let model = load_model(&test_model(), &config, None).expect("the tiny model loads");
+    let shape = ContextShape {
+        n_ctx: 512,
+        n_seq: 1,
+    };
+    let mut backend = LlamaCpp::new(&model, &config, shape).expect("a context");
+    let prompt = backend.tokenize("fn main() {\n    let x: ", false);
+    backend.evaluate(0, 0, &prompt).expect("evaluates");
+    for prefix in ["uint", "ui", " x"] {
+        let mut sampler = backend
+            .new_sampler(&SamplingConfig::default(), None)
+            .expect("a greedy sampler");
+        let token = backend.sample_with_prefix(&mut sampler, prefix.as_bytes());
+        let piece = backend.piece(token);
+        assert!(
+            !piece.is_empty()
+                && (piece.starts_with(prefix.as_bytes()) || prefix.as_bytes().starts_with(&piece)),
+            "{prefix:?} -> {:?}",
+            String::from_utf8_lossy(&piece)
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_alone() {
     let dir = tempfile::tempdir().unwrap();

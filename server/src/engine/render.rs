@@ -60,6 +60,8 @@ pub(crate) struct Rendered {
     pub tokens: Vec<Token>,
     /// Something was left out or cut to fit the budget.
     pub truncated: bool,
+    /// How many of the last tokens are the line head's.
+    pub n_line_head: usize,
 }
 
 /// Lays out `prompt` for a model with `special` tokens in at most `budget` tokens.
@@ -91,6 +93,7 @@ pub(crate) fn render<B: Backend>(
         return Rendered {
             tokens: head,
             truncated,
+            n_line_head: line_head.len(),
         };
     };
 
@@ -160,7 +163,28 @@ pub(crate) fn render<B: Backend>(
     Rendered {
         tokens: head,
         truncated,
+        n_line_head: line_head.len(),
     }
+}
+
+/// Token healing: removes the line head's last token from `rendered` and returns its text, which
+/// generation then has to produce again (and leaves out of the answer). A line head cut anywhere (the
+/// user stopped typing in the middle of a word) tokenizes differently from the same text inside
+/// a longer word: `ui` alone is not the start of `uint8_t`'s tokens, and the model, seeing a token
+/// boundary it never saw in training, tends to skip or repeat characters. Choosing the last
+/// token again lets it pick one that continues the word. At least one token always remains.
+pub(crate) fn take_back_last_token<B: Backend>(backend: &B, rendered: &mut Rendered) -> Vec<u8> {
+    if rendered.n_line_head == 0 || rendered.tokens.len() < 2 {
+        return Vec::new();
+    }
+    let last = *rendered.tokens.last().expect("at least two tokens");
+    let piece = backend.piece(last);
+    if piece.is_empty() {
+        return Vec::new();
+    }
+    rendered.tokens.pop();
+    rendered.n_line_head -= 1;
+    piece
 }
 
 fn keep_tail<'a>(tokens: &'a [Token], max_len: usize, truncated: &mut bool) -> &'a [Token] {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
 use super::generate::{Event, Generation};
-use super::render::{render, TokenCache};
+use super::render::{render, take_back_last_token, TokenCache};
 use super::session::Sessions;
 use super::{
     lock, millis, ChatOutcome, ChatRequest, Completion, CompletionFigures, CompletionRequest,
@@ -275,12 +275,17 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let request = &job.request;
         let n_ctx = self.backend.n_ctx_per_seq() as usize;
         let reserve = (request.max_tokens as usize).clamp(1, n_ctx / 2);
-        let rendered = render(
+        let mut rendered = render(
             &self.backend,
             &mut self.token_cache,
             &request.prompt,
             n_ctx - reserve,
         );
+        let healed = if self.backend.heals_last_token() {
+            take_back_last_token(&self.backend, &mut rendered)
+        } else {
+            Vec::new()
+        };
         if rendered.tokens.is_empty() {
             let figures = figures_without_inference(&job, StopReason::EmptyPrompt);
             self.finish_completion(job, String::new(), figures);
@@ -302,7 +307,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             &rendered.tokens,
         );
         self.running = Some(RunningCompletion {
-            generation: Generation::new(placement, rendered.tokens, sampler),
+            generation: Generation::new(placement, rendered.tokens, sampler).with_healing(healed),
             job,
             text: String::new(),
             truncated: rendered.truncated,

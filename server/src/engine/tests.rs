@@ -107,6 +107,30 @@ fn evaluations(calls: &[Call]) -> Vec<(u32, u32)> {
 }
 
 #[test]
+fn healing_takes_the_last_line_head_token_back_and_leaves_it_out_of_the_answer() {
+    let healing = FakeOptions {
+        token_healing: true,
+        ..FakeOptions::default()
+    };
+    let mut h = harness(healing.clone());
+    // The model picks the healed `x` again, then goes on.
+    h.reply("x = 1;");
+    let healed = h.complete(request("a", prompt("    let x")));
+    assert_eq!(healed.text, " = 1;");
+    let figures = &healed.figures;
+    assert_eq!((figures.n_prompt, figures.n_generated), (35, 6));
+    assert_eq!(evaluations(&h.calls())[0], (0, 35));
+
+    // A script that does not start with the healed text still gets it first, and the answer
+    // never repeats what the document already has.
+    let mut h = harness(healing);
+    h.reply("= 1;");
+    let healed = h.complete(request("a", prompt("    let x")));
+    assert_eq!(healed.text, "= 1;");
+    assert_eq!(healed.figures.n_generated, 5);
+}
+
+#[test]
 fn a_keystroke_reuses_the_cache_and_evaluates_one_token() {
     let mut h = harness(FakeOptions::default());
     h.reply("= 1;");

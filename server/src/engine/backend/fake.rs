@@ -52,6 +52,9 @@ pub(crate) struct FakeOptions {
     pub has_fim: bool,
     /// Behave like a recurrent model: trimming a sequence partway fails.
     pub partial_trim_fails: bool,
+    /// Heal the line head's last token, as the llama backend does; off by default because
+    /// single-byte tokens need no healing, so only the tests of healing itself turn it on.
+    pub token_healing: bool,
 }
 
 impl Default for FakeOptions {
@@ -62,6 +65,7 @@ impl Default for FakeOptions {
             n_batch: 64,
             has_fim: true,
             partial_trim_fails: false,
+            token_healing: false,
         }
     }
 }
@@ -219,6 +223,27 @@ impl Backend for Fake {
         match &mut sampler.reply {
             Some(reply) => reply.pop_front().unwrap_or(EOG),
             None => BYTE_BASE + Token::from(b'x'),
+        }
+    }
+
+    fn heals_last_token(&self) -> bool {
+        self.options.token_healing
+    }
+
+    /// The scripted token when it fits `prefix`; otherwise the token of `prefix`'s first byte,
+    /// leaving the script where it was (tokens are single bytes, so that is what the model
+    /// would pick again).
+    fn sample_with_prefix(&mut self, sampler: &mut FakeSampler, prefix: &[u8]) -> Token {
+        let Some(&first) = prefix.first() else {
+            return self.sample(sampler);
+        };
+        let scripted = sampler
+            .reply
+            .as_ref()
+            .and_then(|reply| reply.front().copied());
+        match scripted {
+            Some(token) if self.piece(token).first() == Some(&first) => self.sample(sampler),
+            _ => BYTE_BASE + Token::from(first),
         }
     }
 

@@ -15,6 +15,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{LlamaBackendDeviceType, LogOptions};
 
@@ -109,6 +111,9 @@ pub(crate) struct LlamaCpp<'m> {
     n_seq: u32,
     n_ctx_per_seq: u32,
     n_batch: u32,
+    /// Every token's text (empty for end-of-generation and control tokens), built the first
+    /// time token healing needs it.
+    pieces: std::cell::OnceCell<Vec<Vec<u8>>>,
 }
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
@@ -189,6 +194,7 @@ impl<'m> LlamaCpp<'m> {
             n_seq,
             n_ctx_per_seq: n_ctx_actual / n_seq,
             n_batch,
+            pieces: std::cell::OnceCell::new(),
         })
     }
 }
@@ -289,6 +295,51 @@ impl Backend for LlamaCpp<'_> {
 
     fn sample(&mut self, sampler: &mut LlamaSampler) -> Token {
         sampler.sample(&self.context, -1).0
+    }
+
+    fn heals_last_token(&self) -> bool {
+        true
+    }
+
+    fn sample_with_prefix(&mut self, sampler: &mut LlamaSampler, prefix: &[u8]) -> Token {
+        let model = self.model;
+        let pieces = self.pieces.get_or_init(|| {
+            let vocab = model.vocab();
+            (0..vocab.n_tokens())
+                .map(|token| {
+                    let token = LlamaToken(token);
+                    if vocab.is_eog(token) {
+                        Vec::new()
+                    } else {
+                        vocab.token_to_piece(token, false, None)
+                    }
+                })
+                .collect()
+        });
+        let fits = |token: LlamaToken| {
+            pieces.get(token.0 as usize).is_some_and(|piece| {
+                !piece.is_empty() && (piece.starts_with(prefix) || prefix.starts_with(piece))
+            })
+        };
+        let candidates: Vec<LlamaTokenData> = self
+            .context
+            .candidates_ith(-1)
+            .filter(|candidate| fits(candidate.id()))
+            .collect();
+        if candidates.is_empty() {
+            return self.sample(sampler);
+        }
+        let mut candidates = LlamaTokenDataArray::new(candidates, false);
+        candidates.apply_sampler(sampler);
+        match candidates.selected_token() {
+            Some(token) => {
+                // `apply_sampler` only picks; the sampler's state (a grammar, say) still has to
+                // see the token, which `sample` would have done itself.
+                sampler.accept(token);
+                token.0
+            }
+            None => self.sample(sampler),
+        }
     }
 
     fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, Error> {
