@@ -211,22 +211,13 @@ fn chat_streams_deltas_in_order_then_returns_the_whole_answer() {
         )
         .unwrap();
     assert_eq!(answer["chatId"], "chat-1");
-    let mut streamed = String::new();
-    let mut n_notifications = 0;
-    loop {
-        let progress = server.notification("wellspring/chatProgress", |params| {
-            params["chatId"] == "chat-1"
-        });
-        if n_notifications == 0 {
-            assert!(progress["title"].as_str().unwrap().starts_with("Chat:"));
-        }
-        n_notifications += 1;
-        streamed.push_str(progress["delta"].as_str().unwrap());
-        if progress["done"] == true {
-            break;
-        }
-    }
-    assert!(n_notifications > 2, "the answer streams in pieces");
+    let stream = server.chat_stream("chat-1");
+    assert!(stream[0]["title"].as_str().unwrap().starts_with("Chat:"));
+    assert!(stream.len() > 2, "the answer streams in pieces");
+    let streamed: String = stream
+        .iter()
+        .map(|progress| progress["delta"].as_str().unwrap())
+        .collect();
     assert_eq!(streamed, answer["text"].as_str().unwrap());
     assert!(!streamed.is_empty());
 }

@@ -103,16 +103,11 @@ fn the_real_model_completes_chats_and_edits_sensibly() {
         .unwrap();
     let text = answer["text"].as_str().unwrap();
     assert!(text.to_lowercase().contains("fibonacci"), "{answer}");
-    let mut streamed = String::new();
-    loop {
-        let progress = server.notification("wellspring/chatProgress", |params| {
-            params["chatId"] == "real-1"
-        });
-        streamed.push_str(progress["delta"].as_str().unwrap());
-        if progress["done"] == true {
-            break;
-        }
-    }
+    let streamed: String = server
+        .chat_stream("real-1")
+        .iter()
+        .map(|progress| progress["delta"].as_str().unwrap())
+        .collect();
     assert_eq!(streamed, text);
 
     // Add documentation: the edit applies, keeps the code and adds a docstring.

@@ -222,6 +222,22 @@ impl TestServer {
         }
     }
 
+    /// Collects chat `chat_id`'s `wellspring/chatProgress` notifications up to the one marked
+    /// done: every one received, in order.
+    pub fn chat_stream(&mut self, chat_id: &str) -> Vec<Value> {
+        let mut stream = Vec::new();
+        loop {
+            let progress = self.notification("wellspring/chatProgress", |params| {
+                params["chatId"] == chat_id
+            });
+            let done = progress["done"] == true;
+            stream.push(progress);
+            if done {
+                return stream;
+            }
+        }
+    }
+
     /// Waits for a notification with this method that satisfies `predicate` and removes it.
     pub fn notification(&mut self, method: &str, predicate: impl Fn(&Value) -> bool) -> Value {
         if let Some(position) = self

@@ -317,18 +317,26 @@ fn progress(label: &str, n_done: usize) {
     let _ = std::io::stderr().flush();
 }
 
-/// The `/infill` body llama.vim sends for the cursor after `typed` on line `line.line_idx`,
-/// made fixed-length (`ignore_eos`, no "infill" sampler).
-pub fn infill_request(text: &str, line: &TracedLine, typed: &str, n_predict: u32) -> Value {
-    let lines: Vec<&str> = text.lines().collect();
-    let before = &lines[line.line_idx.saturating_sub(256)..line.line_idx];
-    let after_end = (line.line_idx + 1 + 64).min(lines.len());
-    let after = &lines[(line.line_idx + 1).min(after_end)..after_end];
+/// llama.vim's `input_prefix` and `input_suffix` around line `line_idx` of `lines`: up to 256
+/// lines before it, and a newline then up to 64 lines after it.
+pub fn llama_vim_context(lines: &[&str], line_idx: usize) -> (String, String) {
+    let line_idx = line_idx.min(lines.len());
+    let before = &lines[line_idx.saturating_sub(256)..line_idx];
+    let after_end = (line_idx + 1 + 64).min(lines.len());
+    let after = &lines[(line_idx + 1).min(after_end)..after_end];
     let mut input_prefix = before.join("\n");
     input_prefix.push('\n');
     let mut input_suffix = String::from("\n");
     input_suffix.push_str(&after.join("\n"));
     input_suffix.push('\n');
+    (input_prefix, input_suffix)
+}
+
+/// The `/infill` body llama.vim sends for the cursor after `typed` on line `line.line_idx`,
+/// made fixed-length (`ignore_eos`, no "infill" sampler).
+pub fn infill_request(text: &str, line: &TracedLine, typed: &str, n_predict: u32) -> Value {
+    let lines: Vec<&str> = text.lines().collect();
+    let (input_prefix, input_suffix) = llama_vim_context(&lines, line.line_idx);
     json!({
         "input_prefix": input_prefix,
         "input_suffix": input_suffix,

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::context::{ContextSnapshot, RecentChunks};
 use crate::docs::DocumentStore;
 use crate::engine::Engine;
-use crate::index::{ScanConfig, WorkspaceIndex};
+use crate::index::WorkspaceIndex;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct QualityBenchArgs {
@@ -208,15 +208,7 @@ async fn index_for(
     if let Some(index) = indexes.get(repo) {
         return Ok(Arc::clone(index));
     }
-    let index = Arc::new(WorkspaceIndex::new(Some(root.to_path_buf())));
-    if config.context.index_workspace {
-        let scan_config = ScanConfig {
-            max_files: config.context.max_indexed_files as usize,
-            ..ScanConfig::default()
-        };
-        let scan_index = Arc::clone(&index);
-        tokio::task::spawn_blocking(move || scan_index.scan(&scan_config)).await??;
-    }
+    let index = super::complete::index_workspace(config, root.to_path_buf()).await?;
     indexes.insert(repo.to_owned(), Arc::clone(&index));
     Ok(index)
 }
@@ -274,16 +266,9 @@ async fn wellspring_case(
 pub fn infill_request(text: &str, line: usize, column: usize) -> Value {
     let lines: Vec<&str> = text.split('\n').collect();
     let line_idx = (line - 1).min(lines.len().saturating_sub(1));
-    let before = &lines[line_idx.saturating_sub(256)..line_idx];
-    let after_end = (line_idx + 1 + 64).min(lines.len());
-    let after = &lines[(line_idx + 1).min(after_end)..after_end];
     let current = lines.get(line_idx).copied().unwrap_or("");
     let head: String = current.chars().take(column - 1).collect();
-    let mut input_prefix = before.join("\n");
-    input_prefix.push('\n');
-    let mut input_suffix = String::from("\n");
-    input_suffix.push_str(&after.join("\n"));
-    input_suffix.push('\n');
+    let (input_prefix, input_suffix) = super::bench::llama_vim_context(&lines, line_idx);
     json!({
         "input_prefix": input_prefix,
         "input_suffix": input_suffix,

@@ -49,15 +49,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
         None => default_workspace(&path),
     };
     let engine = start_engine(config).await?;
-    let index = Arc::new(WorkspaceIndex::new(Some(workspace)));
-    if config.context.index_workspace {
-        let scan_config = ScanConfig {
-            max_files: config.context.max_indexed_files as usize,
-            ..ScanConfig::default()
-        };
-        let scan_index = Arc::clone(&index);
-        tokio::task::spawn_blocking(move || scan_index.scan(&scan_config)).await??;
-    }
+    let index = index_workspace(config, workspace).await?;
     let uri = format!("file://{}", path.display());
     let store = DocumentStore::new();
     store.open(&uri, "", 1, &text);
@@ -134,6 +126,24 @@ pub struct PlacedPrompt {
     pub prompt: FimPrompt,
     /// The cursor has text after it on its line.
     pub single_line: bool,
+}
+
+/// The workspace index for `root`, scanned to the end (unless `context.index_workspace` is
+/// off, which leaves it empty), as the editor's would be once its background scan is done.
+pub async fn index_workspace(
+    config: &Config,
+    root: PathBuf,
+) -> anyhow::Result<Arc<WorkspaceIndex>> {
+    let index = Arc::new(WorkspaceIndex::new(Some(root)));
+    if config.context.index_workspace {
+        let scan_config = ScanConfig {
+            max_files: config.context.max_indexed_files as usize,
+            ..ScanConfig::default()
+        };
+        let scan_index = Arc::clone(&index);
+        tokio::task::spawn_blocking(move || scan_index.scan(&scan_config)).await??;
+    }
+    Ok(index)
 }
 
 /// The simple fallback prompt, used until `context/` provides the real one: the lines above the
