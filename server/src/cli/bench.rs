@@ -367,21 +367,26 @@ fn run_llama_server(
         for typed_char in line.content.chars() {
             typed.push(typed_char);
             let body = infill_request(text, line, &typed, n_predict);
-            let started = Instant::now();
-            let mut response = ureq::post(&endpoint)
-                .send_json(&body)
-                .with_context(|| format!("llama-server request to {endpoint} failed"))?;
-            let response: Value = response
-                .body_mut()
-                .read_json()
-                .context("llama-server sent something that is not JSON")?;
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let (response, latency_ms) = post_json(&endpoint, &body)?;
             samples.push(infill_sample(&response, latency_ms)?);
             progress("llama-server", samples.len());
         }
     }
     eprintln!();
     Ok(samples)
+}
+
+/// POSTs `body` to llama-server's `endpoint`; the JSON answer and how long it took, in ms.
+pub fn post_json(endpoint: &str, body: &Value) -> anyhow::Result<(Value, f64)> {
+    let started = Instant::now();
+    let mut response = ureq::post(endpoint)
+        .send_json(body)
+        .with_context(|| format!("llama-server request to {endpoint} failed"))?;
+    let response: Value = response
+        .body_mut()
+        .read_json()
+        .context("llama-server sent something that is not JSON")?;
+    Ok((response, started.elapsed().as_secs_f64() * 1000.0))
 }
 
 /// Reads the figures out of an `/infill` response.

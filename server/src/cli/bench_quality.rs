@@ -305,15 +305,7 @@ fn llama_server_case(endpoint: &str, corpus: &Path, case: &Case) -> anyhow::Resu
         .with_context(|| format!("cannot read {}", path.display()))?;
     let text = cut_line(&original, case.line, case.column)?;
     let body = infill_request(&text, case.line, case.column);
-    let started = Instant::now();
-    let mut response = ureq::post(endpoint)
-        .send_json(&body)
-        .with_context(|| format!("llama-server request to {endpoint} failed"))?;
-    let response: Value = response
-        .body_mut()
-        .read_json()
-        .context("llama-server sent something that is not JSON")?;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (response, latency_ms) = super::bench::post_json(endpoint, &body)?;
     let content = response
         .get("content")
         .and_then(Value::as_str)
