@@ -20,11 +20,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::complete::start_engine;
-use super::prompt::cursor_byte;
+use super::prompt::{cursor_byte, open_document};
 use crate::assist::completion::{suggest, Trigger};
 use crate::config::Config;
 use crate::context::{ContextSnapshot, RecentChunks};
-use crate::docs::DocumentStore;
 use crate::engine::Engine;
 use crate::index::WorkspaceIndex;
 
@@ -228,11 +227,7 @@ async fn wellspring_case(
     let text = cut_line(&original, case.line, case.column)?;
     let index = index_for(config, &root, &case.repo, indexes).await?;
 
-    let uri = format!("file://{}", path.display());
-    let store = DocumentStore::new();
-    store.open(&uri, "", 1, &text);
-    store.finish_parse(&uri, 1);
-    let document = store.get(&uri).expect("the document was just opened");
+    let document = open_document(&path, &text);
     let cursor = cursor_byte(&document, case.line, case.column)?;
     // The index read the file from disk, answer included; in an editor the line being typed is
     // not on disk yet, so the index sees the file as it is in the editor.

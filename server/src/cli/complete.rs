@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
-use super::prompt::{cursor_byte, default_workspace, parse_location};
+use super::prompt::{cursor_byte, default_workspace, open_document, parse_location};
 use crate::assist::completion::{suggest, Trigger};
 use crate::config::Config;
 use crate::context::{ContextSnapshot, RecentChunks};
-use crate::docs::DocumentStore;
 use crate::engine::{CompletionFigures, Engine, FimPrompt, TokenCounter};
 use crate::index::{ScanConfig, WorkspaceIndex};
 use crate::model;
@@ -50,11 +49,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     };
     let engine = start_engine(config).await?;
     let index = index_workspace(config, workspace).await?;
-    let uri = format!("file://{}", path.display());
-    let store = DocumentStore::new();
-    store.open(&uri, "", 1, &text);
-    store.finish_parse(&uri, 1);
-    let document = store.get(&uri).expect("the document was just opened");
+    let document = open_document(&path, &text);
     let cursor_byte = cursor_byte(&document, location.line, location.column)?;
     let snapshot = ContextSnapshot {
         current: document,

@@ -65,6 +65,15 @@ pub fn parse_location(text: &str) -> anyhow::Result<Location> {
 }
 
 /// The byte offset of a 1-based line and character column in `document`.
+/// `text` as the editor holds `path`: parsed, under its `file://` URI.
+pub fn open_document(path: &Path, text: &str) -> Arc<Document> {
+    let uri = format!("file://{}", path.display());
+    let store = DocumentStore::new();
+    store.open(&uri, "", 1, text);
+    store.finish_parse(&uri, 1);
+    store.get(&uri).expect("the document was just opened")
+}
+
 pub fn cursor_byte(document: &Document, line: usize, column: usize) -> anyhow::Result<usize> {
     let rope = &document.rope;
     let n_lines = rope.len_lines();
@@ -203,11 +212,7 @@ impl PromptSession {
 
     /// Opens `path` as the editor would (parsed, under its workspace URI).
     pub fn open(&self, path: &Path, text: &str) -> Arc<Document> {
-        let uri = format!("file://{}", path.display());
-        let store = DocumentStore::new();
-        store.open(&uri, "", 1, text);
-        store.finish_parse(&uri, 1);
-        store.get(&uri).expect("the document was just opened")
+        open_document(path, text)
     }
 
     pub fn build(
