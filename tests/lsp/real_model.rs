@@ -3,30 +3,13 @@
 //! are ones it answers reliably: a completion the code dictates, a chat answer that names what
 //! the code computes, a documentation edit that still parses.
 
-use std::path::PathBuf;
-
 use serde_json::{json, Value};
 
-use crate::support::TestServer;
+use crate::support::{real_model, TestServer};
 
 const URI: &str = "file:///w/fib.py";
 const TEXT: &str =
     "def fibonacci(n):\n    if n < 2:\n        return n\n    return \n\n\nprint(fibonacci(10))\n";
-
-/// `$WELLSPRING_REAL_MODEL`, else `<repo root>/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`.
-fn real_model() -> PathBuf {
-    if let Some(path) = std::env::var_os("WELLSPRING_REAL_MODEL") {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
-    assert!(
-        path.exists(),
-        "real test model {} is missing: run scripts/test-models.sh (or set WELLSPRING_REAL_MODEL)",
-        path.display()
-    );
-    path
-}
 
 fn ready_server() -> TestServer {
     let mut server = TestServer::builder()
