@@ -130,7 +130,7 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         args.n_predict
     );
     let engine = start_engine(config).await?;
-    let with_chat = if args.with_chat {
+    let (ours, with_chat) = if args.with_chat {
         // A second engine, so neither run's caches and suggestions help the other; lines
         // alternate between the two so a machine that gets busier or quieter meanwhile
         // affects both alike.
@@ -158,16 +158,12 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
             f64::from(load.n_deltas) / chat_secs.max(1e-9),
             load.n_answers,
         );
-        Some((ours, with_chat))
+        (ours, Some(with_chat))
     } else {
-        None
-    };
-    let (ours, with_chat) = match with_chat {
-        Some((ours, with_chat)) => (ours, Some(with_chat)),
-        None => (
+        (
             run_wellspring(config, &engine, &text, &args, &trace).await?,
             None,
-        ),
+        )
     };
     drop(engine);
     let theirs = match &args.vs_llama_server {
