@@ -247,6 +247,53 @@ fn a_cancelled_chat_stops_and_ends_its_stream() {
 }
 
 #[test]
+fn long_chats_in_flight_do_not_hold_up_other_requests() {
+    // Each chat runs until cancelled; the engine answers one at a time, so all but the first wait.
+    let mut server = ready_server(json!({"chat": {"max_tokens": 100000}}));
+    server.open(URI, "python", TEXT);
+    let chats: Vec<i64> = (0..8)
+        .map(|i| {
+            server.send_request(
+                "workspace/executeCommand",
+                json!({"command": "wellspring.chat", "arguments": [{
+                    "chatId": format!("long-{i}"), "textDocument": {"uri": URI},
+                    "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
+                    "question": "Explain"}]}),
+            )
+        })
+        .collect();
+    server.notification("wellspring/chatProgress", |params| {
+        params["chatId"] == "long-0" && params["delta"].as_str().is_some_and(|d| !d.is_empty())
+    });
+    // While they are in flight, the editor keeps working: code actions, edits and completions.
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}});
+    let actions = server
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": URI}, "range": range, "context": {"diagnostics": []}}),
+        )
+        .unwrap();
+    assert!(!actions.as_array().unwrap().is_empty());
+    server.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{
+            "range": {"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}},
+            "text": "fib"}]}),
+    );
+    let state = server.document_state(URI).unwrap();
+    assert_eq!(state["version"], 2, "{state}");
+    assert!(inline_at(&mut server, URI, 3, 14).unwrap()["items"].is_array());
+    assert!(
+        !server.has_notification("wellspring/chatProgress", |params| params["done"] == true),
+        "a chat ended before the other requests were answered; they waited for it"
+    );
+    for id in chats {
+        server.notify("$/cancelRequest", json!({"id": id}));
+        assert_eq!(server.response(json!(id)).unwrap_err()["code"], -32800);
+    }
+}
+
+#[test]
 fn a_broken_model_file_is_reported_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.gguf");

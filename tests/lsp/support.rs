@@ -254,6 +254,14 @@ impl TestServer {
         }
     }
 
+    /// Whether a notification with this method that satisfies `predicate` has arrived and is
+    /// buffered (read so far; it does not wait).
+    pub fn has_notification(&self, method: &str, predicate: impl Fn(&Value) -> bool) -> bool {
+        self.notifications
+            .iter()
+            .any(|message| message["method"] == method && predicate(&message["params"]))
+    }
+
     /// Waits for a notification with this method that satisfies `predicate` and removes it.
     pub fn notification(&mut self, method: &str, predicate: impl Fn(&Value) -> bool) -> Value {
         if let Some(position) = self

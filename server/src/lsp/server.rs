@@ -139,6 +139,12 @@ impl Server {
     }
 }
 
+/// How many client messages may be in progress at once. A chat or an edit is a request that stays
+/// open while the model writes (seconds to minutes), and tower-lsp takes no new message, not even
+/// a `didChange`, while its limit (4 by default) is used up; so the limit is far above any number
+/// of chats a person starts, and the engine's own queue orders the work.
+const MAX_MESSAGES_IN_FLIGHT: usize = 1024;
+
 /// Serves LSP on the given streams until the client sends `exit` or hangs up.
 pub async fn serve<I, O>(input: I, output: O, layers: Layers)
 where
@@ -157,6 +163,7 @@ where
     .finish();
     super::transport::guarded(input, output, |server_input, server_output| async move {
         tower_lsp_server::Server::new(server_input, server_output, socket)
+            .concurrency_level(MAX_MESSAGES_IN_FLIGHT)
             .serve(service)
             .await;
     })

@@ -107,6 +107,7 @@ fn to_value<T: serde::Serialize>(value: T) -> Value {
 }
 
 async fn apply(server: &Server, label: &str, edit: WorkspaceEdit) -> Result<Value> {
+    tracing::info!(label, "asking the client to apply an edit");
     let response = server.client.apply_edit(edit.clone()).await?;
     if !response.applied {
         let reason = response
