@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::http_server::{self, Gate, Route};
 use crate::support::{tiny_model, TestServer};
 
 const URI: &str = "file:///w/fib.py";
@@ -291,6 +292,64 @@ fn long_chats_in_flight_do_not_hold_up_other_requests() {
         server.notify("$/cancelRequest", json!({"id": id}));
         assert_eq!(server.response(json!(id)).unwrap_err()["code"], -32800);
     }
+}
+
+#[test]
+fn a_chat_model_still_downloading_holds_back_chats_but_not_completions() {
+    let http = http_server::TestServer::start();
+    let gate = Gate::default();
+    http.route(
+        "/acme/chat-GGUF/resolve/main/chat.gguf",
+        Route {
+            gate: Some(gate.clone()),
+            ..Route::file(std::fs::read(tiny_model()).unwrap())
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut server = TestServer::builder()
+        .env("HF_ENDPOINT", &http.url)
+        .env("XDG_CACHE_HOME", home.path().to_str().unwrap())
+        .initialization_options(json!({
+            "model": {"path": tiny_model(), "chat_path": "hf:acme/chat-GGUF/chat.gguf", "n_ctx": 2048, "n_slots": 2},
+            "completion": {"max_tokens": 8},
+            "chat": {"max_tokens": 4},
+        }))
+        .start();
+    let status = server.notification("wellspring/status", |params| {
+        params["state"] == "ready" || params["state"] == "error"
+    });
+    assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
+    server.open(URI, "python", TEXT);
+    assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
+    let info = server
+        .request("wellspring/serverInfo", json!(null))
+        .unwrap();
+    assert_eq!(info["chatModelState"], "loading", "{info}");
+    assert_eq!(info["chatModel"], Value::Null, "{info}");
+
+    let chat = server.send_request(
+        "workspace/executeCommand",
+        json!({"command": "wellspring.chat", "arguments": [{
+            "chatId": "after-download", "textDocument": {"uri": URI},
+            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
+            "question": "What does this do?"}]}),
+    );
+    assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
+    assert!(
+        !server.has_notification("wellspring/chatProgress", |params| params["chatId"]
+            == "after-download"),
+        "the chat started before its model arrived"
+    );
+    gate.open();
+    let answer = server.response(json!(chat)).unwrap();
+    assert_eq!(answer["chatId"], "after-download");
+    let info = server
+        .request("wellspring/serverInfo", json!(null))
+        .unwrap();
+    assert_eq!(info["chatModelState"], "ready", "{info}");
+    let cached = info["chatModel"].as_str().unwrap();
+    assert!(cached.starts_with(home.path().to_str().unwrap()), "{info}");
+    assert!(server.shutdown().success());
 }
 
 #[test]

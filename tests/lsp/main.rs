@@ -2,6 +2,9 @@
 
 mod support;
 
+#[path = "../../server/src/model/tests/http_server.rs"]
+mod http_server;
+
 mod bad_input;
 mod features;
 mod lifecycle;

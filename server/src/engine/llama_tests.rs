@@ -310,19 +310,60 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
         })
     };
 
-    let engine = start_with(ChatModel::File(chat_copy)).await.unwrap();
+    let engine = start_with(ChatModel::File(chat_copy.clone()))
+        .await
+        .unwrap();
     let (deltas_tx, _deltas) = mpsc::unbounded_channel();
     let outcome = engine.chat(chat_request(4, None), deltas_tx).await.unwrap();
     assert!(
         outcome.n_generated >= 1 && outcome.n_prompt > 10,
         "{outcome:?}"
     );
+    assert_eq!(
+        engine.chat_model_state(),
+        ChatModelState::Ready(chat_copy.clone())
+    );
 
+    // A chat model still downloading: completions are served meanwhile, the chat waits for it.
+    let (downloaded_tx, downloaded_rx) = std::sync::mpsc::channel::<()>();
+    let downloaded_rx = std::sync::Mutex::new(downloaded_rx);
+    let resolved_copy = chat_copy.clone();
+    let engine = start_with(ChatModel::Resolve(ChatModelResolver::new(
+        "hf:someone/chat",
+        move || {
+            let _ = downloaded_rx.lock().unwrap().recv();
+            Ok(resolved_copy.clone())
+        },
+    )))
+    .await
+    .unwrap();
+    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+    let chat_engine = engine.clone();
+    let chat =
+        tokio::spawn(async move { chat_engine.chat(chat_request(4, None), deltas_tx).await });
+    let completion = engine
+        .complete(request("file:///main.rs", prompt("    let")))
+        .await
+        .unwrap();
+    assert!(completion.figures.n_generated >= 1);
+    assert_eq!(engine.chat_model_state(), ChatModelState::Loading);
+    assert!(!chat.is_finished());
+    downloaded_tx.send(()).unwrap();
+    let outcome = chat.await.unwrap().unwrap();
+    assert!(outcome.n_generated >= 1, "{outcome:?}");
+    assert_eq!(engine.chat_model_state(), ChatModelState::Ready(chat_copy));
+
+    let failing_download =
+        ChatModelResolver::new("hf:someone/gone", || Err("download failed: 404".to_owned()));
     for (chat_model, expected) in [
         (ChatModel::File(broken), "broken.gguf"),
         (
             ChatModel::Unavailable("download failed".into()),
             "download failed",
+        ),
+        (
+            ChatModel::Resolve(failing_download),
+            "hf:someone/gone: download failed: 404",
         ),
     ] {
         let engine = start_with(chat_model).await.unwrap();
@@ -340,5 +381,8 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
             .await
             .unwrap();
         assert!(completion.figures.n_generated >= 1);
+        assert!(
+            matches!(engine.chat_model_state(), ChatModelState::Unavailable(reason) if reason.contains(expected))
+        );
     }
 }

@@ -65,8 +65,62 @@ pub enum ChatModel {
     SameAsCompletion,
     /// A model of its own, loaded beside the completion model.
     File(PathBuf),
+    /// A model that has to be found or downloaded first (a download can take minutes): the
+    /// chat model's loading thread resolves it, so the completion model never waits for it.
+    Resolve(ChatModelResolver),
     /// A separate chat model was configured but cannot be had (for example its download
     /// failed): chat requests fail with this reason, completions are unaffected.
+    Unavailable(String),
+}
+
+/// Turns a chat model spec (`model.chat_path`) into a local file, downloading it if need be.
+#[derive(Clone)]
+pub struct ChatModelResolver {
+    pub spec: String,
+    resolve: Arc<dyn Fn() -> Result<PathBuf, String> + Send + Sync>,
+}
+
+impl ChatModelResolver {
+    pub fn new(
+        spec: impl Into<String>,
+        resolve: impl Fn() -> Result<PathBuf, String> + Send + Sync + 'static,
+    ) -> ChatModelResolver {
+        ChatModelResolver {
+            spec: spec.into(),
+            resolve: Arc::new(resolve),
+        }
+    }
+
+    pub(crate) fn resolve(&self) -> Result<PathBuf, String> {
+        (self.resolve)().map_err(|error| format!("{}: {error}", self.spec))
+    }
+}
+
+impl std::fmt::Debug for ChatModelResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ChatModelResolver")
+            .field(&self.spec)
+            .finish()
+    }
+}
+
+impl PartialEq for ChatModelResolver {
+    fn eq(&self, other: &ChatModelResolver) -> bool {
+        self.spec == other.spec
+    }
+}
+
+impl Eq for ChatModelResolver {}
+
+/// Where a separate chat model stands, for `wellspring/serverInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ChatModelState {
+    /// Chat runs on the completion model.
+    #[default]
+    SameAsCompletion,
+    /// Being found, downloaded or loaded.
+    Loading,
+    Ready(PathBuf),
     Unavailable(String),
 }
 
@@ -262,7 +316,6 @@ struct Inner {
     token_counter: Arc<dyn TokenCounter>,
     backend_name: String,
     model_path: PathBuf,
-    chat_model: ChatModel,
 }
 
 /// What the engine thread reports once its model is loaded.
@@ -294,16 +347,19 @@ impl Engine {
             ChatModel::File(path) if path == model_path => ChatModel::SameAsCompletion,
             other => other,
         };
+        shared.set_chat_model_state(match &chat_model {
+            ChatModel::SameAsCompletion => ChatModelState::SameAsCompletion,
+            ChatModel::File(_) | ChatModel::Resolve(_) => ChatModelState::Loading,
+            ChatModel::Unavailable(reason) => ChatModelState::Unavailable(reason.clone()),
+        });
         let (commands, started) = thread::spawn_llama(
             config.clone(),
             model_path.to_owned(),
-            chat_model.clone(),
+            chat_model,
             on_progress,
             shared.clone(),
         )?;
-        Ok(Engine::from_parts(
-            commands, started, shared, model_path, chat_model,
-        ))
+        Ok(Engine::from_parts(commands, started, shared, model_path))
     }
 
     fn from_parts(
@@ -311,7 +367,6 @@ impl Engine {
         started: Started,
         shared: Arc<Shared>,
         model_path: &Path,
-        chat_model: ChatModel,
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -321,7 +376,6 @@ impl Engine {
                 token_counter: started.token_counter,
                 backend_name: started.backend_name,
                 model_path: model_path.to_owned(),
-                chat_model,
             }),
         }
     }
@@ -425,8 +479,8 @@ impl Engine {
         &self.inner.model_path
     }
 
-    pub fn chat_model(&self) -> &ChatModel {
-        &self.inner.chat_model
+    pub fn chat_model_state(&self) -> ChatModelState {
+        self.inner.shared.chat_model_state()
     }
 }
 

@@ -17,8 +17,8 @@ use super::generate::{Event, Generation};
 use super::render::{render, take_back_last_token, TokenCache};
 use super::session::Sessions;
 use super::{
-    lock, millis, ChatOutcome, ChatRequest, Completion, CompletionFigures, CompletionRequest,
-    EngineStats, Error, FimPrompt, StopReason,
+    lock, millis, ChatModelState, ChatOutcome, ChatRequest, Completion, CompletionFigures,
+    CompletionRequest, EngineStats, Error, FimPrompt, StopReason,
 };
 
 pub(crate) struct CompletionJob {
@@ -47,9 +47,18 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     stats: Mutex<EngineStats>,
     typed_ahead: Mutex<TypedAhead>,
+    chat_model: Mutex<ChatModelState>,
 }
 
 impl Shared {
+    pub(crate) fn chat_model_state(&self) -> ChatModelState {
+        lock(&self.chat_model).clone()
+    }
+
+    pub(crate) fn set_chat_model_state(&self, state: ChatModelState) {
+        *lock(&self.chat_model) = state;
+    }
+
     pub(crate) fn stats(&self) -> MutexGuard<'_, EngineStats> {
         lock(&self.stats)
     }
@@ -146,9 +155,13 @@ struct RunningChat<S> {
     text: String,
 }
 
+/// Creates the chat side's backend: `Ok(None)` while its model is still being fetched or loaded
+/// (asked again later, never waited for), an error when it cannot be had.
+pub(crate) type MakeChatBackend<'m, B> = Box<dyn FnMut() -> Result<Option<B>, Error> + 'm>;
+
 /// The chat side: its own context (created on first use) so chat never evicts completion slots.
 enum ChatSide<'m, B> {
-    NotStarted(Option<Box<dyn FnOnce() -> Result<B, Error> + 'm>>),
+    NotStarted(MakeChatBackend<'m, B>),
     Ready { backend: B, sessions: Sessions },
     Failed(Error),
 }
@@ -168,10 +181,10 @@ pub(crate) struct Scheduler<'m, B: Backend> {
 }
 
 impl<'m, B: Backend> Scheduler<'m, B> {
-    /// `make_chat_backend` creates the chat context the first time a chat arrives.
+    /// `make_chat_backend` creates the chat context once a chat arrives and its model is there.
     pub(crate) fn new(
         backend: B,
-        make_chat_backend: Box<dyn FnOnce() -> Result<B, Error> + 'm>,
+        make_chat_backend: MakeChatBackend<'m, B>,
         shared: Arc<Shared>,
     ) -> Scheduler<'m, B> {
         Scheduler {
@@ -180,7 +193,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
             running: None,
-            chat: ChatSide::NotStarted(Some(make_chat_backend)),
+            chat: ChatSide::NotStarted(make_chat_backend),
             chat_queue: VecDeque::new(),
             chat_running: None,
             last_completion_at: None,
@@ -193,6 +206,16 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             && self.running.is_none()
             && self.chat_queue.is_empty()
             && self.chat_running.is_none()
+    }
+
+    /// Whether the only work left is chats waiting for their model to arrive: nothing to step,
+    /// but the chat model has to be asked again now and then.
+    pub(crate) fn waits_for_chat_model(&self) -> bool {
+        self.queue.is_empty()
+            && self.running.is_none()
+            && self.chat_running.is_none()
+            && !self.chat_queue.is_empty()
+            && matches!(self.chat, ChatSide::NotStarted(_))
     }
 
     pub(crate) fn submit(&mut self, command: Command) {
@@ -238,11 +261,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             self.step_completion();
             return;
         }
-        if self.chat_running.is_none() {
-            if let Some(job) = self.chat_queue.pop_front() {
-                self.start_chat(job);
-                return;
-            }
+        if self.chat_running.is_none() && !self.chat_queue.is_empty() && self.chat_side_settled() {
+            let job = self.chat_queue.pop_front().expect("checked just above");
+            self.start_chat(job);
+            return;
         }
         if self.chat_running.is_some() {
             self.step_chat();
@@ -392,23 +414,26 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let _ = job.reply.send(Ok(Completion { text, figures }));
     }
 
-    fn chat_backend(&mut self) -> Result<(&mut B, &mut Sessions), Error> {
+    /// Creates the chat backend if its model is there; false while the model is still coming.
+    fn chat_side_settled(&mut self) -> bool {
         if let ChatSide::NotStarted(make) = &mut self.chat {
-            let make = make
-                .take()
-                .expect("taken only here, and replaced right after");
             self.chat = match make() {
-                Ok(backend) => ChatSide::Ready {
+                Ok(None) => return false,
+                Ok(Some(backend)) => ChatSide::Ready {
                     sessions: Sessions::new(1),
                     backend,
                 },
                 Err(error) => ChatSide::Failed(error),
             };
         }
+        true
+    }
+
+    fn chat_backend(&mut self) -> Result<(&mut B, &mut Sessions), Error> {
         match &mut self.chat {
             ChatSide::Ready { backend, sessions } => Ok((backend, sessions)),
             ChatSide::Failed(error) => Err(error.clone()),
-            ChatSide::NotStarted(_) => unreachable!("started just above"),
+            ChatSide::NotStarted(_) => unreachable!("chats start only once the chat side settled"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Engine logic on the fake backend: cache reuse, trimming, slot choice, cancellation,
 //! typed-ahead, overflow handling and stop rules, checked as exact token counts.
 
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,9 +26,14 @@ fn harness(options: FakeOptions) -> Harness {
     });
     let fake = backend.state.clone();
     let chat_fake = chat_backend.state.clone();
+    let mut chat_backend = Some(chat_backend);
     let shared = Arc::new(Shared::default());
     Harness {
-        scheduler: Scheduler::new(backend, Box::new(move || Ok(chat_backend)), shared.clone()),
+        scheduler: Scheduler::new(
+            backend,
+            Box::new(move || Ok(chat_backend.take())),
+            shared.clone(),
+        ),
         fake,
         chat_fake,
         shared,
@@ -474,10 +480,8 @@ fn chat_streams_and_completions_run_between_its_steps() {
     assert_eq!(streamed, "hello there");
 }
 
-#[test]
-fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
-    let mut h = harness(FakeOptions::default());
-    let chat = |grammar: Option<&str>| ChatRequest {
+fn chat(grammar: Option<&str>) -> ChatRequest {
+    ChatRequest {
         messages: vec![ChatMessage {
             role: "user".into(),
             content: "hi".into(),
@@ -485,7 +489,12 @@ fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
         max_tokens: 1000,
         grammar: grammar.map(str::to_owned),
         sampling: SamplingConfig::default(),
-    };
+    }
+}
+
+#[test]
+fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
+    let mut h = harness(FakeOptions::default());
     let (deltas_tx, deltas) = mpsc::unbounded_channel();
     let (reply, answer) = oneshot::channel();
     h.scheduler.submit(Command::Chat(ChatJob {
@@ -513,6 +522,54 @@ fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
     assert!(matches!(answer.try_recv().unwrap(), Err(Error::Grammar(_))));
 }
 
+#[test]
+fn chats_wait_for_a_chat_model_still_loading_while_completions_go_on() {
+    let mut h = harness(FakeOptions::default());
+    let arrived = Arc::new(AtomicBool::new(false));
+    let chat_backend = Fake::new(FakeOptions {
+        n_seq: 1,
+        ..FakeOptions::default()
+    });
+    let mut chat_backend = Some(chat_backend);
+    let model_arrived = arrived.clone();
+    h.scheduler = Scheduler::new(
+        Fake::new(FakeOptions::default()),
+        Box::new(move || {
+            Ok(if model_arrived.load(AtomicOrdering::SeqCst) {
+                chat_backend.take()
+            } else {
+                None
+            })
+        }),
+        h.shared.clone(),
+    );
+    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
+    let (reply, mut answer) = oneshot::channel();
+    h.scheduler.submit(Command::Chat(ChatJob {
+        request: chat(None),
+        deltas: deltas_tx,
+        reply,
+    }));
+    for _ in 0..3 {
+        h.scheduler.step();
+    }
+    assert!(h.scheduler.waits_for_chat_model());
+    assert!(answer.try_recv().is_err(), "the chat waits for its model");
+
+    // A completion meanwhile is served at once.
+    let mut completion = h.submit(request("file:///a.rs", prompt("fn main() {")));
+    assert!(!h.scheduler.waits_for_chat_model());
+    while completion.try_recv().is_err() {
+        h.scheduler.step();
+    }
+    assert!(h.scheduler.waits_for_chat_model());
+
+    arrived.store(true, AtomicOrdering::SeqCst);
+    h.run_until_idle();
+    let outcome = answer.try_recv().unwrap().unwrap();
+    assert!(outcome.n_generated > 0, "{outcome:?}");
+}
+
 /// The async façade over a fake engine thread.
 fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
     let backend = Fake::new(options);
@@ -537,13 +594,7 @@ fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
         backend_name: "fake".into(),
     };
     (
-        Engine::from_parts(
-            commands,
-            started,
-            shared,
-            Path::new("fake.gguf"),
-            ChatModel::SameAsCompletion,
-        ),
+        Engine::from_parts(commands, started, shared, Path::new("fake.gguf")),
         state,
     )
 }

@@ -8,14 +8,15 @@
 
 use std::cell::OnceCell;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::backend::llama::{self, ContextShape, LlamaCpp, VocabCounter};
 use super::backend::Backend;
-use super::scheduler::{Command, Scheduler, Shared};
-use super::{CachedTokenCounter, ChatModel, Error, ModelCaps, Started};
+use super::scheduler::{Command, MakeChatBackend, Scheduler, Shared};
+use super::{CachedTokenCounter, ChatModel, ChatModelState, Error, ModelCaps, Started};
 use crate::config::ModelConfig;
 
 /// Starts the engine thread on a llama.cpp model and waits until it is loaded.
@@ -31,7 +32,7 @@ pub(crate) fn spawn_llama(
     std::thread::Builder::new()
         .name("wellspring-engine".to_owned())
         .spawn(move || {
-            let chat_loading = load_chat_model(chat_model, &config);
+            let chat_loading = load_chat_model(chat_model, &model_path, &config, shared.clone());
             let model = match llama::load_model(&model_path, &config, on_progress) {
                 Ok(model) => Arc::new(model),
                 Err(error) => {
@@ -83,22 +84,26 @@ pub(crate) fn spawn_llama(
             let model_ref = &model;
             let chat_model_ref = &chat_model_slot;
             let config_ref = &config;
-            let make_chat = Box::new(move || {
-                let chat_model = match chat_loading {
+            let mut chat_loading = chat_loading;
+            let make_chat: MakeChatBackend<'_, LlamaCpp> = Box::new(move || {
+                let chat_model = match &mut chat_loading {
                     ChatLoading::Same => &**model_ref,
-                    ChatLoading::Failed(reason) => return Err(Error::ChatModelUnavailable(reason)),
-                    ChatLoading::Pending(loaded) => {
-                        let loaded = loaded.recv().map_err(|_| {
-                            Error::ChatModelUnavailable(
-                                "its loading thread ended without a result".to_owned(),
-                            )
-                        })?;
-                        let loaded = loaded
-                            .map_err(|error| Error::ChatModelUnavailable(error.to_string()))?;
-                        chat_model_ref.get_or_init(|| loaded)
+                    ChatLoading::Failed(reason) => {
+                        return Err(Error::ChatModelUnavailable(reason.clone()))
                     }
+                    ChatLoading::Pending(loaded) => match loaded.try_recv() {
+                        Err(TryRecvError::Empty) => return Ok(None),
+                        Err(TryRecvError::Disconnected) => {
+                            return Err(Error::ChatModelUnavailable(
+                                "its loading thread ended without a result".to_owned(),
+                            ))
+                        }
+                        Ok(Err(reason)) => return Err(Error::ChatModelUnavailable(reason)),
+                        Ok(Ok(LoadedChat::SameAsCompletion)) => &**model_ref,
+                        Ok(Ok(LoadedChat::Model(loaded))) => chat_model_ref.get_or_init(|| loaded),
+                    },
                 };
-                LlamaCpp::new(chat_model, config_ref, chat_shape)
+                LlamaCpp::new(chat_model, config_ref, chat_shape).map(Some)
             });
             run(Scheduler::new(backend, make_chat, shared), inbox);
         })
@@ -112,28 +117,69 @@ pub(crate) fn spawn_llama(
 /// Where the chat model stands while the completion model loads.
 enum ChatLoading {
     Same,
-    Pending(Receiver<Result<llama_cpp_2::model::LlamaModel, Error>>),
+    Pending(Receiver<Result<LoadedChat, String>>),
     Failed(String),
 }
 
-/// Starts loading a separate chat model on a thread of its own, so the completion model is
-/// ready as soon as it can be and a broken chat model never holds completions back.
-fn load_chat_model(chat_model: ChatModel, config: &ModelConfig) -> ChatLoading {
-    let path = match chat_model {
+/// What the chat model's loading thread delivers.
+enum LoadedChat {
+    Model(llama_cpp_2::model::LlamaModel),
+    /// The spec resolved to the completion model's own file: one model serves both.
+    SameAsCompletion,
+}
+
+/// Starts getting a separate chat model on a thread of its own: resolving it (which may mean a
+/// download) and loading it. The completion model is ready as soon as it can be, and a missing
+/// or broken chat model never holds completions back. The outcome goes to `shared` for
+/// `wellspring/serverInfo` as well.
+fn load_chat_model(
+    chat_model: ChatModel,
+    completion_model: &Path,
+    config: &ModelConfig,
+    shared: Arc<Shared>,
+) -> ChatLoading {
+    let source = match chat_model {
         ChatModel::SameAsCompletion => return ChatLoading::Same,
         ChatModel::Unavailable(reason) => return ChatLoading::Failed(reason),
-        ChatModel::File(path) => path,
+        ChatModel::File(path) => ChatModel::File(path),
+        ChatModel::Resolve(resolver) => ChatModel::Resolve(resolver),
     };
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let config = config.clone();
+    let completion_model = completion_model.to_owned();
     let spawned = std::thread::Builder::new()
         .name("wellspring-chat-model".to_owned())
         .spawn(move || {
-            let loaded = llama::load_model(&path, &config, None);
-            match &loaded {
-                Ok(_) => tracing::info!(path = %path.display(), "chat model loaded"),
-                Err(error) => tracing::error!("cannot load the chat model: {error}"),
-            }
+            let path = match source {
+                ChatModel::Resolve(resolver) => resolver.resolve(),
+                ChatModel::File(path) => Ok(path),
+                ChatModel::SameAsCompletion | ChatModel::Unavailable(_) => {
+                    unreachable!("answered without a thread")
+                }
+            };
+            let loaded = path.and_then(|path| {
+                if path == completion_model {
+                    return Ok((path, LoadedChat::SameAsCompletion));
+                }
+                llama::load_model(&path, &config, None)
+                    .map(|model| (path, LoadedChat::Model(model)))
+                    .map_err(|error| error.to_string())
+            });
+            let loaded = match loaded {
+                Ok((path, model)) => {
+                    tracing::info!(path = %path.display(), "chat model loaded");
+                    shared.set_chat_model_state(match model {
+                        LoadedChat::Model(_) => ChatModelState::Ready(path),
+                        LoadedChat::SameAsCompletion => ChatModelState::SameAsCompletion,
+                    });
+                    Ok(model)
+                }
+                Err(reason) => {
+                    tracing::error!("cannot get the chat model: {reason}");
+                    shared.set_chat_model_state(ChatModelState::Unavailable(reason.clone()));
+                    Err(reason)
+                }
+            };
             let _ = loaded_tx.send(loaded);
         });
     match spawned {
@@ -141,6 +187,9 @@ fn load_chat_model(chat_model: ChatModel, config: &ModelConfig) -> ChatLoading {
         Err(error) => ChatLoading::Failed(format!("cannot spawn its loading thread: {error}")),
     }
 }
+
+/// How often chats waiting for their model look again whether it has arrived.
+const CHAT_MODEL_POLL: Duration = Duration::from_millis(50);
 
 /// The loop: take every waiting command, then advance the work by one step.
 pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<Command>) {
@@ -153,6 +202,17 @@ pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<C
             match inbox.recv() {
                 Ok(command) => scheduler.submit(command),
                 Err(_) => return,
+            }
+        } else if scheduler.waits_for_chat_model() {
+            // Nothing to step until the chat model arrives; new commands still wake the loop.
+            if !connected {
+                std::thread::sleep(CHAT_MODEL_POLL);
+            } else {
+                match inbox.recv_timeout(CHAT_MODEL_POLL) {
+                    Ok(command) => scheduler.submit(command),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => connected = false,
+                }
             }
         }
         loop {
@@ -186,7 +246,8 @@ pub(crate) fn spawn_fake(
 ) -> Sender<Command> {
     let (commands, inbox) = mpsc::channel();
     std::thread::spawn(move || {
-        let make_chat = Box::new(move || Ok(chat_backend));
+        let mut chat_backend = Some(chat_backend);
+        let make_chat = Box::new(move || Ok(chat_backend.take()));
         run(Scheduler::new(backend, make_chat, shared), inbox);
     });
     commands

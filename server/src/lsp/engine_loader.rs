@@ -3,6 +3,7 @@
 //! everything else (without completions) meanwhile, and keeps running whatever the model file is.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -11,7 +12,7 @@ use tower_lsp_server::Client;
 
 use super::ext::{Status, StatusParams};
 use super::state::{EngineState, State};
-use crate::engine::{ChatModel, Engine};
+use crate::engine::{ChatModel, ChatModelResolver, Engine};
 use crate::model;
 
 /// Sends the current state as a `wellspring/status` notification.
@@ -88,9 +89,13 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         let load_state = Arc::clone(&state);
         let model_config = config.model.clone();
         let loaded = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
-            let path = resolve_model(&model_config.path, progress_tx.clone())?;
+            let download_progress = progress_tx.clone();
+            let path = resolve_model(&model_config.path, move |fraction| {
+                // The download is the first half of loading.
+                let _ = download_progress.send(0.5 * fraction);
+            })?;
             load_state.set_model_path(Some(path.clone()));
-            let chat_model = resolve_chat_model(&model_config.chat_path, progress_tx.clone());
+            let chat_model = chat_model(&model_config.chat_path);
             let on_progress = Box::new(move |progress: f32| {
                 let _ = progress_tx.send(progress);
             });
@@ -120,28 +125,35 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
     });
 }
 
-/// The separate chat model, when `model.chat_path` names one. Failing to get it leaves
-/// completions alone: chat requests report the reason instead.
-fn resolve_chat_model(spec: &str, progress: mpsc::UnboundedSender<f32>) -> ChatModel {
-    let spec = spec.trim();
+/// The separate chat model, when `model.chat_path` names one. It is resolved (downloaded if
+/// need be) on the chat model's own loading thread, so completions never wait for it; failing to
+/// get it leaves completions alone, and chat requests report the reason instead.
+fn chat_model(spec: &str) -> ChatModel {
+    let spec = spec.trim().to_owned();
     if spec.is_empty() {
         return ChatModel::SameAsCompletion;
     }
-    match resolve_model(spec, progress) {
-        Ok(path) => ChatModel::File(path),
-        Err(error) => {
-            tracing::error!("cannot get the chat model {spec}: {error}");
-            ChatModel::Unavailable(format!("{spec}: {error}"))
-        }
-    }
+    ChatModel::Resolve(ChatModelResolver::new(spec.clone(), move || {
+        let last_logged = AtomicU32::new(0);
+        resolve_model(&spec, move |fraction| {
+            // A line per tenth: this download has no status bar of its own.
+            let tenth = (fraction * 10.0) as u32;
+            if tenth > last_logged.swap(tenth, Ordering::Relaxed) {
+                tracing::info!("downloading the chat model: {}%", tenth * 10);
+            }
+        })
+    }))
 }
 
-/// Turns a model spec into a local, validated GGUF, downloading it (with progress reported as
-/// the first half of loading) when it is not cached yet.
-fn resolve_model(spec: &str, progress: mpsc::UnboundedSender<f32>) -> Result<PathBuf, String> {
+/// Turns a model spec into a local, validated GGUF, downloading it when it is not cached yet;
+/// `on_progress` gets the download's completed fraction.
+fn resolve_model(
+    spec: &str,
+    on_progress: impl Fn(f32) + Send + Sync + 'static,
+) -> Result<PathBuf, String> {
     let on_progress = move |report: model::Progress| {
         if let Some(total_bytes) = report.total_bytes.filter(|total| *total > 0) {
-            let _ = progress.send(0.5 * report.done_bytes as f32 / total_bytes as f32);
+            on_progress(report.done_bytes as f32 / total_bytes as f32);
         }
     };
     let options = model::ResolveOptions {

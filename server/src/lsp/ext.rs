@@ -18,9 +18,14 @@ pub struct ServerInfoResult {
     pub state: String,
     /// The resolved model file, once known.
     pub model: Option<String>,
-    /// The separate chat and code-action model, when one is configured and loaded
-    /// (`null`: chat runs on `model`).
+    /// The separate chat and code-action model, once it is loaded (`null` until then, and when
+    /// chat runs on `model`).
     pub chat_model: Option<String>,
+    /// `"same"` (chat runs on `model`), `"loading"`, `"ready"` or `"unavailable"`; `null` while
+    /// no engine runs.
+    pub chat_model_state: Option<String>,
+    /// Why the separate chat model is unavailable.
+    pub chat_model_error: Option<String>,
     pub backend: String,
 }
 

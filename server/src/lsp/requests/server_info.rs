@@ -2,12 +2,16 @@
 
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::engine::ChatModel;
+use crate::engine::ChatModelState;
 use crate::lsp::ext::ServerInfoResult;
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
     let encoding = server.state.encoding().to_kind();
+    let chat_model = server
+        .state
+        .engine()
+        .map(|engine| engine.chat_model_state());
     Ok(ServerInfoResult {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         position_encoding: encoding.as_str().to_owned(),
@@ -17,13 +21,23 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             .state
             .model_path()
             .map(|path| path.display().to_string()),
-        chat_model: server
-            .state
-            .engine()
-            .and_then(|engine| match engine.chat_model() {
-                ChatModel::File(path) => Some(path.display().to_string()),
-                ChatModel::SameAsCompletion | ChatModel::Unavailable(_) => None,
-            }),
+        chat_model: match &chat_model {
+            Some(ChatModelState::Ready(path)) => Some(path.display().to_string()),
+            _ => None,
+        },
+        chat_model_state: chat_model.as_ref().map(|state| {
+            match state {
+                ChatModelState::SameAsCompletion => "same",
+                ChatModelState::Loading => "loading",
+                ChatModelState::Ready(_) => "ready",
+                ChatModelState::Unavailable(_) => "unavailable",
+            }
+            .to_owned()
+        }),
+        chat_model_error: match chat_model {
+            Some(ChatModelState::Unavailable(reason)) => Some(reason),
+            _ => None,
+        },
         backend: server.state.engine().map_or_else(
             || "none".to_owned(),
             |engine| engine.backend_name().to_owned(),

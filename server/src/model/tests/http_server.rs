@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,6 +29,28 @@ pub struct Route {
     pub redirect_to: Option<String>,
     /// Sent with every response for this path (e.g. `X-Linked-Etag`).
     pub headers: Vec<(String, String)>,
+    /// Hold every GET body back until this gate opens (a download that takes its time).
+    pub gate: Option<Gate>,
+}
+
+/// A latch tests open to let held responses go.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (opened, changed) = &*self.0;
+        *opened.lock().expect("gate lock") = true;
+        changed.notify_all();
+    }
+
+    fn wait(&self) {
+        let (opened, changed) = &*self.0;
+        let mut opened = opened.lock().expect("gate lock");
+        while !*opened {
+            opened = changed.wait(opened).expect("gate lock");
+        }
+    }
 }
 
 impl Route {
@@ -40,6 +62,7 @@ impl Route {
             cut_first_response_at: None,
             redirect_to: None,
             headers: Vec::new(),
+            gate: None,
         }
     }
 
@@ -58,6 +81,7 @@ impl Route {
             cut_first_response_at: None,
             redirect_to: None,
             headers: Vec::new(),
+            gate: None,
         }
     }
 }
@@ -138,6 +162,12 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // A response still held (a test that failed before opening its gate) must not hang us.
+        for route in self.state.routes.lock().expect("test server lock").values() {
+            if let Some(gate) = &route.gate {
+                gate.open();
+            }
+        }
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.address);
         if let Some(thread) = self.thread.take() {
@@ -248,6 +278,9 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     )?;
     if method == "HEAD" {
         return stream.shutdown(std::net::Shutdown::Write);
+    }
+    if let Some(gate) = &route.gate {
+        gate.wait();
     }
     match route.cut_first_response_at {
         Some(cut_bytes) => stream.write_all(&body[..cut_bytes.min(body.len())])?,
