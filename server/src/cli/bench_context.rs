@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::prompt::{cursor_byte, render_text, PromptSession};
 use crate::config::Config;
+use crate::context;
 use crate::docs::Document;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +35,10 @@ pub struct ContextBenchArgs {
     /// Only the large-workspace timing rows (skips the per-repository recall tables).
     #[arg(long)]
     pub timing_only: bool,
+    /// Count each file's lines when it is opened, before its first prompt, as the server does
+    /// on `didOpen` (off the typing path); without it the first build tokenizes them itself.
+    #[arg(long)]
+    pub warm_at_open: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +247,9 @@ fn run_timing(
         let Ok(cursor) = cursor_byte(&document, case.line, case.column) else {
             continue;
         };
+        if args.warm_at_open {
+            context::warm_line_counts(&document.rope, &session.tokens, context::MAX_WARM_LINES);
+        }
         let built = first_builds
             .time(|| session.build(Arc::clone(&document), cursor, n_budget, u32::MAX))?;
         std::hint::black_box(&built);

@@ -19,5 +19,6 @@ mod symbols;
 mod tests;
 
 pub use build::{build, Budget, BuiltPrompt, Section};
+pub use neighbourhood::{warm_line_counts, MAX_WARM_LINES};
 pub use postprocess::postprocess;
 pub use snapshot::{display_path, ContextSnapshot, RecentChunk, RecentChunks, RecentKind};

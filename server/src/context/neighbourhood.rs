@@ -92,11 +92,7 @@ impl<'a> LineCosts<'a> {
         if let Some(n_tokens) = self.measured.borrow().get(&line_idx) {
             return *n_tokens;
         }
-        let line = self.rope.line(line_idx);
-        let n_tokens = match line.as_str() {
-            Some(text) => self.tokens.count_tokens(text),
-            None => self.tokens.count_tokens(&line.to_string()),
-        };
+        let n_tokens = count_line(self.rope, self.tokens, line_idx);
         self.measured.borrow_mut().insert(line_idx, n_tokens);
         n_tokens
     }
@@ -104,6 +100,31 @@ impl<'a> LineCosts<'a> {
     pub(crate) fn tokens(&self) -> &'a dyn TokenCounter {
         self.tokens
     }
+}
+
+/// The tokens of line `line_idx` (with its line break), as every cut measures it.
+fn count_line(rope: &Rope, tokens: &dyn TokenCounter, line_idx: usize) -> usize {
+    let line = rope.line(line_idx);
+    match line.as_str() {
+        Some(text) => tokens.count_tokens(text),
+        None => tokens.count_tokens(&line.to_string()),
+    }
+}
+
+/// How many lines of a just-opened file are counted ahead of its first prompt: a file this long
+/// takes some tens of milliseconds, in the background; the cache keeps 65,536 texts.
+pub const MAX_WARM_LINES: usize = 8000;
+
+/// Counts the first `max_lines` lines of `rope` the way the cuts measure them, so that a counter
+/// that remembers counts (`engine::CachedTokenCounter`) already has them when the first prompt in
+/// a just-opened file asks: tokenizing its lines is most of what a first build costs. Returns how
+/// many lines it counted.
+pub fn warm_line_counts(rope: &Rope, tokens: &dyn TokenCounter, max_lines: usize) -> usize {
+    let n_lines = rope.len_lines().min(max_lines);
+    for line_idx in 0..n_lines {
+        count_line(rope, tokens, line_idx);
+    }
+    n_lines
 }
 
 /// Whether cutting the file at line start `cut_byte` splits nothing but the scopes that contain

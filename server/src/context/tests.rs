@@ -1003,3 +1003,58 @@ fn file_outline_equals_imports_and_definitions_apart() {
         assert_eq!(together, apart, "{language:?}");
     }
 }
+
+/// Remembers every text it was asked to count.
+#[derive(Default)]
+struct RecordingCounter(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl TokenCounter for RecordingCounter {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.0.lock().unwrap().insert(text.to_owned());
+        BytesPerToken.count_tokens(text)
+    }
+}
+
+/// Warming at open counts exactly the line texts a first prompt measures, so a remembering
+/// counter answers all of them without tokenizing.
+#[test]
+fn warming_counts_the_lines_a_first_prompt_measures() {
+    let mut body = String::new();
+    for n in 0..200 {
+        body.push_str(&format!(
+            "    let value_{n} = input.len() + {n}; // note {n}\n"
+        ));
+    }
+    let text =
+        format!("//- src/lib.rs\nfn parse(input: &str) -> usize {{\n{body}    $0\n{body}}}\n");
+    let fixture = fixture(&text);
+    let warmed = RecordingCounter::default();
+    let rope = &fixture.snapshot.current.rope;
+    assert_eq!(
+        warm_line_counts(rope, &warmed, MAX_WARM_LINES),
+        rope.len_lines()
+    );
+    let asked = RecordingCounter::default();
+    build(
+        &fixture.snapshot,
+        fixture.cursor_byte,
+        &Budget {
+            n_prompt_tokens: 1024,
+        },
+        &caps(true),
+        &asked,
+    );
+    let warmed = warmed.0.into_inner().unwrap();
+    let asked = asked.0.into_inner().unwrap();
+    let lines: Vec<String> = rope.lines().map(|line| line.to_string()).collect();
+    let asked_lines: Vec<&String> = asked.iter().filter(|text| lines.contains(text)).collect();
+    assert!(
+        asked_lines.len() > 50,
+        "the prompt measures lines one by one: {}",
+        asked_lines.len()
+    );
+    for text in asked_lines {
+        assert!(warmed.contains(text), "not warmed: {text:?}");
+    }
+    assert_eq!(warm_line_counts(rope, &BytesPerToken, 10), 10);
+}

@@ -11,6 +11,7 @@ use tower_lsp_server::ls_types::MessageType;
 use tower_lsp_server::Client;
 
 use super::ext::{Status, StatusParams};
+use super::notifications::did_open::warm_token_counts_in_background;
 use super::state::{EngineState, State};
 use crate::engine::{ChatModel, ChatModelResolver, Engine};
 use crate::model;
@@ -108,7 +109,9 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         match loaded {
             Ok(engine) => {
                 tracing::info!(model = %engine.model_path().display(), backend = engine.backend_name(), "model loaded");
+                let engine_for_warming = engine.clone();
                 if state.set_engine_state(generation, EngineState::Ready(engine)) {
+                    warm_token_counts_in_background(&engine_for_warming, state.documents.all());
                     send_status(&client, &state, None, None).await;
                 }
             }

@@ -4,6 +4,9 @@ use std::sync::Arc;
 
 use tower_lsp_server::ls_types::DidOpenTextDocumentParams;
 
+use crate::context;
+use crate::docs::{Document, DocumentKind};
+use crate::engine::Engine;
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server, params: DidOpenTextDocumentParams) {
@@ -25,6 +28,23 @@ pub(crate) async fn handle(server: &Server, params: DidOpenTextDocumentParams) {
     if needs_parse {
         finish_parse_in_background(server, uri, opened.version);
     }
+    if let Some(engine) = server.state.engine() {
+        warm_token_counts_in_background(&engine, vec![opened]);
+    }
+}
+
+/// Counts the lines of just-opened documents with the engine's (remembering) token counter on a
+/// blocking worker, so the first prompt built in each finds them counted. The engine does this
+/// for the documents already open when a model finishes loading.
+pub(crate) fn warm_token_counts_in_background(engine: &Engine, documents: Vec<Arc<Document>>) {
+    let tokens = engine.token_counter();
+    tokio::task::spawn_blocking(move || {
+        for document in documents {
+            if document.kind != DocumentKind::Binary {
+                context::warm_line_counts(&document.rope, &*tokens, context::MAX_WARM_LINES);
+            }
+        }
+    });
 }
 
 /// Moves a parse that overran the synchronous budget to a blocking worker.
