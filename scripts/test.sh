@@ -11,6 +11,10 @@ export WELLSPRING_TEST_MODEL="$PWD/models/tiny.gguf"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# The editor tests drive the binary `cargo test` just built for the end-to-end tests. A plain
+# `cargo build` would build the dependencies again without the dev-dependencies' features,
+# llama.cpp included (minutes on 2 cores).
+export WELLSPRING_BIN="$PWD/target/debug/wellspring"
 
 for editor_test in scripts/test-nvim.sh scripts/test-vscode.sh; do
   if [ -f "$editor_test" ]; then

@@ -169,8 +169,13 @@ async function healthCheck(): Promise<void> {
   try {
     const [info, stats] = await Promise.all([client.sendRequest(ext.serverInfo), client.sendRequest(ext.stats)]);
     const reused = stats.nTokensReused / Math.max(1, stats.nTokensReused + stats.nTokensEvaluated);
+    const chat =
+      info.chatModelState === "ready" ? `, chat model ${info.chatModel}`
+      : info.chatModelState === "loading" ? ", chat model loading"
+      : info.chatModelState === "unavailable" ? `, chat model unavailable (${info.chatModelError})`
+      : "";
     void vscode.window.showInformationMessage(
-      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}; ` +
+      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}${chat}; ` +
         `${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`,
     );
   } catch (error) {

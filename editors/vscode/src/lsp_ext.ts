@@ -40,6 +40,12 @@ export interface ServerInfoResult {
   state: ServerState;
   /** The resolved model file, once known. */
   model: string | null;
+  /** The separate chat and code-action model, once loaded. */
+  chatModel: string | null;
+  /** Where the chat model stands; "same" when chat runs on `model`, null while no engine runs. */
+  chatModelState: "same" | "loading" | "ready" | "unavailable" | null;
+  /** Why the separate chat model is unavailable. */
+  chatModelError: string | null;
   backend: string;
 }
 

@@ -50,6 +50,16 @@ local function check_client(health, client)
       'set `settings = { model = { path = "/path/to/model.gguf" } }` in setup()',
     })
   end
+  local chat_state = info.chatModelState
+  if chat_state == 'ready' then
+    health.ok(('chat model loaded: %s'):format(tostring(info.chatModel)))
+  elseif chat_state == 'loading' then
+    health.info('chat model: still downloading or loading; chats wait for it, completions do not')
+  elseif chat_state == 'unavailable' then
+    health.warn(('chat model unavailable: %s'):format(tostring(info.chatModelError)), {
+      'fix `settings = { model = { chat_path = ... } }`, or leave it empty to chat with the completion model',
+    })
+  end
 end
 
 function M.check()
