@@ -138,11 +138,11 @@ fn load_chat_model(
     config: &ModelConfig,
     shared: Arc<Shared>,
 ) -> ChatLoading {
-    let source = match chat_model {
+    let find_file: Box<dyn FnOnce() -> Result<PathBuf, String> + Send> = match chat_model {
         ChatModel::SameAsCompletion => return ChatLoading::Same,
         ChatModel::Unavailable(reason) => return ChatLoading::Failed(reason),
-        ChatModel::File(path) => ChatModel::File(path),
-        ChatModel::Resolve(resolver) => ChatModel::Resolve(resolver),
+        ChatModel::File(path) => Box::new(move || Ok(path)),
+        ChatModel::Resolve(resolver) => Box::new(move || resolver.resolve()),
     };
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let config = config.clone();
@@ -150,14 +150,7 @@ fn load_chat_model(
     let spawned = std::thread::Builder::new()
         .name("wellspring-chat-model".to_owned())
         .spawn(move || {
-            let path = match source {
-                ChatModel::Resolve(resolver) => resolver.resolve(),
-                ChatModel::File(path) => Ok(path),
-                ChatModel::SameAsCompletion | ChatModel::Unavailable(_) => {
-                    unreachable!("answered without a thread")
-                }
-            };
-            let loaded = path.and_then(|path| {
+            let loaded = find_file().and_then(|path| {
                 if path == completion_model {
                     return Ok((path, LoadedChat::SameAsCompletion));
                 }
