@@ -81,3 +81,27 @@ mod tests {
         guard_notification("test/panic", async { panic!("quiet") }).await;
     }
 }
+
+/// `docs/lsp-extensions.md` records a hash of `lsp/ext.rs`, so the wire types cannot change
+/// without someone reading the doc (and `editors/vscode/src/lsp_ext.ts`) again.
+#[cfg(test)]
+mod ext_doc_tests {
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn the_extensions_doc_is_current_with_ext_rs() {
+        let ext = include_str!("ext.rs").replace("\r\n", "\n");
+        let digest = Sha256::digest(ext.as_bytes());
+        let hash: String = digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let doc = include_str!("../../../docs/lsp-extensions.md");
+        let expected = format!("lsp/ext.rs hash: {hash}");
+        assert!(
+            doc.contains(&expected),
+            "server/src/lsp/ext.rs changed: bring docs/lsp-extensions.md and \
+             editors/vscode/src/lsp_ext.ts up to date, then set the doc's hash line to `{expected}`"
+        );
+    }
+}
