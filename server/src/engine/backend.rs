@@ -78,6 +78,9 @@ pub(crate) trait Backend {
     /// again (token healing). A backend whose tokens are single bytes has no merged tokens to
     /// heal.
     fn heals_last_token(&self) -> bool;
+    /// Whether some token's text starts with `text` and goes on past it: taking back the tokens
+    /// that spell `text` would let the model choose that longer token.
+    fn extends_to_a_longer_token(&self, text: &[u8]) -> bool;
 
     /// Renders a conversation with the model's own chat template, ending with the assistant's
     /// turn opened.

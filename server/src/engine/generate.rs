@@ -64,7 +64,7 @@ impl<S> Generation<S> {
     }
 
     /// Makes the first generated tokens start with `healed`, the text of a prompt token taken
-    /// back (see `render::take_back_last_token`), and leaves it out of the output.
+    /// back (see `render::take_back_line_head_tokens`), and leaves it out of the output.
     pub(crate) fn with_healing(mut self, healed: Vec<u8>) -> Generation<S> {
         self.healing = healed;
         self

@@ -292,6 +292,20 @@ fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
             String::from_utf8_lossy(&piece)
         );
     }
+    // ` as` + `ser` spell the start of ` assert`, one token of its own; nothing longer starts
+    // with the whole indented line.
+    assert_eq!(
+        backend
+            .tokenize("        asser", false)
+            .iter()
+            .map(|token| String::from_utf8_lossy(&backend.piece(*token)).into_owned())
+            .collect::<Vec<_>>(),
+        ["       ", " as", "ser"]
+    );
+    assert!(backend.extends_to_a_longer_token(b" asser"));
+    assert!(backend.extends_to_a_longer_token(b"ser"));
+    assert!(!backend.extends_to_a_longer_token(b"        asser"));
+    assert!(!backend.extends_to_a_longer_token(b"zzzzqqqq"));
 }
 
 #[tokio::test]

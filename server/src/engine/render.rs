@@ -167,24 +167,44 @@ pub(crate) fn render<B: Backend>(
     }
 }
 
-/// Token healing: removes the line head's last token from `rendered` and returns its text, which
-/// generation then has to produce again (and leaves out of the answer). A line head cut anywhere (the
-/// user stopped typing in the middle of a word) tokenizes differently from the same text inside
-/// a longer word: `ui` alone is not the start of `uint8_t`'s tokens, and the model, seeing a token
-/// boundary it never saw in training, tends to skip or repeat characters. Choosing the last
-/// token again lets it pick one that continues the word. At least one token always remains.
-pub(crate) fn take_back_last_token<B: Backend>(backend: &B, rendered: &mut Rendered) -> Vec<u8> {
-    if rendered.n_line_head == 0 || rendered.tokens.len() < 2 {
-        return Vec::new();
+/// Most line-head tokens token healing takes back.
+const MAX_HEALED_TOKENS: usize = 3;
+
+/// Token healing: removes the line head's last token from `rendered`, and the ones before it
+/// while together they start a longer token, and returns their text, which generation then has
+/// to produce again (and leaves out of the answer). A line head cut anywhere (the user stopped
+/// typing in the middle of a word) tokenizes differently from the same text inside a longer
+/// word: `ui` alone is not the start of `uint8_t`'s tokens, and `        asser` ends in ` as` +
+/// `ser` where `assert_eq!(` is ` assert` + `_eq`. The model, seeing a token boundary it never
+/// saw in training, tends to skip or repeat characters; choosing the taken-back text again lets
+/// it pick one token that continues the word. At least one token always remains.
+pub(crate) fn take_back_line_head_tokens<B: Backend>(
+    backend: &B,
+    rendered: &mut Rendered,
+) -> Vec<u8> {
+    let mut taken = Vec::new();
+    let mut n_taken = 0;
+    while rendered.n_line_head > 0 && rendered.tokens.len() >= 2 {
+        let last = *rendered.tokens.last().expect("at least two tokens");
+        let piece = backend.piece(last);
+        if piece.is_empty() {
+            break;
+        }
+        let mut candidate = piece;
+        candidate.extend_from_slice(&taken);
+        // The last token is always taken back; earlier ones only when a longer token starts
+        // with the text taken so far, since otherwise the model can only spell them again.
+        if n_taken > 0
+            && (n_taken >= MAX_HEALED_TOKENS || !backend.extends_to_a_longer_token(&candidate))
+        {
+            break;
+        }
+        rendered.tokens.pop();
+        rendered.n_line_head -= 1;
+        n_taken += 1;
+        taken = candidate;
     }
-    let last = *rendered.tokens.last().expect("at least two tokens");
-    let piece = backend.piece(last);
-    if piece.is_empty() {
-        return Vec::new();
-    }
-    rendered.tokens.pop();
-    rendered.n_line_head -= 1;
-    piece
+    taken
 }
 
 fn keep_tail<'a>(tokens: &'a [Token], max_len: usize, truncated: &mut bool) -> &'a [Token] {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
 use super::generate::{Event, Generation};
-use super::render::{render, take_back_last_token, TokenCache};
+use super::render::{render, take_back_line_head_tokens, TokenCache};
 use super::session::Sessions;
 use super::{
     lock, millis, ChatModelState, ChatOutcome, ChatRequest, Completion, CompletionFigures,
@@ -304,7 +304,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             n_ctx - reserve,
         );
         let healed = if self.backend.heals_last_token() {
-            take_back_last_token(&self.backend, &mut rendered)
+            take_back_line_head_tokens(&self.backend, &mut rendered)
         } else {
             Vec::new()
         };

@@ -137,6 +137,33 @@ fn healing_takes_the_last_line_head_token_back_and_leaves_it_out_of_the_answer()
 }
 
 #[test]
+fn healing_takes_back_earlier_tokens_while_they_start_a_longer_token() {
+    let n_prompt_unhealed = |line_head: &str| {
+        let mut h = harness(FakeOptions::default());
+        h.reply(";");
+        h.complete(request("a", prompt(line_head))).figures.n_prompt
+    };
+    let healing = |longer_tokens: &[&str]| FakeOptions {
+        token_healing: true,
+        longer_tokens: longer_tokens.iter().map(|it| it.to_string()).collect(),
+        ..FakeOptions::default()
+    };
+    // `xy` starts the vocabulary's `xyz`, ` xy` starts nothing: two tokens go back.
+    let mut h = harness(healing(&["xyz"]));
+    h.reply("xyz = 1;");
+    let healed = h.complete(request("a", prompt("    let xy")));
+    assert_eq!(healed.text, "z = 1;");
+    assert_eq!(healed.figures.n_prompt, n_prompt_unhealed("    let xy") - 2);
+
+    // Never more than three.
+    let mut h = harness(healing(&["cdz", "bcdz", "abcdz"]));
+    h.reply("bcdz;");
+    let healed = h.complete(request("a", prompt("    abcd")));
+    assert_eq!(healed.text, "z;");
+    assert_eq!(healed.figures.n_prompt, n_prompt_unhealed("    abcd") - 3);
+}
+
+#[test]
 fn a_keystroke_reuses_the_cache_and_evaluates_one_token() {
     let mut h = harness(FakeOptions::default());
     h.reply("= 1;");

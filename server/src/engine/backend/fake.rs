@@ -55,6 +55,9 @@ pub(crate) struct FakeOptions {
     /// Heal the line head's last token, as the llama backend does; off by default because
     /// single-byte tokens need no healing, so only the tests of healing itself turn it on.
     pub token_healing: bool,
+    /// Texts the vocabulary is taken to have as single tokens besides the bytes, for
+    /// `extends_to_a_longer_token`: the healing tests say which merges exist.
+    pub longer_tokens: Vec<String>,
 }
 
 impl Default for FakeOptions {
@@ -66,6 +69,7 @@ impl Default for FakeOptions {
             has_fim: true,
             partial_trim_fails: false,
             token_healing: false,
+            longer_tokens: Vec::new(),
         }
     }
 }
@@ -228,6 +232,14 @@ impl Backend for Fake {
 
     fn heals_last_token(&self) -> bool {
         self.options.token_healing
+    }
+
+    /// Tokens are single bytes; `longer_tokens` stands in for a vocabulary's merged tokens.
+    fn extends_to_a_longer_token(&self, text: &[u8]) -> bool {
+        self.options
+            .longer_tokens
+            .iter()
+            .any(|token| token.len() > text.len() && token.as_bytes().starts_with(text))
     }
 
     /// The scripted token when it fits `prefix`; otherwise the token of `prefix`'s first byte,

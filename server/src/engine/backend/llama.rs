@@ -114,6 +114,8 @@ pub(crate) struct LlamaCpp<'m> {
     /// Every token's text (empty for end-of-generation and control tokens), built the first
     /// time token healing needs it.
     pieces: std::cell::OnceCell<Vec<Vec<u8>>>,
+    /// Token ids ordered by their text, for prefix searches over `pieces`.
+    pieces_sorted: std::cell::OnceCell<Vec<u32>>,
 }
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
@@ -146,6 +148,24 @@ pub(crate) fn special_tokens(model: &LlamaModel) -> SpecialTokens {
 }
 
 impl<'m> LlamaCpp<'m> {
+    /// Every token's text, built on first use.
+    fn pieces(&self) -> &Vec<Vec<u8>> {
+        let model = self.model;
+        self.pieces.get_or_init(|| {
+            let vocab = model.vocab();
+            (0..vocab.n_tokens())
+                .map(|token| {
+                    let token = LlamaToken(token);
+                    if vocab.is_eog(token) {
+                        Vec::new()
+                    } else {
+                        vocab.token_to_piece(token, false, None)
+                    }
+                })
+                .collect()
+        })
+    }
+
     pub(crate) fn new(
         model: &'m LlamaModel,
         config: &ModelConfig,
@@ -195,6 +215,7 @@ impl<'m> LlamaCpp<'m> {
             n_ctx_per_seq: n_ctx_actual / n_seq,
             n_batch,
             pieces: std::cell::OnceCell::new(),
+            pieces_sorted: std::cell::OnceCell::new(),
         })
     }
 }
@@ -301,21 +322,24 @@ impl Backend for LlamaCpp<'_> {
         true
     }
 
-    fn sample_with_prefix(&mut self, sampler: &mut LlamaSampler, prefix: &[u8]) -> Token {
-        let model = self.model;
-        let pieces = self.pieces.get_or_init(|| {
-            let vocab = model.vocab();
-            (0..vocab.n_tokens())
-                .map(|token| {
-                    let token = LlamaToken(token);
-                    if vocab.is_eog(token) {
-                        Vec::new()
-                    } else {
-                        vocab.token_to_piece(token, false, None)
-                    }
-                })
-                .collect()
+    fn extends_to_a_longer_token(&self, text: &[u8]) -> bool {
+        let pieces = self.pieces();
+        let sorted = self.pieces_sorted.get_or_init(|| {
+            let mut sorted: Vec<u32> = (0..pieces.len() as u32).collect();
+            sorted.sort_by(|a, b| pieces[*a as usize].cmp(&pieces[*b as usize]));
+            sorted
         });
+        // Texts starting with `text` sort right after it, `text` itself first.
+        let first = sorted.partition_point(|token| pieces[*token as usize].as_slice() < text);
+        sorted[first..]
+            .iter()
+            .map(|token| &pieces[*token as usize])
+            .take_while(|piece| piece.starts_with(text))
+            .any(|piece| piece.len() > text.len())
+    }
+
+    fn sample_with_prefix(&mut self, sampler: &mut LlamaSampler, prefix: &[u8]) -> Token {
+        let pieces = self.pieces();
         let fits = |token: LlamaToken| {
             pieces.get(token.0 as usize).is_some_and(|piece| {
                 !piece.is_empty() && (piece.starts_with(prefix) || prefix.starts_with(piece))
