@@ -41,6 +41,7 @@ fn harness(options: FakeOptions) -> Harness {
 }
 
 type Answer = oneshot::Receiver<Result<Completion, Error>>;
+type ChatAnswer = oneshot::Receiver<Result<ChatOutcome, Error>>;
 
 impl Harness {
     fn submit(&mut self, request: CompletionRequest) -> Answer {
@@ -51,6 +52,21 @@ impl Harness {
             submitted_at: Instant::now(),
         }));
         answer
+    }
+
+    /// Submits a chat; returns its answer and its stream of deltas.
+    fn submit_chat(
+        &mut self,
+        request: ChatRequest,
+    ) -> (ChatAnswer, mpsc::UnboundedReceiver<String>) {
+        let (deltas_tx, deltas) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.scheduler.submit(Command::Chat(ChatJob {
+            request,
+            deltas: deltas_tx,
+            reply,
+        }));
+        (answer, deltas)
     }
 
     fn run_until_idle(&mut self) {
@@ -522,13 +538,7 @@ fn chat(grammar: Option<&str>) -> ChatRequest {
 #[test]
 fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
     let mut h = harness(FakeOptions::default());
-    let (deltas_tx, deltas) = mpsc::unbounded_channel();
-    let (reply, answer) = oneshot::channel();
-    h.scheduler.submit(Command::Chat(ChatJob {
-        request: chat(None),
-        deltas: deltas_tx,
-        reply,
-    }));
+    let (answer, deltas) = h.submit_chat(chat(None));
     for _ in 0..5 {
         h.scheduler.step();
     }
@@ -538,13 +548,7 @@ fn chat_stops_when_its_caller_goes_away_and_rejects_bad_grammars() {
     assert!(h.scheduler.is_idle());
     assert_eq!(h.shared.stats().n_abandoned, 1);
 
-    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
-    let (reply, mut answer) = oneshot::channel();
-    h.scheduler.submit(Command::Chat(ChatJob {
-        request: chat(Some("start ::= \"a\"")),
-        deltas: deltas_tx,
-        reply,
-    }));
+    let (mut answer, _deltas) = h.submit_chat(chat(Some("start ::= \"a\"")));
     h.run_until_idle();
     assert!(matches!(answer.try_recv().unwrap(), Err(Error::Grammar(_))));
 }
@@ -570,13 +574,7 @@ fn chats_wait_for_a_chat_model_still_loading_while_completions_go_on() {
         }),
         h.shared.clone(),
     );
-    let (deltas_tx, _deltas) = mpsc::unbounded_channel();
-    let (reply, mut answer) = oneshot::channel();
-    h.scheduler.submit(Command::Chat(ChatJob {
-        request: chat(None),
-        deltas: deltas_tx,
-        reply,
-    }));
+    let (mut answer, _deltas) = h.submit_chat(chat(None));
     for _ in 0..3 {
         h.scheduler.step();
     }
