@@ -141,15 +141,8 @@ fn code_actions_are_listed_instantly_and_resolve_to_an_edit_that_applies() {
     let text = "first line\nsecond line\nthird line\n";
     server.open(uri, "plaintext", text);
     let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 2, "character": 0}});
-    let actions = server
-        .request(
-            "textDocument/codeAction",
-            json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
-        )
-        .unwrap();
+    let actions = server.code_actions(uri, &range);
     let titles: Vec<&str> = actions
-        .as_array()
-        .unwrap()
         .iter()
         .map(|action| action["title"].as_str().unwrap())
         .collect();
@@ -168,8 +161,6 @@ fn code_actions_are_listed_instantly_and_resolve_to_an_edit_that_applies() {
     }
     // Actions that carry a command resolve to themselves.
     let explain = actions
-        .as_array()
-        .unwrap()
         .iter()
         .find(|action| action["title"] == "Wellspring: Explain")
         .unwrap()
@@ -181,8 +172,6 @@ fn code_actions_are_listed_instantly_and_resolve_to_an_edit_that_applies() {
         explain
     );
     let simplify = actions
-        .as_array()
-        .unwrap()
         .iter()
         .find(|action| action["title"] == "Wellspring: Simplify")
         .unwrap()
@@ -202,15 +191,9 @@ fn code_actions_are_listed_instantly_and_resolve_to_an_edit_that_applies() {
 fn chat_streams_deltas_in_order_then_returns_the_whole_answer() {
     let mut server = ready_server(json!({}));
     server.open(URI, "python", TEXT);
-    let answer = server
-        .request(
-            "workspace/executeCommand",
-            json!({"command": "wellspring.chat", "arguments": [{
-                "chatId": "chat-1", "textDocument": {"uri": URI},
-                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
-                "question": "What does this function compute?"}]}),
-        )
-        .unwrap();
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}});
+    let id = server.send_chat("chat-1", URI, range, "What does this function compute?");
+    let answer = server.response(json!(id)).unwrap();
     assert_eq!(answer["chatId"], "chat-1");
     let stream = server.chat_stream("chat-1");
     assert!(stream[0]["title"].as_str().unwrap().starts_with("Chat:"));
@@ -227,13 +210,8 @@ fn chat_streams_deltas_in_order_then_returns_the_whole_answer() {
 fn a_cancelled_chat_stops_and_ends_its_stream() {
     let mut server = ready_server(json!({"chat": {"max_tokens": 4096}}));
     server.open(URI, "python", TEXT);
-    let id = server.send_request(
-        "workspace/executeCommand",
-        json!({"command": "wellspring.chat", "arguments": [{
-            "chatId": "chat-2", "textDocument": {"uri": URI},
-            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
-            "question": "Explain"}]}),
-    );
+    let cursor = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}});
+    let id = server.send_chat("chat-2", URI, cursor, "Explain");
     server.notification("wellspring/chatProgress", |params| {
         params["chatId"] == "chat-2"
     });
@@ -252,29 +230,17 @@ fn long_chats_in_flight_do_not_hold_up_other_requests() {
     // Each chat runs until cancelled; the engine answers one at a time, so all but the first wait.
     let mut server = ready_server(json!({"chat": {"max_tokens": 100000}}));
     server.open(URI, "python", TEXT);
+    let function =
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}});
     let chats: Vec<i64> = (0..8)
-        .map(|i| {
-            server.send_request(
-                "workspace/executeCommand",
-                json!({"command": "wellspring.chat", "arguments": [{
-                    "chatId": format!("long-{i}"), "textDocument": {"uri": URI},
-                    "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
-                    "question": "Explain"}]}),
-            )
-        })
+        .map(|i| server.send_chat(&format!("long-{i}"), URI, function.clone(), "Explain"))
         .collect();
     server.notification("wellspring/chatProgress", |params| {
         params["chatId"] == "long-0" && params["delta"].as_str().is_some_and(|d| !d.is_empty())
     });
     // While they are in flight, the editor keeps working: code actions, edits and completions.
     let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}});
-    let actions = server
-        .request(
-            "textDocument/codeAction",
-            json!({"textDocument": {"uri": URI}, "range": range, "context": {"diagnostics": []}}),
-        )
-        .unwrap();
-    assert!(!actions.as_array().unwrap().is_empty());
+    assert!(!server.code_actions(URI, &range).is_empty());
     server.notify(
         "textDocument/didChange",
         json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{
@@ -327,13 +293,9 @@ fn a_chat_model_still_downloading_holds_back_chats_but_not_completions() {
     assert_eq!(info["chatModelState"], "loading", "{info}");
     assert_eq!(info["chatModel"], Value::Null, "{info}");
 
-    let chat = server.send_request(
-        "workspace/executeCommand",
-        json!({"command": "wellspring.chat", "arguments": [{
-            "chatId": "after-download", "textDocument": {"uri": URI},
-            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
-            "question": "What does this do?"}]}),
-    );
+    let function =
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}});
+    let chat = server.send_chat("after-download", URI, function, "What does this do?");
     assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
     assert!(
         !server.has_notification("wellspring/chatProgress", |params| params["chatId"]

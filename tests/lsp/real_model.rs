@@ -75,15 +75,12 @@ fn the_real_model_completes_chats_and_edits_sensibly() {
     );
 
     // Chat about the function: the answer streams and says what the code computes.
-    let answer = server
-        .request(
-            "workspace/executeCommand",
-            json!({"command": "wellspring.chat", "arguments": [{
-                "chatId": "real-1", "textDocument": {"uri": URI},
-                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 4, "character": 0}},
-                "question": "Which well-known number sequence does this function compute? Answer in one sentence."}]}),
-        )
-        .unwrap();
+    let function =
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 4, "character": 0}});
+    let question =
+        "Which well-known number sequence does this function compute? Answer in one sentence.";
+    let id = server.send_chat("real-1", URI, function, question);
+    let answer = server.response(json!(id)).unwrap();
     let text = answer["text"].as_str().unwrap();
     assert!(text.to_lowercase().contains("fibonacci"), "{answer}");
     let streamed: String = server
@@ -95,18 +92,11 @@ fn the_real_model_completes_chats_and_edits_sensibly() {
 
     // Add documentation: the edit applies, keeps the code and adds a docstring.
     let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 11}});
-    let actions = server
-        .request(
-            "textDocument/codeAction",
-            json!({"textDocument": {"uri": URI}, "range": range, "context": {"diagnostics": []}}),
-        )
-        .unwrap();
+    let actions = server.code_actions(URI, &range);
     let document = actions
-        .as_array()
-        .unwrap()
         .iter()
         .find(|action| action["title"] == "Wellspring: Add documentation")
-        .unwrap_or_else(|| panic!("no documentation action in {actions}"))
+        .unwrap_or_else(|| panic!("no documentation action in {actions:?}"))
         .clone();
     let resolved = server.request("codeAction/resolve", document).unwrap();
     let edits = resolved["edit"]["changes"][URI]

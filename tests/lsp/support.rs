@@ -238,6 +238,29 @@ impl TestServer {
         }
     }
 
+    /// Sends `wellspring.chat` about `range` of `uri` without waiting; returns the request id.
+    pub fn send_chat(&mut self, chat_id: &str, uri: &str, range: Value, question: &str) -> i64 {
+        self.send_request(
+            "workspace/executeCommand",
+            json!({"command": "wellspring.chat", "arguments": [{
+                "chatId": chat_id, "textDocument": {"uri": uri}, "range": range, "question": question}]}),
+        )
+    }
+
+    /// Asks for the code actions on `range` of `uri`, with no diagnostics, and expects a list.
+    pub fn code_actions(&mut self, uri: &str, range: &Value) -> Vec<Value> {
+        let actions = self
+            .request(
+                "textDocument/codeAction",
+                json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
+            )
+            .expect("code actions are listed");
+        match actions {
+            Value::Array(actions) => actions,
+            other => panic!("code actions should be a list, got {other}"),
+        }
+    }
+
     /// Collects chat `chat_id`'s `wellspring/chatProgress` notifications up to the one marked
     /// done: every one received, in order.
     pub fn chat_stream(&mut self, chat_id: &str) -> Vec<Value> {
