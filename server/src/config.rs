@@ -44,6 +44,9 @@ pub struct ChatConfig {
     pub max_tokens: u32,
     /// Most tokens in one code action's rewrite.
     pub max_edit_tokens: u32,
+    /// How long `codeAction/resolve` waits for the model before it answers with a command that
+    /// applies the edit when the model is done; 0 waits as long as the model takes.
+    pub resolve_timeout_ms: u64,
 }
 
 impl Default for ChatConfig {
@@ -51,6 +54,7 @@ impl Default for ChatConfig {
         ChatConfig {
             max_tokens: 512,
             max_edit_tokens: 768,
+            resolve_timeout_ms: 1500,
         }
     }
 }
@@ -218,12 +222,12 @@ impl Layers {
 }
 
 /// Clients send settings either bare or wrapped in `{ "wellspring": { … } }` (VS Code's section
-/// name); both are accepted. `null` means "no settings".
+/// name); both are accepted. A wrapper may hold other servers' sections beside ours (Emacs' eglot
+/// sends its whole workspace configuration to every server): only ours is read. `null` means
+/// "no settings".
 fn normalize_client_layer(layer: &Value) -> Value {
     match layer {
-        Value::Object(map) if map.len() == 1 && map.contains_key("wellspring") => {
-            map["wellspring"].clone()
-        }
+        Value::Object(map) if map.contains_key("wellspring") => map["wellspring"].clone(),
         Value::Null => Value::Object(Default::default()),
         other => other.clone(),
     }
@@ -294,6 +298,18 @@ mod tests {
         assert_eq!(config.log.level, "debug");
         assert_eq!(config.completion.max_tokens, 8);
         assert!(!config.completion.enabled);
+    }
+
+    #[test]
+    fn a_wrapper_with_other_servers_sections_gives_only_ours() {
+        let layers = Layers {
+            did_change_configuration: Some(json!({
+                "wellspring": {"completion": {"max_tokens": 9}},
+                "pylsp": {"plugins": {"ruff": {"enabled": true}}},
+            })),
+            ..Layers::default()
+        };
+        assert_eq!(layers.resolve().unwrap().completion.max_tokens, 9);
     }
 
     #[test]

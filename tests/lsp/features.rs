@@ -15,13 +15,14 @@ fn ready_server(extra: Value) -> TestServer {
     let mut options = json!({
         "model": {"path": tiny_model(), "n_ctx": 2048, "n_slots": 2},
         "completion": {"max_tokens": 8},
-        "chat": {"max_tokens": 12, "max_edit_tokens": 32},
+        "chat": {"max_tokens": 12, "max_edit_tokens": 32, "resolve_timeout_ms": 0},
     });
     merge(&mut options, extra);
     let mut server = TestServer::builder()
         .initialization_options(options)
         .capabilities(
-            json!({"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]}}}}),
+            json!({"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]}}},
+                   "experimental": {"wellspring": {"chatProgress": true, "instructPrompt": true}}}),
         )
         .start();
     let status = server.notification("wellspring/status", |params| {

@@ -5,6 +5,7 @@ mod support;
 #[path = "../../server/src/model/tests/http_server.rs"]
 mod http_server;
 
+mod any_client;
 mod bad_input;
 mod features;
 mod lifecycle;

@@ -16,10 +16,11 @@ fn ready_server() -> TestServer {
         .initialization_options(json!({
             "model": {"path": real_model(), "n_ctx": 4096, "n_slots": 1, "chat_n_ctx": 2048},
             "completion": {"max_tokens": 24, "time_budget_ms": 600000},
-            "chat": {"max_tokens": 96, "max_edit_tokens": 160},
+            "chat": {"max_tokens": 96, "max_edit_tokens": 160, "resolve_timeout_ms": 0},
         }))
         .capabilities(
-            json!({"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]}}}}),
+            json!({"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]}}},
+                   "experimental": {"wellspring": {"chatProgress": true, "instructPrompt": true}}}),
         )
         .start();
     let status = server.notification("wellspring/status", |params| {

@@ -116,6 +116,9 @@ impl TestServerBuilder {
             next_id: 1,
             notifications: Vec::new(),
             server_requests: Vec::new(),
+            responses: Vec::new(),
+            apply_edit_answer: json!({"applied": true}),
+            initialize_result: Value::Null,
             log_path,
             _log_dir: log_dir,
             builder: self,
@@ -125,7 +128,7 @@ impl TestServerBuilder {
     /// Starts the server and completes the `initialize`/`initialized` handshake.
     pub fn start(self) -> TestServer {
         let mut server = self.spawn();
-        server.initialize().expect("initialize succeeds");
+        server.initialize_result = server.initialize().expect("initialize succeeds");
         server
     }
 }
@@ -159,6 +162,12 @@ pub struct TestServer {
     pub notifications: Vec<Value>,
     /// Requests the server sent to the client (answered automatically).
     pub server_requests: Vec<Value>,
+    /// Responses that arrived while the test waited for something else.
+    responses: Vec<Value>,
+    /// What `workspace/applyEdit` requests are answered with.
+    pub apply_edit_answer: Value,
+    /// The server's answer to `initialize`, once [`TestServerBuilder::start`] sent it.
+    pub initialize_result: Value,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,
     builder: TestServerBuilder,
@@ -230,8 +239,11 @@ impl TestServer {
 
     /// Waits for the response with this id, buffering notifications and answering server requests.
     pub fn response(&mut self, id: Value) -> Result<Value, Value> {
-        let message =
-            self.wait_for(|message| message.get("method").is_none() && message["id"] == id);
+        let is_it = |message: &Value| message.get("method").is_none() && message["id"] == id;
+        let message = match self.responses.iter().position(is_it) {
+            Some(position) => self.responses.remove(position),
+            None => self.wait_for(is_it),
+        };
         match message.get("error") {
             Some(error) => Err(error.clone()),
             None => Ok(message["result"].clone()),
@@ -273,6 +285,48 @@ impl TestServer {
             stream.push(progress);
             if done {
                 return stream;
+            }
+        }
+    }
+
+    /// Waits for the server's request `method` (answered automatically) and returns it.
+    pub fn server_request(&mut self, method: &str) -> Value {
+        let seen = |requests: &[Value]| {
+            requests
+                .iter()
+                .position(|request| request["method"] == method)
+        };
+        if let Some(position) = seen(&self.server_requests) {
+            return self.server_requests.remove(position);
+        }
+        let request =
+            self.wait_for(|message| message["method"] == method && message.get("id").is_some());
+        self.answer_server_request(&request);
+        let position = seen(&self.server_requests).expect("just answered");
+        self.server_requests.remove(position)
+    }
+
+    /// Waits for a work-done progress to begin with a title starting `title` and returns its
+    /// token.
+    pub fn progress_begins(&mut self, title: &str) -> Value {
+        let begin = self.notification("$/progress", |params| {
+            params["value"]["kind"] == "begin"
+                && params["value"]["title"]
+                    .as_str()
+                    .is_some_and(|it| it.starts_with(title))
+        });
+        begin["token"].clone()
+    }
+
+    /// Waits for the end of the progress on `token`, and returns every report it had, in order.
+    pub fn progress_reports_until_end(&mut self, token: &Value) -> Vec<Value> {
+        let mut reports = Vec::new();
+        loop {
+            let progress = self.notification("$/progress", |params| params["token"] == *token);
+            match progress["value"]["kind"].as_str() {
+                Some("end") => return reports,
+                Some("report") => reports.push(progress["value"].clone()),
+                _ => {}
             }
         }
     }
@@ -322,13 +376,16 @@ impl TestServer {
                 self.answer_server_request(&message);
             } else if message.get("method").is_some() {
                 self.notifications.push(message);
+            } else {
+                self.responses.push(message);
             }
         }
     }
 
     fn answer_server_request(&mut self, request: &Value) {
         let result = match request["method"].as_str() {
-            Some("workspace/applyEdit") => json!({"applied": true}),
+            Some("workspace/applyEdit") => self.apply_edit_answer.clone(),
+            Some("window/showDocument") => json!({"success": true}),
             Some("workspace/configuration") => json!([null]),
             _ => Value::Null,
         };

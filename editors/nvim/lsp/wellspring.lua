@@ -10,7 +10,12 @@ return {
   cmd = { 'wellspring', 'serve' },
   root_markers = { '.git', '.hg', '.jj' },
   -- Neovim 0.11 does not announce inline completion itself; the plugin draws it (see ghost.lua).
-  capabilities = { textDocument = { inlineCompletion = { dynamicRegistration = false } } },
+  -- The experimental part tells the server this plugin shows wellspring/chatProgress streams and
+  -- runs the client-side wellspring.instructPrompt command.
+  capabilities = {
+    textDocument = { inlineCompletion = { dynamicRegistration = false } },
+    experimental = { wellspring = { chatProgress = true, instructPrompt = true } },
+  },
   -- The server reads the same object from both; `settings` is what didChangeConfiguration sends.
   init_options = {},
   settings = { wellspring = {} },

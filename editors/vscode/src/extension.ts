@@ -92,6 +92,16 @@ async function start(): Promise<void> {
     middleware: { provideCompletionItem: () => undefined },
   };
   const started = new lc.LanguageClient("wellspring", "Wellspring", server, options);
+  // Tells the server this client shows wellspring/chatProgress streams and runs the client-side
+  // instructPrompt command; other clients get chat through standard LSP and no instruct action.
+  started.registerFeature({
+    fillClientCapabilities: (capabilities) => {
+      capabilities.experimental = { ...(capabilities.experimental as object), wellspring: { chatProgress: true, instructPrompt: true } };
+    },
+    initialize: () => undefined,
+    getState: () => ({ kind: "static" }),
+    clear: () => undefined,
+  });
   client = started;
   let heardStatus = false;
   started.onNotification(ext.status, (params) => {
@@ -194,8 +204,9 @@ async function executeServerCommand<T>(title: string, command: string, args: unk
     );
   } catch (error) {
     if (error instanceof lc.ResponseError && error.code === lc.LSPErrorCodes.RequestCancelled) return undefined;
+    // The server shows a command's failure itself (window/showMessage), so it is only logged here.
     output.error(`${command} failed: ${error}`);
-    void vscode.window.showErrorMessage(`Wellspring: ${error instanceof Error ? error.message : error}`);
+    if (!(error instanceof lc.ResponseError)) void vscode.window.showErrorMessage(`Wellspring: ${error instanceof Error ? error.message : error}`);
     throw error;
   }
 }

@@ -155,6 +155,10 @@ export interface CodeActionData {
   /** The document version the range refers to. */
   version: number;
   diagnostics?: string[];
+  /** `range` as bytes of that version, so the server can move it past later edits. */
+  byteRange?: [number, number];
+  /** Set when `codeAction/resolve` answered before the model was done: the job to apply. */
+  job?: string;
 }
 
 /** Server commands (run through `workspace/executeCommand`). */

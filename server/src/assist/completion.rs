@@ -5,6 +5,7 @@ use std::ops::Range;
 use crate::config::Config;
 use crate::context::{self, Budget, ContextSnapshot};
 use crate::engine::{CompletionFigures, CompletionRequest, Engine, Error, SamplingConfig};
+use crate::syntax::Language;
 
 /// A suggestion to insert at the cursor.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,27 @@ pub enum Trigger {
     Automatic,
     /// Asked for explicitly: a few different suggestions to cycle through.
     Invoked,
+}
+
+/// Characters after which clients that complete only on trigger characters should ask: member
+/// access, and the second character of `::` and `->`, and a call's `(`. See [`triggers_here`].
+pub const TRIGGER_CHARACTERS: [&str; 4] = [".", ":", ">", "("];
+
+/// Whether a completion triggered by typing `trigger` (which ends `text_before_cursor`) is worth
+/// running the model for: `:` only as the end of `::` and `>` only as the end of `->`, in the
+/// languages where those are member or path access.
+pub fn triggers_here(language: Option<Language>, text_before_cursor: &str, trigger: &str) -> bool {
+    match trigger {
+        ":" => {
+            matches!(language, Some(Language::Rust | Language::Cpp))
+                && text_before_cursor.ends_with("::")
+        }
+        ">" => {
+            matches!(language, Some(Language::C | Language::Cpp))
+                && text_before_cursor.ends_with("->")
+        }
+        _ => true,
+    }
 }
 
 /// Most suggestions an invoked request returns.
@@ -147,4 +169,31 @@ pub fn with_selected_item(
         ..snapshot.clone()
     };
     (snapshot, cursor_byte)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_characters_run_the_model_only_where_they_mean_access() {
+        let cases = [
+            (Some(Language::Python), "math.", ".", true),
+            (Some(Language::Python), "print(", "(", true),
+            (Some(Language::Python), "    if x:", ":", false),
+            (Some(Language::Rust), "std::", ":", true),
+            (Some(Language::Rust), "let x:", ":", false),
+            (Some(Language::Cpp), "node->", ">", true),
+            (Some(Language::Cpp), "a >", ">", false),
+            (Some(Language::Rust), "fn f() ->", ">", false),
+            (None, "x->", ">", false),
+        ];
+        for (language, before, trigger, expected) in cases {
+            assert_eq!(
+                triggers_here(language, before, trigger),
+                expected,
+                "{language:?} {before:?}"
+            );
+        }
+    }
 }

@@ -14,16 +14,21 @@ use std::ops::Range;
 use crate::docs::Document;
 use crate::syntax::Language;
 
-/// The code a feature works on: the selection, or when it is empty the smallest enclosing
-/// function-like scope, or the cursor's line.
+/// The code a feature works on: the selection, or when the selection is a cursor (empty, or one
+/// character, as editors whose cursor is a one-character selection send it) the code around it:
+/// the smallest enclosing function-like scope, else the statement or definition that starts on
+/// the cursor's line, else the cursor's line. Whatever is chosen starts at the beginning of its
+/// first line, so indentation stays whole.
 pub fn target_range(document: &Document, selection: Range<usize>) -> Range<usize> {
-    if selection.start < selection.end {
+    let rope = &document.rope;
+    if !is_cursor(document, &selection) {
         return selection;
     }
-    let rope = &document.rope;
     let cursor_byte = selection.start.min(rope.len_bytes());
+    let line_idx = rope.byte_to_line(cursor_byte);
+    let line_start_byte = rope.line_to_byte(line_idx);
     if let (Some(language), Some(tree)) = (document.language, document.tree.as_ref()) {
-        let scopes = crate::context::outline::scopes(language, rope, tree, Some(cursor_byte));
+        let scopes = crate::context::outline::scopes(language, rope, tree, None);
         if let Some(scope) = scopes
             .iter()
             .filter(|scope| {
@@ -33,19 +38,107 @@ pub fn target_range(document: &Document, selection: Range<usize>) -> Range<usize
             })
             .min_by_key(|scope| scope.byte_range.len())
         {
-            // Start at the beginning of the scope's first line so indentation stays whole.
-            let line_start = rope.line_to_byte(rope.byte_to_line(scope.byte_range.start));
-            return line_start..scope.byte_range.end;
+            return rope.line_to_byte(rope.byte_to_line(scope.byte_range.start))
+                ..scope.byte_range.end;
+        }
+        // A cursor in a line's indentation stands for the line's first character.
+        let indent_len = rope
+            .line(line_idx)
+            .bytes()
+            .take_while(|byte| *byte == b' ' || *byte == b'\t')
+            .count();
+        let code_byte = cursor_byte.max(line_start_byte + indent_len);
+        if let Some(statement) = statement_starting_on_line(tree, code_byte, line_idx) {
+            return line_start_byte..statement.end_byte();
         }
     }
-    let line_idx = rope.byte_to_line(cursor_byte);
-    let start_byte = rope.line_to_byte(line_idx);
     let end_byte = if line_idx + 1 < rope.len_lines() {
         rope.line_to_byte(line_idx + 1)
     } else {
         rope.len_bytes()
     };
-    start_byte..end_byte
+    line_start_byte..end_byte
+}
+
+/// Whether `selection` is a cursor rather than a choice of code. Clients send a cursor in several
+/// shapes: empty (VS Code), one character (Helix), the word or token under it (Kate, Emacs'
+/// eglot), or from it to the end of its line (Vim's yegappan/lsp), and all of them act on the
+/// code around the cursor. A selection that starts where its line's code starts is a choice.
+fn is_cursor(document: &Document, selection: &Range<usize>) -> bool {
+    let rope = &document.rope;
+    if selection.start >= selection.end {
+        return true;
+    }
+    if selection.end > rope.len_bytes() {
+        return false;
+    }
+    // One character is at most four bytes of UTF-8.
+    if selection.end - selection.start <= 4
+        && rope.byte_slice(selection.clone()).chars().count() == 1
+    {
+        return true;
+    }
+    let line_idx = rope.byte_to_line(selection.start);
+    if rope.byte_to_line(selection.end) != line_idx {
+        return false;
+    }
+    let line = rope.line(line_idx);
+    let line_start_byte = rope.line_to_byte(line_idx);
+    let code_start_byte = line_start_byte
+        + line
+            .bytes()
+            .take_while(|byte| *byte == b' ' || *byte == b'\t')
+            .count();
+    let line_text = line.to_string();
+    let line_end_byte = line_start_byte + line_text.trim_end_matches(['\n', '\r']).len();
+    if selection.start > code_start_byte && selection.end == line_end_byte {
+        return true;
+    }
+    // Inside one token: the leaf the selection lies in covers all of it.
+    document.tree.as_ref().is_some_and(|tree| {
+        tree.root_node()
+            .descendant_for_byte_range(selection.start, selection.end)
+            .is_some_and(|node| {
+                node.child_count() == 0
+                    && node.start_byte() <= selection.start
+                    && selection.end <= node.end_byte()
+            })
+    })
+}
+
+/// The largest node around `byte_idx` that starts on line `line_idx`, short of the whole file:
+/// the statement or definition the line begins.
+fn statement_starting_on_line(
+    tree: &tree_sitter::Tree,
+    byte_idx: usize,
+    line_idx: usize,
+) -> Option<tree_sitter::Node<'_>> {
+    let root = tree.root_node();
+    let mut node = root.named_descendant_for_byte_range(byte_idx, byte_idx)?;
+    let mut found = None;
+    while node.id() != root.id()
+        && node.start_position().row == line_idx
+        && !is_statement_list(node)
+    {
+        found = Some(node);
+        node = node.parent()?;
+    }
+    found
+}
+
+/// Whether `node` is a list of statements (a block, a class body) rather than one: two of its
+/// children start on different lines at the column where its first child starts.
+fn is_statement_list(node: tree_sitter::Node<'_>) -> bool {
+    let mut cursor = node.walk();
+    let mut children = node.named_children(&mut cursor);
+    let Some(first) = children.next() else {
+        return false;
+    };
+    let first_start = first.start_position();
+    children.any(|child| {
+        let start = child.start_position();
+        start.row != first_start.row && start.column == first_start.column
+    })
 }
 
 /// The fence name a model expects for a language.
@@ -70,4 +163,80 @@ fn slice(document: &Document, byte_range: Range<usize>) -> String {
     let end_byte = byte_range.end.min(rope.len_bytes());
     let start_byte = byte_range.start.min(end_byte);
     rope.byte_slice(start_byte..end_byte).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docs::DocumentStore;
+
+    /// Checks the code chosen for a selection marked `$0…$0` (or a cursor `$0`) in `fixture`.
+    fn check(language_id: &str, fixture: &str, expected: &str) {
+        let marks: Vec<usize> = fixture.match_indices("$0").map(|(idx, _)| idx).collect();
+        let text = fixture.replace("$0", "");
+        let selection = match marks[..] {
+            [cursor] => cursor..cursor,
+            [start, end] => start..end - 2,
+            _ => panic!("one or two $0 marks"),
+        };
+        let store = DocumentStore::new();
+        let (document, _) = store.open("file:///t/f", language_id, 1, &text);
+        let target = target_range(&document, selection);
+        assert_eq!(&text[target], expected, "{fixture}");
+    }
+
+    const PYTHON: &str = "import os\n\nclass Stats:\n    unit = 'ms'\n\n    def mean(self, values):\n        total = sum(values)\n        return total / len(values)\n\nprint(Stats().mean([1]))\n";
+
+    #[test]
+    fn a_cursor_or_one_character_selects_the_code_around_it() {
+        let function = "    def mean(self, values):\n        total = sum(values)\n        return total / len(values)";
+        let cases = [
+            // An empty cursor, and a one-character selection, inside a method.
+            ("        total = $0sum(values)", function),
+            ("        total = $0s$0um(values)", function),
+            // On the method's header, and in its indentation.
+            ("    def $0mean(self, values):", function),
+            ("$0        return total / len(values)", function),
+            // Outside any function: the statement or definition starting on the line.
+            ("    unit = $0'ms'", "    unit = 'ms'"),
+            ("print(Stats().$0mean([1]))", "print(Stats().mean([1]))"),
+            ("class $0Stats:", &PYTHON[11..PYTHON.len() - 27]),
+            ("import $0os", "import os"),
+        ];
+        for (line, expected) in cases {
+            let unmarked = line.replace("$0", "");
+            let fixture = PYTHON.replacen(&unmarked, line, 1);
+            assert_ne!(fixture, PYTHON, "{line} is in the fixture");
+            check("python", &fixture, expected);
+        }
+    }
+
+    #[test]
+    fn a_real_selection_is_kept_and_unparsed_text_falls_back_to_the_line() {
+        check("python", "x = 1\n$0y = 2$0\n", "y = 2");
+        check("python", "x = 1\n$0y = 2\nz$0 = 3\n", "y = 2\nz");
+        // A multi-byte character is still one character.
+        check("plaintext", "first\nsé$0é$0cond\nthird\n", "séécond\n");
+        check("plaintext", "first\n$0\nthird\n", "\n");
+    }
+
+    #[test]
+    fn a_word_or_the_rest_of_a_line_is_a_cursor_as_other_clients_send_it() {
+        let function = "    def mean(self, values):\n        total = sum(values)\n        return total / len(values)";
+        let cases = [
+            // The token under the cursor (Kate, eglot).
+            ("        total = $0sum$0(values)", function),
+            // From the cursor to the end of its line (Vim).
+            ("        total = $0sum(values)$0", function),
+            // A selection from where the line's code starts is a choice, kept as it is.
+            ("        $0total = sum(values)$0", "total = sum(values)"),
+            // Two tokens are a choice too.
+            ("        total = $0sum(values$0)", "sum(values"),
+        ];
+        for (line, expected) in cases {
+            let unmarked = line.replace("$0", "");
+            let fixture = PYTHON.replacen(&unmarked, line, 1);
+            check("python", &fixture, expected);
+        }
+    }
 }

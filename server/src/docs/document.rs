@@ -1,9 +1,16 @@
 //! One open document: rope, tree, version, language, and the edit operation that keeps them in step.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ropey::Rope;
 use tree_sitter::{InputEdit, Point, Tree};
 
+use super::history::{self, EditLog, Span};
 use crate::syntax::Language;
+
+/// Numbers each opening of a document, so that text from before a close and reopen is never
+/// mistaken for the same document's.
+static NEXT_OPENING: AtomicU64 = AtomicU64::new(1);
 
 /// Documents larger than this are kept as text but not parsed: tree-sitter would take seconds on
 /// every full parse, and prompts only ever need the neighbourhood of the cursor.
@@ -43,6 +50,10 @@ pub struct Document {
     /// language, too large, binary) or its parse has not finished yet.
     pub tree: Option<Tree>,
     pub kind: DocumentKind,
+    /// Which opening of the document this is; versions only compare within one opening.
+    pub opening: u64,
+    /// Where each version's changes fell, so edits computed on an older version can be moved.
+    pub history: EditLog,
 }
 
 impl Document {
@@ -57,6 +68,8 @@ impl Document {
             rope,
             tree: None,
             kind: DocumentKind::Text,
+            opening: NEXT_OPENING.fetch_add(1, Ordering::Relaxed),
+            history: EditLog::new(version),
         };
         document.kind = document.classify();
         document
@@ -94,6 +107,8 @@ impl Document {
 
     /// Replaces the whole text (a full-sync change); the tree is dropped and reparsed from scratch.
     pub fn replace_all(&mut self, text: &str) {
+        self.history
+            .record(history::diff_span(&self.rope.to_string(), text));
         self.rope = Rope::from_str(text);
         self.tree = None;
         self.kind = self.classify();
@@ -112,6 +127,11 @@ impl Document {
         self.rope.remove(start_char_idx..end_char_idx);
         self.rope.insert(start_char_idx, &edit.text);
         let new_end_byte = edit.start_byte + edit.text.len();
+        self.history.record(Span {
+            start_byte: edit.start_byte,
+            old_end_byte: edit.end_byte,
+            new_end_byte,
+        });
         let input_edit = InputEdit {
             start_byte: edit.start_byte,
             old_end_byte: edit.end_byte,

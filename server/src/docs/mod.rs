@@ -5,7 +5,9 @@
 //! offsets before anything here is called.
 
 mod document;
+mod history;
 mod store;
 
 pub use document::{Document, DocumentKind, TextEdit};
+pub use history::{move_range, EditLog, Span};
 pub use store::{DocumentStore, Error};

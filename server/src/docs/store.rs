@@ -132,6 +132,7 @@ impl DocumentStore {
             message,
         })?;
         document.version = version;
+        document.history.commit(version);
         document.tree = reparse(&document, Some(SYNC_PARSE_BUDGET));
         let needs_parse = document.wants_tree() && document.tree.is_none();
         let document = Arc::new(document);

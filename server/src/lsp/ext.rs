@@ -169,6 +169,14 @@ pub struct CodeActionData {
     pub version: i32,
     #[serde(default)]
     pub diagnostics: Vec<String>,
+    /// `range` as bytes of that version, so the server can move it when the document changes
+    /// before the action runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_range: Option<(usize, usize)>,
+    /// Set when `codeAction/resolve` answered before the model was done: the running job whose
+    /// edit `wellspring.applyAction` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// `wellspring/documentState` request: the server's copy of a document, so a client (or a test)

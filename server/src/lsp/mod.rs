@@ -5,9 +5,11 @@
 //! take a snapshot, call a domain function and convert the result; logic lives outside `lsp/`.
 
 pub mod convert;
+mod edits;
 mod engine_loader;
 pub mod ext;
 mod notifications;
+mod progress;
 mod requests;
 mod server;
 mod state;
@@ -61,6 +63,35 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|message| (*message).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Runs a request the user started (a code action, a command), so that its failure also reaches
+/// the user as `window/showMessage`: many clients drop error responses to these silently. A
+/// request the client cancelled is dropped before it can fail, so it shows nothing.
+pub(crate) async fn shown<T>(
+    server: &Server,
+    result: impl std::future::Future<Output = jsonrpc::Result<T>>,
+) -> jsonrpc::Result<T> {
+    let result = result.await;
+    if let Err(error) = &result {
+        show_failure(server, error).await;
+    }
+    result
+}
+
+/// Shows a failed request's error to the user.
+pub(crate) async fn show_failure(server: &Server, error: &jsonrpc::Error) {
+    if error.code == jsonrpc::ErrorCode::RequestCancelled {
+        return;
+    }
+    tracing::warn!("request failed: {}", error.message);
+    server
+        .client
+        .show_message(
+            tower_lsp_server::ls_types::MessageType::ERROR,
+            format!("Wellspring: {}", error.message),
+        )
+        .await;
 }
 
 /// Builds an `InvalidParams` error with a clear message.

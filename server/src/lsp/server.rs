@@ -8,9 +8,10 @@ use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService};
 
-use super::{ext, guard, guard_notification, notifications, requests, State};
+use super::{ext, guard, guard_notification, notifications, requests, shown, State};
 use crate::config::Layers;
 
+#[derive(Clone)]
 pub struct Server {
     pub(crate) client: Client,
     pub(crate) state: Arc<State>,
@@ -71,7 +72,8 @@ impl LanguageServer for Server {
         .await
     }
 
-    // Requests that only read state (snapshot first, then await the model).
+    // Requests that only read state (snapshot first, then await the model). Failures of the ones
+    // the user starts (code actions, commands) are also shown as messages.
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         guard(
             "textDocument/completion",
@@ -89,19 +91,19 @@ impl LanguageServer for Server {
     }
 
     async fn code_action_resolve(&self, params: CodeAction) -> Result<CodeAction> {
-        guard(
+        let resolved = guard(
             "codeAction/resolve",
             requests::code_action_resolve::handle(self, params),
-        )
-        .await
+        );
+        shown(self, resolved).await
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<Value>> {
-        guard(
+        let executed = guard(
             "workspace/executeCommand",
             requests::execute_command::handle(self, params),
-        )
-        .await
+        );
+        shown(self, executed).await
     }
 }
 

@@ -1,9 +1,11 @@
 //! Server-wide state shared by all handlers: documents, configuration, negotiated encoding, the
 //! engine and the context sources (workspace index, recent edits).
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Layers};
 use crate::context::{ContextSnapshot, RecentChunks};
@@ -12,6 +14,28 @@ use crate::engine::Engine;
 use crate::index::WorkspaceIndex;
 
 use super::convert::PositionEncoding;
+use super::edits::ComputedEdit;
+
+/// How long the server remembers a code-action edit it handed over to the background.
+const HANDED_OVER_MEMORY: Duration = Duration::from_secs(3600);
+
+/// What the client said it can do in `initialize`, as far as the server changes its answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientSupport {
+    /// Applies the edits that `codeAction/resolve` fills in.
+    pub resolves_code_actions: bool,
+    /// Takes versioned `documentChanges` in a `WorkspaceEdit`, and so refuses outdated edits.
+    pub document_changes: bool,
+    /// Answers `window/workDoneProgress/create`, so the server can show progress of its own.
+    pub work_done_progress: bool,
+    /// Opens documents the server asks it to show (`window/showDocument`).
+    pub show_document: bool,
+    /// Shows `wellspring/chatProgress` streams (experimental capability `wellspring.chatProgress`).
+    pub chat_progress: bool,
+    /// Runs the client-side `wellspring.instructPrompt` command (experimental capability
+    /// `wellspring.instructPrompt`).
+    pub instruct_prompt: bool,
+}
 
 /// Where the model stands.
 #[derive(Clone)]
@@ -50,8 +74,13 @@ pub struct State {
     index: RwLock<Arc<WorkspaceIndex>>,
     recent: Mutex<RecentChunks>,
     next_chat_id: AtomicU64,
-    /// The client applies edits returned by `codeAction/resolve`.
-    client_resolves_code_actions: AtomicBool,
+    client_support: RwLock<ClientSupport>,
+    /// Code-action edits that `codeAction/resolve` handed over to the background (they apply
+    /// themselves when the model is done), by job id, with when.
+    handed_over: Mutex<HashMap<String, Instant>>,
+    /// Edits the client refused to apply, newest last, for a second try.
+    refused_edits: Mutex<VecDeque<ComputedEdit>>,
+    next_job_id: AtomicU64,
     /// The last engine error shown to the user, so a failing engine shows one message, not one
     /// per keystroke.
     last_shown_error: Mutex<Option<String>>,
@@ -76,7 +105,10 @@ impl State {
             index: RwLock::new(Arc::new(WorkspaceIndex::new(None))),
             recent: Mutex::new(RecentChunks::default()),
             next_chat_id: AtomicU64::new(1),
-            client_resolves_code_actions: AtomicBool::new(false),
+            client_support: RwLock::new(ClientSupport::default()),
+            handed_over: Mutex::new(HashMap::new()),
+            refused_edits: Mutex::new(VecDeque::new()),
+            next_job_id: AtomicU64::new(1),
             last_shown_error: Mutex::new(None),
         }
     }
@@ -210,13 +242,44 @@ impl State {
         }
     }
 
-    pub fn client_resolves_code_actions(&self) -> bool {
-        self.client_resolves_code_actions.load(Ordering::Relaxed)
+    pub fn client_support(&self) -> ClientSupport {
+        *self
+            .client_support
+            .read()
+            .expect("client support lock is never poisoned")
     }
 
-    pub fn set_client_resolves_code_actions(&self, resolves: bool) {
-        self.client_resolves_code_actions
-            .store(resolves, Ordering::Relaxed);
+    pub fn set_client_support(&self, support: ClientSupport) {
+        *self
+            .client_support
+            .write()
+            .expect("client support lock is never poisoned") = support;
+    }
+
+    /// Names a code-action edit handed over to the background, so that a later
+    /// `wellspring.applyAction` for it knows it is taken care of.
+    pub fn hand_over_action(&self) -> String {
+        let id = format!("job-{}", self.next_job_id.fetch_add(1, Ordering::Relaxed));
+        let mut handed_over = self
+            .handed_over
+            .lock()
+            .expect("jobs lock is never poisoned");
+        handed_over.retain(|_, since| since.elapsed() < HANDED_OVER_MEMORY);
+        handed_over.insert(id.clone(), Instant::now());
+        id
+    }
+
+    pub(crate) fn refused_edits(&self) -> std::sync::MutexGuard<'_, VecDeque<ComputedEdit>> {
+        self.refused_edits
+            .lock()
+            .expect("refused edits lock is never poisoned")
+    }
+
+    pub fn was_handed_over(&self, id: &str) -> bool {
+        self.handed_over
+            .lock()
+            .expect("jobs lock is never poisoned")
+            .contains_key(id)
     }
 
     /// Whether `error` differs from the last error shown to the user (and remembers it).

@@ -105,8 +105,9 @@ function M.instruct_prompt(command, ctx)
       command = 'wellspring.instruct',
       arguments = { args },
     }, function(err)
+      -- The server shows a failure itself (window/showMessage); this only logs it.
       if err then
-        vim.notify('Wellspring: ' .. err.message, vim.log.levels.ERROR)
+        vim.lsp.log.warn('wellspring.instruct failed: ' .. err.message)
       end
     end, ctx.bufnr)
   end)

@@ -39,7 +39,7 @@ pub(crate) async fn handle(
     params: CodeActionParams,
 ) -> Result<Option<CodeActionResponse>> {
     let uri = params.text_document.uri.clone();
-    let (document, _) = document_range(server, uri.as_str(), params.range)?;
+    let (document, byte_range) = document_range(server, uri.as_str(), params.range)?;
     if matches!(server.state.engine_state(), EngineState::Disabled) {
         return Ok(None);
     }
@@ -56,7 +56,7 @@ pub(crate) async fn handle(
         })
         .collect();
     let only = params.context.only.as_deref();
-    let resolves = server.state.client_resolves_code_actions();
+    let support = server.state.client_support();
     let range_args = RangeArgs {
         text_document: TextDocumentIdentifier { uri: uri.clone() },
         range: params.range,
@@ -64,7 +64,10 @@ pub(crate) async fn handle(
     let mut actions = Vec::new();
     for kind in ActionKind::ALL {
         let code_action_kind = action_kind(kind);
-        if !wanted(only, &code_action_kind) {
+        // "Edit with instruction…" needs the client to ask for the instruction.
+        if !wanted(only, &code_action_kind)
+            || (kind == ActionKind::Instruct && !support.instruct_prompt)
+        {
             continue;
         }
         let mut action = CodeAction {
@@ -94,12 +97,14 @@ pub(crate) async fn handle(
                     range: params.range,
                     version: document.version,
                     diagnostics: diagnostics.clone(),
+                    byte_range: Some((byte_range.start, byte_range.end)),
+                    job: None,
                 };
                 if kind == ActionKind::Fix {
                     action.diagnostics =
                         Some(params.context.diagnostics.clone()).filter(|it| !it.is_empty());
                 }
-                if resolves {
+                if support.resolves_code_actions {
                     action.data = Some(argument(&data));
                 } else {
                     action.command = Some(Command::new(

@@ -20,6 +20,20 @@ pub(crate) async fn handle(
     else {
         return Ok(None);
     };
+    if let Some(trigger) = params.context.as_ref().and_then(|context| {
+        (context.trigger_kind == CompletionTriggerKind::TRIGGER_CHARACTER)
+            .then_some(context.trigger_character.as_deref())
+            .flatten()
+    }) {
+        let rope = &target.document.rope;
+        let line_start_byte = rope.line_to_byte(rope.byte_to_line(target.cursor_byte));
+        let before = rope
+            .byte_slice(line_start_byte..target.cursor_byte)
+            .to_string();
+        if !completion::triggers_here(target.document.language, &before, trigger) {
+            return Ok(None);
+        }
+    }
     let cursor_byte = target.cursor_byte;
     let rope = target.document.rope.clone();
     let language_id = target.document.language_id.clone();

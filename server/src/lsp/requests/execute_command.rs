@@ -1,22 +1,30 @@
 //! `workspace/executeCommand`: chat (streamed), explain (a chat the server starts), instruct and
 //! applyAction (edits applied with `workspace/applyEdit`).
+//!
+//! Chat streams as `wellspring/chatProgress` to clients that announce it, and otherwise as
+//! `$/progress` reports, then opens as a markdown document where the client can show one; the
+//! whole answer is always the command's result.
+
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tower_lsp_server::jsonrpc::{self, Result};
 use tower_lsp_server::ls_types::*;
+use tower_lsp_server::Client;
 
-use super::code_action_resolve::{compute_edit, edit_for};
-use super::{document_range, engine_unavailable, report_engine_error};
+use super::{document_range, engine_unavailable};
 use crate::assist::actions::{self, ActionKind};
 use crate::assist::chat;
 use crate::engine::ChatMessage;
+use crate::lsp::edits;
 use crate::lsp::ext::{
     self, ChatArgs, ChatProgress, ChatProgressParams, ChatResult, CodeActionData, InstructArgs,
     RangeArgs,
 };
-use crate::lsp::{invalid_params, Server};
+use crate::lsp::progress::Progress;
+use crate::lsp::{invalid_params, show_failure, Server};
 
 /// The commands this server executes, for the `executeCommandProvider` capability.
 pub(crate) const COMMANDS: [&str; 4] = [
@@ -36,6 +44,7 @@ fn single_argument<T: DeserializeOwned>(command: &str, arguments: Vec<Value>) ->
 
 pub(crate) async fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Value>> {
     let command = params.command.as_str();
+    let token = params.work_done_progress_params.work_done_token;
     let result = match command {
         ext::COMMAND_CHAT => {
             let args: ChatArgs = single_argument(command, params.arguments)?;
@@ -48,54 +57,64 @@ pub(crate) async fn handle(server: &Server, params: ExecuteCommandParams) -> Res
                 })
                 .collect::<Vec<_>>();
             let title = format!("Chat: {}", args.question.lines().next().unwrap_or_default());
-            to_value(
-                stream_chat(
-                    server,
-                    args.chat_id,
-                    title,
-                    args.text_document.uri.as_str(),
-                    args.range,
-                    &args.question,
-                    &history,
-                )
-                .await?,
-            )
+            let question = Question {
+                chat_id: args.chat_id,
+                title,
+                uri: args.text_document.uri.as_str(),
+                range: args.range,
+                text: &args.question,
+                history: &history,
+            };
+            to_value(stream_chat(server, question, token).await?)
         }
         ext::COMMAND_EXPLAIN => {
             let args: RangeArgs = single_argument(command, params.arguments)?;
-            let question = actions::prose_question(ActionKind::Explain);
-            let chat_id = server.state.next_chat_id();
-            to_value(
-                stream_chat(
-                    server,
-                    chat_id,
-                    "Explain".to_owned(),
-                    args.text_document.uri.as_str(),
-                    args.range,
-                    &question,
-                    &[],
-                )
-                .await?,
-            )
+            let text = actions::prose_question(ActionKind::Explain);
+            let question = Question {
+                chat_id: server.state.next_chat_id(),
+                title: "Explain".to_owned(),
+                uri: args.text_document.uri.as_str(),
+                range: args.range,
+                text: &text,
+                history: &[],
+            };
+            to_value(stream_chat(server, question, token).await?)
         }
         ext::COMMAND_INSTRUCT => {
             let args: InstructArgs = single_argument(command, params.arguments)?;
-            let edit = edit_for(
+            let (document, selection) =
+                document_range(server, args.text_document.uri.as_str(), args.range)?;
+            let computed = edits::compute(
                 server,
                 ActionKind::Instruct,
-                args.text_document.uri.as_str(),
-                args.range,
-                None,
+                document,
+                selection,
                 &[],
                 Some(&args.instruction),
             )
             .await?;
-            apply(server, "Wellspring: edit with instruction", edit).await?
+            to_value(edits::apply(server, &computed).await?)
         }
         ext::COMMAND_APPLY_ACTION => {
             let data: CodeActionData = single_argument(command, params.arguments)?;
-            let edit = compute_edit(server, &data).await?;
-            apply(server, "Wellspring", edit).await?
+            if let Some(job) = &data.job {
+                // `codeAction/resolve` handed this edit over before the model was done. It
+                // applies itself when done; if this server never heard of it (it restarted
+                // since), the action runs again, in the background like the original.
+                if !server.state.was_handed_over(job) {
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = run_action_again(&server, &data).await {
+                            show_failure(&server, &error).await;
+                        }
+                    });
+                }
+                return Ok(None);
+            }
+            let (kind, document, selection) = edits::offered_target(server, &data)?;
+            let computed =
+                edits::compute(server, kind, document, selection, &data.diagnostics, None).await?;
+            to_value(edits::apply(server, &computed).await?)
         }
         _ => return Err(invalid_params(format!("unknown command {command}"))),
     };
@@ -106,60 +125,58 @@ fn to_value<T: serde::Serialize>(value: T) -> Value {
     serde_json::to_value(value).expect("result types serialise")
 }
 
-async fn apply(server: &Server, label: &str, edit: WorkspaceEdit) -> Result<Value> {
-    tracing::info!(label, "asking the client to apply an edit");
-    let response = server.client.apply_edit(edit.clone()).await?;
-    if !response.applied {
-        let reason = response
-            .failure_reason
-            .unwrap_or_else(|| "the client refused it".to_owned());
-        return Err(invalid_params(format!(
-            "{label}: the edit was not applied: {reason}"
-        )));
-    }
-    Ok(to_value(edit))
+/// Runs a code action whose handed-over job this server does not know, and applies its edit.
+async fn run_action_again(server: &Server, data: &CodeActionData) -> Result<()> {
+    let (kind, document, selection) = edits::offered_target(server, data)?;
+    let computed =
+        edits::compute(server, kind, document, selection, &data.diagnostics, None).await?;
+    edits::apply(server, &computed).await?;
+    Ok(())
 }
 
-/// Answers a question about `range` of `uri`, streaming the answer as `wellspring/chatProgress`.
-async fn stream_chat(
-    server: &Server,
+/// A question about a range of a document, for chat and Explain.
+struct Question<'a> {
     chat_id: String,
     title: String,
-    uri: &str,
+    uri: &'a str,
     range: Range,
-    question: &str,
-    history: &[ChatMessage],
+    text: &'a str,
+    history: &'a [ChatMessage],
+}
+
+/// Answers `question`, streaming the answer as the client can show it (see the module comment).
+async fn stream_chat(
+    server: &Server,
+    question: Question<'_>,
+    token: Option<ProgressToken>,
 ) -> Result<ChatResult> {
-    let (document, selection) = document_range(server, uri, range)?;
+    let (document, selection) = document_range(server, question.uri, question.range)?;
     let engine = server
         .state
         .engine()
         .ok_or_else(|| engine_unavailable(server))?;
     let snapshot = server.state.context_snapshot(document);
-    let messages = chat::messages(&snapshot, &engine, selection, question, history);
-    let (deltas_tx, mut deltas_rx) = mpsc::unbounded_channel::<String>();
-    let client = server.client.clone();
-    let forward_id = chat_id.clone();
+    let messages = chat::messages(
+        &snapshot,
+        &engine,
+        selection,
+        question.text,
+        question.history,
+    );
+    let (deltas_tx, deltas_rx) = mpsc::unbounded_channel::<String>();
+    let support = server.state.client_support();
     // Deltas are sent in order by one task; the response waits for it, so it comes after them.
-    let forwarder = tokio::spawn(async move {
-        let mut title = Some(title);
-        while let Some(delta) = deltas_rx.recv().await {
-            let params = ChatProgressParams {
-                chat_id: forward_id.clone(),
-                title: title.take(),
-                delta,
-                done: false,
-            };
-            client.send_notification::<ChatProgress>(params).await;
-        }
-        let params = ChatProgressParams {
-            chat_id: forward_id,
-            title: title.take(),
-            delta: String::new(),
-            done: true,
-        };
-        client.send_notification::<ChatProgress>(params).await;
-    });
+    let forwarder = if support.chat_progress {
+        tokio::spawn(forward_chat_progress(
+            server.client.clone(),
+            question.chat_id.clone(),
+            question.title.clone(),
+            deltas_rx,
+        ))
+    } else {
+        let progress = Progress::start(server, &question.title, token);
+        tokio::spawn(forward_work_done_progress(progress, deltas_rx))
+    };
     let outcome = chat::answer(
         &engine,
         messages,
@@ -169,12 +186,17 @@ async fn stream_chat(
     .await;
     let _ = forwarder.await;
     match outcome {
-        Ok(outcome) => Ok(ChatResult {
-            chat_id,
-            text: outcome.text,
-        }),
+        Ok(outcome) => {
+            if !support.chat_progress && support.show_document {
+                show_answer(server, &question, &outcome.text).await;
+            }
+            Ok(ChatResult {
+                chat_id: question.chat_id,
+                text: outcome.text,
+            })
+        }
         Err(error) => {
-            report_engine_error(server, "chat", &error).await;
+            tracing::error!("chat failed: {error}");
             Err(jsonrpc::Error {
                 code: jsonrpc::ErrorCode::ServerError(-32002),
                 message: format!("chat failed: {error}").into(),
@@ -182,4 +204,105 @@ async fn stream_chat(
             })
         }
     }
+}
+
+/// Sends each delta as `wellspring/chatProgress`, then one marked done.
+async fn forward_chat_progress(
+    client: Client,
+    chat_id: String,
+    title: String,
+    mut deltas: mpsc::UnboundedReceiver<String>,
+) {
+    let mut title = Some(title);
+    while let Some(delta) = deltas.recv().await {
+        let params = ChatProgressParams {
+            chat_id: chat_id.clone(),
+            title: title.take(),
+            delta,
+            done: false,
+        };
+        client.send_notification::<ChatProgress>(params).await;
+    }
+    let params = ChatProgressParams {
+        chat_id,
+        title: title.take(),
+        delta: String::new(),
+        done: true,
+    };
+    client.send_notification::<ChatProgress>(params).await;
+}
+
+/// Shows the answer so far as `$/progress` reports: a status line's worth, its newest words.
+async fn forward_work_done_progress(
+    progress: Progress,
+    mut deltas: mpsc::UnboundedReceiver<String>,
+) {
+    let mut text = String::new();
+    while let Some(delta) = deltas.recv().await {
+        text.push_str(&delta);
+        progress.report(&text);
+    }
+    progress.finish("answered");
+}
+
+/// Writes the answer to a markdown file in a private temporary folder and asks the client to
+/// open it (`window/showDocument`). Failing that, the answer is still the command's result.
+async fn show_answer(server: &Server, question: &Question<'_>, answer: &str) {
+    let written = write_answer(question, answer);
+    let shown = match written {
+        Ok(path) => match Uri::from_file_path(&path) {
+            Some(uri) => {
+                let params = ShowDocumentParams {
+                    uri,
+                    external: Some(false),
+                    take_focus: Some(true),
+                    selection: None,
+                };
+                server
+                    .client
+                    .show_document(params)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+            None => Err(format!("{} is not a file URI", path.display())),
+        },
+        Err(error) => Err(error.to_string()),
+    };
+    match shown {
+        Ok(true) => {}
+        Ok(false) => tracing::info!("the client did not open the chat answer"),
+        Err(error) => tracing::warn!("cannot show the chat answer as a document: {error}"),
+    }
+}
+
+fn write_answer(question: &Question<'_>, answer: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let folder = std::env::temp_dir().join(format!("wellspring-answers-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&folder)?;
+    // The folder may have existed: it must be private, since answers quote the user's code.
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))?;
+    let name: String = question
+        .chat_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let path = folder.join(format!("{name}.md"));
+    let mut contents = format!("# {}\n\n", question.title);
+    if question.text != question.title {
+        contents.push_str(&format!("> {}\n\n", question.text.replace('\n', "\n> ")));
+    }
+    contents.push_str(answer.trim_end());
+    contents.push('\n');
+    std::fs::write(&path, contents)?;
+    Ok(path)
 }

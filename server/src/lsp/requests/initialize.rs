@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
 
+use crate::assist::completion;
 use crate::lsp::convert::PositionEncoding;
+use crate::lsp::state::ClientSupport;
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server, params: InitializeParams) -> Result<InitializeResult> {
@@ -18,16 +20,17 @@ pub(crate) async fn handle(server: &Server, params: InitializeParams) -> Result<
     let encoding = PositionEncoding::negotiate(offered);
     server.state.set_encoding(encoding);
 
-    let resolves_edits = params
-        .capabilities
-        .text_document
+    let mut support = client_support(&params.capabilities);
+    // Helix opens documents the server shows (file URIs) since 24.03, but announces it only
+    // in releases after 25.07; without it, chat answers would reach Helix as one status line.
+    if params
+        .client_info
         .as_ref()
-        .and_then(|text_document| text_document.code_action.as_ref())
-        .and_then(|code_action| code_action.resolve_support.as_ref())
-        .is_some_and(|support| support.properties.iter().any(|property| property == "edit"));
-    server
-        .state
-        .set_client_resolves_code_actions(resolves_edits);
+        .is_some_and(|client| client.name == "helix")
+    {
+        support.show_document = true;
+    }
+    server.state.set_client_support(support);
 
     let roots = workspace_roots(&params);
     server.state.set_workspace_roots(roots);
@@ -59,6 +62,12 @@ pub(crate) async fn handle(server: &Server, params: InitializeParams) -> Result<
             inline_completion_provider: Some(OneOf::Left(true)),
             completion_provider: Some(CompletionOptions {
                 resolve_provider: Some(false),
+                trigger_characters: Some(
+                    completion::TRIGGER_CHARACTERS
+                        .iter()
+                        .map(|trigger| (*trigger).to_owned())
+                        .collect(),
+                ),
                 ..CompletionOptions::default()
             }),
             code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
@@ -85,6 +94,46 @@ pub(crate) async fn handle(server: &Server, params: InitializeParams) -> Result<
         }),
         offset_encoding: None,
     })
+}
+
+/// The parts of the client's capabilities that change what the server sends.
+fn client_support(capabilities: &ClientCapabilities) -> ClientSupport {
+    let resolves_code_actions = capabilities
+        .text_document
+        .as_ref()
+        .and_then(|text_document| text_document.code_action.as_ref())
+        .and_then(|code_action| code_action.resolve_support.as_ref())
+        .is_some_and(|support| support.properties.iter().any(|property| property == "edit"));
+    let document_changes = capabilities
+        .workspace
+        .as_ref()
+        .and_then(|workspace| workspace.workspace_edit.as_ref())
+        .and_then(|workspace_edit| workspace_edit.document_changes)
+        .unwrap_or(false);
+    let window = capabilities.window.as_ref();
+    let work_done_progress = window
+        .and_then(|window| window.work_done_progress)
+        .unwrap_or(false);
+    let show_document = window
+        .and_then(|window| window.show_document.as_ref())
+        .is_some_and(|show_document| show_document.support);
+    let experimental = |name: &str| {
+        capabilities
+            .experimental
+            .as_ref()
+            .and_then(|experimental| experimental.get("wellspring"))
+            .and_then(|wellspring| wellspring.get(name))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    };
+    ClientSupport {
+        resolves_code_actions,
+        document_changes,
+        work_done_progress,
+        show_document,
+        chat_progress: experimental("chatProgress"),
+        instruct_prompt: experimental("instructPrompt"),
+    }
 }
 
 fn workspace_roots(params: &InitializeParams) -> Vec<PathBuf> {

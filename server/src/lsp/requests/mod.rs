@@ -54,7 +54,7 @@ pub(crate) fn document_range(
     Ok((document, bytes))
 }
 
-fn open_document(server: &Server, uri: &str) -> jsonrpc::Result<Arc<Document>> {
+pub(crate) fn open_document(server: &Server, uri: &str) -> jsonrpc::Result<Arc<Document>> {
     let document = server
         .state
         .documents
