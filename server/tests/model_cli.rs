@@ -135,3 +135,37 @@ fn info_on_a_broken_file_names_it() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn complete_reports_a_bad_position_before_it_loads_a_model() -> anyhow::Result<()> {
+    let home = tempfile::tempdir()?;
+    let file = home.path().join("main.py");
+    std::fs::write(&file, "print('hi')\n")?;
+    // A model spec that would fail (or download) if it were resolved: the position must be
+    // refused first.
+    let missing_model = home.path().join("missing.gguf").display().to_string();
+    for (position, expected) in [
+        (
+            format!("{}:40:1", file.display()),
+            "line 40 is past the end of the file",
+        ),
+        (
+            format!("{}:1:99", file.display()),
+            "column 99 is past the end of line 1",
+        ),
+    ] {
+        let output = wellspring(
+            &["complete", "--model", &missing_model, &position],
+            "http://127.0.0.1:9",
+            home.path(),
+        )?;
+        ensure!(!output.status.success(), "{position} succeeded");
+        let message = stderr(&output);
+        ensure!(message.contains(expected), "stderr: {message}");
+        ensure!(
+            !message.contains("missing.gguf"),
+            "the model was looked at first: {message}"
+        );
+    }
+    Ok(())
+}

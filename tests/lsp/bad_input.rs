@@ -132,3 +132,27 @@ fn a_binary_file_is_kept_but_never_parsed() {
     assert!(state["tree"].is_null());
     assert_alive_and_intact(&mut server);
 }
+
+#[test]
+fn methods_without_params_accept_empty_params_in_every_form() {
+    let mut server = server_with_a_document();
+    for params in [json!({}), json!(null), json!([])] {
+        let info = server
+            .request("wellspring/serverInfo", params.clone())
+            .expect("serverInfo answers");
+        assert_eq!(info["openDocuments"], 1, "{params}");
+        // No model is loaded, so stats are an error; but not one about the params.
+        let error = server
+            .request("wellspring/stats", params.clone())
+            .unwrap_err();
+        assert_eq!(error["code"], -32001, "{params}: {error}");
+    }
+    server.send(&json!({"jsonrpc": "2.0", "id": 90, "method": "wellspring/serverInfo"}));
+    assert!(server.response(json!(90)).is_ok());
+    // Methods that do take params are left alone.
+    let error = server
+        .request("wellspring/documentState", json!({}))
+        .unwrap_err();
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_alive_and_intact(&mut server);
+}

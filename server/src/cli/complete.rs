@@ -47,10 +47,11 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open workspace {}", dir.display()))?,
         None => default_workspace(&path),
     };
-    let engine = start_engine(config).await?;
-    let index = index_workspace(config, workspace).await?;
+    // Cheap input first: a position outside the file is reported before the model loads.
     let document = open_document(&path, &text);
     let cursor_byte = cursor_byte(&document, location.line, location.column)?;
+    let engine = start_engine(config).await?;
+    let index = index_workspace(config, workspace).await?;
     let snapshot = ContextSnapshot {
         current: document,
         open: Vec::new(),

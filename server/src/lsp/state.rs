@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Layers};
@@ -60,6 +60,10 @@ impl EngineState {
     }
 }
 
+/// Server-wide state. Every lock here recovers from poisoning: a handler that panicked while
+/// holding one is answered with an internal error (see `guard`), and what it left behind is at
+/// worst a stale value the server can still work with, whereas refusing it would fail every
+/// later request that takes the lock, until a restart.
 pub struct State {
     pub documents: DocumentStore,
     encoding: RwLock<PositionEncoding>,
@@ -114,23 +118,20 @@ impl State {
     }
 
     pub fn encoding(&self) -> PositionEncoding {
-        *self
-            .encoding
-            .read()
-            .expect("encoding lock is never poisoned")
+        *self.encoding.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn set_encoding(&self, encoding: PositionEncoding) {
         *self
             .encoding
             .write()
-            .expect("encoding lock is never poisoned") = encoding;
+            .unwrap_or_else(PoisonError::into_inner) = encoding;
     }
 
     pub fn config(&self) -> Config {
         self.config
             .read()
-            .expect("config lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
@@ -139,45 +140,45 @@ impl State {
         &self,
         update: impl FnOnce(&mut Layers),
     ) -> Result<Config, crate::config::Error> {
-        let mut layers = self.layers.lock().expect("layers lock is never poisoned");
+        let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut candidate = layers.clone();
         update(&mut candidate);
         let config = candidate.resolve()?;
         *layers = candidate;
-        *self.config.write().expect("config lock is never poisoned") = config.clone();
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config.clone();
         Ok(config)
     }
 
     pub fn workspace_roots(&self) -> Vec<PathBuf> {
         self.workspace_roots
             .read()
-            .expect("roots lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     pub fn set_workspace_roots(&self, roots: Vec<PathBuf>) {
         let index = WorkspaceIndex::new(roots.first().cloned());
-        *self.index.write().expect("index lock is never poisoned") = Arc::new(index);
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(index);
         *self
             .workspace_roots
             .write()
-            .expect("roots lock is never poisoned") = roots;
+            .unwrap_or_else(PoisonError::into_inner) = roots;
     }
 
     pub fn index(&self) -> Arc<WorkspaceIndex> {
-        Arc::clone(&self.index.read().expect("index lock is never poisoned"))
+        Arc::clone(&self.index.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub fn engine_state(&self) -> EngineState {
         self.engine
             .read()
-            .expect("engine lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     /// The engine, when the model is loaded.
     pub fn engine(&self) -> Option<Engine> {
-        match &*self.engine.read().expect("engine lock is never poisoned") {
+        match &*self.engine.read().unwrap_or_else(PoisonError::into_inner) {
             EngineState::Ready(engine) => Some(engine.clone()),
             _ => None,
         }
@@ -192,7 +193,7 @@ impl State {
 
     /// Installs `state` if `generation` is still the newest load; returns whether it did.
     pub fn set_engine_state(&self, generation: u64, state: EngineState) -> bool {
-        let mut slot = self.engine.write().expect("engine lock is never poisoned");
+        let mut slot = self.engine.write().unwrap_or_else(PoisonError::into_inner);
         if self.engine_generation.load(Ordering::SeqCst) != generation {
             return false;
         }
@@ -203,7 +204,7 @@ impl State {
     pub fn model_path(&self) -> Option<PathBuf> {
         self.model_path
             .read()
-            .expect("model path lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
@@ -211,20 +212,20 @@ impl State {
         *self
             .model_path
             .write()
-            .expect("model path lock is never poisoned") = path;
+            .unwrap_or_else(PoisonError::into_inner) = path;
     }
 
     pub fn record_edit(&self, document: &Document, byte_idx: usize) {
         self.recent
             .lock()
-            .expect("recent lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .record_edit(&document.uri, &document.rope, byte_idx);
     }
 
     pub fn forget_recent(&self, uri: &str) {
         self.recent
             .lock()
-            .expect("recent lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .forget(uri);
     }
 
@@ -236,7 +237,7 @@ impl State {
             recent: self
                 .recent
                 .lock()
-                .expect("recent lock is never poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             current,
         }
@@ -246,14 +247,14 @@ impl State {
         *self
             .client_support
             .read()
-            .expect("client support lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn set_client_support(&self, support: ClientSupport) {
         *self
             .client_support
             .write()
-            .expect("client support lock is never poisoned") = support;
+            .unwrap_or_else(PoisonError::into_inner) = support;
     }
 
     /// Names a code-action edit handed over to the background, so that a later
@@ -263,7 +264,7 @@ impl State {
         let mut handed_over = self
             .handed_over
             .lock()
-            .expect("jobs lock is never poisoned");
+            .unwrap_or_else(PoisonError::into_inner);
         handed_over.retain(|_, since| since.elapsed() < HANDED_OVER_MEMORY);
         handed_over.insert(id.clone(), Instant::now());
         id
@@ -272,13 +273,13 @@ impl State {
     pub(crate) fn refused_edits(&self) -> std::sync::MutexGuard<'_, VecDeque<ComputedEdit>> {
         self.refused_edits
             .lock()
-            .expect("refused edits lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn was_handed_over(&self, id: &str) -> bool {
         self.handed_over
             .lock()
-            .expect("jobs lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .contains_key(id)
     }
 
@@ -287,7 +288,7 @@ impl State {
         let mut last = self
             .last_shown_error
             .lock()
-            .expect("error lock is never poisoned");
+            .unwrap_or_else(PoisonError::into_inner);
         if last.as_deref() == Some(error) {
             return false;
         }
@@ -300,7 +301,7 @@ impl State {
         *self
             .last_shown_error
             .lock()
-            .expect("error lock is never poisoned") = None;
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     pub fn next_chat_id(&self) -> String {
@@ -308,5 +309,51 @@ impl State {
             "wellspring-{}",
             self.next_chat_id.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Panics on another thread, as a handler would, while `hold` has taken some locks.
+    fn panic_while(state: &Arc<State>, hold: fn(&State)) {
+        let poisoner = Arc::clone(state);
+        let outcome = std::thread::spawn(move || hold(&poisoner)).join();
+        assert!(outcome.is_err());
+    }
+
+    #[test]
+    fn a_panic_while_a_lock_is_held_does_not_break_later_requests() {
+        let state = Arc::new(State::new(Layers::default()));
+        panic_while(&state, |state| {
+            let _config = state.config.write();
+            let _layers = state.layers.lock();
+            panic!("injected panic while configuring")
+        });
+        panic_while(&state, |state| {
+            let _recent = state.recent.lock();
+            let _shown = state.last_shown_error.lock();
+            let _engine = state.engine.write();
+            panic!("injected panic while recording")
+        });
+        assert!(state.config.is_poisoned() && state.layers.is_poisoned());
+        assert!(state.recent.is_poisoned() && state.engine.is_poisoned());
+
+        let config = state
+            .update_layers(|layers| {
+                layers.did_change_configuration =
+                    Some(serde_json::json!({"completion": {"max_tokens": 5}}))
+            })
+            .expect("the layers still update");
+        assert_eq!(config.completion.max_tokens, 5);
+        assert_eq!(state.config().completion.max_tokens, 5);
+        assert!(state.should_show_error("boom"));
+        assert!(!state.should_show_error("boom"));
+        let document = Arc::new(Document::new("file:///a.py", "python", 1, "x = 1\n"));
+        state.record_edit(&document, 0);
+        let snapshot = state.context_snapshot(document);
+        assert_eq!(snapshot.current.version, 1);
+        assert_eq!(state.engine_state().name(), "disabled");
     }
 }

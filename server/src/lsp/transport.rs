@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
+use super::ext;
+
 /// Messages larger than this are discarded with an error rather than buffered.
 const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 const DUPLEX_BUFFER_BYTES: usize = 1 << 20;
@@ -135,7 +137,11 @@ pub(crate) fn classify(body: Vec<u8>) -> Incoming {
         return invalid(Value::Null, "\"id\" must be an integer, a string or null");
     }
     match object.get("method") {
-        Some(Value::String(_)) => {}
+        Some(Value::String(method)) => {
+            if let Some(body) = without_empty_params(method, object) {
+                return Incoming::Message(body);
+            }
+        }
         Some(_) => return invalid(reply_id, "\"method\" must be a string"),
         None => {
             let is_response =
@@ -146,6 +152,26 @@ pub(crate) fn classify(body: Vec<u8>) -> Incoming {
         }
     }
     Incoming::Message(body)
+}
+
+/// Methods that take no params. Clients send `{}`, `[]` or `null` for them as often as nothing,
+/// and tower-lsp-server refuses anything but nothing or `null` ("Unexpected params").
+const METHODS_WITHOUT_PARAMS: [&str; 4] = ["shutdown", "exit", ext::SERVER_INFO, ext::STATS];
+
+/// The message again without its params, when it is for a method without params and they are
+/// empty.
+fn without_empty_params(method: &str, object: &serde_json::Map<String, Value>) -> Option<Vec<u8>> {
+    let empty = match object.get("params")? {
+        Value::Object(params) => params.is_empty(),
+        Value::Array(params) => params.is_empty(),
+        _ => false,
+    };
+    if !empty || !METHODS_WITHOUT_PARAMS.contains(&method) {
+        return None;
+    }
+    let mut object = object.clone();
+    object.remove("params");
+    Some(serde_json::to_vec(&object).expect("a JSON object serialises"))
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {
