@@ -340,3 +340,39 @@ fn a_broken_model_file_is_reported_and_the_server_keeps_serving() {
     assert_eq!(info["state"], "error");
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn a_conversation_longer_than_the_context_drops_its_oldest_turns_and_says_so() {
+    let mut server = ready_server(json!({"model": {"chat_n_ctx": 1024}}));
+    server.open(URI, "python", TEXT);
+    let history: Vec<Value> = (0..300)
+        .flat_map(|turn| {
+            [
+                json!({"role": "user", "content": format!("Question {turn}: what does line {turn} of the function do, and why?")}),
+                json!({"role": "assistant", "content": format!("Answer {turn}: it returns the sum of the two previous Fibonacci numbers.")}),
+            ]
+        })
+        .collect();
+    let id = server.send_request(
+        "workspace/executeCommand",
+        json!({"command": "wellspring.chat", "arguments": [{
+            "chatId": "long-history", "textDocument": {"uri": URI},
+            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}},
+            "question": "And the base case?", "history": history}]}),
+    );
+    let answer = server
+        .response(json!(id))
+        .expect("a long conversation is answered");
+    let stream = server.chat_stream("long-history");
+    let notice = stream[0]["notice"]
+        .as_str()
+        .expect("the first notification says what was left out");
+    assert!(
+        notice.contains("oldest messages") && notice.contains("1024-token context"),
+        "{notice}"
+    );
+    assert_eq!(answer["notice"], stream[0]["notice"]);
+    assert!(stream[1..]
+        .iter()
+        .all(|progress| progress["notice"].is_null()));
+}

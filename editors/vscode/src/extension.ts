@@ -261,6 +261,8 @@ interface ChatView {
   chunks: number;
   done: boolean;
   note?: string;
+  /** What the server left out of the conversation to fit the model's context. */
+  notice?: string;
 }
 
 /** Read-only markdown documents that show chat streams as they arrive, one per chatId. */
@@ -277,7 +279,8 @@ class ChatViews implements vscode.TextDocumentContentProvider {
     if (!view) return "This chat is no longer available.\n";
     const tail = view.done ? "" : " …";
     const note = view.note ? `\n\n_(${view.note})_` : "";
-    return `## ${view.title}\n\n${view.text}${tail}${note}\n`;
+    const notice = view.notice ? `_(${view.notice})_\n\n` : "";
+    return `## ${view.title}\n\n${notice}${view.text}${tail}${note}\n`;
   }
 
   /** The view of a stream, opened beside the editor for a chatId not seen before. */
@@ -317,6 +320,7 @@ class ChatViews implements vscode.TextDocumentContentProvider {
 
   private append(view: ChatView, params: ext.ChatProgressParams): void {
     if (view.done) return; // pieces that were in flight when the chat was cancelled
+    view.notice ??= params.notice;
     view.text += params.delta;
     view.chunks += 1;
     if (params.done) this.end(view);

@@ -119,6 +119,8 @@ export interface ChatArgs {
 export interface ChatResult {
   chatId: string;
   text: string;
+  /** What was left out of the conversation to fit the model's context, if anything. */
+  notice?: string;
 }
 
 export interface ChatProgressParams {
@@ -129,6 +131,8 @@ export interface ChatProgressParams {
   delta: string;
   /** True on the last notification of the stream. */
   done: boolean;
+  /** On the first notification: what was left out of the conversation to fit the model's context. */
+  notice?: string;
 }
 
 /** Server → client: one piece of a streamed chat answer, in order. */

@@ -114,7 +114,7 @@ pub async fn run(
     let document = &snapshot.current;
     let target = target_range(document, selection.clone());
     let fence = fence_name(document.language);
-    let code = describe_code(snapshot, engine, selection);
+    let code = describe_code(snapshot, engine, selection).text();
     let ask = kind.instruction(diagnostics, instruction);
     let format = match kind {
         ActionKind::WriteTests => format!("Answer with one ```{fence} code block containing only the new tests."),

@@ -316,6 +316,7 @@ struct Inner {
     token_counter: Arc<dyn TokenCounter>,
     backend_name: String,
     model_path: PathBuf,
+    n_ctx_chat: u32,
 }
 
 /// What the engine thread reports once its model is loaded.
@@ -323,6 +324,8 @@ pub(crate) struct Started {
     pub caps: ModelCaps,
     pub token_counter: Arc<dyn TokenCounter>,
     pub backend_name: String,
+    /// Tokens a chat's prompt and answer share.
+    pub n_ctx_chat: u32,
 }
 
 impl Engine {
@@ -376,6 +379,7 @@ impl Engine {
                 token_counter: started.token_counter,
                 backend_name: started.backend_name,
                 model_path: model_path.to_owned(),
+                n_ctx_chat: started.n_ctx_chat,
             }),
         }
     }
@@ -464,6 +468,11 @@ impl Engine {
     /// Counts tokens with the model's own vocabulary; usable from any thread.
     pub fn token_counter(&self) -> Arc<dyn TokenCounter> {
         self.inner.token_counter.clone()
+    }
+
+    /// Tokens a chat's prompt and answer share (the chat context's size).
+    pub fn chat_n_ctx(&self) -> u32 {
+        self.inner.n_ctx_chat
     }
 
     pub fn stats(&self) -> EngineStats {

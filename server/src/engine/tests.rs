@@ -617,6 +617,7 @@ fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
         },
         token_counter: Arc::new(ByteCounter),
         backend_name: "fake".into(),
+        n_ctx_chat: 256,
     };
     (
         Engine::from_parts(commands, started, shared, Path::new("fake.gguf")),

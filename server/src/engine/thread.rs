@@ -63,6 +63,7 @@ pub(crate) fn spawn_llama(
                 },
                 token_counter: Arc::new(CachedTokenCounter::new(VocabCounter(model.clone()))),
                 backend_name: llama::device_name(&config),
+                n_ctx_chat: config.chat_n_ctx,
             };
             tracing::info!(
                 backend = %started.backend_name,

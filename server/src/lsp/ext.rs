@@ -120,6 +120,9 @@ pub struct ChatArgs {
 pub struct ChatResult {
     pub chat_id: String,
     pub text: String,
+    /// What was left out of the conversation to fit the model's context, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// `wellspring/chatProgress` notification: one piece of a streamed answer.
@@ -138,6 +141,10 @@ pub struct ChatProgressParams {
     pub title: Option<String>,
     pub delta: String,
     pub done: bool,
+    /// On a stream's first notification: what was left out of the conversation to fit the
+    /// model's context (the oldest turns, related code, part of the selection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// Arguments of `wellspring.explain` and `wellspring.instructPrompt`.

@@ -105,6 +105,9 @@ function M.on_progress(_, params, ctx)
   local view = views[params.chatId] or open_view(params.chatId, ctx.client_id, params.title or 'Wellspring')
   view.streamed = view.streamed or (params.delta or '') ~= ''
   view.done = view.done or params.done
+  if type(params.notice) == 'string' then
+    append(view, '[' .. params.notice .. ']\n\n')
+  end
   append(view, params.delta or '')
 end
 

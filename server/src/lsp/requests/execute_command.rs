@@ -156,13 +156,18 @@ async fn stream_chat(
         .engine()
         .ok_or_else(|| engine_unavailable(server))?;
     let snapshot = server.state.context_snapshot(document);
-    let messages = chat::messages(
+    let max_tokens = server.state.config().chat.max_tokens;
+    let conversation = chat::messages(
         &snapshot,
         &engine,
         selection,
         question.text,
         question.history,
+        max_tokens,
     );
+    if let Some(notice) = &conversation.notice {
+        tracing::info!("chat {}: {notice}", question.chat_id);
+    }
     let (deltas_tx, deltas_rx) = mpsc::unbounded_channel::<String>();
     let support = server.state.client_support();
     // Deltas are sent in order by one task; the response waits for it, so it comes after them.
@@ -171,28 +176,33 @@ async fn stream_chat(
             server.client.clone(),
             question.chat_id.clone(),
             question.title.clone(),
+            conversation.notice.clone(),
             deltas_rx,
         ))
     } else {
         let progress = Progress::start(server, &question.title, token);
+        if let Some(notice) = &conversation.notice {
+            progress.report(notice);
+        }
         tokio::spawn(forward_work_done_progress(progress, deltas_rx))
     };
-    let outcome = chat::answer(
-        &engine,
-        messages,
-        deltas_tx,
-        server.state.config().chat.max_tokens,
-    )
-    .await;
+    let outcome = chat::answer(&engine, conversation.messages, deltas_tx, max_tokens).await;
     let _ = forwarder.await;
     match outcome {
         Ok(outcome) => {
             if !support.chat_progress && support.show_document {
-                show_answer(server, &question, &outcome.text).await;
+                show_answer(
+                    server,
+                    &question,
+                    &outcome.text,
+                    conversation.notice.as_deref(),
+                )
+                .await;
             }
             Ok(ChatResult {
                 chat_id: question.chat_id,
                 text: outcome.text,
+                notice: conversation.notice,
             })
         }
         Err(error) => {
@@ -211,15 +221,18 @@ async fn forward_chat_progress(
     client: Client,
     chat_id: String,
     title: String,
+    notice: Option<String>,
     mut deltas: mpsc::UnboundedReceiver<String>,
 ) {
     let mut title = Some(title);
+    let mut notice = notice;
     while let Some(delta) = deltas.recv().await {
         let params = ChatProgressParams {
             chat_id: chat_id.clone(),
             title: title.take(),
             delta,
             done: false,
+            notice: notice.take(),
         };
         client.send_notification::<ChatProgress>(params).await;
     }
@@ -228,6 +241,7 @@ async fn forward_chat_progress(
         title: title.take(),
         delta: String::new(),
         done: true,
+        notice: notice.take(),
     };
     client.send_notification::<ChatProgress>(params).await;
 }
@@ -247,8 +261,8 @@ async fn forward_work_done_progress(
 
 /// Writes the answer to a markdown file in a private temporary folder and asks the client to
 /// open it (`window/showDocument`). Failing that, the answer is still the command's result.
-async fn show_answer(server: &Server, question: &Question<'_>, answer: &str) {
-    let written = write_answer(question, answer);
+async fn show_answer(server: &Server, question: &Question<'_>, answer: &str, notice: Option<&str>) {
+    let written = write_answer(question, answer, notice);
     let shown = match written {
         Ok(path) => match Uri::from_file_path(&path) {
             Some(uri) => {
@@ -275,7 +289,11 @@ async fn show_answer(server: &Server, question: &Question<'_>, answer: &str) {
     }
 }
 
-fn write_answer(question: &Question<'_>, answer: &str) -> std::io::Result<PathBuf> {
+fn write_answer(
+    question: &Question<'_>,
+    answer: &str,
+    notice: Option<&str>,
+) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let folder = std::env::temp_dir().join(format!("wellspring-answers-{}", std::process::id()));
     std::fs::DirBuilder::new()
@@ -300,6 +318,9 @@ fn write_answer(question: &Question<'_>, answer: &str) -> std::io::Result<PathBu
     let mut contents = format!("# {}\n\n", question.title);
     if question.text != question.title {
         contents.push_str(&format!("> {}\n\n", question.text.replace('\n', "\n> ")));
+    }
+    if let Some(notice) = notice {
+        contents.push_str(&format!("_({notice})_\n\n"));
     }
     contents.push_str(answer.trim_end());
     contents.push('\n');
