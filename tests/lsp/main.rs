@@ -9,5 +9,6 @@ mod any_client;
 mod bad_input;
 mod features;
 mod lifecycle;
+mod privacy;
 mod real_model;
 mod sync;

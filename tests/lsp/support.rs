@@ -47,6 +47,8 @@ fn model_file(env_var: &str, file: &str) -> PathBuf {
 }
 
 pub struct TestServerBuilder {
+    /// A command line the binary runs under (a tracer, a namespace), if any.
+    wrapper: Vec<String>,
     args: Vec<String>,
     encodings: Option<Vec<&'static str>>,
     initialization_options: Option<Value>,
@@ -55,6 +57,12 @@ pub struct TestServerBuilder {
 }
 
 impl TestServerBuilder {
+    /// Runs the binary as the last argument of this command line (`unshare -n`, `strace …`).
+    pub fn wrapper(mut self, wrapper: Vec<String>) -> Self {
+        self.wrapper = wrapper;
+        self
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -84,7 +92,15 @@ impl TestServerBuilder {
     pub fn spawn(self) -> TestServer {
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("server.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wellspring"));
+        let binary = env!("CARGO_BIN_EXE_wellspring");
+        let mut command = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args(&self.args)
             .arg("--log-file")
@@ -176,6 +192,7 @@ pub struct TestServer {
 impl TestServer {
     pub fn builder() -> TestServerBuilder {
         TestServerBuilder {
+            wrapper: Vec::new(),
             args: Vec::new(),
             encodings: None,
             initialization_options: None,
