@@ -16,6 +16,11 @@ cargo test --locked
 # llama.cpp included (minutes on 2 cores).
 export WELLSPRING_BIN="$PWD/target/debug/wellspring"
 
+# Two minutes of the soak benchmark (docs/reliability.md): steady typing with completions, code
+# actions and chats, cancellations and a client hanging up mid-chat; it fails on any error
+# response, an unanswered request or a document that drifted from the editor's copy.
+"$WELLSPRING_BIN" --model "$WELLSPRING_TEST_MODEL" bench soak --seconds 120 --sample-seconds 10
+
 for editor_test in scripts/test-nvim.sh scripts/test-vscode.sh; do
   if [ -f "$editor_test" ]; then
     bash "$editor_test"

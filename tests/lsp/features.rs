@@ -376,3 +376,19 @@ fn a_conversation_longer_than_the_context_drops_its_oldest_turns_and_says_so() {
         .iter()
         .all(|progress| progress["notice"].is_null()));
 }
+
+#[test]
+fn a_client_that_hangs_up_mid_chat_stops_the_server() {
+    // A chat that would run for minutes: the server must not wait for it once nobody listens.
+    let mut server =
+        ready_server(json!({"model": {"chat_n_ctx": 32768}, "chat": {"max_tokens": 100000}}));
+    server.open(URI, "python", TEXT);
+    let function =
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}});
+    server.send_chat("closing", URI, function, "Explain everything.");
+    server.notification("wellspring/chatProgress", |params| {
+        params["chatId"] == "closing" && params["delta"].as_str().is_some_and(|d| !d.is_empty())
+    });
+    let status = server.hang_up();
+    assert!(status.code().is_some(), "killed by a signal: {status:?}");
+}

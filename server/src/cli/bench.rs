@@ -32,6 +32,8 @@ pub enum BenchCommand {
     Context(super::bench_context::ContextBenchArgs),
     /// Line completions cut from real files: exact matches and edit similarity.
     Quality(super::bench_quality::QualityBenchArgs),
+    /// A long editing session against the server: memory over time, failures, text drift.
+    Soak(super::bench_soak::SoakArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +69,12 @@ pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Resu
             config,
         ),
         BenchCommand::Quality(args) => super::bench_quality::run_quality(config, &args).await,
+        BenchCommand::Soak(args) => {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || super::bench_soak::run_soak(&config, &args))
+                .await
+                .context("the soak run stopped")?
+        }
     }
 }
 

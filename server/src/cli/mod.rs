@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_context;
 pub mod bench_quality;
+pub mod bench_soak;
 pub mod complete;
 pub mod model;
 pub mod prompt;

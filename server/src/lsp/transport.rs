@@ -17,6 +17,8 @@ use super::ext;
 /// Messages larger than this are discarded with an error rather than buffered.
 const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 const DUPLEX_BUFFER_BYTES: usize = 1 << 20;
+/// How long the server may go on writing after the client hung up.
+const HANG_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One thing read off the wire.
 #[derive(Debug, PartialEq)]
@@ -257,7 +259,13 @@ where
     tokio::pin!(read_client);
     tokio::select! {
         () = &mut server_and_output => {}
-        () = &mut read_client => server_and_output.await,
+        () = &mut read_client => {
+            // The client hung up. Whatever is still being answered (a chat the model is writing,
+            // say) has no one to read it; tower-lsp-server would wait for it all the same.
+            if tokio::time::timeout(HANG_UP_GRACE, &mut server_and_output).await.is_err() {
+                tracing::info!("the client hung up with requests in flight; stopping without them");
+            }
+        }
     }
 }
 
