@@ -207,7 +207,7 @@ fn an_instruct_edit_is_refused_when_its_lines_were_edited_meanwhile() {
     let mut server = ready(helix_capabilities(), 1500);
     let hold = hold_engine(&mut server, false);
     let id = instruct(&mut server);
-    server.progress_begins("Wellspring: Edit with instruction");
+    let token = server.progress_begins("Wellspring: Edit with instruction");
     edit_inside_variance(&mut server);
     release_engine(&mut server, hold);
     let error = server.response(json!(id)).unwrap_err();
@@ -218,7 +218,19 @@ fn an_instruct_edit_is_refused_when_its_lines_were_edited_meanwhile() {
             .contains("was edited meanwhile"),
         "{error}"
     );
-    shown_error(&mut server, "was edited meanwhile");
+    let shown = shown_error(&mut server, "was edited meanwhile");
+    assert!(
+        shown.starts_with("Wellspring: ") && !shown.contains("Wellspring: Wellspring"),
+        "{shown}"
+    );
+    // The progress ended before the message came: clients that clear their status line when a
+    // progress ends (Helix) would otherwise hide the message.
+    assert!(
+        server.has_notification("$/progress", |params| {
+            params["token"] == token && params["value"]["kind"] == "end"
+        }),
+        "the progress had not ended when the message was shown"
+    );
     assert!(
         !server
             .server_requests
@@ -365,6 +377,12 @@ fn a_null_answer_to_apply_edit_is_taken_as_applied() {
 #[test]
 fn chat_without_the_custom_notification_streams_as_progress_and_opens_a_document() {
     let mut server = ready_with(helix_capabilities(), 1500, 24);
+    // Loading the model was shown as progress too, since this client has no status bar for it.
+    let load = server.progress_begins("Wellspring: loading the model");
+    let load_reports = server.progress_reports_until_end(&load);
+    assert!(load_reports
+        .iter()
+        .all(|report| report["message"].as_str().unwrap().ends_with('%')));
     let id = server.send_request(
         "workspace/executeCommand",
         json!({"command": "wellspring.explain", "arguments": [{

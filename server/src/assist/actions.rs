@@ -153,8 +153,14 @@ pub async fn run(
         }
         _ => {
             let mut new_text = reindent(&new_code, &leading_indent(&old_code));
-            if old_code.ends_with('\n') && !new_text.ends_with('\n') {
-                new_text.push('\n');
+            // The replacement ends the way the replaced code did, so no blank line is added or
+            // lost after it.
+            if old_code.ends_with('\n') {
+                if !new_text.ends_with('\n') {
+                    new_text.push('\n');
+                }
+            } else {
+                new_text.truncate(new_text.trim_end_matches(['\n', '\r']).len());
             }
             if new_text.trim() == old_code.trim() {
                 return Err(Error::NoChange);

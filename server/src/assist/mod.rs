@@ -62,8 +62,9 @@ pub fn target_range(document: &Document, selection: Range<usize>) -> Range<usize
 
 /// Whether `selection` is a cursor rather than a choice of code. Clients send a cursor in several
 /// shapes: empty (VS Code), one character (Helix), the word or token under it (Kate, Emacs'
-/// eglot), or from it to the end of its line (Vim's yegappan/lsp), and all of them act on the
-/// code around the cursor. A selection that starts where its line's code starts is a choice.
+/// eglot, and Helix after a word motion, which selects the word and the space after it), or
+/// from it to the end of its line (Vim's yegappan/lsp); all of them act on the code around the
+/// cursor. A selection that starts where its line's code starts, or spans lines, is a choice.
 fn is_cursor(document: &Document, selection: &Range<usize>) -> bool {
     let rope = &document.rope;
     if selection.start >= selection.end {
@@ -72,36 +73,36 @@ fn is_cursor(document: &Document, selection: &Range<usize>) -> bool {
     if selection.end > rope.len_bytes() {
         return false;
     }
-    // One character is at most four bytes of UTF-8.
-    if selection.end - selection.start <= 4
-        && rope.byte_slice(selection.clone()).chars().count() == 1
-    {
+    let text = rope.byte_slice(selection.clone()).to_string();
+    if text.chars().count() == 1 {
         return true;
     }
     let line_idx = rope.byte_to_line(selection.start);
-    if rope.byte_to_line(selection.end) != line_idx {
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.contains('\n') {
         return false;
     }
-    let line = rope.line(line_idx);
-    let line_start_byte = rope.line_to_byte(line_idx);
-    let code_start_byte = line_start_byte
-        + line
-            .bytes()
-            .take_while(|byte| *byte == b' ' || *byte == b'\t')
-            .count();
-    let line_text = line.to_string();
-    let line_end_byte = line_start_byte + line_text.trim_end_matches(['\n', '\r']).len();
-    if selection.start > code_start_byte && selection.end == line_end_byte {
+    // Blank, such as the indentation a word motion selects.
+    if trimmed.trim().is_empty() {
         return true;
     }
-    // Inside one token: the leaf the selection lies in covers all of it.
+    let line = rope.line(line_idx).to_string();
+    let line_start_byte = rope.line_to_byte(line_idx);
+    let code_start_byte = line_start_byte + line.len() - line.trim_start_matches([' ', '\t']).len();
+    let line_end_byte = line_start_byte + line.trim_end_matches(['\n', '\r']).len();
+    if selection.start > code_start_byte && selection.start + trimmed.len() == line_end_byte {
+        return true;
+    }
+    // Inside one token, once the blanks around it are left out.
+    let start_byte = selection.start + (trimmed.len() - trimmed.trim_start().len());
+    let end_byte = selection.start + trimmed.trim_end().len();
     document.tree.as_ref().is_some_and(|tree| {
         tree.root_node()
-            .descendant_for_byte_range(selection.start, selection.end)
+            .descendant_for_byte_range(start_byte, end_byte)
             .is_some_and(|node| {
                 node.child_count() == 0
-                    && node.start_byte() <= selection.start
-                    && selection.end <= node.end_byte()
+                    && node.start_byte() <= start_byte
+                    && end_byte <= node.end_byte()
             })
     })
 }
@@ -232,6 +233,9 @@ mod tests {
             ("        $0total = sum(values)$0", "total = sum(values)"),
             // Two tokens are a choice too.
             ("        total = $0sum(values$0)", "sum(values"),
+            // A word with the space after it, and bare indentation, as Helix's `w` selects them.
+            ("        $0total $0= sum(values)", function),
+            ("$0        $0total = sum(values)", function),
         ];
         for (line, expected) in cases {
             let unmarked = line.replace("$0", "");

@@ -97,13 +97,24 @@ pub(crate) async fn compute(
         instruction,
         server.state.config().chat.max_edit_tokens,
     )
-    .await
-    .map_err(|error| jsonrpc::Error {
-        code: jsonrpc::ErrorCode::ServerError(-32002),
-        message: format!("{title}: {error}").into(),
-        data: None,
-    })?;
-    progress.finish("done");
+    .await;
+    let edit = match edit {
+        Ok(edit) => {
+            progress.finish("done").await;
+            edit
+        }
+        Err(error) => {
+            // The failure goes in the progress's last message too: some clients (Helix) clear
+            // their status line when a progress ends, hiding a message shown just before.
+            let message = error.to_string();
+            progress.finish(&message).await;
+            return Err(jsonrpc::Error {
+                code: jsonrpc::ErrorCode::ServerError(super::EDIT_NOT_WRITTEN),
+                message: format!("{title}: {message}").into(),
+                data: None,
+            });
+        }
+    };
     Ok(ComputedEdit {
         kind,
         document,

@@ -12,6 +12,7 @@ use tower_lsp_server::Client;
 
 use super::ext::{Status, StatusParams};
 use super::notifications::did_open::warm_token_counts_in_background;
+use super::progress::Progress;
 use super::state::{EngineState, State};
 use crate::engine::{ChatModel, ChatModelResolver, Engine};
 use crate::model;
@@ -74,6 +75,13 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<f32>();
         let progress_state = Arc::clone(&state);
         let progress_client = client.clone();
+        // Clients without the shims' status bar see the load as work-done progress.
+        let load_progress = Progress::start_on(
+            &client,
+            state.client_support().work_done_progress,
+            "Wellspring: loading the model",
+            None,
+        );
         let reporter = tokio::spawn(async move {
             let mut last_reported = -1.0_f32;
             while let Some(progress) = progress_rx.recv().await {
@@ -83,9 +91,11 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
                 }
                 last_reported = progress;
                 if progress_state.set_engine_state(generation, EngineState::Loading { progress }) {
+                    load_progress.report(&format!("{:.0}%", progress * 100.0));
                     send_status(&progress_client, &progress_state, None, None).await;
                 }
             }
+            load_progress
         });
         let load_state = Arc::clone(&state);
         let model_config = config.model.clone();
@@ -105,7 +115,14 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         })
         .await
         .unwrap_or_else(|panic| Err(format!("model loading crashed: {panic}")));
-        let _ = reporter.await;
+        let load_progress = reporter.await.ok();
+        if let Some(load_progress) = load_progress {
+            let last = match &loaded {
+                Ok(_) => "ready".to_owned(),
+                Err(error) => format!("failed: {error}"),
+            };
+            load_progress.finish(&last).await;
+        }
         match loaded {
             Ok(engine) => {
                 tracing::info!(model = %engine.model_path().display(), backend = engine.backend_name(), "model loaded");

@@ -65,6 +65,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
+/// The error code of a code action or instruction the model could not turn into an edit (no code
+/// block, no change, an edit that would break the syntax, or the engine failing).
+pub(crate) const EDIT_NOT_WRITTEN: i64 = -32003;
+
 /// Runs a request the user started (a code action, a command), so that its failure also reaches
 /// the user as `window/showMessage`: many clients drop error responses to these silently. A
 /// request the client cancelled is dropped before it can fail, so it shows nothing.
@@ -85,13 +89,18 @@ pub(crate) async fn show_failure(server: &Server, error: &jsonrpc::Error) {
         return;
     }
     tracing::warn!("request failed: {}", error.message);
-    server
-        .client
-        .show_message(
-            tower_lsp_server::ls_types::MessageType::ERROR,
-            format!("Wellspring: {}", error.message),
-        )
-        .await;
+    // The model not managing an edit (no code block, no change) is a warning; anything else,
+    // an error.
+    let severity = if error.code == jsonrpc::ErrorCode::ServerError(EDIT_NOT_WRITTEN) {
+        tower_lsp_server::ls_types::MessageType::WARNING
+    } else {
+        tower_lsp_server::ls_types::MessageType::ERROR
+    };
+    let message = match error.message.strip_prefix("Wellspring: ") {
+        Some(_) => error.message.to_string(),
+        None => format!("Wellspring: {}", error.message),
+    };
+    server.client.show_message(severity, message).await;
 }
 
 /// Builds an `InvalidParams` error with a clear message.

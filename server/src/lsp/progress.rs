@@ -5,7 +5,8 @@
 //! that is busy (Helix waits for `codeAction/resolve` on its UI thread and answers the server's
 //! requests afterwards) delays the progress bar, never the model.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::Progress as ProgressNotification;
@@ -28,15 +29,30 @@ enum Update {
 /// A progress bar the client shows while work runs; ended when finished or dropped.
 pub(crate) struct Progress {
     updates: Option<mpsc::UnboundedSender<Update>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Set once the client has been sent the progress's beginning.
+    begun: Arc<AtomicBool>,
 }
 
 impl Progress {
     /// Starts a progress titled `title` on `token`, or on a token of the server's when the
     /// client supports `window/workDoneProgress/create`; otherwise nothing is shown.
     pub(crate) fn start(server: &Server, title: &str, token: Option<ProgressToken>) -> Progress {
+        let supported = server.state.client_support().work_done_progress;
+        Progress::start_on(&server.client, supported, title, token)
+    }
+
+    /// [`Progress::start`] for code that has the client but no `Server`; `supported` says the
+    /// client announced `window.workDoneProgress`.
+    pub(crate) fn start_on(
+        client: &Client,
+        supported: bool,
+        title: &str,
+        token: Option<ProgressToken>,
+    ) -> Progress {
         let token = match token {
             Some(token) => Some((token, false)),
-            None if server.state.client_support().work_done_progress => {
+            None if supported => {
                 let id = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
                 Some((
                     ProgressToken::String(format!("wellspring/progress/{id}")),
@@ -45,19 +61,27 @@ impl Progress {
             }
             None => None,
         };
+        let begun = Arc::new(AtomicBool::new(false));
         let Some((token, create)) = token else {
-            return Progress { updates: None };
+            return Progress {
+                updates: None,
+                task: None,
+                begun,
+            };
         };
         let (updates, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(send_updates(
-            server.client.clone(),
+        let task = tokio::spawn(send_updates(
+            client.clone(),
             token,
             create,
             title.to_owned(),
             receiver,
+            Arc::clone(&begun),
         ));
         Progress {
             updates: Some(updates),
+            task: Some(task),
+            begun,
         }
     }
 
@@ -68,10 +92,18 @@ impl Progress {
         }
     }
 
-    /// Ends the progress with a last message.
-    pub(crate) fn finish(mut self, message: &str) {
+    /// Ends the progress with a last message, and returns once the client has been sent the end,
+    /// so that a message sent afterwards (a failure, say) is not overwritten by it. A progress
+    /// the client has not been shown yet (its token still being created, as while Helix waits
+    /// for `codeAction/resolve`) is dropped without waiting: it will never be shown.
+    pub(crate) async fn finish(mut self, message: &str) {
         if let Some(updates) = self.updates.take() {
             let _ = updates.send(Update::End(Some(status_line(message))));
+        }
+        if let Some(task) = self.task.take() {
+            if self.begun.load(Ordering::SeqCst) {
+                let _ = task.await;
+            }
         }
     }
 }
@@ -106,6 +138,7 @@ async fn send_updates(
     create: bool,
     title: String,
     mut updates: mpsc::UnboundedReceiver<Update>,
+    begun: Arc<AtomicBool>,
 ) {
     if create {
         let params = WorkDoneProgressCreateParams {
@@ -115,20 +148,26 @@ async fn send_updates(
             tracing::debug!("the client refused a progress token: {error}");
             return;
         }
+        // Work that ended while the token was being created is not worth showing any more, and
+        // showing it now could overwrite a message sent since.
+        let mut queued = Vec::new();
+        while let Ok(update) = updates.try_recv() {
+            if matches!(update, Update::End(_)) {
+                return;
+            }
+            queued.push(update);
+        }
+        begun.store(true, Ordering::SeqCst);
+        send_begin(&client, &token, title).await;
+        for update in queued {
+            if let Update::Report(message) = update {
+                send_report(&client, &token, message).await;
+            }
+        }
+    } else {
+        begun.store(true, Ordering::SeqCst);
+        send_begin(&client, &token, title).await;
     }
-    let send = |value: WorkDoneProgress| {
-        client.send_notification::<ProgressNotification>(ProgressParams {
-            token: token.clone(),
-            value: ProgressParamsValue::WorkDone(value),
-        })
-    };
-    send(WorkDoneProgress::Begin(WorkDoneProgressBegin {
-        title,
-        cancellable: Some(false),
-        message: None,
-        percentage: None,
-    }))
-    .await;
     let mut end_message = None;
     'reports: while let Some(update) = updates.recv().await {
         // Reports that queued up while the client was slow collapse into the newest.
@@ -140,24 +179,49 @@ async fn send_updates(
             latest = next;
         }
         match latest {
-            Update::Report(message) => {
-                send(WorkDoneProgress::Report(WorkDoneProgressReport {
-                    cancellable: Some(false),
-                    message: Some(message),
-                    percentage: None,
-                }))
-                .await
-            }
+            Update::Report(message) => send_report(&client, &token, message).await,
             Update::End(message) => {
                 end_message = message;
                 break 'reports;
             }
         }
     }
-    send(WorkDoneProgress::End(WorkDoneProgressEnd {
-        message: end_message,
-    }))
+    send(
+        &client,
+        &token,
+        WorkDoneProgress::End(WorkDoneProgressEnd {
+            message: end_message,
+        }),
+    )
     .await;
+}
+
+async fn send(client: &Client, token: &ProgressToken, value: WorkDoneProgress) {
+    client
+        .send_notification::<ProgressNotification>(ProgressParams {
+            token: token.clone(),
+            value: ProgressParamsValue::WorkDone(value),
+        })
+        .await;
+}
+
+async fn send_begin(client: &Client, token: &ProgressToken, title: String) {
+    let begin = WorkDoneProgressBegin {
+        title,
+        cancellable: Some(false),
+        message: None,
+        percentage: None,
+    };
+    send(client, token, WorkDoneProgress::Begin(begin)).await;
+}
+
+async fn send_report(client: &Client, token: &ProgressToken, message: String) {
+    let report = WorkDoneProgressReport {
+        cancellable: Some(false),
+        message: Some(message),
+        percentage: None,
+    };
+    send(client, token, WorkDoneProgress::Report(report)).await;
 }
 
 #[cfg(test)]

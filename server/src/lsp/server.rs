@@ -170,6 +170,7 @@ where
             .await;
     })
     .await;
+    requests::execute_command::remove_answers();
     tracing::info!("client disconnected; server stopping");
 }
 

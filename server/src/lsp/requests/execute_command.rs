@@ -256,7 +256,7 @@ async fn forward_work_done_progress(
         text.push_str(&delta);
         progress.report(&text);
     }
-    progress.finish("answered");
+    progress.finish("answered").await;
 }
 
 /// Writes the answer to a markdown file in a private temporary folder and asks the client to
@@ -289,13 +289,23 @@ async fn show_answer(server: &Server, question: &Question<'_>, answer: &str, not
     }
 }
 
+/// Where this process writes chat answers for `window/showDocument`; removed when it exits.
+fn answers_folder() -> PathBuf {
+    std::env::temp_dir().join(format!("wellspring-answers-{}", std::process::id()))
+}
+
+/// Removes the answers this process wrote, when the session ends.
+pub(crate) fn remove_answers() {
+    let _ = std::fs::remove_dir_all(answers_folder());
+}
+
 fn write_answer(
     question: &Question<'_>,
     answer: &str,
     notice: Option<&str>,
 ) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let folder = std::env::temp_dir().join(format!("wellspring-answers-{}", std::process::id()));
+    let folder = answers_folder();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
