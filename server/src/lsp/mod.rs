@@ -4,6 +4,7 @@
 //! notification has its own file under `requests/` and `notifications/`. Handlers read params,
 //! take a snapshot, call a domain function and convert the result; logic lives outside `lsp/`.
 
+mod chat;
 pub mod convert;
 mod edits;
 mod engine_loader;

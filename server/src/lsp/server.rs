@@ -170,7 +170,7 @@ where
             .await;
     })
     .await;
-    requests::execute_command::remove_answers();
+    super::chat::remove_answers();
     tracing::info!("client disconnected; server stopping");
 }
 
