@@ -246,11 +246,7 @@ fn an_instruct_edit_is_refused_when_its_lines_were_edited_meanwhile() {
 
 /// The Simplify action on the `variance` lines, as listed at version 1.
 fn simplify_action(server: &mut TestServer) -> Value {
-    server
-        .code_actions(URI, &variance_lines())
-        .into_iter()
-        .find(|action| action["title"] == "Wellspring: Simplify")
-        .expect("a Simplify action")
+    server.code_action(URI, &variance_lines(), "Wellspring: Simplify")
 }
 
 #[test]
@@ -534,11 +530,7 @@ fn an_action_on_a_cursor_works_on_the_enclosing_definition() {
     let body_line = TEXT.lines().nth(6).unwrap();
     // Helix's cursor: a one-character selection, here on the `r` of `return`.
     let cursor = json!({"start": {"line": 6, "character": 4}, "end": {"line": 6, "character": 5}});
-    let simplify = server
-        .code_actions(uri, &cursor)
-        .into_iter()
-        .find(|action| action["title"] == "Wellspring: Simplify")
-        .expect("a Simplify action");
+    let simplify = server.code_action(uri, &cursor, "Wellspring: Simplify");
     let resolved = server
         .request("codeAction/resolve", simplify)
         .expect("resolved");

@@ -75,11 +75,7 @@ fn a_whole_editing_session_with_a_local_model_connects_to_nothing() {
         .expect("a completion");
     assert!(completion["items"].is_array(), "{completion}");
     let lines = json!({"start": {"line": 1, "character": 0}, "end": {"line": 2, "character": 0}});
-    let simplify = server
-        .code_actions(uri, &lines)
-        .into_iter()
-        .find(|action| action["title"] == "Wellspring: Simplify")
-        .expect("a Simplify action");
+    let simplify = server.code_action(uri, &lines, "Wellspring: Simplify");
     let resolved = server
         .request("codeAction/resolve", simplify)
         .expect("resolved");

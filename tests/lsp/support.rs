@@ -6,7 +6,7 @@
 // Not every test file uses every helper.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -119,7 +119,7 @@ impl TestServerBuilder {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            while let Some(message) = read_message(&mut reader) {
+            while let Some(message) = wellspring::cli::bench_soak::read_message(&mut reader) {
                 if sender.send(message).is_err() {
                     break;
                 }
@@ -147,26 +147,6 @@ impl TestServerBuilder {
         server.initialize_result = server.initialize().expect("initialize succeeds");
         server
     }
-}
-
-fn read_message(reader: &mut impl BufRead) -> Option<Value> {
-    let mut content_len = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.strip_prefix("Content-Length:") {
-            content_len = value.trim().parse::<usize>().ok();
-        }
-    }
-    let mut body = vec![0; content_len?];
-    reader.read_exact(&mut body).ok()?;
-    serde_json::from_slice(&body).ok()
 }
 
 pub struct TestServer {
@@ -288,6 +268,14 @@ impl TestServer {
             Value::Array(actions) => actions,
             other => panic!("code actions should be a list, got {other}"),
         }
+    }
+
+    /// The code action titled `title` among those listed for `range` of `uri`.
+    pub fn code_action(&mut self, uri: &str, range: &Value, title: &str) -> Value {
+        self.code_actions(uri, range)
+            .into_iter()
+            .find(|action| action["title"] == title)
+            .unwrap_or_else(|| panic!("no code action titled {title:?}"))
     }
 
     /// Collects chat `chat_id`'s `wellspring/chatProgress` notifications up to the one marked

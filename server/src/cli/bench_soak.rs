@@ -212,7 +212,9 @@ impl Connection {
     }
 }
 
-fn read_message(reader: &mut impl BufRead) -> Option<Value> {
+/// Reads one LSP message (`Content-Length` framing) off a byte stream; `None` at its end or on
+/// anything malformed. Shared with the end-to-end tests' client.
+pub fn read_message(reader: &mut impl BufRead) -> Option<Value> {
     let mut content_len = None;
     loop {
         let mut line = String::new();
