@@ -258,7 +258,7 @@ pub(crate) fn download_to_part(
                     done_bytes,
                     detail: error.to_string(),
                 },
-                CopyFailure::Write(error) => cache_error(error),
+                CopyFailure::Write(error) => write_error(part_path, error),
             })?;
         if let Some(total_bytes) = total_bytes {
             if done_bytes != total_bytes {
@@ -276,6 +276,28 @@ pub(crate) fn download_to_part(
         url: download.url.to_owned(),
         detail: "the server did not honour the byte range it was asked for".into(),
     })
+}
+
+/// A write into `part_path` that failed. A full disk (or quota, or file size limit) says so,
+/// and how much stays for the next attempt to resume from; anything else is a cache error.
+fn write_error(part_path: &Path, error: io::Error) -> Error {
+    // ENOSPC, EFBIG and EDQUOT: there was no room for more bytes, though those written so far
+    // are sound.
+    let full = matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+    );
+    if !full {
+        return Error::Cache {
+            path: part_path.to_path_buf(),
+            source: error,
+        };
+    }
+    Error::DiskFull {
+        path: part_path.to_path_buf(),
+        kept_bytes: std::fs::metadata(part_path).map_or(0, |metadata| metadata.len()),
+        source: error,
+    }
 }
 
 enum CopyFailure {
