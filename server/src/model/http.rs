@@ -363,6 +363,32 @@ mod tests {
     }
 
     #[test]
+    fn writes_without_room_say_the_disk_is_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let part = dir.path().join("model.gguf.part");
+        std::fs::write(&part, [0u8; 1234]).expect("write part");
+        let check = |error: io::Error, expected: &str| {
+            let message = write_error(&part, error).to_string();
+            assert_eq!(
+                message,
+                expected.replace("PART", &part.display().to_string())
+            );
+        };
+        check(
+            io::Error::from_raw_os_error(28),
+            "the disk is full: no room left to write PART (No space left on device (os error 28)); free some space and try again, the download resumes from the 1234 bytes kept",
+        );
+        check(
+            io::Error::from(io::ErrorKind::QuotaExceeded),
+            "the disk is full: no room left to write PART (quota exceeded); free some space and try again, the download resumes from the 1234 bytes kept",
+        );
+        check(
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            "cannot write to the model cache at PART: permission denied",
+        );
+    }
+
+    #[test]
     fn host() {
         assert_eq!(
             host_of("https://huggingface.co/a/b/resolve/main/c.gguf"),
