@@ -97,6 +97,11 @@ pub struct ModelConfig {
     pub chat_n_ctx: u32,
     pub flash_attention: FlashAttention,
     pub kv_cache_type: KvCacheType,
+    /// Map the model file into memory instead of reading it. Mapped pages are shared with other
+    /// processes using the same file, but truncating the file while it is loaded makes the next
+    /// access to a page past the new end kill the process (SIGBUS); read weights cannot be hurt
+    /// by any change to the file.
+    pub mmap: bool,
 }
 
 impl Default for ModelConfig {
@@ -112,6 +117,7 @@ impl Default for ModelConfig {
             chat_n_ctx: 4096,
             flash_attention: FlashAttention::Auto,
             kv_cache_type: KvCacheType::F16,
+            mmap: false,
         }
     }
 }

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 use wellspring::config::{self, Layers};
+use wellspring::engine::LlamaErrors;
 
 #[derive(Parser)]
 #[command(
@@ -126,9 +129,17 @@ fn init_logging(log: &config::LogConfig) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder.with_writer(std::sync::Mutex::new(file)).init();
+            builder
+                .with_writer(std::sync::Mutex::new(file))
+                .finish()
+                .with(LlamaErrors)
+                .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            .finish()
+            .with(LlamaErrors)
+            .init(),
     }
     Ok(())
 }

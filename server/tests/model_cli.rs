@@ -169,3 +169,74 @@ fn complete_reports_a_bad_position_before_it_loads_a_model() -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// `wellspring model pull` under a file size limit, the nearest thing to a full disk that needs
+/// no root: past the limit, writes fail with EFBIG. SIGXFSZ, which would otherwise kill the
+/// process at that write, is ignored: `env --ignore-signal` sets that, and `exec` keeps it.
+fn pull_with_file_size_limit(
+    spec: &str,
+    limit_bytes: u64,
+    endpoint: &str,
+    home: &Path,
+) -> anyhow::Result<Output> {
+    Command::new("env")
+        .arg("--ignore-signal=XFSZ")
+        .arg("prlimit")
+        .arg(format!("--fsize={limit_bytes}"))
+        .arg(env!("CARGO_BIN_EXE_wellspring"))
+        .args(["model", "pull", spec])
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_TOKEN")
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .context("cannot run env, prlimit and wellspring")
+}
+
+#[test]
+fn a_full_disk_stops_a_pull_with_the_part_kept_and_the_next_pull_resumes() -> anyhow::Result<()> {
+    let model = std::fs::read(tiny_model())?;
+    let server = TestServer::start();
+    server.route(
+        "/acme/coder-GGUF/resolve/main/coder-f16.gguf",
+        Route::file(model.clone()),
+    );
+    let home = tempfile::tempdir()?;
+    let spec = "hf:acme/coder-GGUF/coder-f16.gguf";
+    let cached = home
+        .path()
+        .join("cache/wellspring/models/hf/acme/coder-GGUF/main/coder-f16.gguf");
+    let part = cached.with_file_name("coder-f16.gguf.part");
+    let limit_bytes = model.len() as u64 / 4;
+
+    let output = pull_with_file_size_limit(spec, limit_bytes, &server.url, home.path())?;
+    ensure!(!output.status.success(), "a pull past the limit succeeded");
+    let message = stderr(&output);
+    ensure!(
+        message.contains(&format!(
+            "the disk is full: no room left to write {} (",
+            part.display()
+        )) && message.contains(&format!(
+            "free some space and try again, the download resumes from the {limit_bytes} bytes kept"
+        )),
+        "stderr: {message}"
+    );
+    assert_eq!(std::fs::metadata(&part)?.len(), limit_bytes);
+    assert_eq!(std::fs::read(&part)?, model[..limit_bytes as usize]);
+    ensure!(!cached.exists(), "an incomplete download was published");
+
+    let output = wellspring(&["model", "pull", spec], &server.url, home.path())?;
+    ensure!(output.status.success(), "pull failed: {}", stderr(&output));
+    assert_eq!(std::fs::read(&cached)?, model);
+    ensure!(!part.exists(), "the part outlived the download");
+    let ranges: Vec<Option<String>> = server
+        .requests()
+        .into_iter()
+        .filter(|request| request.method == "GET")
+        .map(|request| request.range)
+        .collect();
+    assert_eq!(ranges, vec![None, Some(format!("bytes={limit_bytes}-"))]);
+    Ok(())
+}

@@ -181,6 +181,11 @@ impl TestServer {
         }
     }
 
+    /// The server's process id (under a wrapper that `exec`s it, such as `prlimit`, the same).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

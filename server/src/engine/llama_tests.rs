@@ -196,6 +196,107 @@ fn broken_model_files_are_errors_not_crashes() {
     assert!(error.to_string().contains("hollow.gguf"), "{error}");
 }
 
+/// A copy of the tiny model in `dir` with the bytes `from` (which occur exactly once) replaced by
+/// `to`, of the same length: the layout is untouched, so the file passes the GGUF header check.
+fn patched_model(dir: &Path, name: &str, from: &[u8], to: &[u8]) -> PathBuf {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(test_model()).unwrap();
+    let found: Vec<usize> = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, window)| *window == from)
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(found.len(), 1, "{} occurrences", found.len());
+    bytes[found[0]..found[0] + to.len()].copy_from_slice(to);
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The `general.architecture` entry of the tiny model with `value` (5 bytes) as its value.
+fn architecture_entry(value: &[u8; 5]) -> Vec<u8> {
+    let key = b"general.architecture";
+    let mut entry = (key.len() as u64).to_le_bytes().to_vec();
+    entry.extend_from_slice(key);
+    entry.extend_from_slice(&8u32.to_le_bytes());
+    entry.extend_from_slice(&5u64.to_le_bytes());
+    entry.extend_from_slice(value);
+    entry
+}
+
+#[test]
+fn a_gguf_that_passes_our_check_but_not_llama_cpp_is_a_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = patched_model(
+        dir.path(),
+        "unknown-architecture.gguf",
+        &architecture_entry(b"qwen2"),
+        &architecture_entry(b"qwenx"),
+    );
+    // The tensor is renamed, so the one llama.cpp looks for is missing.
+    let missing = patched_model(
+        dir.path(),
+        "missing-tensor.gguf",
+        b"output_norm.weight",
+        b"output_norm.weighx",
+    );
+    for (path, architecture) in [(unknown, "qwenx"), (missing, "qwen2")] {
+        let summary = crate::model::inspect(&path).expect("our header check passes");
+        assert_eq!(summary.architecture.as_deref(), Some(architecture));
+        let error = Engine::start(&test_config(), &path)
+            .err()
+            .expect("llama.cpp refuses it");
+        assert!(matches!(error, Error::Load { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("cannot load model {}: ", path.display())),
+            "{message}"
+        );
+        assert!(message.contains("llama.cpp rejected it"), "{message}");
+    }
+    // The engine still loads a good model afterwards.
+    assert!(Engine::start(&test_config(), &test_model()).is_ok());
+}
+
+#[test]
+fn a_context_bigger_than_memory_is_refused_with_what_to_lower() {
+    let config = ModelConfig {
+        n_ctx: 4_000_000_000,
+        n_slots: 2,
+        n_gpu_layers: 0,
+        ..test_config()
+    };
+    let error = Engine::start(&config, &test_model())
+        .err()
+        .expect("no machine has the memory for this KV cache");
+    let message = error.to_string();
+    assert!(matches!(error, Error::OutOfMemory(_)), "{message}");
+    assert!(
+        message.starts_with("out of memory: a context of 4000000000 tokens needs at least "),
+        "{message}"
+    );
+    assert!(
+        message.contains("lower model.n_ctx or model.n_slots (the KV cache grows with both)"),
+        "{message}"
+    );
+    let chat = ModelConfig {
+        chat_n_ctx: 4_000_000_000,
+        n_gpu_layers: 0,
+        ..test_config()
+    };
+    let engine = Engine::start(&chat, &test_model()).expect("the completion context fits");
+    let (deltas, _received) = mpsc::unbounded_channel();
+    let error = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(engine.chat(chat_request(4, None), deltas))
+        .expect_err("the chat context does not fit");
+    assert!(
+        error.to_string().contains("lower model.chat_n_ctx"),
+        "{error}"
+    );
+}
+
 fn chat_request(max_tokens: u32, grammar: Option<&str>) -> ChatRequest {
     ChatRequest {
         messages: vec![
@@ -275,6 +376,7 @@ fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
     let shape = ContextShape {
         n_ctx: 512,
         n_seq: 1,
+        n_ctx_setting: "model.n_ctx",
     };
     let mut backend = LlamaCpp::new(&model, &config, shape).expect("a context");
     let prompt = backend.tokenize("fn main() {\n    let x: ", false);

@@ -13,6 +13,8 @@
 mod backend;
 mod detok;
 mod generate;
+mod llama_log;
+mod memory;
 mod prompt;
 mod render;
 mod scheduler;
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use llama_log::LlamaErrors;
 pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};
 
 use crate::config::{CompletionConfig, ModelConfig};
@@ -41,6 +44,9 @@ pub enum Error {
     Load { path: PathBuf, reason: String },
     #[error("inference backend: {0}")]
     Backend(String),
+    /// What ran out and what to lower, as one sentence.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     #[error("a newer request for the same document replaced this one")]
     Superseded,
     #[error("the engine has stopped")]

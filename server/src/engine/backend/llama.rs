@@ -22,6 +22,8 @@ use llama_cpp_2::{LlamaBackendDeviceType, LogOptions};
 
 use super::{Backend, SpecialTokens, Token};
 use crate::config::{FlashAttention, KvCacheType as ConfigKvCacheType, ModelConfig};
+use crate::engine::llama_log;
+use crate::engine::memory::{kv_cache_bytes, mib, Available, KvShape};
 use crate::engine::{ChatMessage, Error, SamplingConfig, TokenCounter};
 
 /// llama.cpp's process-wide initialisation; it may run once per process, so everything in the
@@ -55,7 +57,8 @@ pub(crate) fn device_name(config: &ModelConfig) -> String {
 }
 
 /// Loads a GGUF model. Missing and malformed files are errors, never aborts: the file is checked
-/// before llama.cpp sees it.
+/// before llama.cpp sees it. The weights are read into memory unless `config.mmap` asks for the
+/// file to be mapped, so that by default nothing done to the file later can crash the server.
 pub(crate) fn load_model(
     path: &Path,
     config: &ModelConfig,
@@ -69,30 +72,65 @@ pub(crate) fn load_model(
         path: path.to_owned(),
         reason: error.to_string(),
     })?;
+    // Weights that are read in take memory of their own (on the CPU backend); mapped ones are
+    // page cache, which the kernel can drop and reload.
+    if !config.mmap && device_name(config) == "cpu" {
+        if let Some(available) = Available::now() {
+            if summary.tensor_data_bytes > available.bytes {
+                return Err(Error::OutOfMemory(format!(
+                    "the weights of {} need {} but there are only {}: use a smaller model or a smaller quantization of it",
+                    path.display(),
+                    mib(summary.tensor_data_bytes),
+                    available.describe()
+                )));
+            }
+        }
+    }
     let n_gpu_layers = match config.n_gpu_layers {
         layers if layers < 0 => u32::MAX,
         layers => layers as u32,
     };
-    let mut params = LlamaModelParams::default().with_n_gpu_layers(n_gpu_layers);
+    let mut params = LlamaModelParams::default()
+        .with_n_gpu_layers(n_gpu_layers)
+        .with_use_mmap(config.mmap);
     if let Some(mut callback) = on_progress.take() {
         params = params.with_progress_callback(move |progress| {
             callback(progress);
             true
         });
     }
+    let architecture = summary.architecture.as_deref().unwrap_or("unknown");
     tracing::info!(
         path = %path.display(),
-        architecture = summary.architecture.as_deref().unwrap_or("unknown"),
+        architecture,
         n_tensors = summary.n_tensors,
+        mmap = config.mmap,
         "loading model"
     );
-    LlamaModel::load_from_file(backend, path, &params).map_err(|error| Error::Load {
-        path: path.to_owned(),
-        reason: format!(
-            "llama.cpp could not load it ({error}); architecture {}",
-            summary.architecture.as_deref().unwrap_or("unknown")
-        ),
+    llama_log::clear();
+    LlamaModel::load_from_file(backend, path, &params).map_err(|error| {
+        let reason = match llama_log::take() {
+            Some(message) if mentions_allocation(&message) => format!(
+                "memory ran out while llama.cpp loaded it ({message}): use a smaller model or a smaller quantization of it"
+            ),
+            Some(message) => format!("llama.cpp rejected it: {message}"),
+            None => format!(
+                "llama.cpp rejected it ({error}); its architecture ({architecture}) may be one this build does not support, or tensors it needs may be missing or malformed"
+            ),
+        };
+        Error::Load {
+            path: path.to_owned(),
+            reason,
+        }
     })
+}
+
+/// Whether a llama.cpp error is about memory it could not get.
+fn mentions_allocation(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["alloc", "out of memory", "insufficient memory"]
+        .iter()
+        .any(|word| message.contains(word))
 }
 
 /// How one context is shaped.
@@ -100,6 +138,8 @@ pub(crate) fn load_model(
 pub(crate) struct ContextShape {
     pub n_ctx: u32,
     pub n_seq: u32,
+    /// The setting that sized `n_ctx` (`model.n_ctx`, `model.chat_n_ctx`), named in errors.
+    pub n_ctx_setting: &'static str,
 }
 
 /// One llama.cpp context over a borrowed model.
@@ -189,8 +229,8 @@ impl<'m> LlamaCpp<'m> {
         };
         // A quantized V cache needs flash attention; without it only K is quantized.
         let type_v = match config.flash_attention {
-            FlashAttention::Off => KvCacheType::F16,
-            _ => kv_type(config.kv_cache_type),
+            FlashAttention::Off => ConfigKvCacheType::F16,
+            _ => config.kv_cache_type,
         };
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
@@ -201,10 +241,41 @@ impl<'m> LlamaCpp<'m> {
             .with_n_threads_batch(n_threads)
             .with_flash_attention_policy(flash)
             .with_type_k(kv_type(config.kv_cache_type))
-            .with_type_v(type_v);
-        let context = model
-            .new_context(backend, params)
-            .map_err(|error| Error::Backend(format!("cannot create a model context: {error}")))?;
+            .with_type_v(kv_type(type_v));
+        let (kv_settings, kv_growth) = if n_seq > 1 {
+            (format!("{} or model.n_slots", shape.n_ctx_setting), "both")
+        } else {
+            (shape.n_ctx_setting.to_owned(), "it")
+        };
+        if device_name(config) == "cpu" {
+            check_context_memory(model, n_ctx, n_batch, config.kv_cache_type, type_v).map_err(
+                |shortfall| {
+                    let lower = if shortfall.kv_cache_dominates {
+                        format!("lower {kv_settings} (the KV cache grows with {kv_growth})")
+                    } else {
+                        "lower model.n_batch (the output buffers grow with it)".to_owned()
+                    };
+                    Error::OutOfMemory(format!(
+                        "a context of {n_ctx} tokens needs at least {}: {lower}, or use a smaller model",
+                        shortfall.message
+                    ))
+                },
+            )?;
+        }
+        let lower = format!("lower {kv_settings} or model.n_batch, or use a smaller model");
+        llama_log::clear();
+        let context = model.new_context(backend, params).map_err(|error| {
+            let detail = llama_log::take().unwrap_or_else(|| error.to_string());
+            if mentions_allocation(&detail) {
+                Error::OutOfMemory(format!(
+                    "llama.cpp could not allocate a context of {n_ctx} tokens ({detail}): {lower}"
+                ))
+            } else {
+                Error::Backend(format!(
+                    "cannot create a model context of {n_ctx} tokens ({detail}); if memory ran out, {lower}"
+                ))
+            }
+        })?;
         let n_ctx_actual = context.n_ctx();
         Ok(LlamaCpp {
             model,
@@ -380,6 +451,52 @@ impl Backend for LlamaCpp<'_> {
             .apply_chat_template(&template, &messages, true)
             .map_err(|error| Error::ChatTemplate(error.to_string()))
     }
+}
+
+/// A context that does not fit in the memory available.
+struct Shortfall {
+    /// What it needs, of what, and what there is.
+    message: String,
+    /// The KV cache (sized by the context and slots) is the bigger part, not the output buffers
+    /// (sized by the batch).
+    kv_cache_dominates: bool,
+}
+
+/// Compares the least a context needs (its KV cache and its output logits) with the memory
+/// available; on the CPU backend both live in host memory.
+fn check_context_memory(
+    model: &LlamaModel,
+    n_ctx: u32,
+    n_batch: u32,
+    type_k: ConfigKvCacheType,
+    type_v: ConfigKvCacheType,
+) -> Result<(), Shortfall> {
+    let Some(available) = Available::now() else {
+        return Ok(());
+    };
+    let shape = KvShape {
+        n_layer: u64::from(model.n_layer()),
+        n_embd: u64::try_from(model.n_embd()).unwrap_or(0),
+        n_head: u64::from(model.n_head()),
+        n_head_kv: u64::from(model.n_head_kv()),
+    };
+    let n_vocab = u64::try_from(model.vocab().n_tokens()).unwrap_or(0);
+    let kv_bytes = kv_cache_bytes(shape, u64::from(n_ctx), type_k, type_v);
+    let logits_bytes = n_vocab * u64::from(n_batch) * 4;
+    let needed = kv_bytes.saturating_add(logits_bytes);
+    if needed <= available.bytes {
+        return Ok(());
+    }
+    Err(Shortfall {
+        message: format!(
+            "{} ({} of KV cache, {} of output buffers) but there are only {}",
+            mib(needed),
+            mib(kv_bytes),
+            mib(logits_bytes),
+            available.describe()
+        ),
+        kv_cache_dominates: kv_bytes >= logits_bytes,
+    })
 }
 
 /// Counts tokens with the model's vocabulary, off the engine thread (the model is `Sync`).

@@ -164,7 +164,7 @@ fn interrupted_download_resumes_on_the_next_call() {
         "{message}"
     );
     assert!(
-        message.ends_with("(run the same command again to resume)"),
+        message.ends_with("(the next attempt resumes from there)"),
         "{message}"
     );
     let part = cache.path().join(format!("{CACHED}.part"));
