@@ -36,6 +36,22 @@ fn malformed_json_gets_a_parse_error_and_the_server_keeps_serving() {
     server.send(&json!({"jsonrpc": "2.0", "id": 77, "method": 5}));
     let error = server.response(json!(77)).unwrap_err();
     assert_eq!(error["code"], -32600);
+    // A key given twice used to stop the server, and a request carrying a result was never
+    // answered (both found by the fuzz target `transport_classify`).
+    for (id, body) in [
+        (
+            78,
+            r#"{"jsonrpc":"2.0","id":78,"method":"wellspring/serverInfo","method":"x"}"#,
+        ),
+        (
+            79,
+            r#"{"jsonrpc":"2.0","id":79,"method":"wellspring/serverInfo","result":1}"#,
+        ),
+    ] {
+        server.send_raw(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let error = server.response(json!(id)).unwrap_err();
+        assert_eq!(error["code"], -32600);
+    }
     assert_alive_and_intact(&mut server);
 }
 
