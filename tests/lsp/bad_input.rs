@@ -172,3 +172,29 @@ fn methods_without_params_accept_empty_params_in_every_form() {
     assert_eq!(error["code"], -32602, "{error}");
     assert_alive_and_intact(&mut server);
 }
+
+/// Found by the fuzz target `dispatch_engine_failed`: a code action's `data` comes back from the
+/// client, and a mangled `byteRange` in it overflowed while being moved through the edits since
+/// (a panic), or came out reversed or inside a character, for the model's code to slice with.
+#[test]
+fn a_mangled_code_action_range_is_refused() {
+    let mut server = server_with_a_document();
+    let uri = "file:///w/d.py";
+    server.open(uri, "python", "x = 1\ns = 'é'\n");
+    // Version 2 deletes the first line, so ranges after it move back by 6 bytes.
+    server.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}, "text": ""}]}),
+    );
+    let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 1}});
+    // Reversed across the deletion, reversed after it, and ending inside the "é".
+    for byte_range in [json!([12, 0]), json!([9, 7]), json!([12, 13])] {
+        let data = json!({"action": "fix", "uri": uri, "range": range, "version": 1, "byteRange": byte_range});
+        let error = server
+            .request("codeAction/resolve", json!({"title": "Fix", "data": data}))
+            .unwrap_err();
+        assert_eq!(error["code"], -32602, "{byte_range}: {error}");
+    }
+    assert_alive_and_intact(&mut server);
+}
