@@ -84,7 +84,9 @@ impl TestServerBuilder {
     pub fn spawn(self) -> TestServer {
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("server.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wellspring"));
+        let stderr_path = log_dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("create the stderr file");
+        let mut command = Command::new(server_binary());
         command
             .args(&self.args)
             .arg("--log-file")
@@ -93,7 +95,7 @@ impl TestServerBuilder {
             .env("XDG_CONFIG_HOME", log_dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -120,6 +122,7 @@ impl TestServerBuilder {
             apply_edit_answer: json!({"applied": true}),
             initialize_result: Value::Null,
             log_path,
+            stderr_path,
             _log_dir: log_dir,
             builder: self,
         }
@@ -131,6 +134,15 @@ impl TestServerBuilder {
         server.initialize_result = server.initialize().expect("initialize succeeds");
         server
     }
+}
+
+/// The server binary. The fuzz targets in `fuzz/` reuse this client through `#[path]`, and Cargo
+/// only names the binaries of a test's own package, so there it is the same `main.rs` built as
+/// `fuzzed-wellspring`.
+fn server_binary() -> &'static str {
+    option_env!("CARGO_BIN_EXE_wellspring")
+        .or(option_env!("CARGO_BIN_EXE_fuzzed-wellspring"))
+        .expect("cargo names the server binary to its integration tests")
 }
 
 fn read_message(reader: &mut impl BufRead) -> Option<Value> {
@@ -169,6 +181,8 @@ pub struct TestServer {
     /// The server's answer to `initialize`, once [`TestServerBuilder::start`] sent it.
     pub initialize_result: Value,
     log_path: PathBuf,
+    /// Where the server's stderr goes: panics print there, whatever the log settings.
+    stderr_path: PathBuf,
     _log_dir: tempfile::TempDir,
     builder: TestServerBuilder,
 }
@@ -186,6 +200,11 @@ impl TestServer {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
     fn initialize(&mut self) -> Result<Value, Value> {

@@ -22,7 +22,7 @@ const DUPLEX_BUFFER_BYTES: usize = 1 << 20;
 
 /// One thing read off the wire.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
     /// A well-formed JSON-RPC message, ready to forward.
     Message(Vec<u8>),
     /// Something to answer with an error response instead of forwarding.
@@ -34,19 +34,19 @@ pub(crate) enum Incoming {
 }
 
 /// Reads frames (`Content-Length: N\r\n\r\n` + body) and classifies each one.
-pub(crate) struct FrameReader<R> {
+pub struct FrameReader<R> {
     reader: BufReader<R>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub(crate) fn new(input: R) -> Self {
+    pub fn new(input: R) -> Self {
         FrameReader {
             reader: BufReader::new(input),
         }
     }
 
     /// The next frame, or `None` at end of input.
-    pub(crate) async fn next(&mut self) -> io::Result<Option<Incoming>> {
+    pub async fn next(&mut self) -> io::Result<Option<Incoming>> {
         let mut content_len: Option<usize> = None;
         let mut line = Vec::new();
         loop {
@@ -111,7 +111,7 @@ fn valid_id(id: &Value) -> bool {
 }
 
 /// Checks a body against the JSON-RPC shapes tower-lsp-server can decode.
-pub(crate) fn classify(body: Vec<u8>) -> Incoming {
+pub fn classify(body: Vec<u8>) -> Incoming {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error) => {
