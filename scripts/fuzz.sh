@@ -27,6 +27,8 @@ if [ -z "${WELLSPRING_TEST_MODEL:-}" ] && [ ! -s models/tiny.gguf ]; then
 fi
 
 profile=${WELLSPRING_FUZZ_PROFILE:-dev}
+# The case caps keep `cargo test` cheap; a long run is bounded by time alone.
+export WELLSPRING_FUZZ_CASES=${WELLSPRING_FUZZ_CASES:-1000000000}
 
 # One target at a time, so each gets the machine's cores for its whole budget.
 WELLSPRING_FUZZ_SECS=$seconds WELLSPRING_FUZZ_REPORT=$report \
