@@ -36,7 +36,11 @@ WELLSPRING_FUZZ_SECS=$seconds WELLSPRING_FUZZ_REPORT=$report \
   --test-threads=1 --nocapture $filter
 
 echo
-echo "target                 cases      seconds  seed"
-while IFS= read -r line; do
-  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print(f"{r[\"target\"]:<22} {r[\"cases\"]:<10} {r[\"seconds\"]:<8} {r[\"seed\"]}")' "$line"
-done < "$report"
+python3 - "$report" <<'PRINT'
+import json, sys
+
+print(f"{'target':<24}{'cases':>12}{'seconds':>10}  seed")
+for line in open(sys.argv[1]):
+    run = json.loads(line)
+    print(f"{run['target']:<24}{run['cases']:>12}{run['seconds']:>10}  {run['seed']}")
+PRINT
