@@ -36,6 +36,22 @@ fn malformed_json_gets_a_parse_error_and_the_server_keeps_serving() {
     server.send(&json!({"jsonrpc": "2.0", "id": 77, "method": 5}));
     let error = server.response(json!(77)).unwrap_err();
     assert_eq!(error["code"], -32600);
+    // A key given twice used to stop the server, and a request carrying a result was never
+    // answered (both found by the fuzz target `transport_classify`).
+    for (id, body) in [
+        (
+            78,
+            r#"{"jsonrpc":"2.0","id":78,"method":"wellspring/serverInfo","method":"x"}"#,
+        ),
+        (
+            79,
+            r#"{"jsonrpc":"2.0","id":79,"method":"wellspring/serverInfo","result":1}"#,
+        ),
+    ] {
+        server.send_raw(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let error = server.response(json!(id)).unwrap_err();
+        assert_eq!(error["code"], -32600);
+    }
     assert_alive_and_intact(&mut server);
 }
 
@@ -154,5 +170,31 @@ fn methods_without_params_accept_empty_params_in_every_form() {
         .request("wellspring/documentState", json!({}))
         .unwrap_err();
     assert_eq!(error["code"], -32602, "{error}");
+    assert_alive_and_intact(&mut server);
+}
+
+/// Found by the fuzz target `dispatch_engine_failed`: a code action's `data` comes back from the
+/// client, and a mangled `byteRange` in it overflowed while being moved through the edits since
+/// (a panic), or came out reversed or inside a character, for the model's code to slice with.
+#[test]
+fn a_mangled_code_action_range_is_refused() {
+    let mut server = server_with_a_document();
+    let uri = "file:///w/d.py";
+    server.open(uri, "python", "x = 1\ns = 'é'\n");
+    // Version 2 deletes the first line, so ranges after it move back by 6 bytes.
+    server.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}, "text": ""}]}),
+    );
+    let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 1}});
+    // Reversed across the deletion, reversed after it, and ending inside the "é".
+    for byte_range in [json!([12, 0]), json!([9, 7]), json!([12, 13])] {
+        let data = json!({"action": "fix", "uri": uri, "range": range, "version": 1, "byteRange": byte_range});
+        let error = server
+            .request("codeAction/resolve", json!({"title": "Fix", "data": data}))
+            .unwrap_err();
+        assert_eq!(error["code"], -32602, "{byte_range}: {error}");
+    }
     assert_alive_and_intact(&mut server);
 }

@@ -92,7 +92,9 @@ impl TestServerBuilder {
     pub fn spawn(self) -> TestServer {
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("server.log");
-        let binary = env!("CARGO_BIN_EXE_wellspring");
+        let stderr_path = log_dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("create the stderr file");
+        let binary = server_binary();
         let mut command = match self.wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut command = Command::new(program);
@@ -109,7 +111,7 @@ impl TestServerBuilder {
             .env("XDG_CONFIG_HOME", log_dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -136,6 +138,7 @@ impl TestServerBuilder {
             apply_edit_answer: json!({"applied": true}),
             initialize_result: Value::Null,
             log_path,
+            stderr_path,
             _log_dir: log_dir,
             builder: self,
         }
@@ -147,6 +150,15 @@ impl TestServerBuilder {
         server.initialize_result = server.initialize().expect("initialize succeeds");
         server
     }
+}
+
+/// The server binary. The fuzz targets in `fuzz/` reuse this client through `#[path]`, and Cargo
+/// only names the binaries of a test's own package, so there it is the same `main.rs` built as
+/// `fuzzed-wellspring`.
+fn server_binary() -> &'static str {
+    option_env!("CARGO_BIN_EXE_wellspring")
+        .or(option_env!("CARGO_BIN_EXE_fuzzed-wellspring"))
+        .expect("cargo names the server binary to its integration tests")
 }
 
 pub struct TestServer {
@@ -165,6 +177,8 @@ pub struct TestServer {
     /// The server's answer to `initialize`, once [`TestServerBuilder::start`] sent it.
     pub initialize_result: Value,
     log_path: PathBuf,
+    /// Where the server's stderr goes: panics print there, whatever the log settings.
+    stderr_path: PathBuf,
     _log_dir: tempfile::TempDir,
     builder: TestServerBuilder,
 }
@@ -188,6 +202,11 @@ impl TestServer {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
     fn initialize(&mut self) -> Result<Value, Value> {

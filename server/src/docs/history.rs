@@ -121,8 +121,12 @@ impl EditLog {
 
 /// Moves `range` through `spans` (applied in order after the text `range` refers to). Returns
 /// `None` when a span touches the range: it overlaps it or meets one of its ends, so the text the
-/// range stood for may have changed.
+/// range stood for may have changed. Also `None` for a reversed range, or one so far out that
+/// moving it overflows: ranges come back from clients, which may have mangled them.
 pub fn move_range(range: Range<usize>, spans: &[Span]) -> Option<Range<usize>> {
+    if range.start > range.end {
+        return None;
+    }
     let mut range = range;
     for span in spans {
         if span.start_byte <= range.end && range.start <= span.old_end_byte {
@@ -130,14 +134,16 @@ pub fn move_range(range: Range<usize>, spans: &[Span]) -> Option<Range<usize>> {
         }
         if span.old_end_byte < range.start {
             // Entirely before the range: shift it by the span's change in length.
-            range = shift(range.start, span)..shift(range.end, span);
+            range = shift(range.start, span)?..shift(range.end, span)?;
         }
     }
     Some(range)
 }
 
-fn shift(byte_idx: usize, span: &Span) -> usize {
-    byte_idx + span.new_end_byte - span.old_end_byte
+fn shift(byte_idx: usize, span: &Span) -> Option<usize> {
+    byte_idx
+        .checked_add(span.new_end_byte)?
+        .checked_sub(span.old_end_byte)
 }
 
 /// The one replacement that turns `old` into `new`: their common prefix and suffix are kept.
@@ -188,6 +194,21 @@ mod tests {
     fn edit(text: &mut String, log: &mut EditLog, start_byte: usize, end_byte: usize, new: &str) {
         text.replace_range(start_byte..end_byte, new);
         log.record(span(start_byte, end_byte, start_byte + new.len()));
+    }
+
+    /// Found by the fuzz target `dispatch_engine_failed`: a code action's `byteRange` comes back
+    /// from the client, and a reversed or huge one overflowed here and panicked the handler.
+    #[test]
+    fn reversed_and_huge_ranges_are_refused_rather_than_overflowing() {
+        let spans = [span(0, 5, 0), span(0, 0, 3)];
+        let reversed = Range { start: 9, end: 2 };
+        assert_eq!(move_range(reversed.clone(), &spans), None);
+        assert_eq!(move_range(reversed, &[]), None);
+        assert_eq!(
+            move_range(usize::MAX - 1..usize::MAX, &[span(0, 0, 3)]),
+            None
+        );
+        assert_eq!(move_range(7..9, &spans), Some(5..7));
     }
 
     #[test]

@@ -55,13 +55,26 @@ pub(crate) fn offered_target(
         .byte_range
         .zip(document.history.since(data.version))
         .and_then(|((start_byte, end_byte), spans)| docs::move_range(start_byte..end_byte, &spans))
-        .filter(|moved| moved.end <= document.rope.len_bytes())
+        // The range came back from the client: it must still fit the text, on character
+        // boundaries, before anything slices the rope with it.
+        .filter(|moved| {
+            moved.end <= document.rope.len_bytes()
+                && is_char_boundary(&document, moved.start)
+                && is_char_boundary(&document, moved.end)
+        })
         .ok_or_else(|| {
             invalid_params(
                 "the code changed since the action was offered; ask for code actions again",
             )
         })?;
     Ok((kind, document, moved))
+}
+
+fn is_char_boundary(document: &Document, byte_idx: usize) -> bool {
+    document
+        .rope
+        .char_to_byte(document.rope.byte_to_char(byte_idx))
+        == byte_idx
 }
 
 /// Runs `kind` on `selection` of `document` and returns its edit, showing progress meanwhile.

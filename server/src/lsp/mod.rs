@@ -24,6 +24,13 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use tower_lsp_server::jsonrpc;
 
+/// The framing guard's reader and classifier, public only so the fuzz targets in `fuzz/` can feed
+/// them bytes directly. Not part of the server's API: nothing else may depend on it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::transport::{classify, FrameReader, Incoming};
+}
+
 /// Runs a handler so that a panic inside it becomes an `InternalError` response and a log line,
 /// and the server keeps serving.
 pub(crate) async fn guard<T>(

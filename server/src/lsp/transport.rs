@@ -8,9 +8,11 @@
 
 use std::io;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
+use tower_lsp_server::jsonrpc;
 
 use super::ext;
 
@@ -22,7 +24,7 @@ const HANG_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One thing read off the wire.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
     /// A well-formed JSON-RPC message, ready to forward.
     Message(Vec<u8>),
     /// Something to answer with an error response instead of forwarding.
@@ -34,19 +36,19 @@ pub(crate) enum Incoming {
 }
 
 /// Reads frames (`Content-Length: N\r\n\r\n` + body) and classifies each one.
-pub(crate) struct FrameReader<R> {
+pub struct FrameReader<R> {
     reader: BufReader<R>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub(crate) fn new(input: R) -> Self {
+    pub fn new(input: R) -> Self {
         FrameReader {
             reader: BufReader::new(input),
         }
     }
 
     /// The next frame, or `None` at end of input.
-    pub(crate) async fn next(&mut self) -> io::Result<Option<Incoming>> {
+    pub async fn next(&mut self) -> io::Result<Option<Incoming>> {
         let mut content_len: Option<usize> = None;
         let mut line = Vec::new();
         loop {
@@ -111,7 +113,7 @@ fn valid_id(id: &Value) -> bool {
 }
 
 /// Checks a body against the JSON-RPC shapes tower-lsp-server can decode.
-pub(crate) fn classify(body: Vec<u8>) -> Incoming {
+pub fn classify(body: Vec<u8>) -> Incoming {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error) => {
@@ -138,12 +140,8 @@ pub(crate) fn classify(body: Vec<u8>) -> Incoming {
     if id.as_ref().is_some_and(|id| !valid_id(id)) {
         return invalid(Value::Null, "\"id\" must be an integer, a string or null");
     }
-    match object.get("method") {
-        Some(Value::String(method)) => {
-            if let Some(body) = without_empty_params(method, object) {
-                return Incoming::Message(body);
-            }
-        }
+    let body = match object.get("method") {
+        Some(Value::String(method)) => without_empty_params(method, object).unwrap_or(body),
         Some(_) => return invalid(reply_id, "\"method\" must be a string"),
         None => {
             let is_response =
@@ -151,9 +149,39 @@ pub(crate) fn classify(body: Vec<u8>) -> Incoming {
             if !is_response {
                 return invalid(reply_id, "neither a request, a notification nor a response");
             }
+            body
         }
+    };
+    // The framework decodes with derived deserialisers, which refuse what `Value` takes silently
+    // (a key given twice, an error object of the wrong shape), and it reads a request that also
+    // carries a result or an error as a response, which nobody answers. Decoding as it does is
+    // the only way to be sure it never sees a body it stops at or misreads.
+    let is_request = object.contains_key("method");
+    match (
+        serde_json::from_slice::<FrameworkMessage>(&body),
+        is_request,
+    ) {
+        (Ok(FrameworkMessage::Request(_)), true) | (Ok(FrameworkMessage::Response(_)), false) => {
+            Incoming::Message(body)
+        }
+        (Ok(FrameworkMessage::Response(_)), true) => {
+            invalid(reply_id, "a request cannot carry a result or an error")
+        }
+        (Ok(FrameworkMessage::Request(_)), false) | (Err(_), _) => invalid(
+            reply_id,
+            "a key appears twice, or a member has the wrong type",
+        ),
     }
-    Incoming::Message(body)
+}
+
+/// tower-lsp-server's own message type (private to it), declared as it declares it, so the guard
+/// decodes a body exactly as the framework will. Only which variant decodes matters.
+#[derive(Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum FrameworkMessage {
+    Response(jsonrpc::Response),
+    Request(jsonrpc::Request),
 }
 
 /// Methods that take no params. Clients send `{}`, `[]` or `null` for them as often as nothing,
@@ -317,5 +345,45 @@ mod tests {
             panic!()
         };
         assert_eq!(id, &json!(3));
+    }
+
+    /// Found by the fuzz target `transport_classify`: a key given twice stopped the server, and a
+    /// request that also carried a result was read as a response and never answered.
+    #[test]
+    fn bodies_the_framework_would_stop_at_or_misread_are_answered_here() {
+        for (body, expected_id) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x","method":"x"}"#,
+                json!(1),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","jsonrpc":"2.0","method":"x"}"#,
+                json!(null),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"method":"x","result":null}"#,
+                json!(2),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":3,"method":"x","error":{"code":1,"message":"m"}}"#,
+                json!(3),
+            ),
+            (r#"{"jsonrpc":"2.0","id":4,"error":5}"#, json!(4)),
+            (
+                r#"{"jsonrpc":"2.0","id":5,"error":{"code":1,"message":"m","code":2}}"#,
+                json!(5),
+            ),
+        ] {
+            let Incoming::Malformed { id, code, .. } = classify(body.as_bytes().to_vec()) else {
+                panic!("{body} was forwarded")
+            };
+            assert_eq!((id, code), (expected_id, -32600), "{body}");
+        }
+        // Duplicates inside params are the handler's business: `Value` keeps the last one.
+        let body = r#"{"jsonrpc":"2.0","id":6,"method":"x","params":{"a":1,"a":2}}"#;
+        assert!(matches!(
+            classify(body.as_bytes().to_vec()),
+            Incoming::Message(_)
+        ));
     }
 }
