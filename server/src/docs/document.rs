@@ -76,10 +76,14 @@ impl Document {
     }
 
     fn classify(&self) -> DocumentKind {
-        let sniff_end = self.rope.len_bytes().min(BINARY_SNIFF_BYTES);
+        // Rope slices must end on a character boundary: a character straddling the sniff limit
+        // is left out of the sniff (it holds no NUL byte anyway).
+        let sniff_char_end = self
+            .rope
+            .byte_to_char(self.rope.len_bytes().min(BINARY_SNIFF_BYTES));
         let has_nul = self
             .rope
-            .byte_slice(..sniff_end)
+            .slice(..sniff_char_end)
             .chunks()
             .any(|chunk| chunk.as_bytes().contains(&0));
         if has_nul {
@@ -152,5 +156,29 @@ impl Document {
             }
             self.kind = kind;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_across_the_binary_sniff_limit_is_no_problem() {
+        // `é` takes bytes 8191 and 8192, across the limit; edits re-sniff the start.
+        let text = format!("{}é{}", "a".repeat(BINARY_SNIFF_BYTES - 1), "b\n".repeat(10));
+        let mut document = Document::new("file:///t.txt", "plaintext", 1, &text);
+        assert_eq!(document.kind, DocumentKind::Text);
+        document.apply_edit(&TextEdit {
+            start_byte: 0,
+            end_byte: 0,
+            text: "x".to_owned(),
+        });
+        document.apply_edit(&TextEdit {
+            start_byte: 1,
+            end_byte: 1,
+            text: "\0".to_owned(),
+        });
+        assert_eq!(document.kind, DocumentKind::Binary);
     }
 }
