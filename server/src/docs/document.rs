@@ -166,7 +166,11 @@ mod tests {
     #[test]
     fn a_character_across_the_binary_sniff_limit_is_no_problem() {
         // `é` takes bytes 8191 and 8192, across the limit; edits re-sniff the start.
-        let text = format!("{}é{}", "a".repeat(BINARY_SNIFF_BYTES - 1), "b\n".repeat(10));
+        let text = format!(
+            "{}é{}",
+            "a".repeat(BINARY_SNIFF_BYTES - 1),
+            "b\n".repeat(10)
+        );
         let mut document = Document::new("file:///t.txt", "plaintext", 1, &text);
         assert_eq!(document.kind, DocumentKind::Text);
         document.apply_edit(&TextEdit {
