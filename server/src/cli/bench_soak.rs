@@ -83,12 +83,13 @@ impl Outcomes {
 
 /// What a resolved code action says when the model's answer could not become an edit, or when
 /// the user typed into the same code meanwhile: outcomes the user is told about, not failures.
-const DECLINES: [&str; 5] = [
+const DECLINES: [&str; 6] = [
     "no code block",
     "no change",
     "syntax errors",
     "changed since",
     "edited meanwhile",
+    "changed too much meanwhile",
 ];
 
 /// A document as the simulated editor has it.
