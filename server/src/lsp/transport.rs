@@ -114,6 +114,26 @@ fn valid_id(id: &Value) -> bool {
 
 /// Checks a body against the JSON-RPC shapes tower-lsp-server can decode.
 pub fn classify(body: Vec<u8>) -> Incoming {
+    // Almost every message is a request or notification the framework decodes as one: decoding it
+    // as the framework does is then the whole check, and the body is parsed once here, not twice
+    // (this runs on every keystroke's `didChange`). Anything else takes the path below, which
+    // says what is wrong with it.
+    let is_object = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{');
+    if is_object {
+        if let Ok(FrameworkMessage::Request(request)) =
+            serde_json::from_slice::<FrameworkMessage>(&body)
+        {
+            // An empty method is what the framework makes of a missing one; methods without
+            // params may need theirs removed.
+            let method = request.method();
+            if !method.is_empty() && !METHODS_WITHOUT_PARAMS.contains(&method) {
+                return Incoming::Message(body);
+            }
+        }
+    }
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error) => {
