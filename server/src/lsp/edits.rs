@@ -18,7 +18,7 @@ use tower_lsp_server::ls_types::*;
 
 use super::ext::CodeActionData;
 use super::progress::Progress;
-use super::requests::{document_range, engine_unavailable, open_document};
+use super::requests::{byte_range_in, engine_unavailable, open_document};
 use super::{convert, invalid_params, show_failure, Server};
 use crate::assist::actions::{self, ActionKind, Edit};
 use crate::docs::{self, Document};
@@ -48,7 +48,8 @@ pub(crate) fn offered_target(
         .ok_or_else(|| invalid_params(format!("unknown action {:?}", data.action)))?;
     let document = open_document(server, &data.uri)?;
     if document.version == data.version {
-        let (document, selection) = document_range(server, &data.uri, data.range)?;
+        // The same snapshot whose version was checked: the store may hold a newer one by now.
+        let selection = byte_range_in(server, &document, data.range)?;
         return Ok((kind, document, selection));
     }
     let moved = data

@@ -44,14 +44,23 @@ pub(crate) fn document_range(
     range: Range,
 ) -> jsonrpc::Result<(Arc<Document>, std::ops::Range<usize>)> {
     let document = open_document(server, uri)?;
-    let bytes = convert::byte_range(
+    let bytes = byte_range_in(server, &document, range)?;
+    Ok((document, bytes))
+}
+
+/// `range` as bytes of `document` (this snapshot, whatever the store holds by now).
+pub(crate) fn byte_range_in(
+    server: &Server,
+    document: &Document,
+    range: Range,
+) -> jsonrpc::Result<std::ops::Range<usize>> {
+    convert::byte_range(
         &document.rope,
         range,
         server.state.encoding(),
         Leniency::Strict,
     )
-    .map_err(|error| invalid_params(format!("{uri}: {error}")))?;
-    Ok((document, bytes))
+    .map_err(|error| invalid_params(format!("{}: {error}", document.uri)))
 }
 
 pub(crate) fn open_document(server: &Server, uri: &str) -> jsonrpc::Result<Arc<Document>> {
