@@ -151,9 +151,11 @@ fn fit(
         fixed_cost + middle_cost + count(&code_message(description)) > budget
     };
 
-    // Whole turns go first, oldest first, a question with its answer.
+    // Whole turns go first, oldest first, a question with its answer. The code message stays as
+    // it is meanwhile, so it is counted once.
+    let whole_code_cost = count(&code_message(&description.text()));
     let mut n_dropped = 0;
-    while n_dropped < middle.len() && over(middle_cost, &format!("{related}{code}")) {
+    while n_dropped < middle.len() && fixed_cost + middle_cost + whole_code_cost > budget {
         let n_turn = if middle[n_dropped].role == "user" && n_dropped + 1 < middle.len() {
             2
         } else {
@@ -170,7 +172,7 @@ fn fit(
             "the {n_dropped} oldest messages of this conversation"
         ));
     }
-    if !related.is_empty() && over(middle_cost, &format!("{related}{code}")) {
+    if !related.is_empty() && fixed_cost + middle_cost + whole_code_cost > budget {
         related = "";
         left_out.push("the related definitions".to_owned());
     }
