@@ -28,14 +28,10 @@ pub fn target_range(document: &Document, selection: Range<usize>) -> Range<usize
     let line_idx = rope.byte_to_line(cursor_byte);
     let line_start_byte = rope.line_to_byte(line_idx);
     if let (Some(language), Some(tree)) = (document.language, document.tree.as_ref()) {
-        let scopes = crate::context::outline::scopes(language, rope, tree, None);
+        let scopes = crate::context::outline::scopes_touching(language, rope, tree, cursor_byte);
         if let Some(scope) = scopes
             .iter()
-            .filter(|scope| {
-                !scope.is_class
-                    && scope.byte_range.start <= cursor_byte
-                    && cursor_byte <= scope.byte_range.end
-            })
+            .filter(|scope| !scope.is_class)
             .min_by_key(|scope| scope.byte_range.len())
         {
             return rope.line_to_byte(rope.byte_to_line(scope.byte_range.start))
@@ -73,15 +69,27 @@ fn is_cursor(document: &Document, selection: &Range<usize>) -> bool {
     if selection.end > rope.len_bytes() {
         return false;
     }
-    let text = rope.byte_slice(selection.clone()).to_string();
-    if text.chars().count() == 1 {
+    let slice = rope.byte_slice(selection.clone());
+    if slice.len_chars() == 1 {
         return true;
     }
-    let line_idx = rope.byte_to_line(selection.start);
-    let trimmed = text.trim_end_matches(['\n', '\r']);
-    if trimmed.contains('\n') {
+    // Leave out the line breaks the selection ends with; what is left must hold none, and only
+    // that (at most one line) is copied out.
+    let mut chars = slice.chars_at(slice.len_chars());
+    let mut n_trailing_bytes = 0;
+    while let Some(character) = chars.prev() {
+        if character != '\n' && character != '\r' {
+            break;
+        }
+        n_trailing_bytes += character.len_utf8();
+    }
+    let content = rope.byte_slice(selection.start..selection.end - n_trailing_bytes);
+    if content.chunks().any(|chunk| chunk.contains('\n')) {
         return false;
     }
+    let trimmed = content.to_string();
+    let trimmed = trimmed.as_str();
+    let line_idx = rope.byte_to_line(selection.start);
     // Blank, such as the indentation a word motion selects.
     if trimmed.trim().is_empty() {
         return true;

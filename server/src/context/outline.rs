@@ -572,9 +572,28 @@ pub fn scopes(
     tree: &Tree,
     around_byte: Option<usize>,
 ) -> Vec<Scope> {
-    scopes_matching(language, rope, tree, around_byte, |body| {
+    let query_range = around_byte.map(|byte_idx| byte_idx..byte_idx + 1);
+    scopes_matching(language, rope, tree, query_range, |body| {
         around_byte.is_none_or(|byte_idx| body_contains(body, byte_idx))
     })
+}
+
+/// The scopes whose node touches `byte_idx` (starts at or before it and ends at or after it,
+/// headers included), outermost first: the same as filtering the whole file's [`scopes`], read
+/// only from the nodes around `byte_idx`.
+pub fn scopes_touching(
+    language: Language,
+    rope: &Rope,
+    tree: &Tree,
+    byte_idx: usize,
+) -> Vec<Scope> {
+    // A node that ends at `byte_idx` does not reach into `byte_idx..`, so the query starts a byte
+    // earlier.
+    let query_range = byte_idx.saturating_sub(1)..byte_idx + 1;
+    scopes_matching(language, rope, tree, Some(query_range), |_| true)
+        .into_iter()
+        .filter(|scope| scope.byte_range.start <= byte_idx && byte_idx <= scope.byte_range.end)
+        .collect()
 }
 
 /// The class-like scopes whose node contains `byte_idx`, outermost first: the same scopes, in the
@@ -585,24 +604,23 @@ fn class_scopes_around(
     tree: &Tree,
     byte_idx: usize,
 ) -> Vec<Scope> {
-    scopes_matching(language, rope, tree, Some(byte_idx), |_| true)
+    scopes_matching(language, rope, tree, Some(byte_idx..byte_idx + 1), |_| true)
         .into_iter()
         .filter(|scope| scope.is_class)
         .filter(|scope| scope.byte_range.start <= byte_idx && byte_idx < scope.byte_range.end)
         .collect()
 }
 
-/// Scopes whose body `keep` accepts, from the whole file or from the nodes around `around_byte`.
+/// Scopes whose body `keep` accepts, from the whole file or from the nodes in `byte_range`.
 fn scopes_matching(
     language: Language,
     rope: &Rope,
     tree: &Tree,
-    around_byte: Option<usize>,
+    byte_range: Option<Range<usize>>,
     keep: impl Fn(Node<'_>) -> bool,
 ) -> Vec<Scope> {
     let query = &syntax::queries(language).scopes;
     let names = query.capture_names();
-    let byte_range = around_byte.map(|byte_idx| byte_idx..byte_idx + 1);
     let mut found_scopes: Vec<Scope> = Vec::new();
     let mut seen_bodies = HashSet::new();
     for found in syntax::run_query(query, tree.root_node(), rope, byte_range) {
