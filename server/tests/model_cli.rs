@@ -24,7 +24,27 @@ fn tiny_model() -> PathBuf {
 }
 
 fn wellspring(args: &[&str], endpoint: &str, home: &Path) -> anyhow::Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_wellspring"))
+    run_under(&[], args, endpoint, home)
+}
+
+/// Runs the binary with `args` as the last part of the command line `wrapper` (empty: on its
+/// own), against the hub at `endpoint`, with `home` as the user's home and cache.
+fn run_under(
+    wrapper: &[&str],
+    args: &[&str],
+    endpoint: &str,
+    home: &Path,
+) -> anyhow::Result<Output> {
+    let binary = env!("CARGO_BIN_EXE_wellspring");
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command
         .args(args)
         .env("HF_ENDPOINT", endpoint)
         .env_remove("HF_TOKEN")
@@ -33,7 +53,39 @@ fn wellspring(args: &[&str], endpoint: &str, home: &Path) -> anyhow::Result<Outp
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("RUST_BACKTRACE", "0")
         .output()
-        .context("cannot run wellspring")
+        .with_context(|| format!("cannot run {binary} under {wrapper:?}"))
+}
+
+/// A hub serving the tiny model as `hf:acme/coder-GGUF/coder-f16.gguf`, an empty home, and where
+/// a pull caches the model.
+struct Hub {
+    model: Vec<u8>,
+    server: TestServer,
+    home: tempfile::TempDir,
+    spec: &'static str,
+    cached: PathBuf,
+}
+
+impl Hub {
+    fn start() -> anyhow::Result<Hub> {
+        let model = std::fs::read(tiny_model())?;
+        let server = TestServer::start();
+        server.route(
+            "/acme/coder-GGUF/resolve/main/coder-f16.gguf",
+            Route::file(model.clone()),
+        );
+        let home = tempfile::tempdir()?;
+        let cached = home
+            .path()
+            .join("cache/wellspring/models/hf/acme/coder-GGUF/main/coder-f16.gguf");
+        Ok(Hub {
+            model,
+            server,
+            home,
+            spec: "hf:acme/coder-GGUF/coder-f16.gguf",
+            cached,
+        })
+    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -46,17 +98,13 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn pull_path_info_list() -> anyhow::Result<()> {
-    let model = std::fs::read(tiny_model())?;
-    let server = TestServer::start();
-    server.route(
-        "/acme/coder-GGUF/resolve/main/coder-f16.gguf",
-        Route::file(model.clone()),
-    );
-    let home = tempfile::tempdir()?;
-    let spec = "hf:acme/coder-GGUF/coder-f16.gguf";
-    let cached = home
-        .path()
-        .join("cache/wellspring/models/hf/acme/coder-GGUF/main/coder-f16.gguf");
+    let Hub {
+        model,
+        server,
+        home,
+        spec,
+        cached,
+    } = Hub::start()?;
 
     // Before a pull, `path` refuses to download and says what to run.
     let output = wellspring(&["model", "path", spec], &server.url, home.path())?;
@@ -179,35 +227,24 @@ fn pull_with_file_size_limit(
     endpoint: &str,
     home: &Path,
 ) -> anyhow::Result<Output> {
-    Command::new("env")
-        .arg("--ignore-signal=XFSZ")
-        .arg("prlimit")
-        .arg(format!("--fsize={limit_bytes}"))
-        .arg(env!("CARGO_BIN_EXE_wellspring"))
-        .args(["model", "pull", spec])
-        .env("HF_ENDPOINT", endpoint)
-        .env_remove("HF_TOKEN")
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .context("cannot run env, prlimit and wellspring")
+    let limit = format!("--fsize={limit_bytes}");
+    run_under(
+        &["env", "--ignore-signal=XFSZ", "prlimit", &limit],
+        &["model", "pull", spec],
+        endpoint,
+        home,
+    )
 }
 
 #[test]
 fn a_full_disk_stops_a_pull_with_the_part_kept_and_the_next_pull_resumes() -> anyhow::Result<()> {
-    let model = std::fs::read(tiny_model())?;
-    let server = TestServer::start();
-    server.route(
-        "/acme/coder-GGUF/resolve/main/coder-f16.gguf",
-        Route::file(model.clone()),
-    );
-    let home = tempfile::tempdir()?;
-    let spec = "hf:acme/coder-GGUF/coder-f16.gguf";
-    let cached = home
-        .path()
-        .join("cache/wellspring/models/hf/acme/coder-GGUF/main/coder-f16.gguf");
+    let Hub {
+        model,
+        server,
+        home,
+        spec,
+        cached,
+    } = Hub::start()?;
     let part = cached.with_file_name("coder-f16.gguf.part");
     let limit_bytes = model.len() as u64 / 4;
 
