@@ -120,6 +120,15 @@ pub fn splits_crlf(text: &str, byte_idx: usize) -> bool {
         && text.as_bytes().get(byte_idx) == Some(&b'\n')
 }
 
+/// The `pick`-th (modulo their number) character boundary of `text` that does not split a CRLF,
+/// the way a client addresses bytes.
+pub fn client_byte(text: &str, pick: usize) -> usize {
+    let boundaries: Vec<usize> = (0..=text.len())
+        .filter(|&byte_idx| text.is_char_boundary(byte_idx) && !splits_crlf(text, byte_idx))
+        .collect();
+    boundaries[pick % boundaries.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,20 +54,11 @@ fn change() -> BoxedStrategy<Change> {
     .boxed()
 }
 
-/// A character boundary of `text` that does not split a CRLF, the way a client addresses bytes.
-fn client_byte(text: &str, pick: usize) -> usize {
-    let boundaries: Vec<usize> = (0..=text.len())
-        .filter(|&byte_idx| {
-            text.is_char_boundary(byte_idx) && !client_text::splits_crlf(text, byte_idx)
-        })
-        .collect();
-    boundaries[pick % boundaries.len()]
-}
-
 fn lsp_position(text: &str, end: &End, encoding: PositionEncoding) -> Position {
     match *end {
         End::Byte(pick) => {
-            let (line, character) = client_text::position(text, client_byte(text, pick), encoding);
+            let (line, character) =
+                client_text::position(text, client_text::client_byte(text, pick), encoding);
             Position::new(line, character)
         }
         End::Raw(line, character) => Position::new(line, character),
@@ -276,7 +267,10 @@ fn run_case(case: Case) -> Result<(), TestCaseError> {
     let document = store.get(uri).expect("the document is open");
     for (version_pick, a, b) in case.moves {
         let (old_version, old_text) = &history[version_pick % history.len()];
-        let (a, b) = (client_byte(old_text, a), client_byte(old_text, b));
+        let (a, b) = (
+            client_text::client_byte(old_text, a),
+            client_text::client_byte(old_text, b),
+        );
         let range = a.min(b)..a.max(b);
         let spans = document
             .history

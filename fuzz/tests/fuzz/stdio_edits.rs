@@ -98,21 +98,13 @@ fn case() -> BoxedStrategy<Case> {
         .boxed()
 }
 
-fn client_byte(text: &str, pick: usize) -> usize {
-    let boundaries: Vec<usize> = (0..=text.len())
-        .filter(|&byte_idx| {
-            text.is_char_boundary(byte_idx) && !client_text::splits_crlf(text, byte_idx)
-        })
-        .collect();
-    boundaries[pick % boundaries.len()]
-}
-
 /// The wire position of `end`, and the line and column the server will read (`None` when it
 /// cannot read them).
 fn wire_position(text: &str, end: &End, encoding: PositionEncoding) -> (Value, Option<(u32, u32)>) {
     match end {
         End::Byte(pick) => {
-            let (line, character) = client_text::position(text, client_byte(text, *pick), encoding);
+            let (line, character) =
+                client_text::position(text, client_text::client_byte(text, *pick), encoding);
             (
                 json!({"line": line, "character": character}),
                 Some((line, character)),
