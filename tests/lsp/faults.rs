@@ -261,12 +261,7 @@ fn a_download_cut_off_is_reported_and_the_next_start_resumes_it() {
     assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
     assert_eq!(std::fs::read(&cached).unwrap(), model);
     assert!(!part.exists());
-    let ranges: Vec<Option<String>> = http
-        .requests()
-        .into_iter()
-        .filter(|request| request.method == "GET")
-        .map(|request| request.range)
-        .collect();
+    let ranges = http.get_ranges();
     assert_eq!(ranges, vec![None, Some(format!("bytes={kept_bytes}-"))]);
     assert!(server.shutdown().success());
 }

@@ -157,6 +157,15 @@ impl TestServer {
             .expect("test server lock")
             .clone()
     }
+
+    /// The `Range` header of every GET so far, in order (`None` for a whole-file GET).
+    pub fn get_ranges(&self) -> Vec<Option<String>> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.method == "GET")
+            .map(|request| request.range)
+            .collect()
+    }
 }
 
 impl Drop for TestServer {
