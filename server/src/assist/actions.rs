@@ -57,6 +57,13 @@ impl ActionKind {
         }
     }
 
+    /// The title without the product name, for messages that already say who speaks.
+    pub fn name(self) -> &'static str {
+        self.title()
+            .strip_prefix("Wellspring: ")
+            .expect("every title starts with the product name")
+    }
+
     fn instruction(self, diagnostics: &[String], instruction: Option<&str>) -> String {
         match self {
             ActionKind::Explain => "Explain what this code does, step by step, and point out anything surprising.".to_owned(),
@@ -261,6 +268,7 @@ mod tests {
     fn action_ids_round_trip() {
         for kind in ActionKind::ALL {
             assert_eq!(ActionKind::from_id(kind.id()), Some(kind));
+            assert!(!kind.name().is_empty());
         }
     }
 }

@@ -99,8 +99,7 @@ pub(crate) async fn compute(
         .engine()
         .ok_or_else(|| engine_unavailable(server))?;
     let snapshot = server.state.context_snapshot(Arc::clone(&document));
-    let title = kind.title();
-    let progress = Progress::start(server, title, None);
+    let progress = Progress::start(server, kind.title(), None);
     progress.report("the model is writing the edit");
     let edit = actions::run(
         &engine,
@@ -124,7 +123,7 @@ pub(crate) async fn compute(
             progress.finish(&message).await;
             return Err(jsonrpc::Error {
                 code: jsonrpc::ErrorCode::ServerError(super::EDIT_NOT_WRITTEN),
-                message: format!("{title}: {message}").into(),
+                message: format!("{}: {message}", kind.name()).into(),
                 data: None,
             });
         }
@@ -179,7 +178,7 @@ pub(crate) fn workspace_edit(server: &Server, computed: &ComputedEdit) -> Result
     let refused = |why: &str| {
         jsonrpc::Error::invalid_params(format!(
             "{}: the edit was not applied because {why}",
-            computed.kind.title()
+            computed.kind.name()
         ))
     };
     let uri = computed.document.uri.as_str();
@@ -264,7 +263,8 @@ pub(crate) async fn apply(server: &Server, computed: &ComputedEdit) -> Result<Wo
                 .unwrap_or_else(|| "the editor refused it".to_owned());
             keep_refused(server, computed);
             Err(invalid_params(format!(
-                "{label}: the edit was not applied ({reason}); run the action again to apply it without waiting for the model"
+                "{}: the edit was not applied ({reason}); run the action again to apply it without waiting for the model",
+                computed.kind.name()
             )))
         }
         Some(_) => Ok(edit),

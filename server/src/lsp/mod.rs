@@ -104,11 +104,10 @@ pub(crate) async fn show_failure(server: &Server, error: &jsonrpc::Error) {
     } else {
         tower_lsp_server::ls_types::MessageType::ERROR
     };
-    let message = match error.message.strip_prefix("Wellspring: ") {
-        Some(_) => error.message.to_string(),
-        None => format!("Wellspring: {}", error.message),
-    };
-    server.client.show_message(severity, message).await;
+    server
+        .client
+        .show_message(severity, format!("Wellspring: {}", error.message))
+        .await;
 }
 
 /// Builds an `InvalidParams` error with a clear message.
