@@ -75,6 +75,7 @@ export interface StatsResult {
   nTokensReused: number;
   nTokensEvaluated: number;
   nTokensGenerated: number;
+  nTokensDiscarded: number;
   /** Oldest first. */
   recent: CompletionFigures[];
 }

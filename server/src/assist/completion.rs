@@ -4,7 +4,9 @@ use std::ops::Range;
 
 use crate::config::Config;
 use crate::context::{self, Budget, ContextSnapshot};
-use crate::engine::{CompletionFigures, CompletionRequest, Engine, Error, SamplingConfig};
+use crate::engine::{
+    CompletionFigures, CompletionRequest, DoneCheck, Engine, Error, SamplingConfig,
+};
 use crate::syntax::Language;
 
 /// A suggestion to insert at the cursor.
@@ -12,6 +14,8 @@ use crate::syntax::Language;
 pub struct Suggestion {
     pub text: String,
     pub figures: CompletionFigures,
+    /// Generated tokens that post-processing cut off.
+    pub n_discarded: u32,
 }
 
 /// How the request was triggered.
@@ -84,12 +88,16 @@ pub async fn suggest(
         token_counter.as_ref(),
     );
     let single_line = is_mid_line(snapshot, cursor_byte);
-    let request = CompletionRequest::new(
+    let mut request = CompletionRequest::new(
         snapshot.current.uri.clone(),
         built.prompt,
         single_line,
         &config.completion,
     );
+    let document = snapshot.current.clone();
+    request.done_when = Some(DoneCheck::new(move |text| {
+        context::suggestion_is_done(&document, cursor_byte, text)
+    }));
 
     let mut suggestions: Vec<Suggestion> = Vec::new();
     let n_wanted = match trigger {
@@ -116,8 +124,14 @@ pub async fn suggest(
             served_without_inference = completion.figures.served_without_inference,
             "completion"
         );
-        let Some(text) = context::postprocess(&snapshot.current, cursor_byte, &completion.text)
-        else {
+        let shown = context::postprocess(&snapshot.current, cursor_byte, &completion.text);
+        let n_discarded = n_discarded_tokens(
+            &completion.text,
+            &completion.token_ends,
+            shown.as_deref().unwrap_or(""),
+        );
+        engine.record_discarded(n_discarded);
+        let Some(text) = shown else {
             continue;
         };
         if suggestions.iter().any(|existing| existing.text == text) {
@@ -126,9 +140,41 @@ pub async fn suggest(
         suggestions.push(Suggestion {
             text,
             figures: completion.figures,
+            n_discarded,
         });
     }
     Ok(suggestions)
+}
+
+/// How many generated tokens lie wholly past what `shown`, the post-processed suggestion, kept of
+/// `raw`. Post-processing keeps whole lines and a start of its last one, changing only
+/// indentation and line endings, so the kept part of `raw` is its first lines and as much of the
+/// next as the shown line has after its indentation.
+fn n_discarded_tokens(raw: &str, token_ends: &[usize], shown: &str) -> u32 {
+    let n_kept_lines = if shown.is_empty() {
+        0
+    } else {
+        shown.split('\n').count()
+    };
+    let last_shown = shown.rsplit('\n').next().unwrap_or("").trim_start();
+    let mut n_kept_bytes = 0;
+    for (line_idx, line) in raw.split_inclusive('\n').enumerate() {
+        if line_idx + 1 < n_kept_lines {
+            n_kept_bytes += line.len();
+        } else if line_idx + 1 == n_kept_lines {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            n_kept_bytes += line.len().min(indent + last_shown.len());
+        }
+    }
+    let mut token_start = 0;
+    let mut n_discarded = 0;
+    for &token_end in token_ends {
+        if token_start >= n_kept_bytes && token_end > token_start {
+            n_discarded += 1;
+        }
+        token_start = token_end;
+    }
+    n_discarded
 }
 
 /// The start of the identifier-like word that ends at the cursor, for completion-menu filtering.
@@ -174,6 +220,21 @@ pub fn with_selected_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discarded_tokens_are_those_past_the_shown_text() {
+        // Four tokens: "x = 1", "\n", "}", "\nfoo".
+        let raw = "x = 1\n}\nfoo";
+        let ends = [5, 6, 7, 11];
+        assert_eq!(n_discarded_tokens(raw, &ends, "x = 1\n}"), 1);
+        assert_eq!(n_discarded_tokens(raw, &ends, "x = 1"), 3);
+        assert_eq!(n_discarded_tokens(raw, &ends, ""), 4);
+        assert_eq!(n_discarded_tokens(raw, &ends, raw), 0);
+        // Re-indented lines count by their text, not their indentation.
+        let raw = "a\n        b\n        c";
+        let ends = [1, 2, 11, 12, 21];
+        assert_eq!(n_discarded_tokens(raw, &ends, "a\n\tb"), 2);
+    }
 
     #[test]
     fn trigger_characters_run_the_model_only_where_they_mean_access() {

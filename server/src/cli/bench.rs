@@ -281,6 +281,7 @@ async fn run_wellspring(
                 stop: Vec::new(),
                 time_budget: Duration::from_secs(600),
                 sampling: SamplingConfig::default(),
+                done_when: None,
             };
             let started = Instant::now();
             let completion = engine.complete(request).await?;

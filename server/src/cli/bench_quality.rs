@@ -47,6 +47,11 @@ pub struct QualityBenchArgs {
     /// Write every case's answers here, one JSON object a line, to study the misses.
     #[arg(long, value_name = "FILE")]
     pub details: Option<PathBuf>,
+    /// Let Wellspring's suggestions run past the first line as they do in an editor, stopping
+    /// where post-processing would cut them, and report the tokens generated and thrown away.
+    /// The score is still the first line's, which greedy decoding makes the same either way.
+    #[arg(long)]
+    pub multi_line: bool,
 }
 
 /// One line to complete: the cursor sits at `column` (1-based characters) of `line` (1-based),
@@ -69,6 +74,9 @@ pub struct Answer {
     pub latency_ms: f64,
     /// Why the case could not be run; it then counts as a miss.
     pub error: Option<String>,
+    /// Tokens generated for the first suggestion, and how many of them post-processing cut off
+    /// (Wellspring only).
+    pub tokens: Option<(u32, u32)>,
 }
 
 impl Answer {
@@ -77,6 +85,7 @@ impl Answer {
             first_line: String::new(),
             latency_ms: 0.0,
             error: Some(error.to_string()),
+            tokens: None,
         }
     }
 }
@@ -146,7 +155,9 @@ pub async fn run_quality(config: &Config, args: &QualityBenchArgs) -> anyhow::Re
     // Greedy, one line, and no deadline: the benchmark grades text, a slow answer is still graded.
     config.completion.temperature = 0.0;
     config.completion.time_budget_ms = config.completion.time_budget_ms.max(600_000);
-    config.completion.stop.push("\n".to_owned());
+    if !args.multi_line {
+        config.completion.stop.push("\n".to_owned());
+    }
 
     let ours = if args.only_llama_server {
         None
@@ -252,6 +263,9 @@ async fn wellspring_case(
             .unwrap_or_default(),
         latency_ms,
         error: None,
+        tokens: suggestions
+            .first()
+            .map(|suggestion| (suggestion.figures.n_generated, suggestion.n_discarded)),
     })
 }
 
@@ -309,6 +323,7 @@ fn llama_server_case(endpoint: &str, corpus: &Path, case: &Case) -> anyhow::Resu
         first_line: first_line(content).to_owned(),
         latency_ms,
         error: None,
+        tokens: None,
     })
 }
 
@@ -434,7 +449,34 @@ pub fn table(cases: &[Case], ours: Option<&[Answer]>, theirs: Option<&[Answer]>)
         out += &format!(" {} |", score.cells());
     }
     out += "\n";
+    if let Some(line) = ours.and_then(token_line) {
+        out += &line;
+    }
     out
+}
+
+/// Tokens per suggestion: generated, and thrown away by post-processing (median, mean).
+fn token_line(answers: &[Answer]) -> Option<String> {
+    let tokens: Vec<(u32, u32)> = answers.iter().filter_map(|answer| answer.tokens).collect();
+    if tokens.is_empty() {
+        return None;
+    }
+    let median = |mut values: Vec<u32>| {
+        values.sort_unstable();
+        values[values.len() / 2]
+    };
+    let mean =
+        |values: &[u32]| values.iter().map(|&n| f64::from(n)).sum::<f64>() / values.len() as f64;
+    let generated: Vec<u32> = tokens.iter().map(|&(n_generated, _)| n_generated).collect();
+    let discarded: Vec<u32> = tokens.iter().map(|&(_, n_discarded)| n_discarded).collect();
+    Some(format!(
+        "\nWellspring tokens per suggestion ({} suggestions): generated median {}, mean {:.1}; thrown away median {}, mean {:.1}.\n",
+        tokens.len(),
+        median(generated.clone()),
+        mean(&generated),
+        median(discarded.clone()),
+        mean(&discarded),
+    ))
 }
 
 #[cfg(test)]
@@ -499,6 +541,7 @@ mod tests {
             first_line: text.into(),
             latency_ms,
             error: None,
+            tokens: None,
         }
     }
 

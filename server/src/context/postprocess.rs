@@ -57,6 +57,65 @@ pub fn postprocess(document: &Document, cursor_byte: usize, completion: &str) ->
     Some(text)
 }
 
+/// Whether `text`, what the model has written so far at `cursor_byte`, already holds the whole
+/// suggestion: `postprocess` cuts it at a line that more text cannot change (a line repeating the
+/// one below the cursor, a line leaving the cursor's block, the end of a block the suggestion
+/// opened), so every token after this one would be thrown away. Checked as tokens arrive, so
+/// decoding stops at the token that completes the suggestion.
+///
+/// Only lines the model has finished count, and the line it is writing once its indentation is
+/// known (it has a character that is not a space). A reparse happens only when such a line is
+/// back at the cursor line's indentation, where a block opened on the cursor's line can close.
+pub fn suggestion_is_done(document: &Document, cursor_byte: usize, text: &str) -> bool {
+    let Some(last_newline) = text.rfind('\n') else {
+        return false;
+    };
+    let rope = &document.rope;
+    let cursor_byte = rope.char_to_byte(rope.byte_to_char(cursor_byte.min(rope.len_bytes())));
+    let cursor_line = rope.byte_to_line(cursor_byte);
+    let line_start = rope.line_to_byte(cursor_line);
+    let line_end = line_content_end(rope, cursor_line);
+    let line_head = slice(rope, line_start, cursor_byte);
+    let rest_of_line = slice(rope, cursor_byte, line_end);
+    if !rest_of_line.trim().is_empty() {
+        // Only the first line is ever kept.
+        return true;
+    }
+    let context = Context {
+        document,
+        cursor_byte,
+        line_head: &line_head,
+        rest_of_line: &rest_of_line,
+    };
+    // Finished lines, and the line being written once its indentation is known.
+    let finished = fix_indentation(&context, &text[..=last_newline].replace("\r\n", "\n"));
+    let partial = &text[last_newline + 1..];
+    let settled = if partial.trim().is_empty() {
+        finished.clone()
+    } else {
+        fix_indentation(&context, &text.replace("\r\n", "\n"))
+    };
+    // A line equal to the one below the cursor may still go on (`}` becoming `});`).
+    if cut_at_repeated_suffix_line(rope, cursor_line, &finished).len() < finished.len()
+        || cut_where_cursor_block_ends(&line_head, &settled).len() < settled.len()
+    {
+        return true;
+    }
+    let n_cursor_indent = leading_whitespace(&line_head).len();
+    let back_at_cursor_indent = settled
+        .split('\n')
+        .skip(1)
+        .any(|line| !line.trim().is_empty() && leading_whitespace(line).len() <= n_cursor_indent);
+    if !back_at_cursor_indent {
+        return false;
+    }
+    // The block's end is known once its line is finished.
+    let finished_lines = finished.as_str();
+    Parsing::new(document).is_some_and(|parsing| {
+        cut_after_opened_block(&parsing, &context, finished_lines).len() < finished_lines.len()
+    })
+}
+
 struct Context<'a> {
     document: &'a Document,
     cursor_byte: usize,

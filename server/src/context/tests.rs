@@ -753,12 +753,89 @@ def run():
 
 fn check_post(text: &str, completion: &str, expect: Expect) {
     let fixture = fixture(text);
-    let result = postprocess(&fixture.snapshot.current, fixture.cursor_byte, completion);
+    let document = &fixture.snapshot.current;
+    let result = postprocess(document, fixture.cursor_byte, completion);
+    // Had generation stopped where the suggestion became complete, the same text would show.
+    if let Some(done_at) = done_at(document, fixture.cursor_byte, completion) {
+        assert_eq!(
+            postprocess(document, fixture.cursor_byte, &completion[..done_at]),
+            result,
+            "stopped after {:?}",
+            &completion[..done_at]
+        );
+    }
     let shown = match result {
         Some(text) => format!("{text}⏎"),
         None => "<none>".to_owned(),
     };
     expect.assert_eq(&shown);
+}
+
+/// Where generation stops when the model writes `completion` one character at a time.
+fn done_at(document: &Document, cursor_byte: usize, completion: &str) -> Option<usize> {
+    completion
+        .char_indices()
+        .map(|(idx, character)| idx + character.len_utf8())
+        .find(|end| suggestion_is_done(document, cursor_byte, &completion[..*end]))
+}
+
+/// Generation stops on the character that settles the suggestion: the newline after a closed
+/// block, the first character of a line that leaves the cursor's block, the newline after a line
+/// repeating the one below the cursor. It does not stop while the suggestion may still grow.
+#[test]
+fn post_generation_stops_where_the_suggestion_is_complete() {
+    let cases = [
+        (
+            "//- a.rs\nfn f(items: &[u8]) -> u32 {\n    let mut n = 0;\n    $0\n    n\n}\n",
+            "for item in items {\n        n += *item as u32;\n    }\n    let unused = 1;\n    n",
+        ),
+        (
+            "//- a.rs\nfn f() -> u32 {\n    let a = 1;\n    $0\n}\n\nfn g() {}\n",
+            "a + 1\n}\n\nfn h() {}",
+        ),
+        (
+            "//- a.py\ndef f(x):\n    y = x * 2\n    $0\n    return y\n",
+            "y += 1\n    return y\n    pass",
+        ),
+        (
+            "//- a.py\ndef f(xs):\n    total = 0\n    $0\n",
+            "for x in xs:\n        total += x\n    return total\n\n\ndef g():\n    pass",
+        ),
+        (
+            "//- a.rs\nfn f() {\n    $0\n}\n",
+            "let x = vec![\n        1,\n        2,\n    ];\n    x.len();",
+        ),
+        (
+            "//- a.rs\nfn f() {\n    $0\n}\n",
+            "let x = 1;\n    let y = 2;\n    let z = 3;",
+        ),
+    ];
+    let mut report = String::new();
+    for (text, completion) in cases {
+        let fixture = fixture(text);
+        let document = &fixture.snapshot.current;
+        let stopped = match done_at(document, fixture.cursor_byte, completion) {
+            Some(end) => {
+                assert_eq!(
+                    postprocess(document, fixture.cursor_byte, &completion[..end]),
+                    postprocess(document, fixture.cursor_byte, completion)
+                );
+                format!("{:?} | {:?}", &completion[..end], &completion[end..])
+            }
+            None => format!("{completion:?} | (no stop)"),
+        };
+        report.push_str(&stopped);
+        report.push('\n');
+    }
+    expect![[r#"
+        "for item in items {\n        n += *item as u32;\n    }\n" | "    let unused = 1;\n    n"
+        "a + 1\n}" | "\n\nfn h() {}"
+        "y += 1\n    return y\n" | "    pass"
+        "for x in xs:\n        total += x\n    r" | "eturn total\n\n\ndef g():\n    pass"
+        "let x = vec![\n        1,\n        2,\n    ];\n" | "    x.len();"
+        "let x = 1;\n    let y = 2;\n    let z = 3;" | (no stop)
+    "#]]
+    .assert_eq(&report);
 }
 
 #[test]

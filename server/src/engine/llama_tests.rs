@@ -60,6 +60,7 @@ fn request(document: &str, prompt: FimPrompt) -> CompletionRequest {
         stop: Vec::new(),
         time_budget: Duration::from_secs(600),
         sampling: SamplingConfig::default(),
+        done_when: None,
     }
 }
 
@@ -408,6 +409,46 @@ fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
     assert!(backend.extends_to_a_longer_token(b"ser"));
     assert!(!backend.extends_to_a_longer_token(b"        asser"));
     assert!(!backend.extends_to_a_longer_token(b"zzzzqqqq"));
+}
+
+/// Greedy decoding picks its token straight from the logits; it must pick what llama.cpp's own
+/// greedy sampler picks, with and without a healing prefix, at every step of a generation.
+#[test]
+fn the_greedy_fast_path_picks_what_llama_cpp_picks() {
+    use super::backend::llama::{load_model, ContextShape, LlamaCpp, Sampling};
+    use super::backend::Backend;
+    use llama_cpp_2::sampling::LlamaSampler;
+
+    let config = test_config();
+    let model = load_model(&test_model(), &config, None).expect("the tiny model loads");
+    let shape = ContextShape {
+        n_ctx: 512,
+        n_seq: 1,
+        n_ctx_setting: "model.n_ctx",
+    };
+    let mut backend = LlamaCpp::new(&model, &config, shape).expect("a context");
+    let mut tokens = backend.tokenize("fn main() {\n    let total = ", false);
+    backend.evaluate(0, 0, &tokens).expect("evaluates");
+    let mut fast = backend
+        .new_sampler(&SamplingConfig::default(), None)
+        .expect("a greedy sampler");
+    assert!(matches!(fast, Sampling::Greedy));
+    let mut reference = Sampling::Chain(LlamaSampler::chain_simple([LlamaSampler::greedy()]));
+    for prefix in ["a", "ad", " x"] {
+        assert_eq!(
+            backend.sample_with_prefix(&mut fast, prefix.as_bytes()),
+            backend.sample_with_prefix(&mut reference, prefix.as_bytes()),
+            "under {prefix:?}"
+        );
+    }
+    for _ in 0..16 {
+        let token = backend.sample(&mut fast);
+        assert_eq!(token, backend.sample(&mut reference));
+        backend
+            .evaluate(0, tokens.len() as u32, &[token])
+            .expect("evaluates");
+        tokens.push(token);
+    }
 }
 
 #[tokio::test]

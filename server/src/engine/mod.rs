@@ -175,6 +175,32 @@ pub struct CompletionRequest {
     /// it runs out.
     pub time_budget: Duration,
     pub sampling: SamplingConfig,
+    /// Says whether the text so far is already the whole suggestion (post-processing would cut
+    /// everything after it); generation then stops at that token.
+    pub done_when: Option<DoneCheck>,
+}
+
+/// A test on a completion's text so far, asked as tokens arrive: at the end of each line and when
+/// a line's indentation becomes known, which is where a suggestion can become complete.
+#[derive(Clone)]
+pub struct DoneCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl DoneCheck {
+    pub fn new(check: impl Fn(&str) -> bool + Send + Sync + 'static) -> DoneCheck {
+        DoneCheck(Arc::new(check))
+    }
+}
+
+impl std::fmt::Debug for DoneCheck {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("DoneCheck")
+    }
+}
+
+impl PartialEq for DoneCheck {
+    fn eq(&self, other: &DoneCheck) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl CompletionRequest {
@@ -193,6 +219,7 @@ impl CompletionRequest {
             stop: config.stop.clone(),
             time_budget: Duration::from_millis(config.time_budget_ms),
             sampling: SamplingConfig::from(config),
+            done_when: None,
         }
     }
 }
@@ -209,6 +236,8 @@ pub enum StopReason {
     ContextFull,
     /// A multi-line completion reached the line below the cursor and began to repeat it.
     SuffixReached,
+    /// The request's `done_when` found the suggestion complete.
+    SuggestionComplete,
     /// The answer is the rest of an earlier suggestion the user has been typing.
     TypedAhead,
     /// The prompt rendered to no tokens at all (an empty file on a model without FIM tokens).
@@ -241,6 +270,9 @@ pub struct CompletionFigures {
 pub struct Completion {
     /// Text to insert at the cursor.
     pub text: String,
+    /// Where each generated token's text ends in `text` (before any cut of the text), so the
+    /// caller can count the tokens its post-processing throws away.
+    pub token_ends: Vec<usize>,
     pub figures: CompletionFigures,
 }
 
@@ -287,6 +319,8 @@ pub struct EngineStats {
     pub n_tokens_reused: u64,
     pub n_tokens_evaluated: u64,
     pub n_tokens_generated: u64,
+    /// Generated tokens that post-processing cut off (see `Engine::record_discarded`).
+    pub n_tokens_discarded: u64,
     /// Oldest first, at most `RECENT_FIGURES`.
     pub recent: Vec<CompletionFigures>,
 }
@@ -408,6 +442,7 @@ impl Engine {
             });
             let completion = Completion {
                 text,
+                token_ends: Vec::new(),
                 figures: CompletionFigures {
                     n_prompt: 0,
                     n_reused: 0,
@@ -483,6 +518,11 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         self.inner.shared.stats().clone()
+    }
+
+    /// Counts generated tokens that the caller's post-processing threw away.
+    pub fn record_discarded(&self, n_tokens: u32) {
+        self.inner.shared.stats().n_tokens_discarded += u64::from(n_tokens);
     }
 
     /// "cpu", or the GPU backend in use ("cuda", "metal", "vulkan", …).

@@ -146,6 +146,7 @@ struct RunningCompletion<S> {
     job: CompletionJob,
     generation: Generation<S>,
     text: String,
+    token_ends: Vec<usize>,
     truncated: bool,
 }
 
@@ -309,8 +310,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             Vec::new()
         };
         if rendered.tokens.is_empty() {
-            let figures = figures_without_inference(&job, StopReason::EmptyPrompt);
-            self.finish_completion(job, String::new(), figures);
+            let completion = Completion {
+                text: String::new(),
+                token_ends: Vec::new(),
+                figures: figures_without_inference(&job, StopReason::EmptyPrompt),
+            };
+            self.finish_completion(job, completion);
             return;
         }
         let sampler = match self.backend.new_sampler(&request.sampling, None) {
@@ -332,6 +337,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             generation: Generation::new(placement, rendered.tokens, sampler).with_healing(healed),
             job,
             text: String::new(),
+            token_ends: Vec::new(),
             truncated: rendered.truncated,
         });
         // The first prefill chunk runs in the next step, after a fresh look at the inbox.
@@ -358,10 +364,18 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             Ok(Event::Prefilled) => None,
             Ok(Event::Text(delta)) => {
                 running.text.push_str(&delta);
-                apply_stops(&mut running.text, request).or_else(|| {
-                    (running.generation.n_generated >= request.max_tokens)
-                        .then_some(StopReason::MaxTokens)
-                })
+                running.token_ends.push(running.text.len());
+                apply_stops(&mut running.text, request)
+                    .or_else(|| {
+                        let done_when = request.done_when.as_ref()?;
+                        (may_have_completed(&running.text, delta.len())
+                            && (done_when.0)(&running.text))
+                        .then_some(StopReason::SuggestionComplete)
+                    })
+                    .or_else(|| {
+                        (running.generation.n_generated >= request.max_tokens)
+                            .then_some(StopReason::MaxTokens)
+                    })
             }
         };
         let stop = stop.or_else(|| {
@@ -390,11 +404,17 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                     "dropped an unfinished character at the end of a completion"
                 );
             }
-            self.finish_completion(running.job, running.text, figures);
+            let completion = Completion {
+                text: running.text,
+                token_ends: running.token_ends,
+                figures,
+            };
+            self.finish_completion(running.job, completion);
         }
     }
 
-    fn finish_completion(&mut self, job: CompletionJob, text: String, figures: CompletionFigures) {
+    fn finish_completion(&mut self, job: CompletionJob, completion: Completion) {
+        let figures = &completion.figures;
         tracing::info!(
             document = %job.request.document,
             n_prompt = figures.n_prompt,
@@ -407,11 +427,13 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             stop = ?figures.stop,
             "completion"
         );
-        self.shared
-            .typed_ahead()
-            .remember(&job.request.document, &job.request.prompt, &text);
-        self.shared.stats().record(&figures);
-        let _ = job.reply.send(Ok(Completion { text, figures }));
+        self.shared.typed_ahead().remember(
+            &job.request.document,
+            &job.request.prompt,
+            &completion.text,
+        );
+        self.shared.stats().record(figures);
+        let _ = job.reply.send(Ok(completion));
     }
 
     /// Creates the chat backend if its model is there; false while the model is still coming.
@@ -572,6 +594,23 @@ fn next_suffix_line(suffix: &str) -> Option<&str> {
         .skip(1)
         .map(str::trim_end)
         .find(|line| !line.trim().is_empty())
+}
+
+/// Whether the token that just added `n_delta_bytes` to `text` ended a line or gave the line
+/// being written its first character that is not a space: the only places a suggestion can
+/// become complete, so the request's `done_when` is asked there and nowhere else.
+fn may_have_completed(text: &str, n_delta_bytes: usize) -> bool {
+    let delta_start = text.len().saturating_sub(n_delta_bytes);
+    let Some(delta) = text.get(delta_start..) else {
+        return true;
+    };
+    if delta.contains('\n') {
+        return true;
+    }
+    let line_start = text.rfind('\n').map_or(0, |newline| newline + 1);
+    text[line_start..]
+        .find(|character: char| !character.is_whitespace())
+        .is_some_and(|offset| line_start + offset >= delta_start)
 }
 
 /// Cuts `text` at the first end of line (single-line requests), stop string, or complete line

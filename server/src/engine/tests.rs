@@ -113,6 +113,7 @@ fn request(document: &str, prompt: FimPrompt) -> CompletionRequest {
         stop: Vec::new(),
         time_budget: Duration::from_secs(3600),
         sampling: SamplingConfig::default(),
+        done_when: None,
     }
 }
 
@@ -372,6 +373,41 @@ fn single_line_requests_stop_at_the_end_of_the_line() {
     h.reply("x, y)\n    bar()");
     let completion = h.complete(request("b", prompt("    foo(")));
     assert_eq!(completion.text, "x, y)\n    bar()");
+}
+
+/// The request's `done_when` is asked where a suggestion can become complete (a line's end, a
+/// line's first character that is not a space) and nowhere else; generation stops at the token
+/// it accepts, so nothing after it is generated.
+#[test]
+fn completions_stop_at_the_token_that_completes_the_suggestion() {
+    let mut h = harness(FakeOptions::default());
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut block = request("a", prompt("    "));
+    block.max_tokens = 200;
+    let asked_in_check = Arc::clone(&asked);
+    block.done_when = Some(DoneCheck::new(move |text| {
+        asked_in_check.lock().unwrap().push(text.to_owned());
+        text.ends_with("}\n")
+    }));
+    h.reply("if x {\n        y();\n    }\n    z();\n    w();\n");
+    let completion = h.complete(block);
+    assert_eq!(completion.text, "if x {\n        y();\n    }\n");
+    assert_eq!(completion.figures.stop, StopReason::SuggestionComplete);
+    // One token a character: every character up to the accepting newline, and no more.
+    assert_eq!(completion.figures.n_generated, 26);
+    assert_eq!(completion.token_ends.len(), 26);
+    assert_eq!(completion.token_ends.last(), Some(&26));
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [
+            "i",
+            "if x {\n",
+            "if x {\n        y",
+            "if x {\n        y();\n",
+            "if x {\n        y();\n    }",
+            "if x {\n        y();\n    }\n",
+        ]
+    );
 }
 
 #[test]

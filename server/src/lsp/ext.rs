@@ -85,6 +85,8 @@ pub struct StatsResult {
     pub n_tokens_reused: u64,
     pub n_tokens_evaluated: u64,
     pub n_tokens_generated: u64,
+    /// Generated tokens that post-processing cut off.
+    pub n_tokens_discarded: u64,
     /// Oldest first.
     pub recent: Vec<CompletionFiguresResult>,
 }

@@ -22,6 +22,7 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
         n_tokens_reused: stats.n_tokens_reused,
         n_tokens_evaluated: stats.n_tokens_evaluated,
         n_tokens_generated: stats.n_tokens_generated,
+        n_tokens_discarded: stats.n_tokens_discarded,
         recent: stats
             .recent
             .iter()
