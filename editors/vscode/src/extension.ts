@@ -24,6 +24,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     statusItem,
     vscode.workspace.registerTextDocumentContentProvider(ChatViews.scheme, chats),
     vscode.workspace.onDidChangeTextDocument((event) => chats.follow(event.document)),
+    vscode.window.onDidChangeActiveTextEditor((editor) => warmSoon(editor, 0)),
+    vscode.window.onDidChangeTextEditorSelection((event) => warmSoon(event.textEditor, WARM_AFTER_MS)),
     command("wellspring.chatWithSelection", chatWithSelection),
     command(ext.INSTRUCT_PROMPT_COMMAND, instructPrompt),
     command("wellspring.showMenu", showMenu),
@@ -104,9 +106,17 @@ async function start(): Promise<void> {
   });
   client = started;
   let heardStatus = false;
+  let wasReady = false;
   started.onNotification(ext.status, (params) => {
     heardStatus = true;
     showStatus(params);
+    // Until the model is in, warming has nothing to run on: warm once it is.
+    const becameReady = params.state === "ready" && !wasReady;
+    wasReady = params.state === "ready" || (wasReady && params.state === "busy");
+    if (becameReady && client === started) {
+      warmedLines.clear();
+      warmSoon(vscode.window.activeTextEditor, 0);
+    }
   });
   started.onNotification(ext.chatProgress, (params) => chats.progress(params));
   started.onDidChangeState(({ newState }) => {
@@ -126,7 +136,32 @@ async function start(): Promise<void> {
   }
   const info = await started.sendRequest(ext.serverInfo).catch(() => undefined);
   output.info(`server info: ${JSON.stringify(info)}`);
+  warmedLines.clear();
+  warmSoon(vscode.window.activeTextEditor, 0);
   if (info && !heardStatus) showStatus({ state: info.state, message: `wellspring ${info.version}`, backend: info.backend });
+}
+
+// How long the cursor rests on a new line before the server is asked to warm it.
+const WARM_AFTER_MS = 500;
+let warmTimer: NodeJS.Timeout | undefined;
+// The line last warmed in each document, so moving along a line or typing on it asks nothing.
+const warmedLines = new Map<string, number>();
+
+/** Asks the server to evaluate the prompt at the editor's cursor while the model is idle. */
+function warmSoon(editor: vscode.TextEditor | undefined, delayMs: number): void {
+  if (warmTimer) clearTimeout(warmTimer);
+  if (!editor) return;
+  warmTimer = setTimeout(() => {
+    const running = client;
+    if (!running?.isRunning() || vscode.window.activeTextEditor !== editor) return;
+    const document = editor.document;
+    const position = editor.selection.active;
+    const uri = document.uri.toString();
+    if (delayMs > 0 && warmedLines.get(uri) === position.line) return;
+    warmedLines.set(uri, position.line);
+    const params = running.code2ProtocolConverter.asTextDocumentPositionParams(document, position);
+    void running.sendNotification(ext.warm, params).catch((error) => output.warn(`warming: ${error}`));
+  }, delayMs);
 }
 
 async function restart(): Promise<void> {

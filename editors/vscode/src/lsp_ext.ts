@@ -76,6 +76,7 @@ export interface StatsResult {
   nTokensEvaluated: number;
   nTokensGenerated: number;
   nTokensDiscarded: number;
+  nTokensWarmed: number;
   /** Oldest first. */
   recent: CompletionFigures[];
 }
@@ -99,6 +100,9 @@ export interface DocumentStateResult {
 
 /** Client → server: the server's copy of a document (for checks that both sides agree). */
 export const documentState = new lc.RequestType<DocumentStateParams, DocumentStateResult, void>("wellspring/documentState");
+
+/** The user is looking at this position; the server evaluates its prompt while idle. */
+export const warm = new lc.NotificationType<lc.TextDocumentPositionParams>("wellspring/warm");
 
 export interface ChatMessage {
   role: "user" | "assistant";

@@ -193,6 +193,11 @@ async function main() {
     await screenshot("1-ready");
   });
 
+  await step("the open file's prompt is evaluated before the first keystroke (wellspring/warm)", async () => {
+    await until(() => /warmed.*fib\.py/.test(wellspringLog()), "the server logged no warming of fib.py", seconds(60),
+      () => wellspringLog().split("\n").filter((line) => /warm/.test(line)).slice(-3).join("\n"));
+  });
+
   await step("clicking the status bar item opens the Wellspring menu", async () => {
     await status.click();
     await page.locator(".quick-input-list .monaco-list-row", { hasText: "inline completion" }).first()

@@ -65,14 +65,14 @@ pub fn is_mid_line(snapshot: &ContextSnapshot, cursor_byte: usize) -> bool {
         .any(|character| !character.is_whitespace())
 }
 
-/// Suggestions for a cursor at `cursor_byte`, best first; empty when the model has nothing useful.
-pub async fn suggest(
+/// The engine request for a completion at `cursor_byte`: the prompt, single or multi-line, the
+/// user's settings, and the check that stops generation once the suggestion is complete.
+pub fn request_at(
     engine: &Engine,
     snapshot: &ContextSnapshot,
     cursor_byte: usize,
-    trigger: Trigger,
     config: &Config,
-) -> Result<Vec<Suggestion>, Error> {
+) -> CompletionRequest {
     // The prompt and the tokens generated after it share the slot's context.
     let n_slot_room = (engine.caps().n_ctx_per_slot as usize)
         .saturating_sub(config.completion.max_tokens as usize);
@@ -98,7 +98,24 @@ pub async fn suggest(
     request.done_when = Some(DoneCheck::new(move |text| {
         context::suggestion_is_done(&document, cursor_byte, text)
     }));
+    request
+}
 
+/// Has the engine evaluate, while it is idle, the prompt a completion at `cursor_byte` would use,
+/// so the first keystroke there costs only the line (a file just opened or focused).
+pub fn warm(engine: &Engine, snapshot: &ContextSnapshot, cursor_byte: usize, config: &Config) {
+    engine.warm(request_at(engine, snapshot, cursor_byte, config));
+}
+
+/// Suggestions for a cursor at `cursor_byte`, best first; empty when the model has nothing useful.
+pub async fn suggest(
+    engine: &Engine,
+    snapshot: &ContextSnapshot,
+    cursor_byte: usize,
+    trigger: Trigger,
+    config: &Config,
+) -> Result<Vec<Suggestion>, Error> {
+    let request = request_at(engine, snapshot, cursor_byte, config);
     let mut suggestions: Vec<Suggestion> = Vec::new();
     let n_wanted = match trigger {
         Trigger::Automatic => 1,

@@ -58,6 +58,10 @@ pub struct KeystrokeArgs {
     /// background chat gets the engine meanwhile).
     #[arg(long, default_value_t = 0)]
     pub pause_ms: u64,
+    /// Instead of typing whole lines, measure the first keystroke in a file just opened, once
+    /// with the file's prompt warmed at opening (`wellspring/warm`) and once without, alternating.
+    #[arg(long)]
+    pub first_keystroke: bool,
 }
 
 pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Result<()> {
@@ -138,6 +142,11 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         args.n_predict
     );
     let engine = start_engine(config).await?;
+    if args.first_keystroke {
+        let rows = first_keystrokes(config, &engine, &text, &args, &trace).await?;
+        print!("{}", first_keystroke_table(&rows));
+        return Ok(());
+    }
     let (ours, with_chat) = if args.with_chat {
         // A second engine, so neither run's caches and suggestions help the other; lines
         // alternate between the two so a machine that gets busier or quieter meanwhile
@@ -300,6 +309,150 @@ async fn run_wellspring(
     }
     eprintln!();
     Ok(samples)
+}
+
+/// One opening of a file: the first keystroke's latency, cold and after warming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opening {
+    pub cold_ms: f64,
+    pub cold_evaluated: u32,
+    pub warmed_ms: f64,
+    pub warmed_evaluated: u32,
+    /// How long warming took after the file was opened.
+    pub warming_ms: f64,
+}
+
+/// For each traced line: the file is "opened" with the cursor at the line's indentation and the
+/// line's first character typed, once straight away (cold) and once after warming finished.
+/// A first line unique to each opening keeps either from reusing the other's cache.
+async fn first_keystrokes(
+    config: &Config,
+    engine: &Engine,
+    text: &str,
+    args: &KeystrokeArgs,
+    trace: &[TracedLine],
+) -> anyhow::Result<Vec<Opening>> {
+    let budget = (config.context.budget_tokens as usize)
+        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
+    let counter = engine.token_counter();
+    let mut openings = Vec::new();
+    let mut n_opened = 0;
+    for line in trace {
+        let first_char: String = line.content.chars().take(1).collect();
+        let mut open = |warm: bool| -> anyhow::Result<CompletionRequest> {
+            n_opened += 1;
+            let blanked = with_line(text, line.line_idx, &line.indent);
+            let opened = format!(
+                "opened {n_opened} ({})\n{blanked}",
+                if warm { "warmed" } else { "cold" }
+            );
+            let prompt = simple_fim_prompt(
+                &opened,
+                line.line_idx + 1,
+                line.indent.chars().count(),
+                &format!("{}#{n_opened}", args.file.display()),
+                budget,
+                counter.as_ref(),
+            )?
+            .prompt;
+            Ok(CompletionRequest {
+                document: format!("{}#{n_opened}", args.file.display()),
+                prompt,
+                max_tokens: args.n_predict,
+                single_line: false,
+                stop: Vec::new(),
+                time_budget: Duration::from_secs(600),
+                sampling: SamplingConfig::default(),
+                done_when: None,
+            })
+        };
+        let keystroke = |mut request: CompletionRequest| {
+            request.prompt.line_head = format!("{}{first_char}", line.indent);
+            request
+        };
+
+        let cold = open(false)?;
+        let started = Instant::now();
+        let cold_figures = engine.complete(keystroke(cold)).await?.figures;
+        let cold_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+        let warmed = open(true)?;
+        let warm_started = Instant::now();
+        let n_warmings_before = engine.stats().n_warmings;
+        engine.warm(warmed.clone());
+        wait_for_warming(engine, n_warmings_before).await;
+        let warming_ms = warm_started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let warmed_figures = engine.complete(keystroke(warmed)).await?.figures;
+        openings.push(Opening {
+            cold_ms,
+            cold_evaluated: cold_figures.n_evaluated,
+            warmed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            warmed_evaluated: warmed_figures.n_evaluated,
+            warming_ms,
+        });
+        eprint!("\rfirst keystrokes: {} openings", openings.len());
+        let _ = std::io::stderr().flush();
+    }
+    eprintln!();
+    Ok(openings)
+}
+
+/// Waits until the engine has finished one more warming than `n_warmings_before` (or a minute
+/// has passed).
+async fn wait_for_warming(engine: &Engine, n_warmings_before: u64) {
+    let started = Instant::now();
+    while engine.stats().n_warmings == n_warmings_before
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The first-keystroke table: latency and tokens evaluated, cold and warmed.
+pub fn first_keystroke_table(openings: &[Opening]) -> String {
+    let sorted = |values: Vec<f64>| {
+        let mut values = values;
+        values.sort_by(f64::total_cmp);
+        values
+    };
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let row = |name: &str, latencies: Vec<f64>, evaluated: Vec<f64>| {
+        let latencies = sorted(latencies);
+        format!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.0} |\n",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.9),
+            mean(&latencies),
+            mean(&evaluated),
+        )
+    };
+    let mut out = format!(
+        "first keystroke after opening a file, {} openings each\n| first keystroke | p50 ms | p90 ms | mean ms | evaluated |\n|---|---:|---:|---:|---:|\n",
+        openings.len()
+    );
+    out += &row(
+        "cold",
+        openings.iter().map(|opening| opening.cold_ms).collect(),
+        openings
+            .iter()
+            .map(|opening| f64::from(opening.cold_evaluated))
+            .collect(),
+    );
+    out += &row(
+        "warmed on open",
+        openings.iter().map(|opening| opening.warmed_ms).collect(),
+        openings
+            .iter()
+            .map(|opening| f64::from(opening.warmed_evaluated))
+            .collect(),
+    );
+    let warming = sorted(openings.iter().map(|opening| opening.warming_ms).collect());
+    out += &format!(
+        "\nwarming took {:.0} ms at the median after opening (the pause before the first key).\n",
+        percentile(&warming, 0.5)
+    );
+    out
 }
 
 /// `text` with line `line_idx` replaced by `replacement`.

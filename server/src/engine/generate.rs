@@ -70,6 +70,11 @@ impl<S> Generation<S> {
         self
     }
 
+    /// Whether the whole prompt has been evaluated.
+    pub(crate) fn is_prefilled(&self) -> bool {
+        self.prefilled
+    }
+
     /// Bytes of an unfinished character that the output will not include.
     pub(crate) fn n_dropped_bytes(&self) -> usize {
         self.detok.n_pending_bytes()

@@ -321,6 +321,10 @@ pub struct EngineStats {
     pub n_tokens_generated: u64,
     /// Generated tokens that post-processing cut off (see `Engine::record_discarded`).
     pub n_tokens_discarded: u64,
+    /// Prompt tokens evaluated ahead of a keystroke (see `Engine::warm`).
+    pub n_tokens_warmed: u64,
+    /// Warmings that ran to the end of their prompt.
+    pub n_warmings: u64,
     /// Oldest first, at most `RECENT_FIGURES`.
     pub recent: Vec<CompletionFigures>,
 }
@@ -518,6 +522,14 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         self.inner.shared.stats().clone()
+    }
+
+    /// Evaluates the prompt `request` would use into a slot while the engine has nothing else to
+    /// do, so that the next keystroke in that document costs only what changed. Completions
+    /// preempt it; a newer warming or completion for the same document replaces it. Returns at
+    /// once.
+    pub fn warm(&self, request: CompletionRequest) {
+        let _ = self.inner.commands.send(Command::Warm(request));
     }
 
     /// Counts generated tokens that the caller's post-processing threw away.

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
 use super::generate::{Event, Generation};
-use super::render::{render, take_back_line_head_tokens, TokenCache};
+use super::render::{render, take_back_line_head_tokens, Rendered, TokenCache};
 use super::session::Sessions;
 use super::{
     lock, millis, ChatModelState, ChatOutcome, ChatRequest, Completion, CompletionFigures,
@@ -36,6 +36,9 @@ pub(crate) struct ChatJob {
 pub(crate) enum Command {
     Complete(CompletionJob),
     Chat(ChatJob),
+    /// Evaluate the prompt a completion would use into a slot, so the next keystroke there
+    /// costs only its line; nothing is generated and nobody waits for it.
+    Warm(CompletionRequest),
     /// Drop whatever runs or waits for this document.
     Cancel {
         document: String,
@@ -150,6 +153,16 @@ struct RunningCompletion<S> {
     truncated: bool,
 }
 
+/// A prompt being evaluated ahead of the keystroke that will need it.
+struct RunningWarm<S> {
+    request: CompletionRequest,
+    generation: Generation<S>,
+}
+
+/// Warming evaluates its prompt in chunks this small, so a keystroke that arrives meanwhile
+/// waits for one chunk at most before it takes the engine.
+const WARM_CHUNK: usize = 64;
+
 struct RunningChat<S> {
     job: ChatJob,
     generation: Generation<S>,
@@ -176,6 +189,9 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     chat: ChatSide<'m, B>,
     chat_queue: VecDeque<ChatJob>,
     chat_running: Option<RunningChat<B::Sampler>>,
+    /// Documents to warm, at most one request each, oldest first.
+    warm_queue: VecDeque<CompletionRequest>,
+    warming: Option<RunningWarm<B::Sampler>>,
     /// When the last completion request arrived.
     last_completion_at: Option<Instant>,
     shared: Arc<Shared>,
@@ -197,6 +213,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             chat: ChatSide::NotStarted(make_chat_backend),
             chat_queue: VecDeque::new(),
             chat_running: None,
+            warm_queue: VecDeque::new(),
+            warming: None,
             last_completion_at: None,
             shared,
         }
@@ -207,6 +225,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             && self.running.is_none()
             && self.chat_queue.is_empty()
             && self.chat_running.is_none()
+            && self.warm_queue.is_empty()
+            && self.warming.is_none()
     }
 
     /// Whether the only work left is chats waiting for their model to arrive: nothing to step,
@@ -215,6 +235,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         self.queue.is_empty()
             && self.running.is_none()
             && self.chat_running.is_none()
+            && self.warm_queue.is_empty()
+            && self.warming.is_none()
             && !self.chat_queue.is_empty()
             && matches!(self.chat, ChatSide::NotStarted(_))
     }
@@ -227,11 +249,34 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 self.queue.push_back(job);
             }
             Command::Chat(job) => self.chat_queue.push_back(job),
+            Command::Warm(request) => {
+                // The newest position in a document is the one worth warming.
+                self.warm_queue
+                    .retain(|queued| queued.document != request.document);
+                if self
+                    .warming
+                    .as_ref()
+                    .is_some_and(|warming| warming.request.document == request.document)
+                {
+                    self.warming = None;
+                }
+                self.warm_queue.push_back(request);
+            }
             Command::Cancel { document } => self.cancel_document(&document),
         }
     }
 
     fn cancel_document(&mut self, document: &str) {
+        // A keystroke's own prompt replaces any warming of its document; what was evaluated so
+        // far stays in the slot for it to reuse.
+        self.warm_queue.retain(|queued| queued.document != document);
+        if self
+            .warming
+            .as_ref()
+            .is_some_and(|warming| warming.request.document == document)
+        {
+            self.warming = None;
+        }
         let mut n_superseded = 0;
         if self
             .running
@@ -254,12 +299,26 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         self.drop_abandoned();
         if self.running.is_none() {
             if let Some(job) = self.queue.pop_front() {
+                // The completion may take the warming's slot; warming starts again afterwards,
+                // reusing whatever of its prompt is still cached.
+                if let Some(warming) = self.warming.take() {
+                    self.warm_queue.push_front(warming.request);
+                }
                 self.start_completion(job);
                 return;
             }
         }
         if self.running.is_some() {
             self.step_completion();
+            return;
+        }
+        if self.warming.is_none() {
+            if let Some(request) = self.warm_queue.pop_front() {
+                self.start_warming(request);
+            }
+        }
+        if self.warming.is_some() {
+            self.step_warming();
             return;
         }
         if self.chat_running.is_none() && !self.chat_queue.is_empty() && self.chat_side_settled() {
@@ -294,8 +353,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         self.shared.stats().n_abandoned += n_abandoned as u64;
     }
 
-    fn start_completion(&mut self, job: CompletionJob) {
-        let request = &job.request;
+    /// The tokens `request` evaluates, and the text token healing took back from its end.
+    fn prepare(&mut self, request: &CompletionRequest) -> (Rendered, Vec<u8>) {
         let n_ctx = self.backend.n_ctx_per_seq() as usize;
         let reserve = (request.max_tokens as usize).clamp(1, n_ctx / 2);
         let mut rendered = render(
@@ -309,6 +368,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         } else {
             Vec::new()
         };
+        (rendered, healed)
+    }
+
+    fn start_completion(&mut self, job: CompletionJob) {
+        let request = &job.request;
+        let (rendered, healed) = self.prepare(&job.request);
         if rendered.tokens.is_empty() {
             let completion = Completion {
                 text: String::new(),
@@ -341,6 +406,62 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             truncated: rendered.truncated,
         });
         // The first prefill chunk runs in the next step, after a fresh look at the inbox.
+    }
+
+    fn start_warming(&mut self, request: CompletionRequest) {
+        let (rendered, _) = self.prepare(&request);
+        if rendered.tokens.is_empty() {
+            return;
+        }
+        let sampler = match self.backend.new_sampler(&request.sampling, None) {
+            Ok(sampler) => sampler,
+            Err(error) => {
+                tracing::warn!(document = %request.document, %error, "cannot warm");
+                return;
+            }
+        };
+        let slot_idx = self.sessions.choose(&request.document, &rendered.tokens);
+        let placement = self.sessions.place(
+            &mut self.backend,
+            slot_idx,
+            &request.document,
+            &rendered.tokens,
+        );
+        self.warming = Some(RunningWarm {
+            generation: Generation::new(placement, rendered.tokens, sampler),
+            request,
+        });
+    }
+
+    /// Evaluates the next chunk of the warming prompt; done once the whole prompt is cached.
+    fn step_warming(&mut self) {
+        let warming = self.warming.as_mut().expect("called while warming");
+        let n_evaluated_before = warming.generation.n_evaluated;
+        let stepped = warming
+            .generation
+            .step(&mut self.backend, &mut self.sessions, WARM_CHUNK);
+        self.shared.stats().n_tokens_warmed +=
+            u64::from(warming.generation.n_evaluated - n_evaluated_before);
+        match stepped {
+            Ok(Event::Prefilled) if !warming.generation.is_prefilled() => {}
+            Ok(_) => {
+                let warming = self.warming.take().expect("still warming");
+                let generation = &warming.generation;
+                self.shared.stats().n_warmings += 1;
+                tracing::info!(
+                    document = %warming.request.document,
+                    n_prompt = generation.n_prompt,
+                    n_reused = generation.n_reused,
+                    n_evaluated = generation.n_evaluated,
+                    t_prefill_ms = millis(generation.t_prefill),
+                    "warmed"
+                );
+            }
+            Err(error) => {
+                let warming = self.warming.take().expect("still warming");
+                tracing::warn!(document = %warming.request.document, %error, "warming failed");
+            }
+        }
     }
 
     fn step_completion(&mut self) {
@@ -553,6 +674,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// After a panic inside a step: fail everything in flight and forget all cache contents,
     /// which may no longer match the bookkeeping.
     pub(crate) fn recover(&mut self, message: &str) {
+        self.warm_queue.clear();
+        self.warming = None;
         let error = Error::Internal(message.to_owned());
         if let Some(running) = self.running.take() {
             let _ = running.job.reply.send(Err(error.clone()));

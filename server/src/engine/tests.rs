@@ -375,6 +375,88 @@ fn single_line_requests_stop_at_the_end_of_the_line() {
     assert_eq!(completion.text, "x, y)\n    bar()");
 }
 
+/// A prompt with ten more lines above the cursor than `prompt`'s: several warming chunks long.
+fn long_prompt(line_head: &str) -> FimPrompt {
+    FimPrompt {
+        prefix: format!("fn main() {{\n{}", "    let a = 1;\n".repeat(10)),
+        ..prompt(line_head)
+    }
+}
+
+fn warm(h: &mut Harness, document: &str, line_head: &str) {
+    h.scheduler
+        .submit(Command::Warm(request(document, long_prompt(line_head))));
+}
+
+/// Warming evaluates the prompt in chunks of at most 64 tokens, generates nothing, and the next
+/// keystroke in that document evaluates only the character typed.
+#[test]
+fn warming_caches_the_prompt_and_the_keystroke_evaluates_one_token() {
+    let mut h = harness(FakeOptions::default());
+    warm(&mut h, "a", "    ");
+    h.run_until_idle();
+    let warmed = evaluations(&h.calls());
+    let n_warmed: u32 = warmed.iter().map(|(_, n_tokens)| n_tokens).sum();
+    assert_eq!(n_warmed, 181);
+    assert_eq!(warmed, [(0, 64), (64, 64), (128, 53)]);
+    assert_eq!(h.shared.stats().n_tokens_warmed, 181);
+    assert_eq!(h.shared.stats().n_warmings, 1);
+    assert_eq!(h.shared.stats().n_completions, 0);
+
+    h.reply("t x = 2;");
+    let completion = h.complete(request("a", long_prompt("    l")));
+    assert_eq!(completion.figures.n_reused, 181);
+    assert_eq!(completion.figures.n_evaluated, 1);
+    assert_eq!(completion.text, "t x = 2;");
+}
+
+/// A completion for another document runs before the rest of a warming, which then goes on from
+/// the chunk it had reached; one for the warmed document replaces the warming and reuses what it
+/// had evaluated.
+#[test]
+fn completions_preempt_warming() {
+    let mut h = harness(FakeOptions::default());
+    warm(&mut h, "a", "    ");
+    h.scheduler.step();
+    assert_eq!(evaluations(&h.calls()), [(0, 64)]);
+    h.reply("1");
+    let elsewhere = FimPrompt {
+        path: "other.rs".into(),
+        ..prompt("    let b = ")
+    };
+    let other = h.complete(request("b", elsewhere));
+    assert_eq!(other.text, "1");
+    let calls = h.calls();
+    let seqs: Vec<u32> = calls
+        .iter()
+        .filter_map(|call| match call {
+            Call::Evaluate { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    // Document b's prompt in a slot of its own, then a's warming from position 64.
+    assert_eq!(evaluations(&calls), [(0, 40), (40, 1), (64, 64), (128, 53)]);
+    assert_ne!(seqs[0], seqs[2]);
+    assert_eq!(h.shared.stats().n_tokens_warmed, 181);
+
+    let third = |line_head: &str| FimPrompt {
+        path: "third.rs".into(),
+        ..long_prompt(line_head)
+    };
+    h.scheduler
+        .submit(Command::Warm(request("c", third("    "))));
+    h.scheduler.step();
+    // The least recently used slot, whose first token (the FIM prefix) it shares.
+    assert_eq!(evaluations(&h.calls()), [(1, 64)]);
+    h.reply("t");
+    let same = h.complete(request("c", third("    l")));
+    assert_eq!(same.figures.n_reused, 65);
+    assert_eq!(same.figures.n_evaluated, 183 - 65);
+    // Nothing is warmed after it: the keystroke's prompt replaced the warming.
+    assert!(h.scheduler.is_idle());
+    assert_eq!(h.shared.stats().n_tokens_warmed, 181 + 64);
+}
+
 /// The request's `done_when` is asked where a suggestion can become complete (a line's end, a
 /// line's first character that is not a space) and nowhere else; generation stops at the token
 /// it accepts, so nothing after it is generated.

@@ -87,6 +87,8 @@ pub struct StatsResult {
     pub n_tokens_generated: u64,
     /// Generated tokens that post-processing cut off.
     pub n_tokens_discarded: u64,
+    /// Prompt tokens evaluated ahead of keystrokes (`wellspring/warm`).
+    pub n_tokens_warmed: u64,
     /// Oldest first.
     pub recent: Vec<CompletionFiguresResult>,
 }
@@ -191,6 +193,11 @@ pub struct CodeActionData {
 /// `wellspring/documentState` request: the server's copy of a document, so a client (or a test)
 /// can check that both sides agree after a run of edits.
 pub const DOCUMENT_STATE: &str = "wellspring/documentState";
+
+/// Notification, client → server, with `TextDocumentPositionParams`: the user is looking at this
+/// position (a file opened or focused, the cursor moved to another line); the engine evaluates
+/// the prompt a completion there would use while it is idle.
+pub const WARM: &str = "wellspring/warm";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -125,6 +125,10 @@ impl Server {
         guard(ext::SERVER_INFO, requests::server_info::handle(self)).await
     }
 
+    async fn warm(&self, params: TextDocumentPositionParams) {
+        guard_notification(ext::WARM, notifications::warm::handle(self, params)).await;
+    }
+
     async fn stats(&self) -> Result<ext::StatsResult> {
         guard(ext::STATS, requests::stats::handle(self)).await
     }
@@ -162,6 +166,7 @@ where
     .custom_method(ext::SERVER_INFO, Server::server_info)
     .custom_method(ext::STATS, Server::stats)
     .custom_method(ext::DOCUMENT_STATE, Server::document_state)
+    .custom_method(ext::WARM, Server::warm)
     .finish();
     super::transport::guarded(input, output, |server_input, server_output| async move {
         tower_lsp_server::Server::new(server_input, server_output, socket)

@@ -56,6 +56,7 @@ function M.attach(client, bufnr)
   if not M.config.inline_completion or not client:supports_method('textDocument/inlineCompletion', bufnr) then
     return
   end
+  M.warm_on_focus(client, bufnr)
   local native, actions = vim.lsp.inline_completion, nil
   if native and native.enable then
     native.enable(true, { bufnr = bufnr })
@@ -86,6 +87,55 @@ function M.attach(client, bufnr)
   end
 end
 
+local warmed_lines = {} ---@type table<integer, integer>
+
+--- Asks the server to evaluate the prompt at the cursor while its model is idle
+--- (`wellspring/warm`), so the first keystroke there costs only the line. `force` asks even when
+--- this line was the last one warmed.
+---@param client vim.lsp.Client
+---@param bufnr integer
+---@param force? boolean
+function M.warm(client, bufnr, force)
+  if bufnr ~= vim.api.nvim_get_current_buf() or client:is_stopped() then
+    return
+  end
+  local line = vim.api.nvim_win_get_cursor(0)[1]
+  if not force and warmed_lines[bufnr] == line then
+    return
+  end
+  warmed_lines[bufnr] = line
+  client:notify('wellspring/warm', vim.lsp.util.make_position_params(0, client.offset_encoding))
+end
+
+--- Warms when the buffer is entered and when the cursor rests (`CursorHold`) on another line.
+---@param client vim.lsp.Client
+---@param bufnr integer
+function M.warm_on_focus(client, bufnr)
+  local group = vim.api.nvim_create_augroup('wellspring_warm_' .. bufnr, { clear = true })
+  vim.api.nvim_create_autocmd('BufEnter', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      M.warm(client, bufnr, true)
+    end,
+  })
+  vim.api.nvim_create_autocmd({ 'CursorHold', 'CursorHoldI' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      M.warm(client, bufnr)
+    end,
+  })
+  vim.api.nvim_create_autocmd('BufWipeout', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      warmed_lines[bufnr] = nil
+    end,
+  })
+  M.warm(client, bufnr, true)
+end
+
 --- Client side of the "Edit with instruction…" code action: asks for the instruction, then
 --- lets the server rewrite the range (it applies the edit itself with workspace/applyEdit).
 ---@param command lsp.Command
@@ -114,8 +164,14 @@ function M.instruct_prompt(command, ctx)
 end
 
 --- Handler for `wellspring/status`.
-function M.on_status(_, params)
+function M.on_status(_, params, ctx)
+  local was_ready = status and (status.state == 'ready' or status.state == 'busy')
   status = params
+  -- Warming needs the model: warm the current buffer once it is in.
+  local client = ctx and vim.lsp.get_client_by_id(ctx.client_id)
+  if params.state == 'ready' and not was_ready and client then
+    M.warm(client, vim.api.nvim_get_current_buf(), true)
+  end
   vim.cmd.redrawstatus({ bang = true })
   vim.api.nvim_exec_autocmds('User', { pattern = 'WellspringStatus', modeline = false })
 end

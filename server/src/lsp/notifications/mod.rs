@@ -6,3 +6,4 @@ pub(super) mod did_close;
 pub(super) mod did_open;
 pub(super) mod did_save;
 pub(super) mod initialized;
+pub(super) mod warm;

@@ -17,7 +17,7 @@ use crate::lsp::engine_loader::send_status;
 use crate::lsp::{invalid_params, Server};
 
 /// Whether completions are wanted for this document at all.
-fn completions_wanted(config: &Config, document: &Document) -> bool {
+pub(crate) fn completions_wanted(config: &Config, document: &Document) -> bool {
     config.completion.enabled
         && !config
             .completion

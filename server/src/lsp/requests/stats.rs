@@ -23,6 +23,7 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
         n_tokens_evaluated: stats.n_tokens_evaluated,
         n_tokens_generated: stats.n_tokens_generated,
         n_tokens_discarded: stats.n_tokens_discarded,
+        n_tokens_warmed: stats.n_tokens_warmed,
         recent: stats
             .recent
             .iter()
