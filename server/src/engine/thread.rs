@@ -52,6 +52,9 @@ pub(crate) fn spawn_llama(
                     return;
                 }
             };
+            // Token healing's vocabulary tables (tens of milliseconds for 151k tokens): built now,
+            // not inside the first keystroke's decode step.
+            backend.build_vocabulary_tables();
             let special = backend.special_tokens();
             let started = Started {
                 caps: ModelCaps {

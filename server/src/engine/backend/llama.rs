@@ -206,6 +206,57 @@ impl<'m> LlamaCpp<'m> {
         })
     }
 
+    /// Builds the per-token text tables token healing searches, so no request pays for them.
+    pub(crate) fn build_vocabulary_tables(&self) {
+        self.sorted_tokens();
+    }
+
+    /// The logits of the last evaluated token.
+    #[cfg(test)]
+    pub(crate) fn last_logits(&self) -> &[f32] {
+        self.context.get_logits_ith(-1)
+    }
+
+    /// Every token id, ordered by its text, built on first use.
+    fn sorted_tokens(&self) -> &Vec<u32> {
+        let pieces = self.pieces();
+        self.pieces_sorted.get_or_init(|| {
+            let mut sorted: Vec<u32> = (0..pieces.len() as u32).collect();
+            sorted.sort_by(|a, b| pieces[*a as usize].cmp(&pieces[*b as usize]));
+            sorted
+        })
+    }
+
+    /// The tokens whose text starts with `prefix` or is a non-empty start of it, in ascending id
+    /// order: binary searches in the sorted vocabulary, not a scan of all 151k tokens.
+    fn tokens_fitting(&self, prefix: &[u8]) -> Vec<u32> {
+        let pieces = self.pieces();
+        let sorted = self.sorted_tokens();
+        let piece = |token: &u32| pieces[*token as usize].as_slice();
+        let mut fitting = Vec::new();
+        if prefix.is_empty() {
+            return fitting;
+        }
+        let first = sorted.partition_point(|token| piece(token) < prefix);
+        fitting.extend(
+            sorted[first..]
+                .iter()
+                .take_while(|token| piece(token).starts_with(prefix)),
+        );
+        for n_bytes in 1..prefix.len() {
+            let start = &prefix[..n_bytes];
+            let first = sorted.partition_point(|token| piece(token) < start);
+            fitting.extend(
+                sorted[first..]
+                    .iter()
+                    .take_while(|token| piece(token) == start),
+            );
+        }
+        fitting.sort_unstable();
+        fitting.dedup();
+        fitting
+    }
+
     pub(crate) fn new(
         model: &'m LlamaModel,
         config: &ModelConfig,
@@ -323,20 +374,6 @@ fn argmax(logits: &[f32]) -> Option<Token> {
         .map(|token_idx| token_idx as Token)
 }
 
-/// Like `argmax`, among the tokens `fits` accepts. The comparison comes first, so `fits` runs only
-/// for the few tokens that would raise the maximum.
-fn argmax_where(logits: &[f32], fits: impl Fn(usize) -> bool) -> Option<Token> {
-    let mut best_idx = None;
-    let mut best_logit = f32::NEG_INFINITY;
-    for (token_idx, &logit) in logits.iter().enumerate() {
-        if (logit > best_logit || best_idx.is_none()) && fits(token_idx) {
-            best_idx = Some(token_idx);
-            best_logit = logit;
-        }
-    }
-    best_idx.map(|token_idx| token_idx as Token)
-}
-
 impl Backend for LlamaCpp<'_> {
     type Sampler = Sampling;
 
@@ -448,11 +485,7 @@ impl Backend for LlamaCpp<'_> {
 
     fn extends_to_a_longer_token(&self, text: &[u8]) -> bool {
         let pieces = self.pieces();
-        let sorted = self.pieces_sorted.get_or_init(|| {
-            let mut sorted: Vec<u32> = (0..pieces.len() as u32).collect();
-            sorted.sort_by(|a, b| pieces[*a as usize].cmp(&pieces[*b as usize]));
-            sorted
-        });
+        let sorted = self.sorted_tokens();
         // Texts starting with `text` sort right after it, `text` itself first.
         let first = sorted.partition_point(|token| pieces[*token as usize].as_slice() < text);
         sorted[first..]
@@ -463,30 +496,34 @@ impl Backend for LlamaCpp<'_> {
     }
 
     fn sample_with_prefix(&mut self, sampler: &mut Sampling, prefix: &[u8]) -> Token {
-        let pieces = self.pieces();
-        let fits_idx = |token_idx: usize| {
-            pieces.get(token_idx).is_some_and(|piece| {
-                !piece.is_empty() && (piece.starts_with(prefix) || prefix.starts_with(piece))
-            })
-        };
+        let fitting = self.tokens_fitting(prefix);
+        let logits = self.context.get_logits_ith(-1);
         let sampler = match sampler {
             Sampling::Greedy => {
-                let logits = self.context.get_logits_ith(-1);
-                return argmax_where(logits, fits_idx)
-                    .or_else(|| argmax(logits))
-                    .unwrap_or(0);
+                // Ascending ids, so the first of equal logits wins, as in a full-vocabulary scan.
+                let mut best: Option<(u32, f32)> = None;
+                for &token in &fitting {
+                    let logit = logits[token as usize];
+                    if best.is_none_or(|(_, best_logit)| logit > best_logit) {
+                        best = Some((token, logit));
+                    }
+                }
+                return match best {
+                    Some((token, _)) => token as Token,
+                    None => argmax(logits).unwrap_or(0),
+                };
             }
             Sampling::Chain(sampler) => sampler,
         };
-        let fits = |token: LlamaToken| fits_idx(token.0 as usize);
-        let candidates: Vec<LlamaTokenData> = self
-            .context
-            .candidates_ith(-1)
-            .filter(|candidate| fits(candidate.id()))
-            .collect();
-        if candidates.is_empty() {
+        if fitting.is_empty() {
             return sampler.sample(&self.context, -1).0;
         }
+        let candidates: Vec<LlamaTokenData> = fitting
+            .iter()
+            .map(|&token| {
+                LlamaTokenData::new(LlamaToken(token as i32), logits[token as usize], 0.0)
+            })
+            .collect();
         let mut candidates = LlamaTokenDataArray::new(candidates, false);
         candidates.apply_sampler(sampler);
         match candidates.selected_token() {
@@ -580,7 +617,7 @@ fn default_n_threads() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{argmax, argmax_where};
+    use super::argmax;
 
     #[test]
     fn argmax_takes_the_first_of_equal_maxima_and_skips_nan() {
@@ -589,11 +626,7 @@ mod tests {
         logits[70] = 5.0;
         logits[3] = f32::NAN;
         assert_eq!(argmax(&logits), Some(37));
-        assert_eq!(argmax_where(&logits, |_| true), Some(37));
-        assert_eq!(argmax_where(&logits, |idx| idx > 40), Some(70));
-        assert_eq!(argmax_where(&logits, |idx| idx == 99), Some(99));
         assert_eq!(argmax(&[f32::NEG_INFINITY, 1.0, 2.0]), Some(2));
         assert_eq!(argmax(&[f32::NAN; 5]), None);
-        assert_eq!(argmax_where(&logits, |_| false), None);
     }
 }
