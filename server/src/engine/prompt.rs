@@ -60,12 +60,12 @@ impl<C: TokenCounter + ?Sized> TokenCounter for std::sync::Arc<C> {
     }
 }
 
-/// Texts a [`CachedTokenCounter`] remembers before it starts over.
-const MAX_CACHED_TEXTS: usize = 1 << 16;
+/// Texts one generation of a [`CachedTokenCounter`] holds before it becomes the old one.
+const MAX_GENERATION_TEXTS: usize = 1 << 15;
 /// Longer texts are counted every time: they rarely repeat and would crowd the cache.
 const MAX_CACHED_TEXT_BYTES: usize = 16 * 1024;
-/// Bytes of text a [`CachedTokenCounter`] holds at most before it starts over.
-const MAX_CACHED_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of text one generation holds at most before it becomes the old one.
+const MAX_GENERATION_BYTES: usize = 2 * 1024 * 1024;
 
 /// A [`TokenCounter`] that remembers the count of every text it was asked about, keyed by the
 /// text itself (not a hash, so a count can never belong to another text).
@@ -73,52 +73,70 @@ const MAX_CACHED_BYTES: usize = 16 * 1024 * 1024;
 /// Prompt builds for successive keystrokes count mostly the same lines and definition summaries;
 /// tokenizing them again dominated the build time. Counting is a pure function of the text and
 /// the vocabulary, so a cached count is exactly the count, and prompts do not depend on what the
-/// cache holds. One cache belongs to one vocabulary: a new model gets a new counter. When it is
-/// full (65,536 texts or 16 MiB of text) the cache is emptied rather than trimmed, which is
-/// simple and keeps the bound strict.
+/// cache holds. One cache belongs to one vocabulary: a new model gets a new counter.
+///
+/// Two generations bound it: new counts go into the current one, a count found in the old one
+/// moves to the current one, and when the current one is full (32,768 texts or 2 MiB of text)
+/// it becomes the old one and the old one is dropped. What prompts keep asking for stays; the
+/// lines of an edit long past (each keystroke makes a new one) leave within two generations, so
+/// a long session's memory levels off instead of growing to a cap.
 pub struct CachedTokenCounter<C> {
     inner: C,
-    counts: dashmap::DashMap<Box<str>, u32>,
-    n_cached: std::sync::atomic::AtomicUsize,
-    n_cached_bytes: std::sync::atomic::AtomicUsize,
+    generations: std::sync::Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    current: std::collections::HashMap<Box<str>, u32>,
+    current_bytes: usize,
+    old: std::collections::HashMap<Box<str>, u32>,
+}
+
+impl Generations {
+    fn insert(&mut self, text: Box<str>, n_tokens: u32) {
+        if self.current.len() >= MAX_GENERATION_TEXTS
+            || self.current_bytes + text.len() > MAX_GENERATION_BYTES
+        {
+            self.old = std::mem::take(&mut self.current);
+            self.current_bytes = 0;
+        }
+        self.current_bytes += text.len();
+        self.current.insert(text, n_tokens);
+    }
 }
 
 impl<C: TokenCounter> CachedTokenCounter<C> {
     pub fn new(inner: C) -> CachedTokenCounter<C> {
         CachedTokenCounter {
             inner,
-            counts: dashmap::DashMap::new(),
-            n_cached: std::sync::atomic::AtomicUsize::new(0),
-            n_cached_bytes: std::sync::atomic::AtomicUsize::new(0),
+            generations: std::sync::Mutex::default(),
         }
     }
 
-    /// How many texts the cache holds now.
+    /// How many texts the cache holds now, in both generations.
     pub fn len_cached(&self) -> usize {
-        self.n_cached.load(std::sync::atomic::Ordering::Relaxed)
+        let generations = super::lock(&self.generations);
+        generations.current.len() + generations.old.len()
     }
 }
 
 impl<C: TokenCounter> TokenCounter for CachedTokenCounter<C> {
     fn count_tokens(&self, text: &str) -> usize {
-        use std::sync::atomic::Ordering;
-        if let Some(n_tokens) = self.counts.get(text) {
-            return *n_tokens as usize;
+        {
+            let mut generations = super::lock(&self.generations);
+            if let Some(&n_tokens) = generations.current.get(text) {
+                return n_tokens as usize;
+            }
+            if let Some((text, n_tokens)) = generations.old.remove_entry(text) {
+                generations.insert(text, n_tokens);
+                return n_tokens as usize;
+            }
         }
+        // Counted outside the lock: other threads' lookups need not wait for the tokenizer.
         let n_tokens = self.inner.count_tokens(text);
         if text.len() <= MAX_CACHED_TEXT_BYTES {
-            let full = self.n_cached.load(Ordering::Relaxed) >= MAX_CACHED_TEXTS
-                || self.n_cached_bytes.load(Ordering::Relaxed) + text.len() > MAX_CACHED_BYTES;
-            if full {
-                self.counts.clear();
-                self.n_cached.store(0, Ordering::Relaxed);
-                self.n_cached_bytes.store(0, Ordering::Relaxed);
-            }
             let n_stored = u32::try_from(n_tokens).unwrap_or(u32::MAX);
-            if self.counts.insert(text.into(), n_stored).is_none() {
-                self.n_cached.fetch_add(1, Ordering::Relaxed);
-                self.n_cached_bytes.fetch_add(text.len(), Ordering::Relaxed);
-            }
+            super::lock(&self.generations).insert(text.into(), n_stored);
         }
         n_tokens
     }
@@ -154,32 +172,54 @@ mod tests {
     }
 
     #[test]
-    fn long_texts_are_not_cached_and_a_full_cache_starts_over() {
+    fn long_texts_are_not_cached_and_a_full_generation_becomes_the_old_one() {
         let cached = CachedTokenCounter::new(CountingCounter::default());
         let long = "x".repeat(MAX_CACHED_TEXT_BYTES + 1);
         assert_eq!(cached.count_tokens(&long), long.len());
         assert_eq!(cached.len_cached(), 0);
-        for n in 0..MAX_CACHED_TEXTS {
+        for n in 0..MAX_GENERATION_TEXTS {
             cached.count_tokens(&n.to_string());
         }
-        assert_eq!(cached.len_cached(), MAX_CACHED_TEXTS);
+        assert_eq!(cached.len_cached(), MAX_GENERATION_TEXTS);
+        // The next text starts a new generation; the full one is kept as the old one.
         assert_eq!(cached.count_tokens("one more"), 8);
-        assert_eq!(cached.len_cached(), 1);
+        assert_eq!(cached.len_cached(), MAX_GENERATION_TEXTS + 1);
         let n_calls = cached.inner.n_calls.load(Ordering::Relaxed);
+        // A text of the old generation is still a hit, and moves to the current one.
+        assert_eq!(cached.count_tokens("7"), 1);
         assert_eq!(cached.count_tokens("one more"), 8);
         assert_eq!(cached.inner.n_calls.load(Ordering::Relaxed), n_calls);
+        // Filling the current generation drops the old one, except what moved out of it.
+        for n in 0..MAX_GENERATION_TEXTS {
+            cached.count_tokens(&format!("new {n}"));
+        }
+        assert_eq!(cached.len_cached(), MAX_GENERATION_TEXTS + 2);
+        assert_eq!(cached.count_tokens("7"), 1);
+        assert_eq!(cached.count_tokens("8"), 1);
+        assert_eq!(
+            cached.inner.n_calls.load(Ordering::Relaxed),
+            n_calls + MAX_GENERATION_TEXTS + 1
+        );
     }
 
     #[test]
-    fn a_cache_holding_too_many_bytes_starts_over() {
+    fn a_generation_holding_too_many_bytes_becomes_the_old_one() {
         let cached = CachedTokenCounter::new(CountingCounter::default());
-        let n_texts = MAX_CACHED_BYTES / MAX_CACHED_TEXT_BYTES;
+        let n_texts = MAX_GENERATION_BYTES / MAX_CACHED_TEXT_BYTES;
         for n in 0..n_texts {
             let text = format!("{n:0width$}", width = MAX_CACHED_TEXT_BYTES);
             cached.count_tokens(&text);
         }
         assert_eq!(cached.len_cached(), n_texts);
         cached.count_tokens("x");
-        assert_eq!(cached.len_cached(), 1);
+        assert_eq!(cached.len_cached(), n_texts + 1);
+        let n_calls = cached.inner.n_calls.load(Ordering::Relaxed);
+        cached.count_tokens("y");
+        for n in 0..n_texts {
+            let text = format!("{n:0width$}", width = MAX_CACHED_TEXT_BYTES);
+            cached.count_tokens(&text);
+        }
+        // The old generation's texts are hits as they move back to the current one.
+        assert_eq!(cached.inner.n_calls.load(Ordering::Relaxed), n_calls + 1);
     }
 }
