@@ -9,5 +9,6 @@ mod support;
 mod convert;
 mod dispatch;
 mod documents;
+mod postprocess;
 mod stdio_edits;
 mod transport;

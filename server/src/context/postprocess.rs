@@ -64,8 +64,8 @@ pub fn postprocess(document: &Document, cursor_byte: usize, completion: &str) ->
 /// decoding stops at the token that completes the suggestion.
 ///
 /// Only lines the model has finished count, and the line it is writing once its indentation is
-/// known (it has a character that is not a space). A reparse happens only when such a line is
-/// back at the cursor line's indentation, where a block opened on the cursor's line can close.
+/// known (it has a character that is not a space). A reparse happens only when that line is back
+/// at the cursor line's indentation, where a block opened on the cursor's line can have closed.
 pub fn suggestion_is_done(document: &Document, cursor_byte: usize, text: &str) -> bool {
     let Some(last_newline) = text.rfind('\n') else {
         return false;
@@ -101,18 +101,17 @@ pub fn suggestion_is_done(document: &Document, cursor_byte: usize, text: &str) -
     {
         return true;
     }
+    // A block the suggestion opened on the cursor's line closes at a line back at the cursor
+    // line's indentation, but only the next line shows that nothing continues it (`}` then
+    // `else {` or `;`): the line after must have begun, at that indentation or less.
     let n_cursor_indent = leading_whitespace(&line_head).len();
-    let back_at_cursor_indent = settled
-        .split('\n')
-        .skip(1)
-        .any(|line| !line.trim().is_empty() && leading_whitespace(line).len() <= n_cursor_indent);
-    if !back_at_cursor_indent {
+    let next_line_begun = settled.len() > finished.len()
+        && leading_whitespace(settled.rsplit('\n').next().unwrap_or("")).len() <= n_cursor_indent;
+    if !next_line_begun {
         return false;
     }
-    // The block's end is known once its line is finished.
-    let finished_lines = finished.as_str();
     Parsing::new(document).is_some_and(|parsing| {
-        cut_after_opened_block(&parsing, &context, finished_lines).len() < finished_lines.len()
+        cut_after_opened_block(&parsing, &context, &settled).len() < finished.len()
     })
 }
 

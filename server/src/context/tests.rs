@@ -779,9 +779,10 @@ fn done_at(document: &Document, cursor_byte: usize, completion: &str) -> Option<
         .find(|end| suggestion_is_done(document, cursor_byte, &completion[..*end]))
 }
 
-/// Generation stops on the character that settles the suggestion: the newline after a closed
-/// block, the first character of a line that leaves the cursor's block, the newline after a line
-/// repeating the one below the cursor. It does not stop while the suggestion may still grow.
+/// Generation stops on the character that settles the suggestion: the first character of the
+/// line after a closed block (which shows nothing continues it), the first character of a line
+/// that leaves the cursor's block, the newline after a line repeating the one below the cursor.
+/// It does not stop while the suggestion may still grow.
 #[test]
 fn post_generation_stops_where_the_suggestion_is_complete() {
     let cases = [
@@ -828,11 +829,11 @@ fn post_generation_stops_where_the_suggestion_is_complete() {
         report.push('\n');
     }
     expect![[r#"
-        "for item in items {\n        n += *item as u32;\n    }\n" | "    let unused = 1;\n    n"
+        "for item in items {\n        n += *item as u32;\n    }\n    l" | "et unused = 1;\n    n"
         "a + 1\n}" | "\n\nfn h() {}"
         "y += 1\n    return y\n" | "    pass"
         "for x in xs:\n        total += x\n    r" | "eturn total\n\n\ndef g():\n    pass"
-        "let x = vec![\n        1,\n        2,\n    ];\n" | "    x.len();"
+        "let x = vec![\n        1,\n        2,\n    ];\n    x" | ".len();"
         "let x = 1;\n    let y = 2;\n    let z = 3;" | (no stop)
     "#]]
     .assert_eq(&report);
