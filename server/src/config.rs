@@ -88,8 +88,10 @@ pub struct ModelConfig {
     /// Context size in tokens, shared by all slots.
     pub n_ctx: u32,
     pub n_batch: u32,
-    /// CPU threads; 0 picks the number of physical cores.
+    /// CPU threads generating tokens (one token a step); 0 picks the number of physical cores.
     pub n_threads: u32,
+    /// CPU threads evaluating prompts (many tokens a step); 0 takes `n_threads`'s value.
+    pub n_threads_batch: u32,
     /// Parallel sequences (one per recently active document).
     pub n_slots: u32,
     /// Context size in tokens for chat and code actions, which get a context of their own so
@@ -113,6 +115,7 @@ impl Default for ModelConfig {
             n_ctx: 8192,
             n_batch: 512,
             n_threads: 0,
+            n_threads_batch: 0,
             n_slots: 4,
             chat_n_ctx: 4096,
             flash_attention: FlashAttention::Auto,
@@ -332,7 +335,11 @@ mod tests {
     fn toml_file_is_read_and_validated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "[model]\nkv_cache_type = \"q8_0\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[model]\nkv_cache_type = \"q8_0\"\nn_threads = 1\nn_threads_batch = 2\n",
+        )
+        .unwrap();
         let layer = read_file_layer(&path).unwrap();
         let config = Layers {
             file: Some(layer),
@@ -341,6 +348,10 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(config.model.kv_cache_type, KvCacheType::Q8_0);
+        assert_eq!(
+            (config.model.n_threads, config.model.n_threads_batch),
+            (1, 2)
+        );
         std::fs::write(&path, "[model]\nkv_cache_type = \"q9\"\n").unwrap();
         assert!(read_file_layer(&path).is_err());
     }

@@ -272,6 +272,10 @@ impl<'m> LlamaCpp<'m> {
             0 => default_n_threads() as i32,
             n => n as i32,
         };
+        let n_threads_batch = match config.n_threads_batch {
+            0 => n_threads,
+            n => n as i32,
+        };
         // llama.cpp's `llama_flash_attn_type` values (the crate passes the raw C enum through).
         let flash = match config.flash_attention {
             FlashAttention::Auto => -1,
@@ -289,7 +293,7 @@ impl<'m> LlamaCpp<'m> {
             .with_n_ubatch(n_batch)
             .with_n_seq_max(n_seq)
             .with_n_threads(n_threads)
-            .with_n_threads_batch(n_threads)
+            .with_n_threads_batch(n_threads_batch)
             .with_flash_attention_policy(flash)
             .with_type_k(kv_type(config.kv_cache_type))
             .with_type_v(kv_type(type_v));
