@@ -421,6 +421,14 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         };
         let slot_idx = self.sessions.choose(&request.document, &rendered.tokens);
+        // Already cached (the last keystroke's prompt, a second warming): nothing to do, and
+        // placing it would take its last token back out of the cache to evaluate it again.
+        if self.sessions.slots[slot_idx]
+            .tokens
+            .starts_with(&rendered.tokens)
+        {
+            return;
+        }
         let placement = self.sessions.place(
             &mut self.backend,
             slot_idx,

@@ -402,6 +402,11 @@ fn warming_caches_the_prompt_and_the_keystroke_evaluates_one_token() {
     assert_eq!(h.shared.stats().n_tokens_warmed, 181);
     assert_eq!(h.shared.stats().n_warmings, 1);
     assert_eq!(h.shared.stats().n_completions, 0);
+    // Warming what is cached already evaluates nothing.
+    warm(&mut h, "a", "    ");
+    h.run_until_idle();
+    assert_eq!(evaluations(&h.calls()), []);
+    assert_eq!(h.shared.stats().n_warmings, 1);
 
     h.reply("t x = 2;");
     let completion = h.complete(request("a", long_prompt("    l")));
