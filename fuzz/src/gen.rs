@@ -199,6 +199,20 @@ pub fn json_value() -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// A language id and a document URI for each grammar Wellspring parses, and plain text.
+pub const LANGUAGES: &[(&str, &str)] = &[
+    ("rust", "file:///w/a.rs"),
+    ("python", "file:///w/a.py"),
+    ("javascript", "file:///w/a.js"),
+    ("typescriptreact", "file:///w/a.tsx"),
+    ("go", "file:///w/a.go"),
+    ("c", "file:///w/a.c"),
+    ("cpp", "file:///w/a.cc"),
+    ("java", "file:///w/a.java"),
+    ("lua", "file:///w/a.lua"),
+    ("plaintext", "file:///w/notes.txt"),
+];
+
 /// URIs the targets use, plus some no document has.
 pub const URIS: &[&str] = &[
     "file:///w/scratch.rs",

@@ -7,22 +7,9 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use wellspring::context::{postprocess, suggestion_is_done};
+use wellspring::context::{done_check, postprocess};
 use wellspring::docs::DocumentStore;
 use wellspring_fuzz::{fuzz, gen, Limits};
-
-const LANGUAGES: &[(&str, &str)] = &[
-    ("rust", "file:///w/a.rs"),
-    ("python", "file:///w/a.py"),
-    ("javascript", "file:///w/a.js"),
-    ("typescriptreact", "file:///w/a.tsx"),
-    ("go", "file:///w/a.go"),
-    ("c", "file:///w/a.c"),
-    ("cpp", "file:///w/a.cc"),
-    ("java", "file:///w/a.java"),
-    ("lua", "file:///w/a.lua"),
-    ("plaintext", "file:///w/notes.txt"),
-];
 
 /// What a model writes after a cursor: code, line breaks, indentation, closing brackets.
 const COMPLETION_PIECES: &[&str] = &[
@@ -70,7 +57,7 @@ struct Case {
 
 fn case() -> BoxedStrategy<Case> {
     (
-        prop::sample::select(LANGUAGES),
+        prop::sample::select(gen::LANGUAGES),
         vec(
             prop_oneof![
                 2 => gen::text_piece(),
@@ -103,13 +90,14 @@ fn run_case(case: Case) -> Result<(), TestCaseError> {
         cursor_byte -= 1;
     }
     let whole = postprocess(&document, cursor_byte, &case.completion);
+    let is_done = done_check(document.clone(), cursor_byte);
     let ends = case
         .completion
         .char_indices()
         .map(|(idx, character)| idx + character.len_utf8());
     for end in ends {
         let written = &case.completion[..end];
-        if suggestion_is_done(&document, cursor_byte, written) {
+        if is_done(written) {
             let stopped = postprocess(&document, cursor_byte, written).unwrap_or_default();
             let whole = whole.clone().unwrap_or_default();
             let agree = stopped

@@ -94,10 +94,10 @@ pub fn request_at(
         single_line,
         &config.completion,
     );
-    let document = snapshot.current.clone();
-    request.done_when = Some(DoneCheck::new(move |text| {
-        context::suggestion_is_done(&document, cursor_byte, text)
-    }));
+    request.done_when = Some(DoneCheck::new(context::done_check(
+        snapshot.current.clone(),
+        cursor_byte,
+    )));
     request
 }
 

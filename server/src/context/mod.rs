@@ -20,5 +20,5 @@ mod tests;
 
 pub use build::{build, Budget, BuiltPrompt, Section};
 pub use neighbourhood::{warm_line_counts, MAX_WARM_LINES};
-pub use postprocess::{postprocess, suggestion_is_done};
+pub use postprocess::{done_check, postprocess};
 pub use snapshot::{display_path, ContextSnapshot, RecentChunk, RecentChunks, RecentKind};

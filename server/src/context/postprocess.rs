@@ -5,6 +5,8 @@
 //!
 //! Pure, like the rest of `context/`: the document snapshot and the completion in, text out.
 
+use std::sync::{Arc, OnceLock};
+
 use ropey::Rope;
 use tree_sitter::{InputEdit, Point, Tree};
 
@@ -17,19 +19,8 @@ pub fn postprocess(document: &Document, cursor_byte: usize, completion: &str) ->
     if completion.trim().is_empty() {
         return None;
     }
-    let rope = &document.rope;
-    let cursor_byte = rope.char_to_byte(rope.byte_to_char(cursor_byte.min(rope.len_bytes())));
-    let cursor_line = rope.byte_to_line(cursor_byte);
-    let line_start = rope.line_to_byte(cursor_line);
-    let line_end = line_content_end(rope, cursor_line);
-    let line_head = slice(rope, line_start, cursor_byte);
-    let rest_of_line = slice(rope, cursor_byte, line_end);
-    let context = Context {
-        document,
-        cursor_byte,
-        line_head: &line_head,
-        rest_of_line: &rest_of_line,
-    };
+    let context = Context::at(document, cursor_byte);
+    let rest_of_line = &context.rest_of_line;
 
     let mut text = completion.replace("\r\n", "\n");
     if !rest_of_line.trim().is_empty() {
@@ -39,8 +30,8 @@ pub fn postprocess(document: &Document, cursor_byte: usize, completion: &str) ->
         }
     }
     text = fix_indentation(&context, &text);
-    text = cut_at_repeated_suffix_line(rope, cursor_line, &text);
-    text = cut_where_cursor_block_ends(&line_head, &text);
+    text = cut_at_repeated_suffix_line(&context, &text);
+    text = cut_where_cursor_block_ends(&context.line_head, &text);
     if let Some(parsing) = Parsing::new(document) {
         text = cut_after_opened_block(&parsing, &context, &text);
         text = drop_repeated_rest_of_line(&parsing, &context, &text);
@@ -57,69 +48,117 @@ pub fn postprocess(document: &Document, cursor_byte: usize, completion: &str) ->
     Some(text)
 }
 
-/// Whether `text`, what the model has written so far at `cursor_byte`, already holds the whole
-/// suggestion: `postprocess` cuts it at a line that more text cannot change (a line repeating the
-/// one below the cursor, a line leaving the cursor's block, the end of a block the suggestion
-/// opened), so every token after this one would be thrown away. Checked as tokens arrive, so
-/// decoding stops at the token that completes the suggestion.
+/// A check of what the model has written so far at `cursor_byte`: whether it already holds the
+/// whole suggestion, because `postprocess` cuts it at a line that more text cannot change (a line
+/// repeating the one below the cursor, a line leaving the cursor's block, the end of a block the
+/// suggestion opened), so every token after this one would be thrown away. Asked as tokens
+/// arrive, so decoding stops at the token that completes the suggestion.
 ///
 /// Only lines the model has finished count, and the line it is writing once its indentation is
 /// known (it has a character that is not a space). A reparse happens only when that line is back
 /// at the cursor line's indentation, where a block opened on the cursor's line can have closed.
-pub fn suggestion_is_done(document: &Document, cursor_byte: usize, text: &str) -> bool {
+/// The cursor's line is measured once, and the document's text is copied for parsing once, on
+/// the first check that needs it: the check runs between decode steps.
+pub fn done_check(
+    document: Arc<Document>,
+    cursor_byte: usize,
+) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+    let context = Context::at(&document, cursor_byte);
+    let parsing = OnceLock::new();
+    move |text| {
+        let parsing = || parsing.get_or_init(|| Parsing::new(&document)).as_ref();
+        suggestion_is_done(&context, parsing, text)
+    }
+}
+
+fn suggestion_is_done<'p>(
+    context: &Context,
+    parsing: impl FnOnce() -> Option<&'p Parsing>,
+    text: &str,
+) -> bool {
     let Some(last_newline) = text.rfind('\n') else {
         return false;
     };
-    let rope = &document.rope;
-    let cursor_byte = rope.char_to_byte(rope.byte_to_char(cursor_byte.min(rope.len_bytes())));
-    let cursor_line = rope.byte_to_line(cursor_byte);
-    let line_start = rope.line_to_byte(cursor_line);
-    let line_end = line_content_end(rope, cursor_line);
-    let line_head = slice(rope, line_start, cursor_byte);
-    let rest_of_line = slice(rope, cursor_byte, line_end);
-    if !rest_of_line.trim().is_empty() {
+    if !context.rest_of_line.trim().is_empty() {
         // Only the first line is ever kept.
         return true;
     }
-    let context = Context {
-        document,
-        cursor_byte,
-        line_head: &line_head,
-        rest_of_line: &rest_of_line,
-    };
     // Finished lines, and the line being written once its indentation is known.
-    let finished = fix_indentation(&context, &text[..=last_newline].replace("\r\n", "\n"));
+    let finished = fix_indentation(context, &text[..=last_newline].replace("\r\n", "\n"));
     let partial = &text[last_newline + 1..];
     let settled = if partial.trim().is_empty() {
         finished.clone()
     } else {
-        fix_indentation(&context, &text.replace("\r\n", "\n"))
+        fix_indentation(context, &text.replace("\r\n", "\n"))
     };
     // A line equal to the one below the cursor may still go on (`}` becoming `});`).
-    if cut_at_repeated_suffix_line(rope, cursor_line, &finished).len() < finished.len()
-        || cut_where_cursor_block_ends(&line_head, &settled).len() < settled.len()
+    if cut_at_repeated_suffix_line(context, &finished).len() < finished.len()
+        || cut_where_cursor_block_ends(&context.line_head, &settled).len() < settled.len()
     {
         return true;
     }
     // A block the suggestion opened on the cursor's line closes at a line back at the cursor
     // line's indentation, but only the next line shows that nothing continues it (`}` then
     // `else {` or `;`): the line after must have begun, at that indentation or less.
-    let n_cursor_indent = leading_whitespace(&line_head).len();
+    let n_cursor_indent = leading_whitespace(&context.line_head).len();
     let next_line_begun = settled.len() > finished.len()
         && leading_whitespace(settled.rsplit('\n').next().unwrap_or("")).len() <= n_cursor_indent;
     if !next_line_begun {
         return false;
     }
-    Parsing::new(document).is_some_and(|parsing| {
-        cut_after_opened_block(&parsing, &context, &settled).len() < finished.len()
+    parsing().is_some_and(|parsing| {
+        cut_after_opened_block(parsing, context, &settled).len() < finished.len()
     })
 }
 
-struct Context<'a> {
-    document: &'a Document,
+/// The cursor's line and what post-processing needs to know of the document around it, measured
+/// once per suggestion.
+struct Context {
     cursor_byte: usize,
-    line_head: &'a str,
-    rest_of_line: &'a str,
+    line_head: String,
+    rest_of_line: String,
+    /// Whether the document indents with tabs, and one level's width in spaces otherwise.
+    uses_tabs: bool,
+    indent_width: usize,
+    /// The cursor sits in its line's leading whitespace, at least as deep as the line above:
+    /// the suggestion's own first-line indentation would double it.
+    drop_first_line_indent: bool,
+    /// The first non-blank line below the cursor's, without its line ending.
+    next_line: Option<String>,
+}
+
+impl Context {
+    fn at(document: &Document, cursor_byte: usize) -> Context {
+        let rope = &document.rope;
+        let cursor_byte = rope.char_to_byte(rope.byte_to_char(cursor_byte.min(rope.len_bytes())));
+        let cursor_line = rope.byte_to_line(cursor_byte);
+        let line_start = rope.line_to_byte(cursor_line);
+        let line_end = line_content_end(rope, cursor_line);
+        let line_head = slice(rope, line_start, cursor_byte);
+        let drop_first_line_indent = !line_head.is_empty() && line_head.trim().is_empty() && {
+            let previous_indent = (0..cursor_line)
+                .rev()
+                .map(|line_idx| rope.line(line_idx).to_string())
+                .find(|line| !line.trim().is_empty())
+                .map(|line| leading_whitespace(&line).len())
+                .unwrap_or(0);
+            line_head.len() >= previous_indent
+        };
+        let next_line = (cursor_line + 1..rope.len_lines())
+            .map(|line_idx| rope.line(line_idx).to_string())
+            .find(|line| !line.trim().is_empty())
+            .map(|line| line.trim_end().to_owned());
+        let (uses_tabs, indent_width) = indent_style(rope);
+        Context {
+            cursor_byte,
+            rest_of_line: slice(rope, cursor_byte, line_end),
+            line_head,
+            uses_tabs,
+            indent_width,
+            drop_first_line_indent,
+            next_line,
+        }
+    }
 }
 
 fn slice(rope: &Rope, start_byte: usize, end_byte: usize) -> String {
@@ -179,21 +218,11 @@ fn indent_style(rope: &Rope) -> (bool, usize) {
 
 /// Matches the suggestion's indentation to the document: no doubled indentation when the cursor
 /// already sits in the line's leading whitespace, and tabs or spaces as the document uses them.
-fn fix_indentation(context: &Context<'_>, text: &str) -> String {
-    let rope = &context.document.rope;
-    let (uses_tabs, width) = indent_style(rope);
+fn fix_indentation(context: &Context, text: &str) -> String {
+    let (uses_tabs, width) = (context.uses_tabs, context.indent_width);
     let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
-    if !context.line_head.is_empty() && context.line_head.trim().is_empty() {
-        let cursor_line = rope.byte_to_line(context.cursor_byte);
-        let previous_indent = (0..cursor_line)
-            .rev()
-            .map(|line_idx| rope.line(line_idx).to_string())
-            .find(|line| !line.trim().is_empty())
-            .map(|line| leading_whitespace(&line).len())
-            .unwrap_or(0);
-        if context.line_head.len() >= previous_indent {
-            lines[0] = lines[0].trim_start_matches([' ', '\t']).to_owned();
-        }
+    if context.drop_first_line_indent {
+        lines[0] = lines[0].trim_start_matches([' ', '\t']).to_owned();
     }
     for line in lines.iter_mut().skip(1) {
         let indent = leading_whitespace(line).to_owned();
@@ -219,15 +248,11 @@ fn fix_indentation(context: &Context<'_>, text: &str) -> String {
 
 /// Cuts a multi-line suggestion at the first of its lines (after the first) that repeats the next
 /// non-blank line below the cursor, indentation included: the model is re-typing what is there.
-fn cut_at_repeated_suffix_line(rope: &Rope, cursor_line: usize, text: &str) -> String {
-    let next_line = (cursor_line + 1..rope.len_lines())
-        .map(|line_idx| rope.line(line_idx).to_string())
-        .find(|line| !line.trim().is_empty());
-    let Some(next_line) = next_line else {
+fn cut_at_repeated_suffix_line(context: &Context, text: &str) -> String {
+    let Some(next_line) = context.next_line.as_deref() else {
         return text.to_owned();
     };
     // Indentation counts: a `}` closing the suggestion's own block is not the `}` below.
-    let next_line = next_line.trim_end();
     let mut kept = Vec::new();
     for (line_idx, line) in text.split('\n').enumerate() {
         if line_idx > 0 && line.trim_end() == next_line {
@@ -256,22 +281,23 @@ fn cut_where_cursor_block_ends(line_head: &str, text: &str) -> String {
 }
 
 /// The document's tree and what it takes to reparse it with a suggestion inserted.
-struct Parsing<'a> {
+struct Parsing {
     language: Language,
-    tree: std::borrow::Cow<'a, Tree>,
+    /// A copy of the document's tree (trees are reference-counted, so copying is cheap).
+    tree: Tree,
     text: String,
 }
 
-impl<'a> Parsing<'a> {
-    fn new(document: &'a Document) -> Option<Parsing<'a>> {
+impl Parsing {
+    fn new(document: &Document) -> Option<Parsing> {
         let language = document.language?;
         if !document.wants_tree() {
             return None;
         }
         let text = document.rope.to_string();
         let tree = match document.tree.as_ref() {
-            Some(tree) => std::borrow::Cow::Borrowed(tree),
-            None => std::borrow::Cow::Owned(language.parser().parse(&text, None)?),
+            Some(tree) => tree.clone(),
+            None => language.parser().parse(&text, None)?,
         };
         Some(Parsing {
             language,
@@ -286,7 +312,7 @@ impl<'a> Parsing<'a> {
         new_text.push_str(&self.text[..cursor_byte]);
         new_text.push_str(inserted);
         new_text.push_str(&self.text[cursor_byte..]);
-        let mut old_tree = self.tree.as_ref().clone();
+        let mut old_tree = self.tree.clone();
         let start_position = point_of(&self.text, cursor_byte);
         old_tree.edit(&InputEdit {
             start_byte: cursor_byte,
@@ -317,7 +343,7 @@ fn point_of(text: &str, byte_idx: usize) -> Point {
 
 /// When the suggestion opens a block on the cursor's line (`if x {`, `def f():`), stops at the
 /// end of the line where that block closes.
-fn cut_after_opened_block(parsing: &Parsing<'_>, context: &Context<'_>, text: &str) -> String {
+fn cut_after_opened_block(parsing: &Parsing, context: &Context, text: &str) -> String {
     if !text.contains('\n') {
         return text.to_owned();
     }
@@ -361,7 +387,7 @@ fn cut_after_opened_block(parsing: &Parsing<'_>, context: &Context<'_>, text: &s
 
 /// Drops the end of a single-line suggestion that repeats the rest of the cursor's line (`)` or
 /// `);` the editor already has), when doing so parses at least as cleanly.
-fn drop_repeated_rest_of_line(parsing: &Parsing<'_>, context: &Context<'_>, text: &str) -> String {
+fn drop_repeated_rest_of_line(parsing: &Parsing, context: &Context, text: &str) -> String {
     let rest = context.rest_of_line.trim_end();
     if rest.trim().is_empty() || text.contains('\n') {
         return text.to_owned();
@@ -392,7 +418,7 @@ fn drop_repeated_rest_of_line(parsing: &Parsing<'_>, context: &Context<'_>, text
 
 /// If the document parses without errors but would not with the suggestion, returns the longest
 /// line-prefix of the suggestion that keeps it clean (or the suggestion when none does).
-fn shortest_clean_parse(parsing: &Parsing<'_>, context: &Context<'_>, text: &str) -> String {
+fn shortest_clean_parse(parsing: &Parsing, context: &Context, text: &str) -> String {
     if parsing.tree.root_node().has_error() || !parsing.has_errors_with(context.cursor_byte, text) {
         return text.to_owned();
     }

@@ -772,11 +772,12 @@ fn check_post(text: &str, completion: &str, expect: Expect) {
 }
 
 /// Where generation stops when the model writes `completion` one character at a time.
-fn done_at(document: &Document, cursor_byte: usize, completion: &str) -> Option<usize> {
+fn done_at(document: &Arc<Document>, cursor_byte: usize, completion: &str) -> Option<usize> {
+    let is_done = done_check(Arc::clone(document), cursor_byte);
     completion
         .char_indices()
         .map(|(idx, character)| idx + character.len_utf8())
-        .find(|end| suggestion_is_done(document, cursor_byte, &completion[..*end]))
+        .find(|end| is_done(&completion[..*end]))
 }
 
 /// Generation stops on the character that settles the suggestion: the first character of the
