@@ -95,19 +95,6 @@ fn first_difference(incremental: &Tree, fresh: &Tree) -> Option<String> {
     None
 }
 
-const LANGUAGES: &[(&str, &str)] = &[
-    ("rust", "file:///w/a.rs"),
-    ("python", "file:///w/a.py"),
-    ("javascript", "file:///w/a.js"),
-    ("typescriptreact", "file:///w/a.tsx"),
-    ("go", "file:///w/a.go"),
-    ("c", "file:///w/a.c"),
-    ("cpp", "file:///w/a.cc"),
-    ("java", "file:///w/a.java"),
-    ("lua", "file:///w/a.lua"),
-    ("plaintext", "file:///w/notes.txt"),
-];
-
 #[derive(Debug, Clone)]
 struct Case {
     language: (&'static str, &'static str),
@@ -121,7 +108,7 @@ struct Case {
 
 fn case() -> BoxedStrategy<Case> {
     (
-        prop::sample::select(LANGUAGES),
+        prop::sample::select(gen::LANGUAGES),
         prop::sample::select(vec![
             PositionEncoding::Utf8,
             PositionEncoding::Utf16,
