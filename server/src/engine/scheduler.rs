@@ -251,24 +251,15 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             Command::Chat(job) => self.chat_queue.push_back(job),
             Command::Warm(request) => {
                 // The newest position in a document is the one worth warming.
-                self.warm_queue
-                    .retain(|queued| queued.document != request.document);
-                if self
-                    .warming
-                    .as_ref()
-                    .is_some_and(|warming| warming.request.document == request.document)
-                {
-                    self.warming = None;
-                }
+                self.forget_warming(&request.document);
                 self.warm_queue.push_back(request);
             }
             Command::Cancel { document } => self.cancel_document(&document),
         }
     }
 
-    fn cancel_document(&mut self, document: &str) {
-        // A keystroke's own prompt replaces any warming of its document; what was evaluated so
-        // far stays in the slot for it to reuse.
+    /// Drops the document's warming, queued or running; what it evaluated stays in its slot.
+    fn forget_warming(&mut self, document: &str) {
         self.warm_queue.retain(|queued| queued.document != document);
         if self
             .warming
@@ -277,6 +268,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         {
             self.warming = None;
         }
+    }
+
+    fn cancel_document(&mut self, document: &str) {
+        // A keystroke's own prompt replaces any warming of its document, and reuses what it
+        // evaluated.
+        self.forget_warming(document);
         let mut n_superseded = 0;
         if self
             .running
