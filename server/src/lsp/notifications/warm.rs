@@ -6,7 +6,7 @@ use tower_lsp_server::ls_types::TextDocumentPositionParams;
 
 use crate::assist::completion;
 use crate::lsp::requests::document_at;
-use crate::lsp::requests::inline_completion::completions_wanted;
+use crate::lsp::requests::inline_completion::completion_engine;
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server, params: TextDocumentPositionParams) {
@@ -19,12 +19,7 @@ pub(crate) async fn handle(server: &Server, params: TextDocumentPositionParams) 
             return;
         }
     };
-    let config = server.state.config();
-    let Some(engine) = server
-        .state
-        .engine()
-        .filter(|_| completions_wanted(&config, &document))
-    else {
+    let Some((engine, config)) = completion_engine(server, &document) else {
         return;
     };
     let snapshot = server.state.context_snapshot(document);

@@ -16,14 +16,18 @@ use crate::lsp::convert::{self, Leniency};
 use crate::lsp::engine_loader::send_status;
 use crate::lsp::{invalid_params, Server};
 
-/// Whether completions are wanted for this document at all.
-pub(crate) fn completions_wanted(config: &Config, document: &Document) -> bool {
-    config.completion.enabled
+/// The engine to complete `document` with, and the settings it runs under; `None` when the model
+/// is not loaded or completions are off for this document.
+pub(crate) fn completion_engine(server: &Server, document: &Document) -> Option<(Engine, Config)> {
+    let config = server.state.config();
+    let wanted = config.completion.enabled
         && !config
             .completion
             .disabled_languages
             .iter()
-            .any(|language_id| language_id == &document.language_id)
+            .any(|language_id| language_id == &document.language_id);
+    let engine = server.state.engine().filter(|_| wanted)?;
+    Some((engine, config))
 }
 
 /// What a completion request works on.
@@ -43,12 +47,7 @@ pub(crate) async fn target(
 ) -> Result<Option<Target>> {
     let uri = position.text_document.uri.as_str();
     let (document, cursor_byte) = document_at(server, uri, position.position)?;
-    let config = server.state.config();
-    let Some(engine) = server
-        .state
-        .engine()
-        .filter(|_| completions_wanted(&config, &document))
-    else {
+    let Some((engine, config)) = completion_engine(server, &document) else {
         return Ok(None);
     };
     if config.completion.debounce_ms > 0 {
