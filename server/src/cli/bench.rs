@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 
 use super::complete::{simple_fim_prompt, start_engine};
 use crate::config::Config;
-use crate::engine::{ChatMessage, ChatRequest, CompletionRequest, Engine, SamplingConfig};
+use crate::engine::{
+    ChatMessage, ChatRequest, CompletionRequest, Engine, FimPrompt, SamplingConfig,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -262,8 +264,7 @@ async fn run_wellspring(
     trace: &[TracedLine],
 ) -> anyhow::Result<Vec<Sample>> {
     let document = args.file.display().to_string();
-    let budget = (config.context.budget_tokens as usize)
-        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
+    let budget = prompt_budget(config, engine, args);
     let counter = engine.token_counter();
     let mut samples = Vec::new();
     for line in trace {
@@ -282,16 +283,7 @@ async fn run_wellspring(
             typed.push(typed_char);
             let mut prompt = base.clone();
             prompt.line_head = format!("{}{typed}", line.indent);
-            let request = CompletionRequest {
-                document: document.clone(),
-                prompt,
-                max_tokens: args.n_predict,
-                single_line: false,
-                stop: Vec::new(),
-                time_budget: Duration::from_secs(600),
-                sampling: SamplingConfig::default(),
-                done_when: None,
-            };
+            let request = bench_request(document.clone(), prompt, args);
             let started = Instant::now();
             let completion = engine.complete(request).await?;
             let figures = completion.figures;
@@ -309,6 +301,28 @@ async fn run_wellspring(
     }
     eprintln!();
     Ok(samples)
+}
+
+/// Prompt tokens the trace's prompts may take: the context budget, within the slot less the
+/// tokens generated.
+fn prompt_budget(config: &Config, engine: &Engine, args: &KeystrokeArgs) -> usize {
+    (config.context.budget_tokens as usize)
+        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize))
+}
+
+/// A keystroke's request: greedy, multi-line, exactly `n_predict` tokens unless the model ends,
+/// no stop strings or done check, and no deadline that could cut a slow machine's answer.
+fn bench_request(document: String, prompt: FimPrompt, args: &KeystrokeArgs) -> CompletionRequest {
+    CompletionRequest {
+        document,
+        prompt,
+        max_tokens: args.n_predict,
+        single_line: false,
+        stop: Vec::new(),
+        time_budget: Duration::from_secs(600),
+        sampling: SamplingConfig::default(),
+        done_when: None,
+    }
 }
 
 /// One opening of a file: the first keystroke's latency, cold and after warming.
@@ -332,8 +346,7 @@ async fn first_keystrokes(
     args: &KeystrokeArgs,
     trace: &[TracedLine],
 ) -> anyhow::Result<Vec<Opening>> {
-    let budget = (config.context.budget_tokens as usize)
-        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
+    let budget = prompt_budget(config, engine, args);
     let counter = engine.token_counter();
     let mut openings = Vec::new();
     let mut n_opened = 0;
@@ -355,16 +368,11 @@ async fn first_keystrokes(
                 counter.as_ref(),
             )?
             .prompt;
-            Ok(CompletionRequest {
-                document: format!("{}#{n_opened}", args.file.display()),
+            Ok(bench_request(
+                format!("{}#{n_opened}", args.file.display()),
                 prompt,
-                max_tokens: args.n_predict,
-                single_line: false,
-                stop: Vec::new(),
-                time_budget: Duration::from_secs(600),
-                sampling: SamplingConfig::default(),
-                done_when: None,
-            })
+                args,
+            ))
         };
         let keystroke = |mut request: CompletionRequest| {
             request.prompt.line_head = format!("{}{first_char}", line.indent);
