@@ -364,22 +364,31 @@ async fn chat_streams_follows_grammars_and_stops_when_cancelled() {
     assert_eq!(engine.stats().n_abandoned, 1);
 }
 
+/// The tiny model, loaded directly, for tests of the llama.cpp backend itself.
+fn tiny_model() -> llama_cpp_2::model::LlamaModel {
+    super::backend::llama::load_model(&test_model(), &test_config(), None)
+        .expect("the tiny model loads")
+}
+
+/// A backend of one 512-token sequence on `model`.
+fn one_sequence(model: &llama_cpp_2::model::LlamaModel) -> super::backend::llama::LlamaCpp<'_> {
+    let shape = super::backend::llama::ContextShape {
+        n_ctx: 512,
+        n_seq: 1,
+        n_ctx_setting: "model.n_ctx",
+    };
+    super::backend::llama::LlamaCpp::new(model, &test_config(), shape).expect("a context")
+}
+
 /// Token healing on the real vocabulary: whatever the (random) logits say, the token picked
 /// under a prefix starts with that prefix or is a start of it, for a prefix that is one token
 /// (`uint`) and one that several tokens could begin (`ui`).
 #[test]
 fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
-    use super::backend::llama::{load_model, ContextShape, LlamaCpp};
     use super::backend::Backend;
 
-    let config = test_config();
-    let model = load_model(&test_model(), &config, None).expect("the tiny model loads");
-    let shape = ContextShape {
-        n_ctx: 512,
-        n_seq: 1,
-        n_ctx_setting: "model.n_ctx",
-    };
-    let mut backend = LlamaCpp::new(&model, &config, shape).expect("a context");
+    let model = tiny_model();
+    let mut backend = one_sequence(&model);
     let prompt = backend.tokenize("fn main() {\n    let x: ", false);
     backend.evaluate(0, 0, &prompt).expect("evaluates");
     for prefix in ["uint", "ui", " x"] {
@@ -415,18 +424,12 @@ fn sampling_under_a_prefix_only_picks_tokens_that_fit_it() {
 /// greedy sampler picks, with and without a healing prefix, at every step of a generation.
 #[test]
 fn the_greedy_fast_path_picks_what_llama_cpp_picks() {
-    use super::backend::llama::{load_model, ContextShape, LlamaCpp, Sampling};
+    use super::backend::llama::Sampling;
     use super::backend::Backend;
     use llama_cpp_2::sampling::LlamaSampler;
 
-    let config = test_config();
-    let model = load_model(&test_model(), &config, None).expect("the tiny model loads");
-    let shape = ContextShape {
-        n_ctx: 512,
-        n_seq: 1,
-        n_ctx_setting: "model.n_ctx",
-    };
-    let mut backend = LlamaCpp::new(&model, &config, shape).expect("a context");
+    let model = tiny_model();
+    let mut backend = one_sequence(&model);
     let mut tokens = backend.tokenize("fn main() {\n    let total = ", false);
     backend.evaluate(0, 0, &tokens).expect("evaluates");
     let mut fast = backend
