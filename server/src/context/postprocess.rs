@@ -57,17 +57,19 @@ pub fn postprocess(document: &Document, cursor_byte: usize, completion: &str) ->
 /// Only lines the model has finished count, and the line it is writing once its indentation is
 /// known (it has a character that is not a space). A reparse happens only when that line is back
 /// at the cursor line's indentation, where a block opened on the cursor's line can have closed.
-/// The cursor's line is measured once, and the document's text is copied for parsing once, on
-/// the first check that needs it: the check runs between decode steps.
+/// The cursor's line is measured on the first check and the document's text copied for parsing on
+/// the first check that needs it, once each: the check runs between decode steps, and a request
+/// answered without reaching a line end (most keystrokes) pays nothing.
 pub fn done_check(
     document: Arc<Document>,
     cursor_byte: usize,
 ) -> impl Fn(&str) -> bool + Send + Sync + 'static {
-    let context = Context::at(&document, cursor_byte);
+    let context = OnceLock::new();
     let parsing = OnceLock::new();
     move |text| {
+        let context = context.get_or_init(|| Context::at(&document, cursor_byte));
         let parsing = || parsing.get_or_init(|| Parsing::new(&document)).as_ref();
-        suggestion_is_done(&context, parsing, text)
+        suggestion_is_done(context, parsing, text)
     }
 }
 
