@@ -183,11 +183,13 @@ async function main() {
     await page.locator(".editor-instance .monaco-editor .view-lines").first().waitFor({ timeout: seconds(20) });
   });
 
-  const status = page.locator('.statusbar-item[aria-label^="Wellspring"]');
+  // The extension's own item; the workbench's progress item ("Wellspring: loading the model") shares the label's start.
+  const ownItem = '.statusbar-item[id$="wellspring.status"]';
+  const status = page.locator(ownItem);
   await step("extension activates and the server answers (status bar)", async () => {
     await status.waitFor({ timeout: seconds(60) });
     // "starting" until the server answers wellspring/serverInfo, "loading" until the model is in.
-    await page.locator('.statusbar-item[aria-label^="Wellspring ready"]').waitFor({ timeout: seconds(120) }).catch(async () => {
+    await page.locator(`${ownItem}[aria-label^="Wellspring ready"]`).waitFor({ timeout: seconds(120) }).catch(async () => {
       throw new Error(`status bar says ${JSON.stringify(await status.getAttribute("aria-label"))}, not ready`);
     });
     await screenshot("1-ready");
@@ -361,7 +363,7 @@ async function main() {
     await row.waitFor({ timeout: seconds(10) });
     await row.click();
     await until(() => starts() > before, "the restarted server did not answer wellspring/serverInfo", seconds(30));
-    await page.locator('.statusbar-item[aria-label^="Wellspring ready"]').waitFor({ timeout: seconds(60) }).catch(async () => {
+    await page.locator(`${ownItem}[aria-label^="Wellspring ready"]`).waitFor({ timeout: seconds(60) }).catch(async () => {
       throw new Error(`after the restart the status bar says ${JSON.stringify(await status.getAttribute("aria-label"))}`);
     });
   });
