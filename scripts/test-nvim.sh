@@ -60,14 +60,17 @@ failed=()
 for test in "$repo"/tests/editors/nvim/test_*.lua; do
   name="$(basename "$test" .lua)"
   [[ -z "$filter" || "$name" == *"$filter"* ]] || continue
+  # Each test gets a shared engine of its own, which exits once this folder is removed.
+  runtime="$(mktemp -d)"
   # The harness bounds every wait itself; this outer limit only catches a wedged Neovim.
-  if timeout 600 "$nvim_bin" --headless -u NONE -i NONE -n -l "$test"; then
+  if XDG_RUNTIME_DIR="$runtime" timeout 600 "$nvim_bin" --headless -u NONE -i NONE -n -l "$test"; then
     n_passed=$((n_passed + 1))
   else
     echo "test-nvim: $name FAILED" >&2
     n_failed=$((n_failed + 1))
     failed+=("$name")
   fi
+  rm -rf "$runtime"
 done
 
 if ((n_passed + n_failed == 0)); then

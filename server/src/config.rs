@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,40 @@ pub struct Config {
     pub completion: CompletionConfig,
     pub context: ContextConfig,
     pub chat: ChatConfig,
+    pub engine: EngineConfig,
     pub log: LogConfig,
+}
+
+/// Where the engine (the model, its KV cache and the scheduler) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineMode {
+    /// One engine process per user and model configuration, shared by every editor window
+    /// through a Unix socket; the first window starts it and it exits when idle.
+    Shared,
+    /// Inside this language server process, for this window alone.
+    InProcess,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    pub mode: EngineMode,
+    /// A shared engine exits this long after its last client left.
+    pub idle_exit_seconds: u64,
+    /// Where shared engines put their sockets and logs; empty: `$XDG_RUNTIME_DIR/wellspring`,
+    /// else `/tmp/wellspring-$UID`.
+    pub socket_dir: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            mode: EngineMode::Shared,
+            idle_exit_seconds: 300,
+            socket_dir: String::new(),
+        }
+    }
 }
 
 /// Code actions and chat.
@@ -59,7 +92,7 @@ impl Default for ChatConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvCacheType {
     F16,
@@ -67,7 +100,7 @@ pub enum KvCacheType {
     Q4_0,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlashAttention {
     Auto,
@@ -76,7 +109,7 @@ pub enum FlashAttention {
 }
 
 /// Which model to load and how to run it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// A GGUF path, `hf:OWNER/REPO/FILE.gguf`, `ollama:NAME[:TAG]` or a built-in name.

@@ -64,6 +64,8 @@ enum Command {
     Complete(wellspring::cli::complete::Args),
     /// Measure latency and cache reuse.
     Bench(wellspring::cli::bench::Args),
+    /// Run the shared engine (the model, shared by every editor window) in the foreground.
+    Engine(wellspring::cli::engine::Args),
 }
 
 impl GlobalArgs {
@@ -168,6 +170,7 @@ fn main() -> anyhow::Result<()> {
         Command::Complete(args) => {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
+        Command::Engine(args) => runtime.block_on(wellspring::cli::engine::run(&config, args))?,
         Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
             &config,
             args,

@@ -12,4 +12,5 @@ mod features;
 mod lifecycle;
 mod privacy;
 mod real_model;
+mod shared_engine;
 mod sync;

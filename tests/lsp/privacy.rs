@@ -54,6 +54,9 @@ fn a_whole_editing_session_with_a_local_model_connects_to_nothing() {
             "model": {"path": tiny_model(), "n_ctx": 2048, "n_slots": 2},
             "completion": {"max_tokens": 8},
             "chat": {"max_tokens": 12, "max_edit_tokens": 16, "resolve_timeout_ms": 0},
+            // The shared engine runs under the tracer too, which waits for it: it leaves a
+            // second after this server does.
+            "engine": {"idle_exit_seconds": 1},
         }))
         .capabilities(
             json!({"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]}}}}),

@@ -109,6 +109,9 @@ impl TestServerBuilder {
             .arg(&log_path)
             .env("WELLSPRING_LOG", "debug")
             .env("XDG_CONFIG_HOME", log_dir.path())
+            // Each test server gets shared engines of its own; they exit once this directory
+            // (and their socket in it) is gone.
+            .env("XDG_RUNTIME_DIR", log_dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);

@@ -50,7 +50,7 @@ export function deactivate(): Thenable<void> | undefined {
 }
 
 // VS Code setting → [section, key] of the server's config (docs/configuration.md).
-const SETTINGS: [string, "model" | "completion", string][] = [
+const SETTINGS: [string, "model" | "completion" | "engine", string][] = [
   ["model.path", "model", "path"],
   ["model.chatPath", "model", "chat_path"],
   ["model.nGpuLayers", "model", "n_gpu_layers"],
@@ -59,6 +59,7 @@ const SETTINGS: [string, "model" | "completion", string][] = [
   ["completion.maxTokens", "completion", "max_tokens"],
   ["completion.debounceMs", "completion", "debounce_ms"],
   ["completion.disabledLanguages", "completion", "disabled_languages"],
+  ["engine.mode", "engine", "mode"],
 ];
 // Settings sent so far: once a setting has been sent, resetting it sends the default, so the
 // server does not keep the old value.
@@ -219,8 +220,12 @@ async function healthCheck(): Promise<void> {
       : info.chatModelState === "loading" ? ", chat model loading"
       : info.chatModelState === "unavailable" ? `, chat model unavailable (${info.chatModelError})`
       : "";
+    const engine =
+      info.engine?.mode === "shared"
+        ? `, shared engine (pid ${info.engine.pid}, ${info.engine.clients} window${info.engine.clients === 1 ? "" : "s"})`
+        : "";
     void vscode.window.showInformationMessage(
-      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}${chat}; ` +
+      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}${engine}${chat}; ` +
         `${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`,
     );
   } catch (error) {

@@ -12,6 +12,7 @@ export interface Settings {
     debounce_ms?: number;
     disabled_languages?: string[];
   };
+  engine?: { mode?: "shared" | "in_process" };
 }
 
 export type ServerState = "loading" | "ready" | "busy" | "error" | "disabled";
@@ -47,6 +48,16 @@ export interface ServerInfoResult {
   /** Why the separate chat model is unavailable. */
   chatModelError: string | null;
   backend: string;
+  /** Where the model runs; null while no engine runs. */
+  engine: {
+    /** "shared": one engine process for every window; "in_process": inside this server. */
+    mode: "shared" | "in_process";
+    /** The process holding the model; windows sharing an engine report the same. */
+    pid: number;
+    socket: string | null;
+    /** Language servers using the engine now. */
+    clients: number;
+  } | null;
 }
 
 /** Client → server health check. */

@@ -37,6 +37,9 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "wellspring-vscode-"));
 const workspace = path.join(tmp, "workspace");
 const userData = path.join(tmp, "user-data");
 const extensions = path.join(tmp, "extensions");
+// The shared engine's socket and log go here: an engine of this test's own, gone with the folder.
+const runtime = path.join(tmp, "runtime");
+fs.mkdirSync(runtime, { mode: 0o700 });
 fs.mkdirSync(artifacts, { recursive: true });
 fs.mkdirSync(workspace);
 fs.mkdirSync(path.join(userData, "User"), { recursive: true });
@@ -95,7 +98,7 @@ function codeServerArgs(...rest) {
 function startCodeServer() {
   const args = codeServerArgs("--auth", "none", "--bind-addr", "127.0.0.1:0", "--disable-telemetry", "--disable-update-check",
     "--disable-workspace-trust", "--disable-getting-started-override", workspace);
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: runtime } });
   children.push(child);
   const logFile = fs.createWriteStream(path.join(artifacts, "code-server.log"));
   return new Promise((resolve, reject) => {
@@ -129,7 +132,7 @@ async function screenshot(name) {
   if (page) await page.screenshot({ path: path.join(artifacts, `${name}.png`) }).catch(() => {});
 }
 
-/** The extension's log (server stderr and the LSP trace), from code-server's log folder. */
+/** The extension's log (server stderr and the LSP trace) from code-server's log folder, and the shared engine's log. */
 function wellspringLog() {
   const found = [];
   const walk = (dir) => {
@@ -140,6 +143,10 @@ function wellspringLog() {
     }
   };
   if (fs.existsSync(path.join(userData, "logs"))) walk(path.join(userData, "logs"));
+  const engines = path.join(runtime, "wellspring");
+  if (fs.existsSync(engines)) {
+    for (const name of fs.readdirSync(engines)) if (name.endsWith(".log")) found.push(path.join(engines, name));
+  }
   return found.map((f) => fs.readFileSync(f, "utf8")).join("\n");
 }
 

@@ -386,7 +386,7 @@ async fn first_keystrokes(
 
         let warmed = open(true)?;
         let warm_started = Instant::now();
-        let n_warmings_before = engine.stats().n_warmings;
+        let n_warmings_before = engine.stats().await.n_warmings;
         engine.warm(warmed.clone());
         wait_for_warming(engine, n_warmings_before).await;
         let warming_ms = warm_started.elapsed().as_secs_f64() * 1000.0;
@@ -410,7 +410,7 @@ async fn first_keystrokes(
 /// has passed).
 async fn wait_for_warming(engine: &Engine, n_warmings_before: u64) {
     let started = Instant::now();
-    while engine.stats().n_warmings == n_warmings_before
+    while engine.stats().await.n_warmings == n_warmings_before
         && started.elapsed() < Duration::from_secs(60)
     {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -105,6 +105,8 @@ struct Connection {
     stdin: Option<ChildStdin>,
     messages: Receiver<Value>,
     next_id: i64,
+    /// The shared engine's process, when the model runs in one.
+    engine_pid: Option<u32>,
 }
 
 impl Connection {
@@ -131,6 +133,7 @@ impl Connection {
             child,
             messages,
             next_id: 1,
+            engine_pid: None,
         };
         let id = connection.request(
             "initialize",
@@ -151,6 +154,13 @@ impl Connection {
                 Some("ready") => Ok(()),
                 _ => bail!("the model did not load: {}", status["params"]["message"]),
             })?;
+        let id = connection.request("wellspring/serverInfo", Value::Null);
+        let info = connection
+            .wait_for(|message| message["id"] == id && message.get("method").is_none())?;
+        connection.engine_pid = info["result"]["engine"]["pid"]
+            .as_u64()
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid != connection.child.id());
         Ok(connection)
     }
 
@@ -204,13 +214,22 @@ impl Connection {
         }
     }
 
+    /// The server's resident memory, and its shared engine's.
     fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        let server = process_rss_kib(self.child.id())?;
+        match self.engine_pid {
+            Some(pid) => Some(server + process_rss_kib(pid)?),
+            None => Some(server),
+        }
     }
+}
+
+fn process_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Reads one LSP message (`Content-Length` framing) off a byte stream; `None` at its end or on
@@ -283,11 +302,14 @@ fn slope_per_ten_minutes(samples: &[(f64, f64)]) -> Option<f64> {
 
 pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("cannot find the wellspring binary")?;
+    let socket_dir = std::env::temp_dir().join(format!("wellspring-soak-{}", std::process::id()));
     let options = json!({
         "model": {"path": config.model.path, "n_ctx": config.model.n_ctx, "n_slots": config.model.n_slots},
         "completion": {"max_tokens": config.completion.max_tokens.min(16)},
         "chat": {"max_tokens": 32, "max_edit_tokens": 32, "resolve_timeout_ms": 0},
         "context": {"index_workspace": false},
+        // An engine of the soak's own (the servers it starts share it), never an editor's.
+        "engine": {"socket_dir": socket_dir, "idle_exit_seconds": 2},
     });
     let mut server = Connection::start(&binary, &options)?;
     let mut rng = Rng(0x5eed_cafe_f00d);
@@ -366,7 +388,7 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
         }
         n_keystrokes += 1;
 
-        if n_keystrokes % 25 == 0 {
+        if n_keystrokes.is_multiple_of(25) {
             let line = rng.below(100);
             let range = json!({"start": {"line": line, "character": 0}, "end": {"line": line + 2, "character": 0}});
             let id = server.request(
@@ -375,7 +397,9 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
             );
             pending.insert(id, Kind::CodeActions);
         }
-        if n_keystrokes % 100 == 0 && !pending.values().any(|pending| *pending == Kind::Chat) {
+        if n_keystrokes.is_multiple_of(100)
+            && !pending.values().any(|pending| *pending == Kind::Chat)
+        {
             let range =
                 json!({"start": {"line": 0, "character": 0}, "end": {"line": 3, "character": 0}});
             let id = server.request(
@@ -469,6 +493,7 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
     server.notify("exit", Value::Null);
     drop(server.stdin.take());
     let _ = server.child.wait();
+    let _ = std::fs::remove_dir_all(&socket_dir);
 
     // Warm-up: the first fifth of the run (caches and the KV slots fill then).
     let warm_from = args.seconds as f64 / 5.0;
@@ -486,6 +511,8 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
         documents.len(),
         config.model.path
     );
+    println!();
+    println!("RSS: the language server's and its shared engine's, together.");
     println!();
     println!("| time s | RSS MiB |");
     println!("|---:|---:|");

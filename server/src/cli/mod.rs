@@ -5,5 +5,6 @@ pub mod bench_context;
 pub mod bench_quality;
 pub mod bench_soak;
 pub mod complete;
+pub mod engine;
 pub mod model;
 pub mod prompt;

@@ -103,7 +103,7 @@ async fn keystroke_after_a_completion_reuses_the_cache() {
         "{figures:?}"
     );
     assert_eq!(figures.n_reused + figures.n_evaluated, figures.n_prompt);
-    assert_eq!(engine.stats().n_completions, 2);
+    assert_eq!(engine.stats().await.n_completions, 2);
 }
 
 #[tokio::test]
@@ -361,7 +361,7 @@ async fn chat_streams_follows_grammars_and_stops_when_cancelled() {
         .await
         .unwrap();
     assert!(completion.figures.n_generated >= 1);
-    assert_eq!(engine.stats().n_abandoned, 1);
+    assert_eq!(engine.stats().await.n_abandoned, 1);
 }
 
 /// The tiny model, loaded directly, for tests of the llama.cpp backend itself.

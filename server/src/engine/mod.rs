@@ -18,6 +18,7 @@ mod memory;
 mod prompt;
 mod render;
 mod scheduler;
+pub mod service;
 mod session;
 mod thread;
 pub mod vocab;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub use llama_log::LlamaErrors;
@@ -34,7 +36,7 @@ pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCo
 use crate::config::{CompletionConfig, ModelConfig};
 use scheduler::{ChatJob, Command, CompletionJob, Shared};
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
     #[error("model file {} does not exist", .0.display())]
     ModelNotFound(PathBuf),
@@ -119,7 +121,7 @@ impl PartialEq for ChatModelResolver {
 impl Eq for ChatModelResolver {}
 
 /// Where a separate chat model stands, for `wellspring/serverInfo`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ChatModelState {
     /// Chat runs on the completion model.
     #[default]
@@ -131,7 +133,7 @@ pub enum ChatModelState {
 }
 
 /// How the next token is picked. Temperature 0 means greedy decoding.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SamplingConfig {
     pub temperature: f32,
     pub top_k: i32,
@@ -162,7 +164,7 @@ impl From<&CompletionConfig> for SamplingConfig {
 }
 
 /// One fill-in-the-middle completion.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionRequest {
     /// Names the document (its URI); a newer request for the same document replaces this one.
     pub document: String,
@@ -177,6 +179,8 @@ pub struct CompletionRequest {
     pub sampling: SamplingConfig,
     /// Says whether the text so far is already the whole suggestion (post-processing would cut
     /// everything after it); generation then stops at that token.
+    /// Asked in the caller's process: a shared engine sends the text back for the verdict.
+    #[serde(skip)]
     pub done_when: Option<DoneCheck>,
 }
 
@@ -225,7 +229,7 @@ impl CompletionRequest {
 }
 
 /// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopReason {
     EndOfGeneration,
     EndOfLine,
@@ -245,7 +249,7 @@ pub enum StopReason {
 }
 
 /// What one completion cost.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionFigures {
     /// Tokens in the rendered prompt.
     pub n_prompt: u32,
@@ -266,7 +270,7 @@ pub struct CompletionFigures {
     pub truncated: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     /// Text to insert at the cursor.
     pub text: String,
@@ -276,14 +280,14 @@ pub struct Completion {
     pub figures: CompletionFigures,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
     pub content: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: u32,
@@ -292,7 +296,7 @@ pub struct ChatRequest {
     pub sampling: SamplingConfig,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatOutcome {
     /// The whole answer (the concatenation of the deltas sent).
     pub text: String,
@@ -306,7 +310,7 @@ pub struct ChatOutcome {
 }
 
 /// Counters since the engine started, and the figures of the latest completions.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineStats {
     pub n_completions: u64,
     pub n_served_without_inference: u64,
@@ -346,21 +350,45 @@ impl EngineStats {
     }
 }
 
-/// A handle on the engine thread; clones share it. The thread stops when the last handle is
-/// dropped.
+/// A handle on the engine; clones share it. The engine runs on a thread of this process (it stops
+/// when the last handle is dropped) or in a shared engine process reached through a socket.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    commands: std::sync::mpsc::Sender<Command>,
-    shared: Arc<Shared>,
+    runs: Runs,
     caps: ModelCaps,
     token_counter: Arc<dyn TokenCounter>,
     backend_name: String,
     model_path: PathBuf,
     n_ctx_chat: u32,
+}
+
+enum Runs {
+    /// On a thread of this process.
+    InProcess {
+        commands: std::sync::mpsc::Sender<Command>,
+        shared: Arc<Shared>,
+    },
+    /// In a shared engine process.
+    Shared(service::Remote),
+}
+
+/// Which engine a handle talks to, for `wellspring/serverInfo`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineInfo {
+    /// `in_process` or `shared`.
+    pub mode: &'static str,
+    /// The process running the model.
+    pub pid: u32,
+    /// The shared engine's socket.
+    pub socket: Option<PathBuf>,
+    /// Language servers using the engine (1 in process).
+    pub n_clients: u32,
+    pub chat_model_state: ChatModelState,
+    pub stats: EngineStats,
 }
 
 /// What the engine thread reports once its model is loaded.
@@ -417,8 +445,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
-                commands,
-                shared,
+                runs: Runs::InProcess { commands, shared },
                 caps: started.caps,
                 token_counter: started.token_counter,
                 backend_name: started.backend_name,
@@ -428,20 +455,52 @@ impl Engine {
         }
     }
 
+    /// Connects to the shared engine for this configuration (starting it when none runs) and
+    /// returns once its model is loaded, reporting the load's progress.
+    pub async fn connect_shared(
+        launch: &service::Launch<'_>,
+        on_progress: Option<Box<dyn FnMut(f32) + Send>>,
+    ) -> Result<Engine, Error> {
+        let remote = service::connect_or_start(launch, on_progress).await?;
+        Engine::from_remote(remote).await
+    }
+
+    /// Connects to the engine listening at `socket`.
+    pub async fn connect(socket: &Path) -> Result<Engine, Error> {
+        Engine::from_remote(service::connect(socket, None).await?).await
+    }
+
+    async fn from_remote(remote: service::Remote) -> Result<Engine, Error> {
+        // Learns the chat model's state before anyone asks.
+        remote.info().await?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                caps: remote.facts.caps.clone(),
+                token_counter: remote.token_counter.clone(),
+                backend_name: remote.facts.backend_name.clone(),
+                model_path: remote.facts.model_path.clone(),
+                n_ctx_chat: remote.facts.n_ctx_chat,
+                runs: Runs::Shared(remote),
+            }),
+        })
+    }
+
     /// Completes `request`. A newer request for the same document makes this one return
     /// `Error::Superseded`; dropping the future stops the work at the next decode step. When the
     /// user has typed the start of the document's last suggestion, the rest of it comes back at
     /// once, without inference.
     pub async fn complete(&self, request: CompletionRequest) -> Result<Completion, Error> {
+        let (commands, shared) = match &self.inner.runs {
+            Runs::InProcess { commands, shared } => (commands, shared),
+            Runs::Shared(remote) => return remote.complete(request).await,
+        };
         let submitted_at = Instant::now();
-        let typed_ahead = self
-            .inner
-            .shared
+        let typed_ahead = shared
             .typed_ahead()
             .lookup(&request.document, &request.prompt);
         if let Some(text) = typed_ahead {
             // Latest wins here too: whatever still runs for this document is stale.
-            let _ = self.inner.commands.send(Command::Cancel {
+            let _ = commands.send(Command::Cancel {
                 document: request.document.clone(),
             });
             let completion = Completion {
@@ -462,10 +521,10 @@ impl Engine {
                 },
             };
             tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
-            self.inner.shared.stats().record(&completion.figures);
+            shared.stats().record(&completion.figures);
             return Ok(completion);
         }
-        self.submit(|reply| {
+        submit(commands, |reply| {
             Command::Complete(CompletionJob {
                 request,
                 reply,
@@ -483,27 +542,19 @@ impl Engine {
         request: ChatRequest,
         deltas: mpsc::UnboundedSender<String>,
     ) -> Result<ChatOutcome, Error> {
-        self.submit(|reply| {
-            Command::Chat(ChatJob {
-                request,
-                deltas,
-                reply,
-            })
-        })
-        .await
-    }
-
-    /// Sends a command carrying a reply channel to the engine thread and waits for the answer.
-    async fn submit<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
-    ) -> Result<T, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .commands
-            .send(command(reply))
-            .map_err(|_| Error::Stopped)?;
-        answer.await.map_err(|_| Error::Stopped)?
+        match &self.inner.runs {
+            Runs::InProcess { commands, .. } => {
+                submit(commands, |reply| {
+                    Command::Chat(ChatJob {
+                        request,
+                        deltas,
+                        reply,
+                    })
+                })
+                .await
+            }
+            Runs::Shared(remote) => remote.chat(request, deltas).await,
+        }
     }
 
     pub fn caps(&self) -> ModelCaps {
@@ -520,8 +571,41 @@ impl Engine {
         self.inner.n_ctx_chat
     }
 
-    pub fn stats(&self) -> EngineStats {
-        self.inner.shared.stats().clone()
+    /// The engine's counters; a shared engine's count every client's work.
+    pub async fn stats(&self) -> EngineStats {
+        match &self.inner.runs {
+            Runs::InProcess { shared, .. } => shared.stats().clone(),
+            Runs::Shared(remote) => remote
+                .info()
+                .await
+                .map(|info| info.stats)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Which engine this is and how it is doing.
+    pub async fn info(&self) -> Result<EngineInfo, Error> {
+        match &self.inner.runs {
+            Runs::InProcess { shared, .. } => Ok(EngineInfo {
+                mode: "in_process",
+                pid: std::process::id(),
+                socket: None,
+                n_clients: 1,
+                chat_model_state: shared.chat_model_state(),
+                stats: shared.stats().clone(),
+            }),
+            Runs::Shared(remote) => {
+                let live = remote.info().await?;
+                Ok(EngineInfo {
+                    mode: "shared",
+                    pid: remote.facts.pid,
+                    socket: Some(remote.socket.clone()),
+                    n_clients: live.n_clients,
+                    chat_model_state: live.chat_model_state,
+                    stats: live.stats,
+                })
+            }
+        }
     }
 
     /// Evaluates the prompt `request` would use into a slot while the engine has nothing else to
@@ -529,12 +613,22 @@ impl Engine {
     /// preempt it; a newer warming or completion for the same document replaces it. Returns at
     /// once.
     pub fn warm(&self, request: CompletionRequest) {
-        let _ = self.inner.commands.send(Command::Warm(request));
+        match &self.inner.runs {
+            Runs::InProcess { commands, .. } => {
+                let _ = commands.send(Command::Warm(request));
+            }
+            Runs::Shared(remote) => remote.warm(request),
+        }
     }
 
     /// Counts generated tokens that the caller's post-processing threw away.
     pub fn record_discarded(&self, n_tokens: u32) {
-        self.inner.shared.stats().n_tokens_discarded += u64::from(n_tokens);
+        match &self.inner.runs {
+            Runs::InProcess { shared, .. } => {
+                shared.stats().n_tokens_discarded += u64::from(n_tokens);
+            }
+            Runs::Shared(remote) => remote.record_discarded(n_tokens),
+        }
     }
 
     /// "cpu", or the GPU backend in use ("cuda", "metal", "vulkan", …).
@@ -547,8 +641,30 @@ impl Engine {
     }
 
     pub fn chat_model_state(&self) -> ChatModelState {
-        self.inner.shared.chat_model_state()
+        match &self.inner.runs {
+            Runs::InProcess { shared, .. } => shared.chat_model_state(),
+            Runs::Shared(remote) => remote.chat_model_state(),
+        }
     }
+
+    /// Resolves when the engine is gone for good (a shared engine's process ended or its
+    /// connection broke), with the reason; never for an engine in this process.
+    pub async fn stopped(&self) -> String {
+        match &self.inner.runs {
+            Runs::InProcess { .. } => std::future::pending().await,
+            Runs::Shared(remote) => remote.closed().await,
+        }
+    }
+}
+
+/// Sends a command carrying a reply channel to the engine thread and waits for the answer.
+async fn submit<T>(
+    commands: &std::sync::mpsc::Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+) -> Result<T, Error> {
+    let (reply, answer) = oneshot::channel();
+    commands.send(command(reply)).map_err(|_| Error::Stopped)?;
+    answer.await.map_err(|_| Error::Stopped)?
 }
 
 fn millis(duration: Duration) -> f64 {

@@ -3,7 +3,7 @@
 //! and the engine (which tokenizes and evaluates them); neither side reaches past them.
 
 /// A piece of context from elsewhere (another file, a definition, a recent edit).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContextChunk {
     /// Where the text comes from, relative to the workspace root when it has one.
     pub path: String,
@@ -20,7 +20,7 @@ pub struct ContextChunk {
 /// then `<|file_sep|>{path}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{line_head}`.
 /// The line being typed (`line_head`) comes last, after the middle token, so a keystroke on it
 /// appends to the prompt instead of invalidating the KV cache of everything after the prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FimPrompt {
     pub repo_name: Option<String>,
     /// Most stable first: chunks early in the list should change least between requests.
@@ -36,7 +36,7 @@ pub struct FimPrompt {
 }
 
 /// What prompt builders need to know about the loaded model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelCaps {
     /// The model has FIM prefix/suffix/middle tokens; without them prompts are prefix-only.
     pub has_fim: bool,

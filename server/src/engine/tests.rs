@@ -786,7 +786,7 @@ async fn typing_into_the_suggestion_is_served_without_inference() {
     assert!(!other.figures.served_without_inference);
     // The cache holds the prompt and the suggestion, and " = " of the new line head matches it.
     assert_eq!(evaluations(&state.lock().unwrap().calls)[0], (39, 1));
-    let stats = engine.stats();
+    let stats = engine.stats().await;
     assert_eq!(
         (stats.n_completions, stats.n_served_without_inference),
         (3, 1)

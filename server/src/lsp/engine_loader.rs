@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::MessageType;
@@ -14,6 +15,8 @@ use super::ext::{Status, StatusParams};
 use super::notifications::did_open::warm_token_counts_in_background;
 use super::progress::Progress;
 use super::state::{EngineState, State};
+use crate::config::EngineMode;
+use crate::engine::service::Launch;
 use crate::engine::{ChatModel, ChatModelResolver, Engine};
 use crate::model;
 
@@ -54,8 +57,18 @@ pub(crate) async fn send_status(
     client.send_notification::<Status>(params).await;
 }
 
+/// A shared engine that stops this many times in a row, each within `STABLE_FOR` of starting,
+/// is not started again: something about the model or the machine makes it crash.
+const MAX_RESTARTS: u32 = 3;
+const STABLE_FOR: Duration = Duration::from_secs(60);
+
 /// Resolves the configured model and (re)starts the engine on it, in the background.
 pub(crate) fn load(client: Client, state: Arc<State>) {
+    load_attempt(client, state, 0, None);
+}
+
+/// `load`, the `restarts`-th time in a row after the shared engine stopped (`why` says how).
+fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<String>) {
     let config = state.config();
     let spec = config.model.path.trim().to_owned();
     let generation = state.begin_engine_load();
@@ -68,7 +81,7 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
         send_status(
             &client,
             &state,
-            Some(format!("resolving model {spec}")),
+            Some(why.unwrap_or_else(|| format!("resolving model {spec}"))),
             None,
         )
         .await;
@@ -97,24 +110,57 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
             }
             load_progress
         });
-        let load_state = Arc::clone(&state);
-        let model_config = config.model.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
-            let download_progress = progress_tx.clone();
-            let path = resolve_model(&model_config.path, move |fraction| {
+        let model_spec = config.model.path.clone();
+        let download_progress = progress_tx.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            resolve_model(&model_spec, move |fraction| {
                 // The download is the first half of loading.
                 let _ = download_progress.send(0.5 * fraction);
-            })?;
-            load_state.set_model_path(Some(path.clone()));
-            let chat_model = chat_model(&model_config.chat_path);
-            let on_progress = Box::new(move |progress: f32| {
-                let _ = progress_tx.send(progress);
-            });
-            Engine::start_with_progress(&model_config, &path, chat_model, Some(on_progress))
-                .map_err(|error| error.to_string())
+            })
         })
         .await
-        .unwrap_or_else(|panic| Err(format!("model loading crashed: {panic}")));
+        .unwrap_or_else(|panic| Err(format!("resolving the model crashed: {panic}")));
+        let loaded = match resolved {
+            Err(error) => {
+                drop(progress_tx);
+                Err(error)
+            }
+            Ok(path) => {
+                // Moved into the load, so the reporter ends when the load does.
+                let on_progress = Box::new(move |progress: f32| {
+                    let _ = progress_tx.send(progress);
+                });
+                state.set_model_path(Some(path.clone()));
+                match config.engine.mode {
+                    EngineMode::InProcess => {
+                        let model_config = config.model.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let chat_model = chat_model(&model_config.chat_path);
+                            Engine::start_with_progress(
+                                &model_config,
+                                &path,
+                                chat_model,
+                                Some(on_progress),
+                            )
+                            .map_err(|error| error.to_string())
+                        })
+                        .await
+                        .unwrap_or_else(|panic| Err(format!("model loading crashed: {panic}")))
+                    }
+                    EngineMode::Shared => {
+                        let launch = Launch {
+                            config: &config.model,
+                            engine: &config.engine,
+                            model_path: &path,
+                            log_file: config.log.file.as_deref(),
+                        };
+                        Engine::connect_shared(&launch, Some(on_progress))
+                            .await
+                            .map_err(|error| error.to_string())
+                    }
+                }
+            }
+        };
         let load_progress = reporter.await.ok();
         if let Some(load_progress) = load_progress {
             let last = match &loaded {
@@ -127,9 +173,10 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
             Ok(engine) => {
                 tracing::info!(model = %engine.model_path().display(), backend = engine.backend_name(), "model loaded");
                 let engine_for_warming = engine.clone();
-                if state.set_engine_state(generation, EngineState::Ready(engine)) {
+                if state.set_engine_state(generation, EngineState::Ready(engine.clone())) {
                     warm_token_counts_in_background(&engine_for_warming, state.documents.all());
                     send_status(&client, &state, None, None).await;
+                    watch_for_stop(client, state, engine, generation, restarts);
                 }
             }
             Err(error) => {
@@ -145,10 +192,51 @@ pub(crate) fn load(client: Client, state: Arc<State>) {
     });
 }
 
+/// Starts a new shared engine when this one stops (its process died, or was stopped by hand),
+/// unless a newer load replaced it meanwhile. Documents live in this process, so nothing is lost;
+/// the status says what happened.
+fn watch_for_stop(
+    client: Client,
+    state: Arc<State>,
+    engine: Engine,
+    generation: u64,
+    restarts: u32,
+) {
+    tokio::spawn(async move {
+        let ready_at = Instant::now();
+        let reason = engine.stopped().await;
+        drop(engine);
+        if !state.is_current_engine_load(generation) {
+            return;
+        }
+        let restarts = if ready_at.elapsed() >= STABLE_FOR {
+            1
+        } else {
+            restarts + 1
+        };
+        if restarts > MAX_RESTARTS {
+            let error = format!(
+                "the shared engine stopped {MAX_RESTARTS} times in a row ({reason}); completions are off until the server restarts"
+            );
+            tracing::error!("{error}");
+            if state.set_engine_state(generation, EngineState::Failed(error.clone())) {
+                send_status(&client, &state, None, None).await;
+                client
+                    .show_message(MessageType::ERROR, format!("Wellspring: {error}"))
+                    .await;
+            }
+            return;
+        }
+        tracing::warn!(%reason, restarts, "the shared engine stopped; starting a new one");
+        let why = format!("the engine stopped ({reason}); starting a new one");
+        load_attempt(client, state, restarts, Some(why));
+    });
+}
+
 /// The separate chat model, when `model.chat_path` names one. It is resolved (downloaded if
 /// need be) on the chat model's own loading thread, so completions never wait for it; failing to
 /// get it leaves completions alone, and chat requests report the reason instead.
-fn chat_model(spec: &str) -> ChatModel {
+pub(crate) fn chat_model(spec: &str) -> ChatModel {
     let spec = spec.trim().to_owned();
     if spec.is_empty() {
         return ChatModel::SameAsCompletion;
@@ -167,7 +255,7 @@ fn chat_model(spec: &str) -> ChatModel {
 
 /// Turns a model spec into a local, validated GGUF, downloading it when it is not cached yet;
 /// `on_progress` gets the download's completed fraction.
-fn resolve_model(
+pub(crate) fn resolve_model(
     spec: &str,
     on_progress: impl Fn(f32) + Send + Sync + 'static,
 ) -> Result<PathBuf, String> {

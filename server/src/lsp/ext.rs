@@ -27,6 +27,21 @@ pub struct ServerInfoResult {
     /// Why the separate chat model is unavailable.
     pub chat_model_error: Option<String>,
     pub backend: String,
+    /// Where the model runs; `null` while no engine runs.
+    pub engine: Option<EngineInfoResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineInfoResult {
+    /// `"shared"` (an engine process every window shares) or `"in_process"`.
+    pub mode: String,
+    /// The process that holds the model.
+    pub pid: u32,
+    /// The shared engine's socket.
+    pub socket: Option<String>,
+    /// Language servers using the engine now.
+    pub clients: u32,
 }
 
 /// `wellspring/status` notification: the engine's state, for status bars.

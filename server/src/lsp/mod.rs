@@ -7,7 +7,7 @@
 mod chat;
 pub mod convert;
 mod edits;
-mod engine_loader;
+pub(crate) mod engine_loader;
 pub mod ext;
 mod notifications;
 mod progress;

@@ -191,6 +191,11 @@ impl State {
         generation
     }
 
+    /// Whether `generation` is still the newest load.
+    pub fn is_current_engine_load(&self, generation: u64) -> bool {
+        self.engine_generation.load(Ordering::SeqCst) == generation
+    }
+
     /// Installs `state` if `generation` is still the newest load; returns whether it did.
     pub fn set_engine_state(&self, generation: u64, state: EngineState) -> bool {
         let mut slot = self.engine.write().unwrap_or_else(PoisonError::into_inner);

@@ -50,6 +50,16 @@ local function check_client(health, client)
       'set `settings = { model = { path = "/path/to/model.gguf" } }` in setup()',
     })
   end
+  local engine = info.engine
+  if type(engine) == 'table' and engine.mode == 'shared' then
+    health.info(('shared engine: pid %s, %s window(s), socket %s'):format(
+      tostring(engine.pid),
+      tostring(engine.clients),
+      tostring(engine.socket)
+    ))
+  elseif type(engine) == 'table' then
+    health.info('engine: inside this server (engine.mode = "in_process")')
+  end
   local chat_state = info.chatModelState
   if chat_state == 'ready' then
     health.ok(('chat model loaded: %s'):format(tostring(info.chatModel)))

@@ -15,7 +15,7 @@ pub(crate) async fn handle(server: &Server, params: DidChangeConfigurationParams
     {
         Ok(config) => {
             tracing::info!(?config, "configuration changed");
-            if config.model != before.model {
+            if config.model != before.model || config.engine != before.engine {
                 engine_loader::load(server.client.clone(), Arc::clone(&server.state));
             }
         }

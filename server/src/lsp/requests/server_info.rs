@@ -3,15 +3,18 @@
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::engine::ChatModelState;
-use crate::lsp::ext::ServerInfoResult;
+use crate::lsp::ext::{EngineInfoResult, ServerInfoResult};
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
     let encoding = server.state.encoding().to_kind();
-    let chat_model = server
-        .state
-        .engine()
-        .map(|engine| engine.chat_model_state());
+    let engine_info = match server.state.engine() {
+        Some(engine) => engine.info().await.ok(),
+        None => None,
+    };
+    let chat_model = engine_info
+        .as_ref()
+        .map(|info| info.chat_model_state.clone());
     Ok(ServerInfoResult {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         position_encoding: encoding.as_str().to_owned(),
@@ -42,5 +45,11 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             || "none".to_owned(),
             |engine| engine.backend_name().to_owned(),
         ),
+        engine: engine_info.map(|info| EngineInfoResult {
+            mode: info.mode.to_owned(),
+            pid: info.pid,
+            socket: info.socket.map(|socket| socket.display().to_string()),
+            clients: info.n_clients,
+        }),
     })
 }

@@ -11,7 +11,7 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
         .state
         .engine()
         .ok_or_else(|| engine_unavailable(server))?;
-    let stats = engine.stats();
+    let stats = engine.stats().await;
     Ok(StatsResult {
         n_completions: stats.n_completions,
         n_served_without_inference: stats.n_served_without_inference,

@@ -1,0 +1,71 @@
+//! `wellspring engine`: runs the shared engine in the foreground. Language servers start it
+//! themselves when none runs (with the flags below filled in); run it by hand to watch its log,
+//! or to keep a model loaded while no editor is open.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::{Config, ModelConfig};
+use crate::engine::service::{self, server};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The socket to listen on (default: the one language servers with this configuration use).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The model file, already resolved (default: `model.path`, resolved and downloaded if need be).
+    #[arg(long, value_name = "PATH")]
+    pub model_file: Option<PathBuf>,
+    /// The `[model]` settings as JSON (default: those of the configuration).
+    #[arg(long, value_name = "JSON", hide = true)]
+    pub model_config: Option<String>,
+    /// Exit this long after the last client left (default: `engine.idle_exit_seconds`).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_exit_seconds: Option<u64>,
+}
+
+pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
+    let model_config: ModelConfig = match &args.model_config {
+        Some(json) => serde_json::from_str(json).context("invalid --model-config")?,
+        None => config.model.clone(),
+    };
+    let model_path = match &args.model_file {
+        Some(path) => path.clone(),
+        None => {
+            let spec = model_config.path.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::lsp::engine_loader::resolve_model(&spec, |_| {})
+            })
+            .await?
+            .map_err(anyhow::Error::msg)?
+        }
+    };
+    let socket = args.socket.unwrap_or_else(|| {
+        service::socket_path(
+            &service::socket_dir(&config.engine),
+            &model_path,
+            &model_config,
+        )
+    });
+    let idle_exit = Duration::from_secs(
+        args.idle_exit_seconds
+            .unwrap_or(config.engine.idle_exit_seconds),
+    );
+    eprintln!(
+        "wellspring engine: {} on {}",
+        model_path.display(),
+        socket.display()
+    );
+    let chat_model = crate::lsp::engine_loader::chat_model(&model_config.chat_path);
+    server::serve(server::ServeOptions {
+        socket,
+        model_path,
+        config: model_config,
+        chat_model,
+        idle_exit,
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! A language server's connection to a shared engine: requests go out as messages, answers come
+//! back matched by id, and a completion's `done_when` check is answered here, in the process that
+//! has the document.
+//!
+//! Tokens are counted locally with the model's vocabulary (loaded without its weights), so
+//! building a prompt never waits for the socket.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::protocol::{
+    read_message, write_message, EngineFacts, FromEngine, LiveInfo, ToEngine, PROTOCOL_VERSION,
+};
+use crate::engine::vocab::Vocab;
+use crate::engine::{
+    lock, CachedTokenCounter, ChatModelState, ChatOutcome, ChatRequest, Completion,
+    CompletionRequest, DoneCheck, Error, TokenCounter,
+};
+
+enum Pending {
+    Completion {
+        reply: oneshot::Sender<Result<Completion, Error>>,
+        done_when: Option<DoneCheck>,
+    },
+    Chat {
+        deltas: mpsc::UnboundedSender<String>,
+        reply: oneshot::Sender<Result<ChatOutcome, Error>>,
+    },
+    Info {
+        reply: oneshot::Sender<LiveInfo>,
+    },
+}
+
+type PendingMap = Arc<Mutex<HashMap<u64, Pending>>>;
+
+pub(crate) struct Remote {
+    outgoing: mpsc::UnboundedSender<ToEngine>,
+    pending: PendingMap,
+    next_id: AtomicU64,
+    pub facts: EngineFacts,
+    pub token_counter: Arc<dyn TokenCounter>,
+    pub socket: PathBuf,
+    /// The last chat model state the engine reported.
+    chat_model_state: Arc<Mutex<ChatModelState>>,
+    /// Becomes `Some(reason)` when the connection ends.
+    closed: watch::Receiver<Option<String>>,
+}
+
+/// Connects to the engine at `socket`, waits until its model is loaded (reporting its progress)
+/// and returns the connection.
+pub(crate) async fn connect(
+    socket: &Path,
+    mut on_progress: Option<Box<dyn FnMut(f32) + Send>>,
+) -> Result<Remote, Error> {
+    let stream = UnixStream::connect(socket).await.map_err(|error| {
+        Error::Backend(format!(
+            "cannot connect to the engine at {}: {error}",
+            socket.display()
+        ))
+    })?;
+    let (mut reader, mut writer) = stream.into_split();
+    let lost = |error: String| Error::Backend(format!("the engine connection failed: {error}"));
+    write_message(
+        &mut writer,
+        &ToEngine::Hello {
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+        },
+    )
+    .await
+    .map_err(|error| lost(error.to_string()))?;
+    let facts = loop {
+        match read_message::<_, FromEngine>(&mut reader).await {
+            Ok(Some(FromEngine::Loading { progress })) => {
+                if let Some(on_progress) = on_progress.as_mut() {
+                    on_progress(progress);
+                }
+            }
+            Ok(Some(FromEngine::Ready { facts })) => break facts,
+            Ok(Some(FromEngine::Failed { error })) => return Err(error),
+            Ok(Some(other)) => {
+                return Err(lost(format!("unexpected message before ready: {other:?}")))
+            }
+            Ok(None) => {
+                return Err(lost(
+                    "the engine closed the connection while loading".into(),
+                ))
+            }
+            Err(error) => return Err(lost(error.to_string())),
+        }
+    };
+    let model_path = facts.model_path.clone();
+    let vocab = tokio::task::spawn_blocking(move || Vocab::load(&model_path))
+        .await
+        .map_err(|error| Error::Internal(format!("loading the vocabulary crashed: {error}")))?
+        .map_err(|error| Error::Backend(error.to_string()))?;
+    let token_counter: Arc<dyn TokenCounter> = Arc::new(CachedTokenCounter::new(vocab));
+
+    let (outgoing, mut outbox) = mpsc::unbounded_channel::<ToEngine>();
+    let (closed_tx, closed) = watch::channel(None);
+    let closed_tx = Arc::new(closed_tx);
+    let pending: PendingMap = Arc::default();
+    let chat_model_state = Arc::new(Mutex::new(ChatModelState::Loading));
+
+    let writer_closed = Arc::clone(&closed_tx);
+    tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if let Err(error) = write_message(&mut writer, &message).await {
+                writer_closed.send_if_modified(|closed| {
+                    closed.get_or_insert_with(|| error.to_string());
+                    true
+                });
+                break;
+            }
+        }
+    });
+
+    let reader_pending = Arc::clone(&pending);
+    let answers = outgoing.clone();
+    let reader_state = Arc::clone(&chat_model_state);
+    tokio::spawn(async move {
+        let reason = loop {
+            match read_message::<_, FromEngine>(&mut reader).await {
+                Ok(Some(message)) => {
+                    dispatch(message, &reader_pending, &answers, &reader_state);
+                }
+                Ok(None) => break "the engine closed the connection".to_owned(),
+                Err(error) => break error.to_string(),
+            }
+        };
+        // Everything still waiting learns that the engine is gone.
+        for (_, pending) in lock(&reader_pending).drain() {
+            match pending {
+                Pending::Completion { reply, .. } => {
+                    let _ = reply.send(Err(Error::Stopped));
+                }
+                Pending::Chat { reply, .. } => {
+                    let _ = reply.send(Err(Error::Stopped));
+                }
+                Pending::Info { .. } => {}
+            }
+        }
+        closed_tx.send_if_modified(|closed| {
+            closed.get_or_insert(reason);
+            true
+        });
+    });
+
+    Ok(Remote {
+        outgoing,
+        pending,
+        next_id: AtomicU64::new(1),
+        facts,
+        token_counter,
+        socket: socket.to_owned(),
+        chat_model_state,
+        closed,
+    })
+}
+
+fn dispatch(
+    message: FromEngine,
+    pending: &PendingMap,
+    answers: &mpsc::UnboundedSender<ToEngine>,
+    chat_model_state: &Mutex<ChatModelState>,
+) {
+    match message {
+        FromEngine::Check { id, check, text } => {
+            let done_when = match lock(pending).get(&id) {
+                Some(Pending::Completion { done_when, .. }) => done_when.clone(),
+                _ => None,
+            };
+            let done = done_when.is_some_and(|done_when| (done_when.0)(&text));
+            let _ = answers.send(ToEngine::Verdict { id, check, done });
+        }
+        FromEngine::Completed { id, result } => {
+            if let Some(Pending::Completion { reply, .. }) = lock(pending).remove(&id) {
+                let _ = reply.send(result);
+            }
+        }
+        FromEngine::ChatDelta { id, text } => {
+            if let Some(Pending::Chat { deltas, .. }) = lock(pending).get(&id) {
+                let _ = deltas.send(text);
+            }
+        }
+        FromEngine::ChatDone { id, result } => {
+            if let Some(Pending::Chat { reply, .. }) = lock(pending).remove(&id) {
+                let _ = reply.send(result);
+            }
+        }
+        FromEngine::Info { id, info } => {
+            *lock(chat_model_state) = info.chat_model_state.clone();
+            if let Some(Pending::Info { reply }) = lock(pending).remove(&id) {
+                let _ = reply.send(info);
+            }
+        }
+        FromEngine::Loading { .. } | FromEngine::Ready { .. } | FromEngine::Failed { .. } => {}
+    }
+}
+
+/// Sends `Drop` for a request whose caller stopped waiting (its future was dropped).
+struct DropGuard<'r> {
+    remote: &'r Remote,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for DropGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.remote.pending).remove(&self.id);
+            let _ = self.remote.outgoing.send(ToEngine::Drop { id: self.id });
+        }
+    }
+}
+
+impl Remote {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn send(&self, message: ToEngine) -> Result<(), Error> {
+        if self.closed.borrow().is_some() {
+            return Err(Error::Stopped);
+        }
+        self.outgoing.send(message).map_err(|_| Error::Stopped)
+    }
+
+    pub(crate) async fn complete(&self, request: CompletionRequest) -> Result<Completion, Error> {
+        let id = self.next_id();
+        let (reply, answer) = oneshot::channel();
+        let done_checks = request.done_when.is_some();
+        lock(&self.pending).insert(
+            id,
+            Pending::Completion {
+                reply,
+                done_when: request.done_when.clone(),
+            },
+        );
+        let mut guard = DropGuard {
+            remote: self,
+            id,
+            armed: true,
+        };
+        self.send(ToEngine::Complete {
+            id,
+            request,
+            done_checks,
+        })?;
+        let result = answer.await.map_err(|_| Error::Stopped)?;
+        guard.armed = false;
+        result
+    }
+
+    pub(crate) async fn chat(
+        &self,
+        request: ChatRequest,
+        deltas: mpsc::UnboundedSender<String>,
+    ) -> Result<ChatOutcome, Error> {
+        let id = self.next_id();
+        let (reply, answer) = oneshot::channel();
+        lock(&self.pending).insert(id, Pending::Chat { deltas, reply });
+        let mut guard = DropGuard {
+            remote: self,
+            id,
+            armed: true,
+        };
+        self.send(ToEngine::Chat { id, request })?;
+        let result = answer.await.map_err(|_| Error::Stopped)?;
+        guard.armed = false;
+        result
+    }
+
+    pub(crate) fn warm(&self, request: CompletionRequest) {
+        let _ = self.send(ToEngine::Warm { request });
+    }
+
+    pub(crate) fn record_discarded(&self, n_tokens: u32) {
+        let _ = self.send(ToEngine::RecordDiscarded { n_tokens });
+    }
+
+    pub(crate) async fn info(&self) -> Result<LiveInfo, Error> {
+        let id = self.next_id();
+        let (reply, answer) = oneshot::channel();
+        lock(&self.pending).insert(id, Pending::Info { reply });
+        let _guard = DropGuard {
+            remote: self,
+            id,
+            armed: false,
+        };
+        self.send(ToEngine::Info { id })?;
+        answer.await.map_err(|_| Error::Stopped)
+    }
+
+    pub(crate) fn chat_model_state(&self) -> ChatModelState {
+        lock(&self.chat_model_state).clone()
+    }
+
+    /// Waits until the connection to the engine ends, and says why.
+    pub(crate) async fn closed(&self) -> String {
+        let mut closed = self.closed.clone();
+        loop {
+            if let Some(reason) = closed.borrow_and_update().clone() {
+                return reason;
+            }
+            if closed.changed().await.is_err() {
+                return "the engine connection ended".to_owned();
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The shared engine's process: loads the model once, serves every language server that connects
+//! to its socket, and exits once no client has been connected for the idle timeout (or at once
+//! when its model cannot be loaded, or its socket file was removed).
+//!
+//! One engine serves one socket: a lock file beside the socket is held for the process's life, so
+//! a second engine started for the same configuration sees it and leaves.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::protocol::{
+    read_message, write_message, EngineFacts, FromEngine, LiveInfo, ToEngine, PROTOCOL_VERSION,
+};
+use crate::config::ModelConfig;
+use crate::engine::{lock, ChatModel, DoneCheck, Engine, Error};
+
+/// How long the engine waits for a language server's verdict on a completion's text before it
+/// goes on generating as if the answer were "not done".
+const VERDICT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How often the idle timer and the socket file are looked at.
+const TICK: Duration = Duration::from_millis(500);
+
+pub struct ServeOptions {
+    pub socket: PathBuf,
+    pub model_path: PathBuf,
+    pub config: ModelConfig,
+    pub chat_model: ChatModel,
+    /// Exit this long after the last client left (or after start, if none came).
+    pub idle_exit: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot prepare the socket directory {}: {source}", path.display())]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the model did not load: {0}")]
+    Load(Error),
+}
+
+/// Where the engine stands, for connections that arrive at any time.
+#[derive(Clone)]
+enum Phase {
+    Loading(f32),
+    Ready(Engine, EngineFacts),
+    Failed(Error),
+}
+
+/// Serves until idle. Returns `Ok` without serving when another engine already serves `socket`.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let Some(_lock) = take_lock(&options.socket)? else {
+        tracing::info!(socket = %options.socket.display(), "another engine serves this socket; leaving");
+        return Ok(());
+    };
+    let listener = listen(&options.socket)?;
+    let socket_inode = inode(&options.socket);
+    tracing::info!(socket = %options.socket.display(), model = %options.model_path.display(), pid = std::process::id(), "engine listening");
+
+    let (phase_tx, phase_rx) = watch::channel(Phase::Loading(0.0));
+    let phase_tx = Arc::new(phase_tx);
+    let loading_phase = Arc::clone(&phase_tx);
+    let ServeOptions {
+        socket,
+        model_path,
+        config,
+        chat_model,
+        idle_exit,
+    } = options;
+    tokio::task::spawn_blocking(move || {
+        let progress_phase = Arc::clone(&loading_phase);
+        let on_progress = Box::new(move |progress: f32| {
+            progress_phase.send_if_modified(|phase| match phase {
+                Phase::Loading(last) if progress - *last >= 0.01 || progress >= 1.0 => {
+                    *last = progress;
+                    true
+                }
+                _ => false,
+            });
+        });
+        let started =
+            Engine::start_with_progress(&config, &model_path, chat_model, Some(on_progress));
+        loading_phase.send_replace(match started {
+            Ok(engine) => {
+                let facts = EngineFacts {
+                    caps: engine.caps(),
+                    backend_name: engine.backend_name().to_owned(),
+                    model_path: engine.model_path().to_owned(),
+                    n_ctx_chat: engine.chat_n_ctx(),
+                    pid: std::process::id(),
+                };
+                tracing::info!(backend = %facts.backend_name, "engine ready");
+                Phase::Ready(engine, facts)
+            }
+            Err(error) => {
+                tracing::error!(%error, "the engine's model did not load");
+                Phase::Failed(error)
+            }
+        });
+    });
+
+    let clients = Arc::new(AtomicU32::new(0));
+    let next_connection = AtomicU64::new(1);
+    let mut idle_since = Some(Instant::now());
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    clients.fetch_add(1, Ordering::SeqCst);
+                    idle_since = None;
+                    let connection = next_connection.fetch_add(1, Ordering::Relaxed);
+                    let phase = phase_rx.clone();
+                    let clients = Arc::clone(&clients);
+                    tokio::spawn(async move {
+                        serve_connection(stream, connection, phase, Arc::clone(&clients)).await;
+                        clients.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "cannot accept a connection"),
+            },
+            _ = tick.tick() => {
+                let n_clients = clients.load(Ordering::SeqCst);
+                if n_clients > 0 {
+                    idle_since = None;
+                } else if idle_since.is_none() {
+                    idle_since = Some(Instant::now());
+                }
+                if let Phase::Failed(error) = &*phase_rx.borrow() {
+                    if n_clients == 0 {
+                        return Err(ServeError::Load(error.clone()));
+                    }
+                }
+                if inode(&socket) != socket_inode {
+                    tracing::info!("the socket file was removed or replaced; the engine exits");
+                    return Ok(());
+                }
+                if idle_since.is_some_and(|since| since.elapsed() >= idle_exit) {
+                    tracing::info!(idle_s = idle_exit.as_secs(), "no client for the idle timeout; the engine exits");
+                    let _ = std::fs::remove_file(&socket);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The lock file beside the socket, held while this process serves it; `None` when another
+/// process holds it.
+fn take_lock(socket: &Path) -> Result<Option<File>, ServeError> {
+    let directory = socket.parent().unwrap_or(Path::new("."));
+    let directory_error = |source| ServeError::Directory {
+        path: directory.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(directory).map_err(directory_error)?;
+    std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o700))
+        .map_err(directory_error)?;
+    let lock_path = socket.with_extension("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| ServeError::Listen {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServeError::Listen {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+/// Binds the socket (removing a stale one left by an engine that died), readable and writable by
+/// this user only.
+fn listen(socket: &Path) -> Result<UnixListener, ServeError> {
+    let listen_error = |source| ServeError::Listen {
+        path: socket.to_owned(),
+        source,
+    };
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(listen_error(error)),
+    }
+    let listener = UnixListener::bind(socket).map_err(listen_error)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(listen_error)?;
+    Ok(listener)
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|metadata| metadata.ino())
+}
+
+type Verdicts = Arc<Mutex<HashMap<(u64, u64), std::sync::mpsc::Sender<bool>>>>;
+type Tasks = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+
+async fn serve_connection(
+    stream: UnixStream,
+    connection: u64,
+    mut phase: watch::Receiver<Phase>,
+    clients: Arc<AtomicU32>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (out, mut outbox) = mpsc::unbounded_channel::<FromEngine>();
+    let writing = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if write_message(&mut writer, &message).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let hello = read_message::<_, ToEngine>(&mut reader).await;
+    let client_pid = match hello {
+        Ok(Some(ToEngine::Hello {
+            protocol: PROTOCOL_VERSION,
+            pid,
+            ..
+        })) => pid,
+        Ok(Some(ToEngine::Hello {
+            protocol, version, ..
+        })) => {
+            let _ = out.send(FromEngine::Failed {
+                error: Error::Internal(format!(
+                    "this engine speaks protocol {PROTOCOL_VERSION} (wellspring {}); the client speaks {protocol} (wellspring {version})",
+                    env!("CARGO_PKG_VERSION")
+                )),
+            });
+            drop(out);
+            let _ = writing.await;
+            return;
+        }
+        _ => return,
+    };
+    tracing::info!(connection, client_pid, "client connected");
+
+    let (engine, facts) = loop {
+        let current = phase.borrow_and_update().clone();
+        match current {
+            Phase::Loading(progress) => {
+                let _ = out.send(FromEngine::Loading { progress });
+            }
+            Phase::Ready(engine, facts) => break (engine, facts),
+            Phase::Failed(error) => {
+                let _ = out.send(FromEngine::Failed { error });
+                drop(out);
+                let _ = writing.await;
+                return;
+            }
+        }
+        if phase.changed().await.is_err() {
+            return;
+        }
+    };
+    let _ = out.send(FromEngine::Ready { facts });
+
+    let verdicts: Verdicts = Arc::default();
+    let tasks: Tasks = Arc::default();
+    let document = |name: &str| format!("{connection}|{name}");
+    loop {
+        let message = match read_message::<_, ToEngine>(&mut reader).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(connection, %error, "dropping the client");
+                break;
+            }
+        };
+        match message {
+            ToEngine::Hello { .. } => {}
+            ToEngine::Complete {
+                id,
+                mut request,
+                done_checks,
+            } => {
+                // Two windows may have the same file open with different text: their requests
+                // must not replace each other.
+                request.document = document(&request.document);
+                if done_checks {
+                    request.done_when =
+                        Some(remote_done_check(id, out.clone(), Arc::clone(&verdicts)));
+                }
+                let engine = engine.clone();
+                let reply = out.clone();
+                let running = Arc::clone(&tasks);
+                let task = tokio::spawn(async move {
+                    let result = engine.complete(request).await;
+                    lock(&running).remove(&id);
+                    let _ = reply.send(FromEngine::Completed { id, result });
+                });
+                lock(&tasks).insert(id, task.abort_handle());
+            }
+            ToEngine::Verdict { id, check, done } => {
+                if let Some(verdict) = lock(&verdicts).remove(&(id, check)) {
+                    let _ = verdict.send(done);
+                }
+            }
+            ToEngine::Chat { id, request } => {
+                let engine = engine.clone();
+                let reply = out.clone();
+                let running = Arc::clone(&tasks);
+                let task = tokio::spawn(async move {
+                    let (deltas, mut delta_rx) = mpsc::unbounded_channel();
+                    let chat = engine.chat(request, deltas);
+                    tokio::pin!(chat);
+                    let result = loop {
+                        tokio::select! {
+                            Some(text) = delta_rx.recv() => {
+                                let _ = reply.send(FromEngine::ChatDelta { id, text });
+                            }
+                            result = &mut chat => break result,
+                        }
+                    };
+                    while let Ok(text) = delta_rx.try_recv() {
+                        let _ = reply.send(FromEngine::ChatDelta { id, text });
+                    }
+                    lock(&running).remove(&id);
+                    let _ = reply.send(FromEngine::ChatDone { id, result });
+                });
+                lock(&tasks).insert(id, task.abort_handle());
+            }
+            ToEngine::Drop { id } => {
+                if let Some(task) = lock(&tasks).remove(&id) {
+                    task.abort();
+                }
+            }
+            ToEngine::Warm { mut request } => {
+                request.document = document(&request.document);
+                engine.warm(request);
+            }
+            ToEngine::Info { id } => {
+                let info = LiveInfo {
+                    stats: engine.stats().await,
+                    chat_model_state: engine.chat_model_state(),
+                    n_clients: clients.load(Ordering::SeqCst),
+                };
+                let _ = out.send(FromEngine::Info { id, info });
+            }
+            ToEngine::RecordDiscarded { n_tokens } => engine.record_discarded(n_tokens),
+        }
+    }
+    // The client went away: whatever it asked for is nobody's any more.
+    for (_, task) in lock(&tasks).drain() {
+        task.abort();
+    }
+    lock(&verdicts).clear();
+    drop(out);
+    writing.abort();
+    tracing::info!(connection, client_pid, "client disconnected");
+}
+
+/// A `done_when` check for the engine thread that asks the language server: it sends the text and
+/// waits (briefly) for the verdict. It is asked only at line ends and where a line's indentation
+/// becomes known, so the wait is a round trip every few tokens.
+fn remote_done_check(
+    id: u64,
+    out: mpsc::UnboundedSender<FromEngine>,
+    verdicts: Verdicts,
+) -> DoneCheck {
+    let next_check = AtomicU64::new(0);
+    DoneCheck::new(move |text| {
+        let check = next_check.fetch_add(1, Ordering::Relaxed);
+        let (verdict, answer) = std::sync::mpsc::channel();
+        lock(&verdicts).insert((id, check), verdict);
+        let asked = out
+            .send(FromEngine::Check {
+                id,
+                check,
+                text: text.to_owned(),
+            })
+            .is_ok();
+        let done = asked
+            && answer.recv_timeout(VERDICT_TIMEOUT).unwrap_or_else(|_| {
+                tracing::debug!(id, check, "no verdict in time; generation goes on");
+                false
+            });
+        lock(&verdicts).remove(&(id, check));
+        done
+    })
+}
