@@ -34,6 +34,14 @@ impl SpecialTokens {
     }
 }
 
+/// Tokens for one sequence in a batch: `tokens` evaluated at positions `n_past..` of `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Input {
+    pub seq: u32,
+    pub n_past: u32,
+    pub tokens: Vec<Token>,
+}
+
 /// One model context. Positions are per sequence; `evaluate` appends tokens to a sequence's KV
 /// cache and leaves the logits of the last one ready for `sample`.
 pub(crate) trait Backend {
@@ -57,6 +65,13 @@ pub(crate) trait Backend {
     /// Evaluates `tokens` at positions `n_past..` of sequence `seq`. On error the sequence's
     /// cache contents past `n_past` are unknown and the caller clears it.
     fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error>;
+    /// Evaluates every input (each on its own sequence, at most `n_batch` tokens together) in one
+    /// pass over the weights: continuous batching. Afterwards `select_output(i)` makes `sample`
+    /// read the logits of input `i`'s last token. On error every input's sequence is unknown.
+    fn evaluate_batch(&mut self, inputs: &[Input]) -> Result<(), Error>;
+    /// Which logits `sample` reads after `evaluate_batch`: those of input `input_idx`'s last
+    /// token. `evaluate` selects its own last token again.
+    fn select_output(&mut self, input_idx: usize);
     /// Drops positions `n_keep..` of `seq`; false when the model cannot cut a sequence partway.
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool;
     /// Drops the whole sequence.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Token};
+use super::backend::{Backend, Input, Token};
 use super::detok::Detokenizer;
 use super::session::{Placement, Sessions};
 use super::{Error, StopReason};
@@ -107,32 +107,81 @@ impl<S> Generation<S> {
         sessions: &mut Sessions,
         max_chunk: usize,
     ) -> Result<Event, Error> {
-        let slot = &mut sessions.slots[self.slot_idx];
+        let input = match self.next_input(backend, sessions, max_chunk) {
+            Err(stop) => return Ok(Event::End(stop)),
+            Ok(input) => input,
+        };
+        if let Some(input) = input {
+            backend.evaluate(input.seq, input.n_past, &input.tokens)?;
+            if !self.evaluated(sessions, input) {
+                return Ok(Event::Prefilled);
+            }
+        }
+        Ok(self.sample(backend))
+    }
+
+    /// What the next step evaluates: a chunk of the prompt (at most the batch size and
+    /// `max_chunk` tokens), the token sampled last, or nothing when the prompt was just prefilled
+    /// and the next token comes from its logits. `Err` when the sequence is full.
+    pub(crate) fn next_input<B: Backend<Sampler = S>>(
+        &self,
+        backend: &B,
+        sessions: &Sessions,
+        max_chunk: usize,
+    ) -> Result<Option<Input>, StopReason> {
+        let slot = &sessions.slots[self.slot_idx];
         if !self.prefilled {
             let n_done = slot.tokens.len();
             let chunk = (backend.n_batch() as usize).min(max_chunk).max(1);
             let chunk_end = self.prompt.len().min(n_done + chunk);
-            let chunk = &self.prompt[n_done..chunk_end];
-            backend.evaluate(slot.seq, n_done as u32, chunk)?;
-            slot.tokens.extend_from_slice(chunk);
-            self.n_evaluated += chunk.len() as u32;
-            self.prefilled = chunk_end == self.prompt.len();
-            return Ok(Event::Prefilled);
+            return Ok(Some(Input {
+                seq: slot.seq,
+                n_past: n_done as u32,
+                tokens: self.prompt[n_done..chunk_end].to_vec(),
+            }));
         }
-        if let Some(token) = self.pending.take() {
-            if slot.tokens.len() >= backend.n_ctx_per_seq() as usize {
-                return Ok(Event::End(StopReason::ContextFull));
+        match self.pending {
+            Some(_) if slot.tokens.len() >= backend.n_ctx_per_seq() as usize => {
+                Err(StopReason::ContextFull)
             }
-            backend.evaluate(slot.seq, slot.tokens.len() as u32, &[token])?;
-            slot.tokens.push(token);
+            Some(token) => Ok(Some(Input {
+                seq: slot.seq,
+                n_past: slot.tokens.len() as u32,
+                tokens: vec![token],
+            })),
+            None => Ok(None),
         }
+    }
+
+    /// Records that `input` (from `next_input`) was evaluated. Returns whether a token is to be
+    /// sampled from its logits now: false while the prompt is still being prefilled.
+    pub(crate) fn evaluated(&mut self, sessions: &mut Sessions, input: Input) -> bool {
+        let slot = &mut sessions.slots[self.slot_idx];
+        slot.tokens.extend_from_slice(&input.tokens);
+        if self.prefilled {
+            self.pending = None;
+            return true;
+        }
+        self.n_evaluated += input.tokens.len() as u32;
+        self.prefilled = slot.tokens.len() == self.prompt.len();
+        false
+    }
+
+    /// Whether the prompt is evaluated and the next token is to come from the logits already
+    /// there (no input to evaluate first).
+    pub(crate) fn samples_next(&self) -> bool {
+        self.prefilled && self.pending.is_none()
+    }
+
+    /// Picks the next token from the backend's selected logits.
+    pub(crate) fn sample<B: Backend<Sampler = S>>(&mut self, backend: &mut B) -> Event {
         let token = if self.healing.is_empty() {
             backend.sample(&mut self.sampler)
         } else {
             backend.sample_with_prefix(&mut self.sampler, &self.healing)
         };
         if backend.is_eog(token) {
-            return Ok(Event::End(StopReason::EndOfGeneration));
+            return Event::End(StopReason::EndOfGeneration);
         }
         self.n_generated += 1;
         self.pending = Some(token);
@@ -148,6 +197,15 @@ impl<S> Generation<S> {
                 self.healing.clear();
             }
         }
-        Ok(Event::Text(self.detok.push(&piece)))
+        Event::Text(self.detok.push(&piece))
+    }
+
+    /// Adds time spent on this generation's behalf in a batch step.
+    pub(crate) fn add_time(&mut self, elapsed: Duration, decoding: bool) {
+        if decoding {
+            self.t_decode += elapsed;
+        } else {
+            self.t_prefill += elapsed;
+        }
     }
 }

@@ -51,6 +51,9 @@ pub enum Error {
     OutOfMemory(String),
     #[error("a newer request for the same document replaced this one")]
     Superseded,
+    /// Every slot is in use and enough requests wait already.
+    #[error("the engine is busy; try again")]
+    Busy,
     #[error("the engine has stopped")]
     Stopped,
     #[error("invalid grammar: {0}")]
@@ -329,6 +332,13 @@ pub struct EngineStats {
     pub n_tokens_warmed: u64,
     /// Warmings that ran to the end of their prompt.
     pub n_warmings: u64,
+    /// Completions refused because the engine was full (`Error::Busy`).
+    pub n_busy: u64,
+    /// Steps that evaluated several completions in one batch, the sequences and the tokens in
+    /// them.
+    pub n_batches: u64,
+    pub n_batched_sequences: u64,
+    pub n_batched_tokens: u64,
     /// Oldest first, at most `RECENT_FIGURES`.
     pub recent: Vec<CompletionFigures>,
 }

@@ -159,6 +159,14 @@ struct RunningWarm<S> {
     generation: Generation<S>,
 }
 
+/// While other completions decode, a prompt joins their batches this many tokens at a time, so
+/// each step (everyone's next token) stays short.
+const PREFILL_CHUNK_WHILE_DECODING: usize = 32;
+
+/// Completions waiting for a slot, per slot, beyond which a new one is refused as busy rather
+/// than queued (each document has one at most; this bounds the rest).
+const MAX_QUEUED_PER_SLOT: usize = 4;
+
 /// Warming evaluates its prompt in chunks this small, so a keystroke that arrives meanwhile
 /// waits for one chunk at most before it takes the engine.
 const WARM_CHUNK: usize = 64;
@@ -185,7 +193,8 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     sessions: Sessions,
     token_cache: TokenCache,
     queue: VecDeque<CompletionJob>,
-    running: Option<RunningCompletion<B::Sampler>>,
+    /// Completions in flight, each in a slot of its own; stepped together, one batch a step.
+    running: Vec<RunningCompletion<B::Sampler>>,
     chat: ChatSide<'m, B>,
     chat_queue: VecDeque<ChatJob>,
     chat_running: Option<RunningChat<B::Sampler>>,
@@ -209,7 +218,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             backend,
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
-            running: None,
+            running: Vec::new(),
             chat: ChatSide::NotStarted(make_chat_backend),
             chat_queue: VecDeque::new(),
             chat_running: None,
@@ -222,7 +231,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
     pub(crate) fn is_idle(&self) -> bool {
         self.queue.is_empty()
-            && self.running.is_none()
+            && self.running.is_empty()
             && self.chat_queue.is_empty()
             && self.chat_running.is_none()
             && self.warm_queue.is_empty()
@@ -233,7 +242,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// but the chat model has to be asked again now and then.
     pub(crate) fn waits_for_chat_model(&self) -> bool {
         self.queue.is_empty()
-            && self.running.is_none()
+            && self.running.is_empty()
             && self.chat_running.is_none()
             && self.warm_queue.is_empty()
             && self.warming.is_none()
@@ -246,6 +255,11 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             Command::Complete(job) => {
                 self.last_completion_at = Some(job.submitted_at);
                 self.cancel_document(&job.request.document);
+                if self.queue.len() >= MAX_QUEUED_PER_SLOT * self.backend.n_seq() as usize {
+                    self.shared.stats().n_busy += 1;
+                    let _ = job.reply.send(Err(Error::Busy));
+                    return;
+                }
                 self.queue.push_back(job);
             }
             Command::Chat(job) => self.chat_queue.push_back(job),
@@ -275,12 +289,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         // evaluated.
         self.forget_warming(document);
         let mut n_superseded = 0;
-        if self
-            .running
-            .as_ref()
-            .is_some_and(|running| running.job.request.document == document)
-        {
-            let running = self.running.take().expect("checked just above");
+        for running in extract_vec(&mut self.running, |running| {
+            running.job.request.document == document
+        }) {
             let _ = running.job.reply.send(Err(Error::Superseded));
             n_superseded += 1;
         }
@@ -294,20 +305,33 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// Runs one step of the most urgent work: at most one `evaluate`.
     pub(crate) fn step(&mut self) {
         self.drop_abandoned();
-        if self.running.is_none() {
-            if let Some(job) = self.queue.pop_front() {
-                // The completion may take the warming's slot; warming starts again afterwards,
-                // reusing whatever of its prompt is still cached.
-                if let Some(warming) = self.warming.take() {
-                    self.warm_queue.push_front(warming.request);
-                }
-                self.start_completion(job);
+        let mut started = false;
+        while self.running.len() < self.backend.n_seq() as usize {
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
+            // The completion may take the warming's slot; warming starts again afterwards,
+            // reusing whatever of its prompt is still cached.
+            if let Some(warming) = self.warming.take() {
+                self.warm_queue.push_front(warming.request);
+            }
+            self.start_completion(job);
+            started = true;
+        }
+        if started {
+            // The first prefill chunk runs in the next step, after a fresh look at the inbox.
+            return;
+        }
+        match self.running.len() {
+            0 => {}
+            1 => {
+                self.step_completion();
                 return;
             }
-        }
-        if self.running.is_some() {
-            self.step_completion();
-            return;
+            _ => {
+                self.step_batch();
+                return;
+            }
         }
         if self.warming.is_none() {
             if let Some(request) = self.warm_queue.pop_front() {
@@ -330,14 +354,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
     fn drop_abandoned(&mut self) {
         let mut n_abandoned = extract(&mut self.queue, |job| job.reply.is_closed()).len();
-        if self
-            .running
-            .as_ref()
-            .is_some_and(|running| running.job.reply.is_closed())
-        {
-            self.running = None;
-            n_abandoned += 1;
-        }
+        n_abandoned +=
+            extract_vec(&mut self.running, |running| running.job.reply.is_closed()).len();
         n_abandoned += extract(&mut self.chat_queue, |job| job.reply.is_closed()).len();
         if self
             .chat_running
@@ -388,21 +406,27 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 return;
             }
         };
-        let slot_idx = self.sessions.choose(&request.document, &rendered.tokens);
+        let busy: Vec<usize> = self
+            .running
+            .iter()
+            .map(|running| running.generation.slot_idx)
+            .collect();
+        let slot_idx = self
+            .sessions
+            .choose(&request.document, &rendered.tokens, &busy);
         let placement = self.sessions.place(
             &mut self.backend,
             slot_idx,
             &request.document,
             &rendered.tokens,
         );
-        self.running = Some(RunningCompletion {
+        self.running.push(RunningCompletion {
             generation: Generation::new(placement, rendered.tokens, sampler).with_healing(healed),
             job,
             text: String::new(),
             token_ends: Vec::new(),
             truncated: rendered.truncated,
         });
-        // The first prefill chunk runs in the next step, after a fresh look at the inbox.
     }
 
     fn start_warming(&mut self, request: CompletionRequest) {
@@ -417,7 +441,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 return;
             }
         };
-        let slot_idx = self.sessions.choose(&request.document, &rendered.tokens);
+        let slot_idx = self
+            .sessions
+            .choose(&request.document, &rendered.tokens, &[]);
         // Already cached (the last keystroke's prompt, a second warming): nothing to do, and
         // placing it would take its last token back out of the cache to evaluate it again.
         if self.sessions.slots[slot_idx]
@@ -469,18 +495,111 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         }
     }
 
+    /// One completion in flight: its generation steps alone.
     fn step_completion(&mut self) {
-        let running = self
-            .running
-            .as_mut()
-            .expect("called with a running completion");
-        let event = running
-            .generation
-            .step(&mut self.backend, &mut self.sessions, usize::MAX);
+        let event =
+            self.running[0]
+                .generation
+                .step(&mut self.backend, &mut self.sessions, usize::MAX);
+        self.completion_event(0, event);
+    }
+
+    /// Several completions in flight: the next token (or prompt chunk) of each goes into one
+    /// batch, evaluated in one pass over the weights, and each samples from its own logits.
+    fn step_batch(&mut self) {
+        let started = Instant::now();
+        let mut events: Vec<(usize, Result<Event, Error>)> = Vec::new();
+        // A generation whose prompt a single step just finished takes its token from the logits
+        // that step left; it joins the batch from the next step on.
+        for (idx, running) in self.running.iter_mut().enumerate() {
+            if running.generation.samples_next() {
+                events.push((idx, Ok(running.generation.sample(&mut self.backend))));
+            }
+        }
+        let sampled: Vec<usize> = events.iter().map(|(idx, _)| *idx).collect();
+        // Tokens being decoded go first (one each); prompts share what is left of the batch, in
+        // small chunks while others decode, so a long prompt does not stall everyone's next token.
+        let decoding = |running: &RunningCompletion<B::Sampler>| running.generation.is_prefilled();
+        let anyone_decodes = self.running.iter().any(decoding);
+        let max_chunk = if anyone_decodes {
+            PREFILL_CHUNK_WHILE_DECODING
+        } else {
+            usize::MAX
+        };
+        let mut order: Vec<usize> = (0..self.running.len())
+            .filter(|idx| !sampled.contains(idx))
+            .collect();
+        order.sort_by_key(|idx| !decoding(&self.running[*idx]));
+        let mut room = self.backend.n_batch() as usize;
+        let mut inputs = Vec::new();
+        let mut owners = Vec::new();
+        for idx in order {
+            let generation = &self.running[idx].generation;
+            match generation.next_input(&self.backend, &self.sessions, max_chunk.min(room)) {
+                Err(stop) => events.push((idx, Ok(Event::End(stop)))),
+                Ok(None) => {}
+                Ok(Some(input)) if input.tokens.len() <= room => {
+                    room -= input.tokens.len();
+                    owners.push((idx, generation.is_prefilled()));
+                    inputs.push(input);
+                }
+                // No room left in this batch: the next step takes it.
+                Ok(Some(_)) => {}
+            }
+        }
+        if !inputs.is_empty() {
+            let n_tokens: usize = inputs.iter().map(|input| input.tokens.len()).sum();
+            {
+                let mut stats = self.shared.stats();
+                stats.n_batches += 1;
+                stats.n_batched_sequences += inputs.len() as u64;
+                stats.n_batched_tokens += n_tokens as u64;
+            }
+            match self.backend.evaluate_batch(&inputs) {
+                Err(error) => {
+                    for (idx, _) in &owners {
+                        let slot_idx = self.running[*idx].generation.slot_idx;
+                        self.sessions.reset(&mut self.backend, slot_idx);
+                        events.push((*idx, Err(error.clone())));
+                    }
+                }
+                Ok(()) => {
+                    for (input_idx, ((idx, _), input)) in owners.iter().zip(inputs).enumerate() {
+                        let generation = &mut self.running[*idx].generation;
+                        let sample_now = generation.evaluated(&mut self.sessions, input)
+                            || generation.samples_next();
+                        let event = if sample_now {
+                            self.backend.select_output(input_idx);
+                            generation.sample(&mut self.backend)
+                        } else {
+                            Event::Prefilled
+                        };
+                        events.push((*idx, Ok(event)));
+                    }
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        for (idx, was_decoding) in &owners {
+            self.running[*idx]
+                .generation
+                .add_time(elapsed, *was_decoding);
+        }
+        // Highest index first, so finishing one (which removes it) leaves the others in place.
+        events.sort_by_key(|(idx, _)| std::cmp::Reverse(*idx));
+        for (idx, event) in events {
+            self.completion_event(idx, event);
+        }
+    }
+
+    /// Applies what one step did to completion `idx`: text and stop rules, and the answer once
+    /// it is done (which removes it from `running`).
+    fn completion_event(&mut self, idx: usize, event: Result<Event, Error>) {
+        let running = &mut self.running[idx];
         let request = &running.job.request;
         let stop = match event {
             Err(error) => {
-                let running = self.running.take().expect("still running");
+                let running = self.running.remove(idx);
                 self.shared.stats().n_errors += 1;
                 tracing::warn!(document = %running.job.request.document, %error, "completion failed");
                 let _ = running.job.reply.send(Err(error));
@@ -509,7 +628,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 .then_some(StopReason::TimeBudget)
         });
         if let Some(stop) = stop {
-            let running = self.running.take().expect("still running");
+            let running = self.running.remove(idx);
             let generation = &running.generation;
             let figures = CompletionFigures {
                 n_prompt: generation.n_prompt,
@@ -682,7 +801,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         self.warm_queue.clear();
         self.warming = None;
         let error = Error::Internal(message.to_owned());
-        if let Some(running) = self.running.take() {
+        for running in self.running.drain(..) {
             let _ = running.job.reply.send(Err(error.clone()));
         }
         if let Some(running) = self.chat_running.take() {
@@ -772,6 +891,13 @@ fn apply_stops(text: &mut String, request: &CompletionRequest) -> Option<StopRea
     let (byte_offset, reason) = cut?;
     text.truncate(byte_offset);
     Some(reason)
+}
+
+/// `extract` for a `Vec`.
+fn extract_vec<T>(items: &mut Vec<T>, predicate: impl Fn(&T) -> bool) -> Vec<T> {
+    let (removed, kept) = std::mem::take(items).into_iter().partition(predicate);
+    *items = kept;
+    removed
 }
 
 /// Removes and returns the items matching `predicate`, keeping the others in order.

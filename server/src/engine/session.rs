@@ -54,15 +54,18 @@ impl Sessions {
         }
     }
 
-    /// Chooses the slot for `tokens` from `document`: the slot sharing the longest prefix when
-    /// that covers at least half the prompt, else the document's own slot, else an empty one,
-    /// else the least recently used.
-    pub(crate) fn choose(&self, document: &str, tokens: &[Token]) -> usize {
+    /// Chooses the slot for `tokens` from `document`, among the slots not in `busy` (there is
+    /// one at least): the slot sharing the longest prefix when that covers at least half the
+    /// prompt, else the document's own slot, else an empty one, else the least recently used.
+    pub(crate) fn choose(&self, document: &str, tokens: &[Token], busy: &[usize]) -> usize {
         let same_document = |slot: &Slot| slot.document.as_deref() == Some(document);
-        let best = self
-            .slots
-            .iter()
-            .enumerate()
+        let free = || {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(slot_idx, _)| !busy.contains(slot_idx))
+        };
+        let best = free()
             .max_by_key(|(_, slot)| {
                 (
                     common_prefix_len(&slot.tokens, tokens),
@@ -76,15 +79,13 @@ impl Sessions {
                 return slot_idx;
             }
         }
-        if let Some(slot_idx) = self.slots.iter().position(same_document) {
+        if let Some((slot_idx, _)) = free().find(|(_, slot)| same_document(slot)) {
             return slot_idx;
         }
-        if let Some(slot_idx) = self.slots.iter().position(|slot| slot.tokens.is_empty()) {
+        if let Some((slot_idx, _)) = free().find(|(_, slot)| slot.tokens.is_empty()) {
             return slot_idx;
         }
-        self.slots
-            .iter()
-            .enumerate()
+        free()
             .min_by_key(|(_, slot)| slot.last_used)
             .map(|(slot_idx, _)| slot_idx)
             .expect("a context has at least one sequence")
@@ -213,15 +214,18 @@ mod tests {
         fill(&mut sessions, &mut backend, 0, "a", "aaaaaaaa");
         fill(&mut sessions, &mut backend, 1, "b", "bbbbbbbb");
         // Best prefix match, whatever the document.
-        assert_eq!(sessions.choose("c", &tokens("bbbbbbbbcc")), 1);
+        assert_eq!(sessions.choose("c", &tokens("bbbbbbbbcc"), &[]), 1);
         // Too little in common: the document's own slot.
-        assert_eq!(sessions.choose("a", &tokens("xyz")), 0);
+        assert_eq!(sessions.choose("a", &tokens("xyz"), &[]), 0);
         // A new document takes the empty slot.
-        assert_eq!(sessions.choose("c", &tokens("xyz")), 2);
+        assert_eq!(sessions.choose("c", &tokens("xyz"), &[]), 2);
         fill(&mut sessions, &mut backend, 2, "c", "cccccccc");
         // All full: the least recently used one ("a", filled first).
-        assert_eq!(sessions.choose("d", &tokens("xyz")), 0);
+        assert_eq!(sessions.choose("d", &tokens("xyz"), &[]), 0);
         fill(&mut sessions, &mut backend, 0, "a", "aaaaaaaaa");
-        assert_eq!(sessions.choose("d", &tokens("xyz")), 1);
+        assert_eq!(sessions.choose("d", &tokens("xyz"), &[]), 1);
+        // A slot another completion is using is never chosen, however well it matches.
+        assert_eq!(sessions.choose("c", &tokens("bbbbbbbbcc"), &[1]), 2);
+        assert_eq!(sessions.choose("b", &tokens("bbbbbbbb"), &[1]), 2);
     }
 }

@@ -841,3 +841,119 @@ fn chat_prefill_takes_small_steps_while_the_user_types() {
         vec![(0, 32), (32, 32), (64, 32), (96, 22)]
     );
 }
+
+/// Two documents in flight share every step: one batch carries both prompts, then both next
+/// tokens, until one ends and the other goes on alone.
+#[test]
+fn completions_for_different_documents_decode_together_one_batch_a_step() {
+    let mut h = harness(FakeOptions {
+        n_seq: 2,
+        ..FakeOptions::default()
+    });
+    let other = FimPrompt {
+        path: "other.rs".into(),
+        ..prompt("x")
+    };
+    h.reply("xyz");
+    h.reply("12");
+    let mut a = h.submit(request("a", prompt("x")));
+    let mut b = h.submit(request("b", other));
+    h.run_until_idle();
+    assert_eq!(a.try_recv().unwrap().unwrap().text, "xyz");
+    assert_eq!(b.try_recv().unwrap().unwrap().text, "12");
+    assert_eq!(
+        h.calls(),
+        vec![
+            // Both prompts in one pass ("other.rs" is a token longer than "main.rs"); each
+            // samples its first token from its own logits.
+            Call::Batch {
+                inputs: vec![(0, 0, 28), (1, 0, 29)]
+            },
+            Call::Batch {
+                inputs: vec![(0, 28, 1), (1, 29, 1)]
+            },
+            // "b" samples its end here; "a" goes on alone.
+            Call::Batch {
+                inputs: vec![(0, 29, 1), (1, 30, 1)]
+            },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 30,
+                n_tokens: 1
+            },
+        ]
+    );
+    let stats = h.shared.stats().clone();
+    assert_eq!(
+        (
+            stats.n_batches,
+            stats.n_batched_sequences,
+            stats.n_batched_tokens
+        ),
+        (3, 6, 61)
+    );
+}
+
+/// A long prompt arriving while another completion decodes joins its batches 32 tokens at a
+/// time, after the decoding token; the decode never waits for the whole prompt.
+#[test]
+fn a_prompt_joins_a_running_decode_in_small_chunks() {
+    let mut h = harness(FakeOptions {
+        n_seq: 2,
+        ..FakeOptions::default()
+    });
+    h.reply("abcdefghijklmnop");
+    let mut a = h.submit(request("a", prompt("x")));
+    h.scheduler.step(); // starts it
+    h.scheduler.step(); // its prompt
+    h.scheduler.step(); // its first token
+    h.calls();
+    h.reply("");
+    let long = FimPrompt {
+        path: "long.rs".into(),
+        ..long_prompt("x")
+    };
+    let mut b = h.submit(request("b", long));
+    h.run_until_idle();
+    assert_eq!(a.try_recv().unwrap().unwrap().text, "abcdefghijklmnop");
+    assert_eq!(b.try_recv().unwrap().unwrap().text, "");
+    let batches: Vec<Vec<(u32, u32, u32)>> = h
+        .calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::Batch { inputs } => Some(inputs),
+            _ => None,
+        })
+        .collect();
+    // 178 prompt tokens: five chunks of 32 and one of 18, each beside one token of "a".
+    assert_eq!(batches.len(), 6);
+    for (step, inputs) in batches.iter().enumerate() {
+        let n_chunk = if step < 5 { 32 } else { 18 };
+        assert_eq!(
+            inputs,
+            &vec![(0, 28 + step as u32, 1), (1, 32 * step as u32, n_chunk)]
+        );
+    }
+}
+
+/// With every slot busy and enough waiting, a new completion is refused at once.
+#[test]
+fn a_full_engine_answers_busy_instead_of_queueing_without_bound() {
+    let mut h = harness(FakeOptions {
+        n_seq: 1,
+        ..FakeOptions::default()
+    });
+    let mut running = h.submit(request("running", prompt("x")));
+    h.scheduler.step(); // starts it: the only slot is taken
+    let waiting: Vec<Answer> = (0..4)
+        .map(|idx| h.submit(request(&format!("waiting-{idx}"), prompt("x"))))
+        .collect();
+    let mut refused = h.submit(request("one-too-many", prompt("x")));
+    assert_eq!(refused.try_recv().unwrap(), Err(Error::Busy));
+    assert_eq!(h.shared.stats().n_busy, 1);
+    h.run_until_idle();
+    assert!(running.try_recv().unwrap().is_ok());
+    for mut answer in waiting {
+        assert!(answer.try_recv().unwrap().is_ok());
+    }
+}

@@ -32,6 +32,10 @@ pub(crate) enum Call {
     Clear {
         seq: u32,
     },
+    /// One `evaluate_batch`: each input's (seq, n_past, n_tokens).
+    Batch {
+        inputs: Vec<(u32, u32, u32)>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +196,44 @@ impl Backend for Fake {
         contents.extend_from_slice(tokens);
         Ok(())
     }
+
+    fn evaluate_batch(&mut self, inputs: &[super::Input]) -> Result<(), Error> {
+        let n_ctx_per_seq = self.options.n_ctx_per_seq;
+        let n_batch = self.options.n_batch;
+        let mut state = self.state();
+        state.calls.push(Call::Batch {
+            inputs: inputs
+                .iter()
+                .map(|input| (input.seq, input.n_past, input.tokens.len() as u32))
+                .collect(),
+        });
+        let n_tokens: usize = inputs.iter().map(|input| input.tokens.len()).sum();
+        if n_tokens == 0 || n_tokens as u32 > n_batch {
+            return Err(Error::Backend(format!("bad batch of {n_tokens} tokens")));
+        }
+        for input in inputs {
+            let contents = &state.contents[input.seq as usize];
+            if input.tokens.is_empty() || contents.len() as u32 != input.n_past {
+                return Err(Error::Backend(format!(
+                    "gap: sequence {} holds {} tokens, evaluate {} at {}",
+                    input.seq,
+                    contents.len(),
+                    input.tokens.len(),
+                    input.n_past
+                )));
+            }
+            if input.n_past + input.tokens.len() as u32 > n_ctx_per_seq {
+                return Err(Error::Backend(format!("sequence {} overflows", input.seq)));
+            }
+        }
+        for input in inputs {
+            state.contents[input.seq as usize].extend_from_slice(&input.tokens);
+        }
+        Ok(())
+    }
+
+    /// Samples are scripted per sampler, so which logits are selected changes nothing here.
+    fn select_output(&mut self, _input_idx: usize) {}
 
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool {
         let partial_trim_fails = self.options.partial_trim_fails;

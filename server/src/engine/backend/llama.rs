@@ -156,6 +156,10 @@ pub(crate) struct LlamaCpp<'m> {
     pieces: std::cell::OnceCell<Vec<Vec<u8>>>,
     /// Token ids ordered by their text, for prefix searches over `pieces`.
     pieces_sorted: std::cell::OnceCell<Vec<u32>>,
+    /// The batch index whose logits `sample` reads (-1: the last one).
+    output: i32,
+    /// After `evaluate_batch`: the batch index of each input's last token.
+    outputs: Vec<i32>,
 }
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
@@ -342,6 +346,8 @@ impl<'m> LlamaCpp<'m> {
             n_batch,
             pieces: std::cell::OnceCell::new(),
             pieces_sorted: std::cell::OnceCell::new(),
+            output: -1,
+            outputs: Vec::new(),
         })
     }
 }
@@ -418,6 +424,7 @@ impl Backend for LlamaCpp<'_> {
 
     fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
         self.batch.clear();
+        self.output = -1;
         let last_idx = tokens.len().saturating_sub(1);
         for (token_idx, &token) in tokens.iter().enumerate() {
             self.batch
@@ -432,6 +439,35 @@ impl Backend for LlamaCpp<'_> {
         self.context
             .decode(&mut self.batch)
             .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+    }
+
+    fn evaluate_batch(&mut self, inputs: &[super::Input]) -> Result<(), Error> {
+        self.batch.clear();
+        self.outputs.clear();
+        let mut batch_idx = 0i32;
+        for input in inputs {
+            let last_idx = input.tokens.len().saturating_sub(1);
+            for (token_idx, &token) in input.tokens.iter().enumerate() {
+                self.batch
+                    .add(
+                        LlamaToken(token),
+                        (input.n_past as usize + token_idx) as i32,
+                        &[input.seq as i32],
+                        token_idx == last_idx,
+                    )
+                    .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
+                batch_idx += 1;
+            }
+            self.outputs.push(batch_idx - 1);
+        }
+        self.output = -1;
+        self.context
+            .decode(&mut self.batch)
+            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+    }
+
+    fn select_output(&mut self, input_idx: usize) {
+        self.output = self.outputs.get(input_idx).copied().unwrap_or(-1);
     }
 
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool {
@@ -478,8 +514,8 @@ impl Backend for LlamaCpp<'_> {
     fn sample(&mut self, sampler: &mut Sampling) -> Token {
         match sampler {
             // Only all-NaN logits have no maximum; token 0 is as good as any then.
-            Sampling::Greedy => argmax(self.context.get_logits_ith(-1)).unwrap_or(0),
-            Sampling::Chain(sampler) => sampler.sample(&self.context, -1).0,
+            Sampling::Greedy => argmax(self.context.get_logits_ith(self.output)).unwrap_or(0),
+            Sampling::Chain(sampler) => sampler.sample(&self.context, self.output).0,
         }
     }
 
@@ -501,7 +537,7 @@ impl Backend for LlamaCpp<'_> {
 
     fn sample_with_prefix(&mut self, sampler: &mut Sampling, prefix: &[u8]) -> Token {
         let fitting = self.tokens_fitting(prefix);
-        let logits = self.context.get_logits_ith(-1);
+        let logits = self.context.get_logits_ith(self.output);
         let sampler = match sampler {
             Sampling::Greedy => {
                 // Ascending ids, so the first of equal logits wins, as in a full-vocabulary scan.
@@ -520,7 +556,7 @@ impl Backend for LlamaCpp<'_> {
             Sampling::Chain(sampler) => sampler,
         };
         if fitting.is_empty() {
-            return sampler.sample(&self.context, -1).0;
+            return sampler.sample(&self.context, self.output).0;
         }
         let candidates: Vec<LlamaTokenData> = fitting
             .iter()
@@ -537,7 +573,7 @@ impl Backend for LlamaCpp<'_> {
                 sampler.accept(token);
                 token.0
             }
-            None => sampler.sample(&self.context, -1).0,
+            None => sampler.sample(&self.context, self.output).0,
         }
     }
 

@@ -89,7 +89,7 @@ pub(crate) async fn suggestions(
     .await
     {
         Ok(suggestions) => suggestions,
-        Err(engine::Error::Superseded) => return Vec::new(),
+        Err(engine::Error::Superseded | engine::Error::Busy) => return Vec::new(),
         Err(error) => {
             report_engine_error(server, "completion", error).await;
             return Vec::new();
