@@ -36,6 +36,8 @@ pub enum BenchCommand {
     Quality(super::bench_quality::QualityBenchArgs),
     /// A long editing session against the server: memory over time, failures, text drift.
     Soak(super::bench_soak::SoakArgs),
+    /// Simulated typists at once against one engine: latency and throughput per typist count.
+    Users(super::bench_users::UsersArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,6 +77,7 @@ pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Resu
             config,
         ),
         BenchCommand::Quality(args) => super::bench_quality::run_quality(config, &args).await,
+        BenchCommand::Users(args) => super::bench_users::run_users(config, &args).await,
         BenchCommand::Soak(args) => {
             let config = config.clone();
             tokio::task::spawn_blocking(move || super::bench_soak::run_soak(&config, &args))
@@ -464,7 +467,7 @@ pub fn first_keystroke_table(openings: &[Opening]) -> String {
 }
 
 /// `text` with line `line_idx` replaced by `replacement`.
-fn with_line(text: &str, line_idx: usize, replacement: &str) -> String {
+pub(crate) fn with_line(text: &str, line_idx: usize, replacement: &str) -> String {
     text.split_inclusive('\n')
         .enumerate()
         .map(|(idx, line)| {
@@ -582,7 +585,7 @@ pub struct Summary {
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

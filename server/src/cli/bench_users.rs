@@ -1,0 +1,367 @@
+//! `wellspring bench users`: how many people one engine serves. Simulated typists, each on a
+//! document of its own, type lines of a real file back one character per request, all at once,
+//! against one engine (in this process, or a shared engine process reached through its socket as
+//! editor windows reach it). For each number of typists it prints keystroke latency (p50, p95),
+//! tokens generated per second over all typists, and how full the batches were; with `--p95-ms`
+//! it says how many typists fit under that latency. Nothing here is asserted.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::bench::{choose_lines, percentile, with_line, TracedLine};
+use super::complete::simple_fim_prompt;
+use crate::config::{Config, ModelConfig};
+use crate::engine::{CompletionRequest, Engine, EngineStats, SamplingConfig};
+use crate::model;
+
+#[derive(clap::Args, Debug)]
+pub struct UsersArgs {
+    /// The source file every typist types through.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Numbers of simultaneous typists to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub users: Vec<usize>,
+    /// Lines each typist retypes.
+    #[arg(long, default_value_t = 2)]
+    pub lines: usize,
+    /// Tokens generated per keystroke.
+    #[arg(long, default_value_t = 16)]
+    pub n_predict: u32,
+    /// A typist's pause after each answer before the next key.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
+    /// Say how many typists fit with a keystroke p95 under this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub p95_ms: Option<f64>,
+    /// Run the engine as a shared engine process and connect each typist through its socket,
+    /// as each editor window's language server does.
+    #[arg(long)]
+    pub shared: bool,
+}
+
+/// What one run with `n_users` typists measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsersRow {
+    pub n_users: usize,
+    pub n_keystrokes: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub tokens_per_s: f64,
+    /// Sequences per batched step (1.0 when nothing was batched).
+    pub mean_batch: f64,
+    pub n_busy: u64,
+}
+
+pub async fn run_users(config: &Config, args: &UsersArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let Some(&max_users) = args.users.iter().max() else {
+        bail!("--users names no typist count");
+    };
+    if args.users.contains(&0) {
+        bail!("--users: a run needs at least one typist");
+    }
+    let trace = choose_lines(&text, args.lines * max_users);
+    if trace.len() < args.lines {
+        bail!("{} has too few lines to type", args.file.display());
+    }
+    // A slot per typist, each as large as the configured slots.
+    let n_ctx_per_slot = config.model.n_ctx / config.model.n_slots.max(1);
+    let model_config = ModelConfig {
+        n_slots: config.model.n_slots.max(max_users as u32),
+        n_ctx: n_ctx_per_slot * config.model.n_slots.max(max_users as u32),
+        ..config.model.clone()
+    };
+    let spec = config.model.path.clone();
+    let model_path = tokio::task::spawn_blocking(move || {
+        model::resolve(
+            &spec,
+            &model::ResolveOptions {
+                progress_bar: true,
+                allow_download: true,
+                ..model::ResolveOptions::default()
+            },
+        )
+    })
+    .await??
+    .path;
+    let mut rows = Vec::new();
+    for &n_users in &args.users {
+        let row = if args.shared {
+            run_shared(
+                &model_config,
+                &model_path,
+                config,
+                args,
+                &text,
+                &trace,
+                n_users,
+            )
+            .await?
+        } else {
+            let engine_config = model_config.clone();
+            let path = model_path.clone();
+            let engine =
+                tokio::task::spawn_blocking(move || Engine::start(&engine_config, &path)).await??;
+            let handles = vec![engine; n_users];
+            run_typists(&handles, config, args, &text, &trace).await?
+        };
+        eprintln!(
+            "{n_users} typist(s): p50 {:.1} ms, p95 {:.1} ms",
+            row.p50_ms, row.p95_ms
+        );
+        rows.push(row);
+    }
+    println!(
+        "{}",
+        users_table(
+            &rows,
+            args.p95_ms,
+            if args.shared {
+                "shared engine process"
+            } else {
+                "engine in process"
+            }
+        )
+    );
+    Ok(())
+}
+
+/// Starts a shared engine process on a socket of its own, connects a handle per typist and runs
+/// them.
+async fn run_shared(
+    model_config: &ModelConfig,
+    model_path: &std::path::Path,
+    config: &Config,
+    args: &UsersArgs,
+    text: &str,
+    trace: &[TracedLine],
+    n_users: usize,
+) -> anyhow::Result<UsersRow> {
+    let dir = std::env::temp_dir().join(format!("wellspring-bench-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join(format!("engine-{n_users}.sock"));
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("engine")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--model-file")
+        .arg(model_path)
+        .arg("--model-config")
+        .arg(serde_json::to_string(model_config)?)
+        .arg("--idle-exit-seconds")
+        .arg("2")
+        .arg("--log-file")
+        .arg(dir.join("engine.log"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the engine process")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the engine did not listen on {}", socket.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut handles = Vec::new();
+    for _ in 0..n_users {
+        handles.push(Engine::connect(&socket).await?);
+    }
+    let row = run_typists(&handles, config, args, text, trace).await;
+    drop(handles);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = child.wait();
+    row
+}
+
+/// Typist `idx` types its share of the trace into a document of its own through `engines[idx]`;
+/// all type at once.
+async fn run_typists(
+    engines: &[Engine],
+    config: &Config,
+    args: &UsersArgs,
+    text: &str,
+    trace: &[TracedLine],
+) -> anyhow::Result<UsersRow> {
+    let n_users = engines.len();
+    let stats_before = engines[0].stats().await;
+    let started = Instant::now();
+    let typists = engines.iter().enumerate().map(|(idx, engine)| {
+        // Each typist its own lines (the trace has enough for the most typists) and document.
+        let lines: Vec<TracedLine> = trace
+            .iter()
+            .skip(idx)
+            .step_by(n_users)
+            .take(args.lines)
+            .cloned()
+            .collect();
+        type_lines(
+            engine,
+            config,
+            args,
+            text,
+            lines,
+            format!("user-{idx}/{}", args.file.display()),
+        )
+    });
+    let results = futures::future::join_all(typists).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats_after = engines[0].stats().await;
+    let mut latencies = Vec::new();
+    let mut n_generated = 0u64;
+    for result in results {
+        let (typist_latencies, typist_generated) = result?;
+        latencies.extend(typist_latencies);
+        n_generated += typist_generated;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let batched = |stats: &EngineStats| (stats.n_batches, stats.n_batched_sequences);
+    let (batches_before, sequences_before) = batched(&stats_before);
+    let (batches_after, sequences_after) = batched(&stats_after);
+    let n_batches = batches_after - batches_before;
+    Ok(UsersRow {
+        n_users,
+        n_keystrokes: latencies.len(),
+        p50_ms: percentile(&latencies, 0.5),
+        p95_ms: percentile(&latencies, 0.95),
+        tokens_per_s: n_generated as f64 / elapsed.max(1e-9),
+        mean_batch: if n_batches == 0 {
+            1.0
+        } else {
+            (sequences_after - sequences_before) as f64 / n_batches as f64
+        },
+        n_busy: stats_after.n_busy - stats_before.n_busy,
+    })
+}
+
+/// One typist: the keystroke latencies and the tokens generated.
+async fn type_lines(
+    engine: &Engine,
+    config: &Config,
+    args: &UsersArgs,
+    text: &str,
+    lines: Vec<TracedLine>,
+    document: String,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    let budget = (config.context.budget_tokens as usize)
+        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
+    let counter = engine.token_counter();
+    let mut latencies = Vec::new();
+    let mut n_generated = 0u64;
+    for line in lines {
+        let blanked = with_line(text, line.line_idx, &line.indent);
+        let base = simple_fim_prompt(
+            &blanked,
+            line.line_idx,
+            line.indent.chars().count(),
+            &document,
+            budget,
+            counter.as_ref(),
+        )?
+        .prompt;
+        let mut typed = String::new();
+        for typed_char in line.content.chars() {
+            typed.push(typed_char);
+            let mut prompt = base.clone();
+            prompt.line_head = format!("{}{typed}", line.indent);
+            let request = CompletionRequest {
+                document: document.clone(),
+                prompt,
+                max_tokens: args.n_predict,
+                single_line: false,
+                stop: Vec::new(),
+                time_budget: Duration::from_secs(600),
+                sampling: SamplingConfig::default(),
+                done_when: None,
+            };
+            let keystroke = Instant::now();
+            match engine.complete(request).await {
+                Ok(completion) => n_generated += u64::from(completion.figures.n_generated),
+                Err(crate::engine::Error::Busy) => {}
+                Err(error) => return Err(error.into()),
+            }
+            latencies.push(keystroke.elapsed().as_secs_f64() * 1000.0);
+            if args.pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+            }
+        }
+    }
+    Ok((latencies, n_generated))
+}
+
+/// The table: one row per typist count, then how many fit under the p95 asked for.
+pub fn users_table(rows: &[UsersRow], p95_limit: Option<f64>, engine: &str) -> String {
+    let mut out = format!(
+        "typists at once against one {engine}\n| typists | keystrokes | p50 ms | p95 ms | p50 vs 1 typist | tokens/s (all) | sequences per batch | busy |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    let single = rows
+        .iter()
+        .find(|row| row.n_users == 1)
+        .map(|row| row.p50_ms);
+    for row in rows {
+        let ratio = single.map_or("".to_owned(), |single| {
+            format!("{:.2}x", row.p50_ms / single)
+        });
+        out += &format!(
+            "| {} | {} | {:.1} | {:.1} | {ratio} | {:.1} | {:.2} | {} |\n",
+            row.n_users,
+            row.n_keystrokes,
+            row.p50_ms,
+            row.p95_ms,
+            row.tokens_per_s,
+            row.mean_batch,
+            row.n_busy
+        );
+    }
+    if let Some(limit) = p95_limit {
+        let fitting = rows
+            .iter()
+            .filter(|row| row.p95_ms <= limit)
+            .map(|row| row.n_users)
+            .max();
+        out += &match fitting {
+            Some(n_users) => format!(
+                "\n{n_users} typist(s) fit with a keystroke p95 under {limit:.0} ms (of the counts measured).\n"
+            ),
+            None => format!("\nno typist count measured stays under a keystroke p95 of {limit:.0} ms.\n"),
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_compares_with_one_typist_and_says_how_many_fit() {
+        let row = |n_users, p50_ms, p95_ms| UsersRow {
+            n_users,
+            n_keystrokes: 10,
+            p50_ms,
+            p95_ms,
+            tokens_per_s: 100.0,
+            mean_batch: 1.5,
+            n_busy: 0,
+        };
+        let table = users_table(
+            &[row(1, 10.0, 12.0), row(4, 14.0, 20.0), row(8, 30.0, 45.0)],
+            Some(25.0),
+            "engine in process",
+        );
+        assert!(
+            table.contains("| 4 | 10 | 14.0 | 20.0 | 1.40x |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("4 typist(s) fit with a keystroke p95 under 25 ms"),
+            "{table}"
+        );
+        let none = users_table(&[row(1, 10.0, 12.0)], Some(5.0), "engine in process");
+        assert!(none.contains("no typist count measured"), "{none}");
+    }
+}
