@@ -324,6 +324,7 @@ fn bench_request(document: String, prompt: FimPrompt, args: &KeystrokeArgs) -> C
         stop: Vec::new(),
         time_budget: Duration::from_secs(600),
         sampling: SamplingConfig::default(),
+        client: 0,
         done_when: None,
     }
 }

@@ -16,7 +16,7 @@ use crate::config::{Config, ModelConfig};
 use crate::engine::{CompletionRequest, Engine, EngineStats, SamplingConfig};
 use crate::model;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct UsersArgs {
     /// The source file every typist types through.
     #[arg(long)]
@@ -188,26 +188,47 @@ async fn run_typists(
     trace: &[TracedLine],
 ) -> anyhow::Result<UsersRow> {
     let n_users = engines.len();
-    let stats_before = engines[0].stats().await;
-    let started = Instant::now();
-    let typists = engines.iter().enumerate().map(|(idx, engine)| {
-        // Each typist its own lines (the trace has enough for the most typists) and document.
-        let lines: Vec<TracedLine> = trace
-            .iter()
-            .skip(idx)
-            .step_by(n_users)
-            .take(args.lines)
-            .cloned()
-            .collect();
+    // Each typist its own lines (the trace has enough for the most typists) and document.
+    let assignments: Vec<(Vec<TracedLine>, String)> = (0..n_users)
+        .map(|idx| {
+            let lines = trace
+                .iter()
+                .skip(idx)
+                .step_by(n_users)
+                .take(args.lines)
+                .cloned()
+                .collect();
+            (lines, format!("user-{idx}/{}", args.file.display()))
+        })
+        .collect();
+    // Untimed: each typist's file is opened and its prompt evaluated (as warming does in an
+    // editor), one after the other, so the table measures typing and not first prefills.
+    for (engine, (lines, document)) in engines.iter().zip(&assignments) {
+        let first = lines.iter().take(1).cloned().collect();
+        let opening = UsersArgs {
+            n_predict: 1,
+            pause_ms: 0,
+            ..args.clone()
+        };
         type_lines(
             engine,
             config,
-            args,
+            &opening,
             text,
-            lines,
-            format!("user-{idx}/{}", args.file.display()),
+            first,
+            document.clone(),
+            true,
         )
-    });
+        .await?;
+    }
+    let stats_before = engines[0].stats().await;
+    let started = Instant::now();
+    let typists = engines
+        .iter()
+        .zip(assignments)
+        .map(|(engine, (lines, document))| {
+            type_lines(engine, config, args, text, lines, document, false)
+        });
     let results = futures::future::join_all(typists).await;
     let elapsed = started.elapsed().as_secs_f64();
     let stats_after = engines[0].stats().await;
@@ -246,6 +267,7 @@ async fn type_lines(
     text: &str,
     lines: Vec<TracedLine>,
     document: String,
+    first_key_only: bool,
 ) -> anyhow::Result<(Vec<f64>, u64)> {
     let budget = (config.context.budget_tokens as usize)
         .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
@@ -276,6 +298,7 @@ async fn type_lines(
                 stop: Vec::new(),
                 time_budget: Duration::from_secs(600),
                 sampling: SamplingConfig::default(),
+                client: 0,
                 done_when: None,
             };
             let keystroke = Instant::now();
@@ -285,6 +308,9 @@ async fn type_lines(
                 Err(error) => return Err(error.into()),
             }
             latencies.push(keystroke.elapsed().as_secs_f64() * 1000.0);
+            if first_key_only {
+                return Ok((latencies, n_generated));
+            }
             if args.pause_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
             }

@@ -60,6 +60,7 @@ fn request(document: &str, prompt: FimPrompt) -> CompletionRequest {
         stop: Vec::new(),
         time_budget: Duration::from_secs(600),
         sampling: SamplingConfig::default(),
+        client: 0,
         done_when: None,
     }
 }

@@ -171,6 +171,10 @@ impl From<&CompletionConfig> for SamplingConfig {
 pub struct CompletionRequest {
     /// Names the document (its URI); a newer request for the same document replaces this one.
     pub document: String,
+    /// Which language server asked, when several share the engine (set by the engine, 0 in
+    /// process): slots are shared out fairly between clients.
+    #[serde(default)]
+    pub client: u32,
     pub prompt: FimPrompt,
     pub max_tokens: u32,
     /// Stop at the end of the line (the cursor is mid-line).
@@ -220,6 +224,7 @@ impl CompletionRequest {
     ) -> CompletionRequest {
         CompletionRequest {
             document: document.into(),
+            client: 0,
             prompt,
             max_tokens: config.max_tokens,
             single_line,

@@ -411,15 +411,16 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .iter()
             .map(|running| running.generation.slot_idx)
             .collect();
-        let slot_idx = self
-            .sessions
-            .choose(&request.document, &rendered.tokens, &busy);
+        let slot_idx =
+            self.sessions
+                .choose_for(request.client, &request.document, &rendered.tokens, &busy);
         let placement = self.sessions.place(
             &mut self.backend,
             slot_idx,
             &request.document,
             &rendered.tokens,
         );
+        self.sessions.slots[slot_idx].client = request.client;
         self.running.push(RunningCompletion {
             generation: Generation::new(placement, rendered.tokens, sampler).with_healing(healed),
             job,
@@ -441,9 +442,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 return;
             }
         };
-        let slot_idx = self
-            .sessions
-            .choose(&request.document, &rendered.tokens, &[]);
+        let slot_idx =
+            self.sessions
+                .choose_for(request.client, &request.document, &rendered.tokens, &[]);
         // Already cached (the last keystroke's prompt, a second warming): nothing to do, and
         // placing it would take its last token back out of the cache to evaluate it again.
         if self.sessions.slots[slot_idx]
@@ -458,6 +459,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             &request.document,
             &rendered.tokens,
         );
+        self.sessions.slots[slot_idx].client = request.client;
         self.warming = Some(RunningWarm {
             generation: Generation::new(placement, rendered.tokens, sampler),
             request,

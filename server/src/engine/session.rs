@@ -15,6 +15,8 @@ pub(crate) struct Slot {
     pub document: Option<String>,
     /// Logical clock of the last use; smaller is older.
     pub last_used: u64,
+    /// Which client (a language server sharing the engine) used the slot last; 0 in process.
+    pub client: u32,
 }
 
 #[derive(Debug)]
@@ -48,17 +50,36 @@ impl Sessions {
                     tokens: Vec::new(),
                     document: None,
                     last_used: 0,
+                    client: 0,
                 })
                 .collect(),
             clock: 0,
         }
     }
 
-    /// Chooses the slot for `tokens` from `document`, among the slots not in `busy` (there is
-    /// one at least): the slot sharing the longest prefix when that covers at least half the
-    /// prompt, else the document's own slot, else an empty one, else the least recently used.
+    /// `choose_for` with every request from one client.
+    #[cfg(test)]
     pub(crate) fn choose(&self, document: &str, tokens: &[Token], busy: &[usize]) -> usize {
-        let same_document = |slot: &Slot| slot.document.as_deref() == Some(document);
+        self.choose_for(0, document, tokens, busy)
+    }
+
+    /// Chooses the slot for `tokens` from `document` of `client`, among the slots not in `busy`
+    /// (there is one at least): the slot sharing the longest prefix when that covers at least
+    /// half the prompt, else the document's own slot, else an empty one, else one to evict.
+    ///
+    /// Eviction keeps each client to its share of the slots (the slots divided among the
+    /// clients holding some, rounded up): a client at its share gives up its own least recently
+    /// used slot, and one under it takes the least recently used slot of a client over its share,
+    /// so one window opening many files cannot push every other window's cache out.
+    pub(crate) fn choose_for(
+        &self,
+        client: u32,
+        document: &str,
+        tokens: &[Token],
+        busy: &[usize],
+    ) -> usize {
+        let same_document =
+            |slot: &Slot| slot.client == client && slot.document.as_deref() == Some(document);
         let free = || {
             self.slots
                 .iter()
@@ -85,10 +106,36 @@ impl Sessions {
         if let Some((slot_idx, _)) = free().find(|(_, slot)| slot.tokens.is_empty()) {
             return slot_idx;
         }
-        free()
-            .min_by_key(|(_, slot)| slot.last_used)
-            .map(|(slot_idx, _)| slot_idx)
-            .expect("a context has at least one sequence")
+        let held = |owner: u32| {
+            self.slots
+                .iter()
+                .filter(|slot| !slot.tokens.is_empty() && slot.client == owner)
+                .count()
+        };
+        let mut clients: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|slot| !slot.tokens.is_empty())
+            .map(|slot| slot.client)
+            .collect();
+        clients.push(client);
+        clients.sort_unstable();
+        clients.dedup();
+        let share = self.slots.len().div_ceil(clients.len());
+        let least_recent = |eligible: &dyn Fn(&Slot) -> bool| {
+            free()
+                .filter(|(_, slot)| eligible(slot))
+                .min_by_key(|(_, slot)| slot.last_used)
+                .map(|(slot_idx, _)| slot_idx)
+        };
+        let preferred = if held(client) >= share {
+            least_recent(&|slot: &Slot| slot.client == client)
+        } else {
+            least_recent(&|slot: &Slot| slot.client != client && held(slot.client) > share)
+        };
+        preferred
+            .or_else(|| least_recent(&|_: &Slot| true))
+            .expect("a context has at least one free sequence")
     }
 
     /// Makes slot `slot_idx` ready to evaluate `tokens` (non-empty) for `document`: keeps the
@@ -227,5 +274,42 @@ mod tests {
         // A slot another completion is using is never chosen, however well it matches.
         assert_eq!(sessions.choose("c", &tokens("bbbbbbbbcc"), &[1]), 2);
         assert_eq!(sessions.choose("b", &tokens("bbbbbbbb"), &[1]), 2);
+    }
+
+    /// Fills slot `slot_idx` for `client` with `text` (each text starts with a character of its
+    /// own, so no prefix is shared).
+    fn fill_for(
+        sessions: &mut Sessions,
+        backend: &mut Fake,
+        client: u32,
+        slot_idx: usize,
+        document: &str,
+        text: &str,
+    ) {
+        fill(sessions, backend, slot_idx, document, text);
+        sessions.slots[slot_idx].client = client;
+    }
+
+    #[test]
+    fn eviction_keeps_each_client_to_its_share_of_the_slots() {
+        let mut backend = fake(4, false);
+        let mut sessions = Sessions::new(4);
+        for (slot_idx, (document, text)) in [("a1", "1a"), ("a2", "2a"), ("a3", "3a"), ("a4", "4a")]
+            .iter()
+            .enumerate()
+        {
+            fill_for(&mut sessions, &mut backend, 1, slot_idx, document, text);
+        }
+        // A second window under its share (2 of 4) takes the first window's oldest slots.
+        assert_eq!(sessions.choose_for(2, "b1", &tokens("5b"), &[]), 0);
+        fill_for(&mut sessions, &mut backend, 2, 0, "b1", "5b");
+        assert_eq!(sessions.choose_for(2, "b2", &tokens("6b"), &[]), 1);
+        fill_for(&mut sessions, &mut backend, 2, 1, "b2", "6b");
+        // At its share, it gives up its own oldest slot; the first window keeps two.
+        assert_eq!(sessions.choose_for(2, "b3", &tokens("7b"), &[]), 0);
+        // And so does the first window, now at its share.
+        assert_eq!(sessions.choose_for(1, "a5", &tokens("8a"), &[]), 2);
+        // The same document name from another window is another document.
+        assert_eq!(sessions.choose_for(2, "a4", &tokens("9c"), &[]), 0);
     }
 }

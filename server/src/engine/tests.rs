@@ -113,6 +113,7 @@ fn request(document: &str, prompt: FimPrompt) -> CompletionRequest {
         stop: Vec::new(),
         time_budget: Duration::from_secs(3600),
         sampling: SamplingConfig::default(),
+        client: 0,
         done_when: None,
     }
 }

@@ -190,6 +190,7 @@ mod tests {
             stop: vec!["\n\n".to_owned()],
             time_budget: Duration::from_millis(1500),
             sampling: SamplingConfig::default(),
+            client: 0,
             done_when: None,
         };
         write_message(

@@ -299,6 +299,7 @@ async fn serve_connection(
                 // Two windows may have the same file open with different text: their requests
                 // must not replace each other.
                 request.document = document(&request.document);
+                request.client = connection as u32;
                 if done_checks {
                     request.done_when =
                         Some(remote_done_check(id, out.clone(), Arc::clone(&verdicts)));
@@ -349,6 +350,7 @@ async fn serve_connection(
             }
             ToEngine::Warm { mut request } => {
                 request.document = document(&request.document);
+                request.client = connection as u32;
                 engine.warm(request);
             }
             ToEngine::Info { id } => {
