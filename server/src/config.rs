@@ -57,6 +57,10 @@ pub struct EngineConfig {
     /// Where shared engines put their sockets and logs; empty: `$XDG_RUNTIME_DIR/wellspring`,
     /// else `/tmp/wellspring-$UID`.
     pub socket_dir: String,
+    /// A team's engine, `tcp:HOST:PORT`, used instead of one on this machine; empty: none.
+    pub remote: String,
+    /// A file holding the remote engine's token (`WELLSPRING_ENGINE_TOKEN` overrides it).
+    pub token_file: String,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,8 @@ impl Default for EngineConfig {
             mode: EngineMode::Shared,
             idle_exit_seconds: 300,
             socket_dir: String::new(),
+            remote: String::new(),
+            token_file: String::new(),
         }
     }
 }

@@ -122,3 +122,78 @@ fn an_engine_killed_in_the_middle_of_a_chat_is_replaced_and_no_document_is_lost(
     assert!(inline_at(&mut server, URI, 3, 11)["items"].is_array());
     assert!(server.shutdown().success());
 }
+
+/// A team's engine on TCP: a server with the node's token uses it, one without is refused and
+/// says so.
+#[test]
+fn an_engine_on_tcp_serves_the_right_token_and_refuses_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "team-node-token-0123456789";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut engine = Command::new(env!("CARGO_BIN_EXE_wellspring"))
+        .args([
+            "engine",
+            "--listen",
+            &format!("tcp:127.0.0.1:{port}"),
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .arg("--model-file")
+        .arg(tiny_model())
+        .args(["--idle-exit-seconds", "0", "--log-file"])
+        .arg(dir.path().join("engine.log"))
+        .env_remove("WELLSPRING_ENGINE_TOKEN")
+        .spawn()
+        .unwrap();
+    let options = |token: &str| {
+        TestServer::builder()
+            .env("WELLSPRING_ENGINE_TOKEN", token)
+            .initialization_options(json!({
+                "model": {"path": tiny_model(), "n_ctx": 2048, "n_slots": 2},
+                "completion": {"max_tokens": 4},
+                "engine": {"remote": format!("tcp:127.0.0.1:{port}")},
+            }))
+    };
+    // The engine may still be binding: a refused connection is reported as an error status.
+    let mut server = None;
+    for _ in 0..100 {
+        let mut candidate = options(token).start();
+        let status = candidate.notification("wellspring/status", |params| {
+            params["state"] == "ready" || params["state"] == "error"
+        });
+        if status["state"] == "ready" {
+            server = Some(candidate);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut server = server.expect("a server with the token gets ready");
+    let info = engine_info(&mut server);
+    assert_eq!(info["socket"], format!("tcp:127.0.0.1:{port}"));
+    assert_eq!(info["pid"], engine.id());
+    server.open(URI, "python", TEXT);
+    assert!(inline_at(&mut server, URI, 3, 11)["items"].is_array());
+
+    let mut refused = options("not-the-token-at-all").start();
+    let status = refused.notification("wellspring/status", |params| {
+        params["state"] == "ready" || params["state"] == "error"
+    });
+    assert_eq!(status["state"], "error", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrong or missing token"),
+        "{status}"
+    );
+    assert!(refused.shutdown().success());
+    assert!(server.shutdown().success());
+    let _ = engine.kill();
+    let _ = engine.wait();
+}

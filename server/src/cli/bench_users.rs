@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _};
 use super::bench::{choose_lines, percentile, with_line, TracedLine};
 use super::complete::simple_fim_prompt;
 use crate::config::{Config, ModelConfig};
+use crate::engine::service::Endpoint;
 use crate::engine::{CompletionRequest, Engine, EngineStats, SamplingConfig};
 use crate::model;
 
@@ -169,7 +170,7 @@ async fn run_shared(
     }
     let mut handles = Vec::new();
     for _ in 0..n_users {
-        handles.push(Engine::connect(&socket).await?);
+        handles.push(Engine::connect(&Endpoint::Unix(socket.clone())).await?);
     }
     let row = run_typists(&handles, config, args, text, trace).await;
     drop(handles);

@@ -21,9 +21,16 @@ pub struct Args {
     /// The `[model]` settings as JSON (default: those of the configuration).
     #[arg(long, value_name = "JSON", hide = true)]
     pub model_config: Option<String>,
-    /// Exit this long after the last client left (default: `engine.idle_exit_seconds`).
+    /// Exit this long after the last client left (default: `engine.idle_exit_seconds`; 0: never).
     #[arg(long, value_name = "SECONDS")]
     pub idle_exit_seconds: Option<u64>,
+    /// Serve a team's language servers on TCP (`tcp:ADDR:PORT`) instead of this user's socket;
+    /// every connection must present the token.
+    #[arg(long, value_name = "tcp:ADDR:PORT")]
+    pub listen: Option<String>,
+    /// A file holding the token TCP clients must present (`WELLSPRING_ENGINE_TOKEN` overrides it).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<String>,
 }
 
 pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
@@ -42,25 +49,50 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?
         }
     };
-    let socket = args.socket.unwrap_or_else(|| {
-        service::socket_path(
-            &service::socket_dir(&config.engine),
-            &model_path,
-            &model_config,
-        )
-    });
+    let listen = match &args.listen {
+        Some(listen) => {
+            let Some(address) = listen.strip_prefix("tcp:") else {
+                anyhow::bail!("--listen takes tcp:ADDR:PORT, not {listen:?}");
+            };
+            let token_file = args
+                .token_file
+                .clone()
+                .unwrap_or_else(|| config.engine.token_file.clone());
+            server::Listen::Tcp {
+                address: address.to_owned(),
+                token: service::token(&token_file).map_err(anyhow::Error::msg)?,
+            }
+        }
+        None => server::Listen::Unix(args.socket.unwrap_or_else(|| {
+            service::socket_path(
+                &service::socket_dir(&config.engine),
+                &model_path,
+                &model_config,
+            )
+        })),
+    };
     let idle_exit = Duration::from_secs(
         args.idle_exit_seconds
             .unwrap_or(config.engine.idle_exit_seconds),
     );
-    eprintln!(
-        "wellspring engine: {} on {}",
-        model_path.display(),
-        socket.display()
-    );
+    match &listen {
+        server::Listen::Unix(socket) => {
+            eprintln!(
+                "wellspring engine: {} on {}",
+                model_path.display(),
+                socket.display()
+            )
+        }
+        server::Listen::Tcp { address, .. } => {
+            eprintln!(
+                "wellspring engine: {} on tcp:{address}",
+                model_path.display()
+            )
+        }
+    }
     let chat_model = crate::lsp::engine_loader::chat_model(&model_config.chat_path);
     server::serve(server::ServeOptions {
-        socket,
+        listen,
         model_path,
         config: model_config,
         chat_model,

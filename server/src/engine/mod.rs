@@ -398,8 +398,8 @@ pub struct EngineInfo {
     pub mode: &'static str,
     /// The process running the model.
     pub pid: u32,
-    /// The shared engine's socket.
-    pub socket: Option<PathBuf>,
+    /// The shared engine's socket (or `tcp:HOST:PORT`).
+    pub socket: Option<String>,
     /// Language servers using the engine (1 in process).
     pub n_clients: u32,
     pub chat_model_state: ChatModelState,
@@ -480,9 +480,9 @@ impl Engine {
         Engine::from_remote(remote).await
     }
 
-    /// Connects to the engine listening at `socket`.
-    pub async fn connect(socket: &Path) -> Result<Engine, Error> {
-        Engine::from_remote(service::connect(socket, None).await?).await
+    /// Connects to the engine listening at `endpoint`.
+    pub async fn connect(endpoint: &service::Endpoint) -> Result<Engine, Error> {
+        Engine::from_remote(service::connect(endpoint, None).await?).await
     }
 
     async fn from_remote(remote: service::Remote) -> Result<Engine, Error> {
@@ -614,7 +614,7 @@ impl Engine {
                 Ok(EngineInfo {
                     mode: "shared",
                     pid: remote.facts.pid,
-                    socket: Some(remote.socket.clone()),
+                    socket: Some(remote.endpoint.to_string()),
                     n_clients: live.n_clients,
                     chat_model_state: live.chat_model_state,
                     stats: live.stats,

@@ -16,7 +16,7 @@ use super::notifications::did_open::warm_token_counts_in_background;
 use super::progress::Progress;
 use super::state::{EngineState, State};
 use crate::config::EngineMode;
-use crate::engine::service::Launch;
+use crate::engine::service::{self, Launch};
 use crate::engine::{ChatModel, ChatModelResolver, Engine};
 use crate::model;
 
@@ -147,17 +147,21 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
                         .await
                         .unwrap_or_else(|panic| Err(format!("model loading crashed: {panic}")))
                     }
-                    EngineMode::Shared => {
-                        let launch = Launch {
-                            config: &config.model,
-                            engine: &config.engine,
-                            model_path: &path,
-                            log_file: config.log.file.as_deref(),
-                        };
-                        Engine::connect_shared(&launch, Some(on_progress))
-                            .await
-                            .map_err(|error| error.to_string())
-                    }
+                    EngineMode::Shared => match service::remote_endpoint(&config.engine) {
+                        Err(error) => Err(error),
+                        Ok(remote) => {
+                            let launch = Launch {
+                                config: &config.model,
+                                engine: &config.engine,
+                                model_path: &path,
+                                log_file: config.log.file.as_deref(),
+                                remote,
+                            };
+                            Engine::connect_shared(&launch, Some(on_progress))
+                                .await
+                                .map_err(|error| error.to_string())
+                        }
+                    },
                 }
             }
         };

@@ -6,11 +6,12 @@
 //! building a prompt never waits for the socket.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::protocol::{
@@ -44,26 +45,59 @@ pub(crate) struct Remote {
     next_id: AtomicU64,
     pub facts: EngineFacts,
     pub token_counter: Arc<dyn TokenCounter>,
-    pub socket: PathBuf,
+    pub endpoint: Endpoint,
     /// The last chat model state the engine reported.
     chat_model_state: Arc<Mutex<ChatModelState>>,
     /// Becomes `Some(reason)` when the connection ends.
     closed: watch::Receiver<Option<String>>,
 }
 
-/// Connects to the engine at `socket`, waits until its model is loaded (reporting its progress)
+/// Where an engine listens, from a language server's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    /// `host:port` of a team's engine, and the token it requires.
+    Tcp {
+        address: String,
+        token: String,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(socket) => write!(formatter, "{}", socket.display()),
+            Endpoint::Tcp { address, .. } => write!(formatter, "tcp:{address}"),
+        }
+    }
+}
+
+trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// Connects to the engine at `endpoint`, waits until its model is loaded (reporting its progress)
 /// and returns the connection.
 pub(crate) async fn connect(
-    socket: &Path,
+    endpoint: &Endpoint,
     mut on_progress: Option<Box<dyn FnMut(f32) + Send>>,
 ) -> Result<Remote, Error> {
-    let stream = UnixStream::connect(socket).await.map_err(|error| {
+    let cannot = |error: std::io::Error| {
         Error::Backend(format!(
-            "cannot connect to the engine at {}: {error}",
-            socket.display()
+            "cannot connect to the engine at {endpoint}: {error}"
         ))
-    })?;
-    let (mut reader, mut writer) = stream.into_split();
+    };
+    let (stream, token): (Box<dyn Duplex>, Option<String>) = match endpoint {
+        Endpoint::Unix(socket) => (
+            Box::new(UnixStream::connect(socket).await.map_err(cannot)?),
+            None,
+        ),
+        Endpoint::Tcp { address, token } => {
+            let stream = TcpStream::connect(address).await.map_err(cannot)?;
+            let _ = stream.set_nodelay(true);
+            (Box::new(stream), Some(token.clone()))
+        }
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let lost = |error: String| Error::Backend(format!("the engine connection failed: {error}"));
     write_message(
         &mut writer,
@@ -71,6 +105,7 @@ pub(crate) async fn connect(
             protocol: PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
+            token,
         },
     )
     .await
@@ -96,10 +131,20 @@ pub(crate) async fn connect(
         }
     };
     let model_path = facts.model_path.clone();
-    let vocab = tokio::task::spawn_blocking(move || Vocab::load(&model_path))
-        .await
-        .map_err(|error| Error::Internal(format!("loading the vocabulary crashed: {error}")))?
-        .map_err(|error| Error::Backend(error.to_string()))?;
+    let vocab = tokio::task::spawn_blocking(move || {
+        // The engine's own model file when this machine has it; an engine on another machine
+        // has its model out of reach, and prompts are then counted with the bundled
+        // Qwen2.5-Coder vocabulary (exact for that family, close for others).
+        if model_path.is_file() {
+            Vocab::load(&model_path)
+        } else {
+            tracing::info!(model = %model_path.display(), "the engine's model is not on this machine; counting tokens with the bundled Qwen2.5-Coder vocabulary");
+            Vocab::load_default()
+        }
+    })
+    .await
+    .map_err(|error| Error::Internal(format!("loading the vocabulary crashed: {error}")))?
+    .map_err(|error| Error::Backend(error.to_string()))?;
     let token_counter: Arc<dyn TokenCounter> = Arc::new(CachedTokenCounter::new(vocab));
 
     let (outgoing, mut outbox) = mpsc::unbounded_channel::<ToEngine>();
@@ -158,7 +203,7 @@ pub(crate) async fn connect(
         next_id: AtomicU64::new(1),
         facts,
         token_counter,
-        socket: socket.to_owned(),
+        endpoint: endpoint.clone(),
         chat_model_state,
         closed,
     })

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub use client::Endpoint;
 pub(crate) use client::{connect, Remote};
 
 use crate::config::{EngineConfig, ModelConfig};
@@ -72,6 +73,47 @@ pub fn socket_path(dir: &Path, model_path: &Path, config: &ModelConfig) -> PathB
     dir.join(format!("engine-{key}.sock"))
 }
 
+/// The token a team's engine requires: `WELLSPRING_ENGINE_TOKEN`, else the file named.
+pub fn token(token_file: &str) -> Result<String, String> {
+    if let Some(token) = std::env::var("WELLSPRING_ENGINE_TOKEN")
+        .ok()
+        .filter(|token| !token.trim().is_empty())
+    {
+        return Ok(token.trim().to_owned());
+    }
+    let token_file = token_file.trim();
+    if token_file.is_empty() {
+        return Err(
+            "no engine token: set WELLSPRING_ENGINE_TOKEN or engine.token_file (--token-file)"
+                .to_owned(),
+        );
+    }
+    std::fs::read_to_string(token_file)
+        .map(|token| token.trim().to_owned())
+        .map_err(|error| format!("cannot read the engine token file {token_file}: {error}"))
+}
+
+/// `engine.remote` as an endpoint: `None` when empty, an error when it is not `tcp:HOST:PORT` or
+/// no token is to be had.
+pub fn remote_endpoint(config: &EngineConfig) -> Result<Option<Endpoint>, String> {
+    let remote = config.remote.trim();
+    if remote.is_empty() {
+        return Ok(None);
+    }
+    let Some(address) = remote
+        .strip_prefix("tcp:")
+        .filter(|address| address.contains(':'))
+    else {
+        return Err(format!(
+            "engine.remote must be tcp:HOST:PORT, not {remote:?}"
+        ));
+    };
+    Ok(Some(Endpoint::Tcp {
+        address: address.to_owned(),
+        token: token(&config.token_file)?,
+    }))
+}
+
 /// How a language server reaches its shared engine.
 pub struct Launch<'a> {
     pub config: &'a ModelConfig,
@@ -80,6 +122,8 @@ pub struct Launch<'a> {
     /// Where the engine's log goes when this server starts it (its socket's name with `.log`
     /// otherwise).
     pub log_file: Option<&'a Path>,
+    /// A team's engine to use instead of one on this machine.
+    pub remote: Option<Endpoint>,
 }
 
 /// Connects to the shared engine for this configuration, starting it first when none runs.
@@ -89,9 +133,12 @@ pub(crate) async fn connect_or_start(
     on_progress: Option<Box<dyn FnMut(f32) + Send>>,
 ) -> Result<Remote, Error> {
     let socket = socket_path(&socket_dir(launch.engine), launch.model_path, launch.config);
+    if let Some(endpoint) = launch.remote.clone() {
+        return connect(&endpoint, on_progress).await;
+    }
     if accepts_connections(&socket) {
         tracing::info!(socket = %socket.display(), "using the running shared engine");
-        return connect(&socket, on_progress).await;
+        return connect(&Endpoint::Unix(socket), on_progress).await;
     }
     let log = launch
         .log_file
@@ -127,7 +174,7 @@ pub(crate) async fn connect_or_start(
     std::thread::spawn(move || {
         let _ = child.wait();
     });
-    connect(&socket, on_progress).await
+    connect(&Endpoint::Unix(socket), on_progress).await
 }
 
 /// Starts `wellspring engine` for `socket`, detached from this process's group so that the editor

@@ -31,6 +31,9 @@ pub(crate) enum ToEngine {
         protocol: u32,
         version: String,
         pid: u32,
+        /// Required by an engine listening on TCP.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     Complete {
         id: u64,

@@ -4,6 +4,10 @@
 //!
 //! One engine serves one socket: a lock file beside the socket is held for the process's life, so
 //! a second engine started for the same configuration sees it and leaves.
+//!
+//! A team's inference node listens on TCP instead (`--listen tcp:ADDR`), and then every
+//! connection must present the node's token; one that does not is refused before it can ask
+//! anything.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,7 +17,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -30,12 +35,21 @@ const VERDICT_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the idle timer and the socket file are looked at.
 const TICK: Duration = Duration::from_millis(500);
 
+/// Where an engine listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A Unix socket for this user's language servers.
+    Unix(PathBuf),
+    /// A TCP address for a team's language servers, which must present `token`.
+    Tcp { address: String, token: String },
+}
+
 pub struct ServeOptions {
-    pub socket: PathBuf,
+    pub listen: Listen,
     pub model_path: PathBuf,
     pub config: ModelConfig,
     pub chat_model: ChatModel,
-    /// Exit this long after the last client left (or after start, if none came).
+    /// Exit this long after the last client left (or after start, if none came); zero: never.
     pub idle_exit: Duration,
 }
 
@@ -53,6 +67,8 @@ pub enum ServeError {
     },
     #[error("the model did not load: {0}")]
     Load(Error),
+    #[error("an engine on TCP needs a token of at least {MIN_TOKEN_CHARS} characters (--token-file or WELLSPRING_ENGINE_TOKEN)")]
+    Token,
 }
 
 /// Where the engine stands, for connections that arrive at any time.
@@ -63,21 +79,107 @@ enum Phase {
     Failed(Error),
 }
 
-/// Serves until idle. Returns `Ok` without serving when another engine already serves `socket`.
+/// Accepts connections on a Unix socket or a TCP address.
+enum Listener {
+    Unix {
+        listener: UnixListener,
+        socket: PathBuf,
+        inode: Option<u64>,
+        _lock: File,
+    },
+    Tcp {
+        listener: TcpListener,
+        token: Arc<str>,
+    },
+}
+
+type Stream = Box<dyn Duplex>;
+
+trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Unix { listener, .. } => Ok(Box::new(listener.accept().await?.0) as Stream),
+            Listener::Tcp { listener, .. } => {
+                let (stream, peer) = listener.accept().await?;
+                tracing::info!(%peer, "TCP connection");
+                let _ = stream.set_nodelay(true);
+                Ok(Box::new(stream) as Stream)
+            }
+        }
+    }
+
+    /// The token connections must present; none on a Unix socket, which only this user can open.
+    fn token(&self) -> Option<Arc<str>> {
+        match self {
+            Listener::Unix { .. } => None,
+            Listener::Tcp { token, .. } => Some(Arc::clone(token)),
+        }
+    }
+
+    /// Whether the socket file is still this engine's (a TCP listener always is).
+    fn still_ours(&self) -> bool {
+        match self {
+            Listener::Unix {
+                socket,
+                inode: ours,
+                ..
+            } => inode(socket) == *ours,
+            Listener::Tcp { .. } => true,
+        }
+    }
+
+    fn remove_socket(&self) {
+        if let Listener::Unix { socket, .. } = self {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
+/// Serves until idle. Returns `Ok` without serving when another engine already serves the same
+/// Unix socket.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
-    let Some(_lock) = take_lock(&options.socket)? else {
-        tracing::info!(socket = %options.socket.display(), "another engine serves this socket; leaving");
-        return Ok(());
+    let listener = match &options.listen {
+        Listen::Unix(socket) => {
+            let Some(lock) = take_lock(socket)? else {
+                tracing::info!(socket = %socket.display(), "another engine serves this socket; leaving");
+                return Ok(());
+            };
+            let listener = listen(socket)?;
+            tracing::info!(socket = %socket.display(), model = %options.model_path.display(), pid = std::process::id(), "engine listening");
+            Listener::Unix {
+                listener,
+                socket: socket.clone(),
+                inode: inode(socket),
+                _lock: lock,
+            }
+        }
+        Listen::Tcp { address, token } => {
+            if token.trim().len() < MIN_TOKEN_CHARS {
+                return Err(ServeError::Token);
+            }
+            let listener =
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        path: PathBuf::from(address),
+                        source,
+                    })?;
+            tracing::info!(address = %listener.local_addr().map_or_else(|_| address.clone(), |local| local.to_string()), model = %options.model_path.display(), pid = std::process::id(), "engine listening on TCP; connections must present the token");
+            Listener::Tcp {
+                listener,
+                token: Arc::from(token.trim()),
+            }
+        }
     };
-    let listener = listen(&options.socket)?;
-    let socket_inode = inode(&options.socket);
-    tracing::info!(socket = %options.socket.display(), model = %options.model_path.display(), pid = std::process::id(), "engine listening");
 
     let (phase_tx, phase_rx) = watch::channel(Phase::Loading(0.0));
     let phase_tx = Arc::new(phase_tx);
     let loading_phase = Arc::clone(&phase_tx);
     let ServeOptions {
-        socket,
+        listen: _,
         model_path,
         config,
         chat_model,
@@ -122,14 +224,15 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(stream) => {
                     clients.fetch_add(1, Ordering::SeqCst);
                     idle_since = None;
                     let connection = next_connection.fetch_add(1, Ordering::Relaxed);
                     let phase = phase_rx.clone();
                     let clients = Arc::clone(&clients);
+                    let token = listener.token();
                     tokio::spawn(async move {
-                        serve_connection(stream, connection, phase, Arc::clone(&clients)).await;
+                        serve_connection(stream, connection, phase, Arc::clone(&clients), token).await;
                         clients.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -147,18 +250,35 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
                         return Err(ServeError::Load(error.clone()));
                     }
                 }
-                if inode(&socket) != socket_inode {
+                if !listener.still_ours() {
                     tracing::info!("the socket file was removed or replaced; the engine exits");
                     return Ok(());
                 }
-                if idle_since.is_some_and(|since| since.elapsed() >= idle_exit) {
+                if !idle_exit.is_zero() && idle_since.is_some_and(|since| since.elapsed() >= idle_exit) {
                     tracing::info!(idle_s = idle_exit.as_secs(), "no client for the idle timeout; the engine exits");
-                    let _ = std::fs::remove_file(&socket);
+                    listener.remove_socket();
                     return Ok(());
                 }
             }
         }
     }
+}
+
+/// A shorter token is too easy to guess to guard a model on the network.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// Whether the token a client presented is the one required, compared in constant time.
+fn token_matches(required: Option<&str>, presented: Option<&str>) -> bool {
+    let Some(required) = required else {
+        return true;
+    };
+    let presented = presented.unwrap_or("").as_bytes();
+    let required = required.as_bytes();
+    let mut difference = u8::from(presented.len() != required.len());
+    for (idx, byte) in required.iter().enumerate() {
+        difference |= byte ^ presented.get(idx).copied().unwrap_or(0);
+    }
+    difference == 0
 }
 
 /// The lock file beside the socket, held while this process serves it; `None` when another
@@ -218,12 +338,13 @@ type Verdicts = Arc<Mutex<HashMap<(u64, u64), std::sync::mpsc::Sender<bool>>>>;
 type Tasks = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 async fn serve_connection(
-    stream: UnixStream,
+    stream: Stream,
     connection: u64,
     mut phase: watch::Receiver<Phase>,
     clients: Arc<AtomicU32>,
+    token: Option<Arc<str>>,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (out, mut outbox) = mpsc::unbounded_channel::<FromEngine>();
     let writing = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
@@ -235,6 +356,21 @@ async fn serve_connection(
 
     let hello = read_message::<_, ToEngine>(&mut reader).await;
     let client_pid = match hello {
+        Ok(Some(ToEngine::Hello {
+            protocol: PROTOCOL_VERSION,
+            token: presented,
+            ..
+        })) if !token_matches(token.as_deref(), presented.as_deref()) => {
+            tracing::warn!(connection, "refused a connection without the right token");
+            let _ = out.send(FromEngine::Failed {
+                error: Error::Backend(
+                    "the engine refused the connection: wrong or missing token".to_owned(),
+                ),
+            });
+            drop(out);
+            let _ = writing.await;
+            return;
+        }
         Ok(Some(ToEngine::Hello {
             protocol: PROTOCOL_VERSION,
             pid,
@@ -402,4 +538,28 @@ fn remote_done_check(
         lock(&verdicts).remove(&(id, check));
         done
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn tokens_are_required_only_where_one_is_set_and_must_match_exactly() {
+        assert!(token_matches(None, None));
+        assert!(token_matches(
+            Some("s3cret-token-1234"),
+            Some("s3cret-token-1234")
+        ));
+        assert!(!token_matches(Some("s3cret-token-1234"), None));
+        assert!(!token_matches(
+            Some("s3cret-token-1234"),
+            Some("s3cret-token-123")
+        ));
+        assert!(!token_matches(
+            Some("s3cret-token-1234"),
+            Some("s3cret-token-12345")
+        ));
+        assert!(!token_matches(Some("s3cret-token-1234"), Some("")));
+    }
 }

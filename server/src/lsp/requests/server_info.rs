@@ -48,7 +48,7 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
         engine: engine_info.map(|info| EngineInfoResult {
             mode: info.mode.to_owned(),
             pid: info.pid,
-            socket: info.socket.map(|socket| socket.display().to_string()),
+            socket: info.socket,
             clients: info.n_clients,
         }),
     })
