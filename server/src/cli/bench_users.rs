@@ -206,8 +206,8 @@ async fn run_typists(
     // editor), one after the other, so the table measures typing and not first prefills.
     for (engine, (lines, document)) in engines.iter().zip(&assignments) {
         let first = lines.iter().take(1).cloned().collect();
+        // The same prompt budget (it depends on `n_predict`) as the timed keystrokes.
         let opening = UsersArgs {
-            n_predict: 1,
             pause_ms: 0,
             ..args.clone()
         };
