@@ -72,8 +72,8 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Connects to the engine at `endpoint`, waits until its model is loaded (reporting its progress)
 /// and returns the connection.
@@ -86,18 +86,22 @@ pub(crate) async fn connect(
             "cannot connect to the engine at {endpoint}: {error}"
         ))
     };
-    let (stream, token): (Box<dyn Duplex>, Option<String>) = match endpoint {
-        Endpoint::Unix(socket) => (
-            Box::new(UnixStream::connect(socket).await.map_err(cannot)?),
-            None,
-        ),
+    // Owned halves, not `tokio::io::split`'s: reading and writing never wait for each other.
+    let (mut reader, mut writer, token): (ReadHalf, WriteHalf, Option<String>) = match endpoint {
+        Endpoint::Unix(socket) => {
+            let (reader, writer) = UnixStream::connect(socket)
+                .await
+                .map_err(cannot)?
+                .into_split();
+            (Box::new(reader), Box::new(writer), None)
+        }
         Endpoint::Tcp { address, token } => {
             let stream = TcpStream::connect(address).await.map_err(cannot)?;
             let _ = stream.set_nodelay(true);
-            (Box::new(stream), Some(token.clone()))
+            let (reader, writer) = stream.into_split();
+            (Box::new(reader), Box::new(writer), Some(token.clone()))
         }
     };
-    let (mut reader, mut writer) = tokio::io::split(stream);
     let lost = |error: String| Error::Backend(format!("the engine connection failed: {error}"));
     write_message(
         &mut writer,
@@ -174,6 +178,10 @@ pub(crate) async fn connect(
             match read_message::<_, FromEngine>(&mut reader).await {
                 Ok(Some(message)) => {
                     dispatch(message, &reader_pending, &answers, &reader_state);
+                    // A chat streams faster than it is read: without this the loop would keep
+                    // its worker thread while frames are waiting, and hold up the editor's
+                    // requests on this process's other tasks.
+                    tokio::task::consume_budget().await;
                 }
                 Ok(None) => break "the engine closed the connection".to_owned(),
                 Err(error) => break error.to_string(),

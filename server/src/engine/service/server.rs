@@ -93,20 +93,23 @@ enum Listener {
     },
 }
 
-type Stream = Box<dyn Duplex>;
-
-trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 impl Listener {
-    async fn accept(&self) -> std::io::Result<Stream> {
+    /// The next connection, as owned halves (reading and writing never wait for each other).
+    async fn accept(&self) -> std::io::Result<(ReadHalf, WriteHalf)> {
         match self {
-            Listener::Unix { listener, .. } => Ok(Box::new(listener.accept().await?.0) as Stream),
+            Listener::Unix { listener, .. } => {
+                let (reader, writer) = listener.accept().await?.0.into_split();
+                Ok((Box::new(reader), Box::new(writer)))
+            }
             Listener::Tcp { listener, .. } => {
                 let (stream, peer) = listener.accept().await?;
                 tracing::info!(%peer, "TCP connection");
                 let _ = stream.set_nodelay(true);
-                Ok(Box::new(stream) as Stream)
+                let (reader, writer) = stream.into_split();
+                Ok((Box::new(reader), Box::new(writer)))
             }
         }
     }
@@ -338,13 +341,12 @@ type Verdicts = Arc<Mutex<HashMap<(u64, u64), std::sync::mpsc::Sender<bool>>>>;
 type Tasks = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 async fn serve_connection(
-    stream: Stream,
+    (mut reader, mut writer): (ReadHalf, WriteHalf),
     connection: u64,
     mut phase: watch::Receiver<Phase>,
     clients: Arc<AtomicU32>,
     token: Option<Arc<str>>,
 ) {
-    let (mut reader, mut writer) = tokio::io::split(stream);
     let (out, mut outbox) = mpsc::unbounded_channel::<FromEngine>();
     let writing = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
@@ -417,6 +419,8 @@ async fn serve_connection(
     let tasks: Tasks = Arc::default();
     let document = |name: &str| format!("{connection}|{name}");
     loop {
+        // Many clients, one runtime: a connection with frames waiting gives the others a turn.
+        tokio::task::consume_budget().await;
         let message = match read_message::<_, ToEngine>(&mut reader).await {
             Ok(Some(message)) => message,
             Ok(None) => break,
