@@ -214,12 +214,18 @@ impl Connection {
         }
     }
 
-    /// The server's resident memory, and its shared engine's.
+    /// The server's resident memory and its shared engine's together.
     fn rss_kib(&self) -> Option<u64> {
+        let (server, engine) = self.rss_parts_kib()?;
+        Some(server + engine)
+    }
+
+    /// The server's resident memory, and its shared engine's (0 for an engine in process).
+    fn rss_parts_kib(&self) -> Option<(u64, u64)> {
         let server = process_rss_kib(self.child.id())?;
         match self.engine_pid {
-            Some(pid) => Some(server + process_rss_kib(pid)?),
-            None => Some(server),
+            Some(pid) => Some((server, process_rss_kib(pid)?)),
+            None => Some((server, 0)),
         }
     }
 }
@@ -333,6 +339,8 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
     let mut pending: HashMap<i64, Kind> = HashMap::new();
     let mut outcomes: HashMap<Kind, Outcomes> = HashMap::new();
     let mut rss_samples: Vec<(f64, f64)> = Vec::new();
+    // The same samples split: the language server's and the shared engine's.
+    let mut rss_parts: Vec<(f64, f64)> = Vec::new();
     let mut next_sample = Instant::now();
     let mut next_disconnect = started + Duration::from_secs(30);
     let (mut n_disconnects, mut n_disconnects_clean) = (0, 0);
@@ -444,8 +452,13 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
         }
 
         if Instant::now() >= next_sample {
-            if let Some(rss_kib) = server.rss_kib() {
-                rss_samples.push((started.elapsed().as_secs_f64(), rss_kib as f64 / 1024.0));
+            if let Some((server_kib, engine_kib)) = server.rss_parts_kib() {
+                let mib = |kib: u64| kib as f64 / 1024.0;
+                rss_samples.push((
+                    started.elapsed().as_secs_f64(),
+                    mib(server_kib + engine_kib),
+                ));
+                rss_parts.push((mib(server_kib), mib(engine_kib)));
             }
             next_sample += Duration::from_secs(args.sample_seconds.max(1));
         }
@@ -512,12 +525,12 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
         config.model.path
     );
     println!();
-    println!("RSS: the language server's and its shared engine's, together.");
+    println!("RSS: the language server's and its shared engine's, together, then each.");
     println!();
-    println!("| time s | RSS MiB |");
-    println!("|---:|---:|");
-    for (seconds, mib) in &rss_samples {
-        println!("| {seconds:.0} | {mib:.1} |");
+    println!("| time s | RSS MiB | server MiB | engine MiB |");
+    println!("|---:|---:|---:|---:|");
+    for ((seconds, mib), (server_mib, engine_mib)) in rss_samples.iter().zip(&rss_parts) {
+        println!("| {seconds:.0} | {mib:.1} | {server_mib:.1} | {engine_mib:.1} |");
     }
     println!();
     println!("| requests | answered | cancelled | declined | errors |");
