@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use super::bench::{choose_lines, percentile, with_line, TracedLine};
 use super::complete::simple_fim_prompt;
 use crate::config::{Config, ModelConfig};
-use crate::engine::service::Endpoint;
+use crate::engine::service::{self, Endpoint};
 use crate::engine::{CompletionRequest, Engine, EngineStats, SamplingConfig};
 use crate::model;
 
@@ -145,29 +145,9 @@ async fn run_shared(
     let dir = std::env::temp_dir().join(format!("wellspring-bench-users-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let socket = dir.join(format!("engine-{n_users}.sock"));
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .arg("engine")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--model-file")
-        .arg(model_path)
-        .arg("--model-config")
-        .arg(serde_json::to_string(model_config)?)
-        .arg("--idle-exit-seconds")
-        .arg("2")
-        .arg("--log-file")
-        .arg(dir.join("engine.log"))
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start the engine process")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the engine did not listen on {}", socket.display());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let log = dir.join("engine.log");
+    let mut child = service::start_engine(model_config, model_path, &socket, 2, &log)?;
+    service::wait_until_listening(&socket, &mut child, &log).await?;
     let mut handles = Vec::new();
     for _ in 0..n_users {
         handles.push(Engine::connect(&Endpoint::Unix(socket.clone())).await?);

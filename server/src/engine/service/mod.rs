@@ -143,12 +143,33 @@ pub(crate) async fn connect_or_start(
     let log = launch
         .log_file
         .map_or_else(|| socket.with_extension("log"), Path::to_owned);
-    let mut child = start_engine(launch, &socket, &log)?;
+    let mut child = start_engine(
+        launch.config,
+        launch.model_path,
+        &socket,
+        launch.engine.idle_exit_seconds,
+        &log,
+    )?;
     tracing::info!(socket = %socket.display(), pid = child.id(), log = %log.display(), "started a shared engine");
+    wait_until_listening(&socket, &mut child, &log).await?;
+    // Reap the engine when it exits while this server still runs; otherwise init does.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    connect(&Endpoint::Unix(socket), on_progress).await
+}
+
+/// Waits until the engine `child` started listens on `socket` (it binds before loading its
+/// model), or says why it will not.
+pub async fn wait_until_listening(
+    socket: &Path,
+    child: &mut std::process::Child,
+    log: &Path,
+) -> Result<(), Error> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if accepts_connections(&socket) {
-            break;
+        if accepts_connections(socket) {
+            return Ok(());
         }
         // An engine that exited at once either found another one serving the socket (which
         // shows up here shortly) or could not start at all.
@@ -170,18 +191,15 @@ pub(crate) async fn connect_or_start(
         }
         tokio::time::sleep(START_POLL).await;
     }
-    // Reap the engine when it exits while this server still runs; otherwise init does.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    connect(&Endpoint::Unix(socket), on_progress).await
 }
 
-/// Starts `wellspring engine` for `socket`, detached from this process's group so that the editor
+/// Starts `wellspring engine` on `socket`, detached from this process's group so that the editor
 /// stopping this server leaves the engine to its other clients.
-fn start_engine(
-    launch: &Launch<'_>,
+pub fn start_engine(
+    config: &ModelConfig,
+    model_path: &Path,
     socket: &Path,
+    idle_exit_seconds: u64,
     log: &Path,
 ) -> Result<std::process::Child, Error> {
     use std::os::unix::process::CommandExt;
@@ -190,7 +208,7 @@ fn start_engine(
     if let Some(dir) = socket.parent() {
         create_private_dir(dir)?;
     }
-    let config = serde_json::to_string(launch.config)
+    let config = serde_json::to_string(config)
         .map_err(|error| Error::Internal(format!("cannot pass the model settings: {error}")))?;
     let mut command = Command::new(exe);
     command
@@ -198,11 +216,11 @@ fn start_engine(
         .arg("--socket")
         .arg(socket)
         .arg("--model-file")
-        .arg(launch.model_path)
+        .arg(model_path)
         .arg("--model-config")
         .arg(config)
         .arg("--idle-exit-seconds")
-        .arg(launch.engine.idle_exit_seconds.to_string())
+        .arg(idle_exit_seconds.to_string())
         .arg("--log-file")
         .arg(log)
         .stdin(Stdio::null())
