@@ -504,10 +504,36 @@ impl Engine {
     /// `Error::Superseded`; dropping the future stops the work at the next decode step. When the
     /// user has typed the start of the document's last suggestion, the rest of it comes back at
     /// once, without inference.
-    pub async fn complete(&self, request: CompletionRequest) -> Result<Completion, Error> {
+    ///
+    /// An engine in this process takes the request when this is called, not when the future is
+    /// first polled: requests keep the order they were made in (the newest for a document wins)
+    /// even when each is awaited on a task of its own.
+    pub fn complete(
+        &self,
+        request: CompletionRequest,
+    ) -> impl std::future::Future<Output = Result<Completion, Error>> + Send + 'static {
+        let engine = self.clone();
+        let submitted = self.submit_completion(request);
+        async move {
+            match submitted {
+                Submitted::Answered(result) => result,
+                Submitted::Waiting(answer) => answer.await.map_err(|_| Error::Stopped)?,
+                Submitted::Remote(request) => match &engine.inner.runs {
+                    Runs::Shared(remote) => remote.complete(request).await,
+                    Runs::InProcess { .. } => {
+                        unreachable!("an engine in process submitted the completion")
+                    }
+                },
+            }
+        }
+    }
+
+    /// The synchronous half of `complete`: an answer from the typed-ahead suggestion, or the
+    /// request handed to the engine thread.
+    fn submit_completion(&self, request: CompletionRequest) -> Submitted {
         let (commands, shared) = match &self.inner.runs {
             Runs::InProcess { commands, shared } => (commands, shared),
-            Runs::Shared(remote) => return remote.complete(request).await,
+            Runs::Shared(_) => return Submitted::Remote(request),
         };
         let submitted_at = Instant::now();
         let typed_ahead = shared
@@ -537,38 +563,62 @@ impl Engine {
             };
             tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
             shared.stats().record(&completion.figures);
-            return Ok(completion);
+            return Submitted::Answered(Ok(completion));
         }
-        submit(commands, |reply| {
-            Command::Complete(CompletionJob {
-                request,
-                reply,
-                submitted_at,
-            })
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        let job = Command::Complete(CompletionJob {
+            request,
+            reply,
+            submitted_at,
+        });
+        match commands.send(job) {
+            Ok(()) => Submitted::Waiting(answer),
+            Err(_) => Submitted::Answered(Err(Error::Stopped)),
+        }
     }
 
     /// Generates a chat answer, sending text deltas through `deltas` as they are produced.
     /// Completions keep priority: they run between the chat's decode steps. Dropping the future
     /// (or the delta receiver) stops generation.
-    pub async fn chat(
+    ///
+    /// An engine in this process takes the request when this is called, not when the future is
+    /// first polled, so chats queue in the order they were asked for even when each is awaited
+    /// on a task of its own (as the shared engine does for its clients).
+    pub fn chat(
         &self,
         request: ChatRequest,
         deltas: mpsc::UnboundedSender<String>,
-    ) -> Result<ChatOutcome, Error> {
-        match &self.inner.runs {
+    ) -> impl std::future::Future<Output = Result<ChatOutcome, Error>> + Send + 'static {
+        let engine = self.clone();
+        let submitted = match &self.inner.runs {
             Runs::InProcess { commands, .. } => {
-                submit(commands, |reply| {
-                    Command::Chat(ChatJob {
+                let (reply, answer) = oneshot::channel();
+                let sent = commands
+                    .send(Command::Chat(ChatJob {
                         request,
                         deltas,
                         reply,
-                    })
-                })
-                .await
+                    }))
+                    .is_ok();
+                Ok((sent, answer))
             }
-            Runs::Shared(remote) => remote.chat(request, deltas).await,
+            Runs::Shared(_) => Err((request, deltas)),
+        };
+        async move {
+            match (submitted, &engine.inner.runs) {
+                (Ok((sent, answer)), _) => {
+                    if !sent {
+                        return Err(Error::Stopped);
+                    }
+                    answer.await.map_err(|_| Error::Stopped)?
+                }
+                (Err((request, deltas)), Runs::Shared(remote)) => {
+                    remote.chat(request, deltas).await
+                }
+                (Err(_), Runs::InProcess { .. }) => {
+                    unreachable!("an engine in process submitted the chat above")
+                }
+            }
         }
     }
 
@@ -672,14 +722,12 @@ impl Engine {
     }
 }
 
-/// Sends a command carrying a reply channel to the engine thread and waits for the answer.
-async fn submit<T>(
-    commands: &std::sync::mpsc::Sender<Command>,
-    command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
-) -> Result<T, Error> {
-    let (reply, answer) = oneshot::channel();
-    commands.send(command(reply)).map_err(|_| Error::Stopped)?;
-    answer.await.map_err(|_| Error::Stopped)?
+/// Where a completion stands once `Engine::complete` was called.
+enum Submitted {
+    Answered(Result<Completion, Error>),
+    Waiting(oneshot::Receiver<Result<Completion, Error>>),
+    /// For a shared engine: sent when the future is first polled.
+    Remote(CompletionRequest),
 }
 
 fn millis(duration: Duration) -> f64 {

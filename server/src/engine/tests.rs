@@ -958,3 +958,19 @@ fn a_full_engine_answers_busy_instead_of_queueing_without_bound() {
         assert!(answer.try_recv().unwrap().is_ok());
     }
 }
+
+/// Requests reach the engine in the order `complete` was called, however their futures are then
+/// awaited: the newest keystroke for a document wins even when its future is polled first (as
+/// the shared engine's tasks, one per request, may be).
+#[tokio::test]
+async fn the_newest_call_wins_whatever_order_the_futures_run_in() {
+    let (engine, state) = fake_engine(FakeOptions::default());
+    state.lock().unwrap().push_reply("1");
+    state.lock().unwrap().push_reply("2");
+    let older = engine.complete(request("a", prompt("    let x")));
+    let newer = engine.complete(request("a", prompt("    let xy")));
+    let newer = tokio::spawn(newer).await.unwrap();
+    let older = tokio::spawn(older).await.unwrap();
+    assert_eq!(older, Err(Error::Superseded));
+    assert!(newer.is_ok(), "{newer:?}");
+}

@@ -444,11 +444,12 @@ async fn serve_connection(
                     request.done_when =
                         Some(remote_done_check(id, out.clone(), Arc::clone(&verdicts)));
                 }
-                let engine = engine.clone();
+                // Submitted here, in the order the client sent them; only the wait is spawned.
+                let completion = engine.complete(request);
                 let reply = out.clone();
                 let running = Arc::clone(&tasks);
                 let task = tokio::spawn(async move {
-                    let result = engine.complete(request).await;
+                    let result = completion.await;
                     lock(&running).remove(&id);
                     let _ = reply.send(FromEngine::Completed { id, result });
                 });
@@ -460,12 +461,12 @@ async fn serve_connection(
                 }
             }
             ToEngine::Chat { id, request } => {
-                let engine = engine.clone();
+                // Submitted here, in the order the client sent them; only the wait is spawned.
+                let (deltas, mut delta_rx) = mpsc::unbounded_channel();
+                let chat = engine.chat(request, deltas);
                 let reply = out.clone();
                 let running = Arc::clone(&tasks);
                 let task = tokio::spawn(async move {
-                    let (deltas, mut delta_rx) = mpsc::unbounded_channel();
-                    let chat = engine.chat(request, deltas);
                     tokio::pin!(chat);
                     let result = loop {
                         tokio::select! {
