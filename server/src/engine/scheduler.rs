@@ -289,9 +289,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         // evaluated.
         self.forget_warming(document);
         let mut n_superseded = 0;
-        for running in extract_vec(&mut self.running, |running| {
-            running.job.request.document == document
-        }) {
+        for running in self
+            .running
+            .extract_if(.., |running| running.job.request.document == document)
+        {
             let _ = running.job.reply.send(Err(Error::Superseded));
             n_superseded += 1;
         }
@@ -354,8 +355,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
     fn drop_abandoned(&mut self) {
         let mut n_abandoned = extract(&mut self.queue, |job| job.reply.is_closed()).len();
-        n_abandoned +=
-            extract_vec(&mut self.running, |running| running.job.reply.is_closed()).len();
+        n_abandoned += self
+            .running
+            .extract_if(.., |running| running.job.reply.is_closed())
+            .count();
         n_abandoned += extract(&mut self.chat_queue, |job| job.reply.is_closed()).len();
         if self
             .chat_running
@@ -417,10 +420,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let placement = self.sessions.place(
             &mut self.backend,
             slot_idx,
-            &request.document,
+            (request.client, &request.document),
             &rendered.tokens,
         );
-        self.sessions.slots[slot_idx].client = request.client;
         self.running.push(RunningCompletion {
             generation: Generation::new(placement, rendered.tokens, sampler).with_healing(healed),
             job,
@@ -456,10 +458,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let placement = self.sessions.place(
             &mut self.backend,
             slot_idx,
-            &request.document,
+            (request.client, &request.document),
             &rendered.tokens,
         );
-        self.sessions.slots[slot_idx].client = request.client;
         self.warming = Some(RunningWarm {
             generation: Generation::new(placement, rendered.tokens, sampler),
             request,
@@ -734,7 +735,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             });
         }
         let sampler = backend.new_sampler(&request.sampling, request.grammar.as_deref())?;
-        let placement = sessions.place(backend, 0, "chat", &tokens);
+        let placement = sessions.place(backend, 0, (0, "chat"), &tokens);
         Ok(Generation::new(placement, tokens, sampler))
     }
 
@@ -893,13 +894,6 @@ fn apply_stops(text: &mut String, request: &CompletionRequest) -> Option<StopRea
     let (byte_offset, reason) = cut?;
     text.truncate(byte_offset);
     Some(reason)
-}
-
-/// `extract` for a `Vec`.
-fn extract_vec<T>(items: &mut Vec<T>, predicate: impl Fn(&T) -> bool) -> Vec<T> {
-    let (removed, kept) = std::mem::take(items).into_iter().partition(predicate);
-    *items = kept;
-    removed
 }
 
 /// Removes and returns the items matching `predicate`, keeping the others in order.

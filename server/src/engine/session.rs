@@ -145,12 +145,13 @@ impl Sessions {
         &mut self,
         backend: &mut B,
         slot_idx: usize,
-        document: &str,
+        (client, document): (u32, &str),
         tokens: &[Token],
     ) -> Placement {
         self.clock += 1;
         let slot = &mut self.slots[slot_idx];
         slot.last_used = self.clock;
+        slot.client = client;
         slot.document = Some(document.to_owned());
         let mut n_past = common_prefix_len(&slot.tokens, tokens);
         if n_past == tokens.len() {
@@ -198,7 +199,7 @@ mod tests {
         document: &str,
         text: &str,
     ) {
-        let placement = sessions.place(backend, slot_idx, document, &tokens(text));
+        let placement = sessions.place(backend, slot_idx, (0, document), &tokens(text));
         let new_tokens = &tokens(text)[placement.n_past as usize..];
         backend
             .evaluate(sessions.slots[slot_idx].seq, placement.n_past, new_tokens)
@@ -220,7 +221,7 @@ mod tests {
             "fn main() { let x = 1; }",
         );
         backend.state.lock().unwrap().take_calls();
-        let placement = sessions.place(&mut backend, 0, "a", &tokens("fn main() { let y"));
+        let placement = sessions.place(&mut backend, 0, (0, "a"), &tokens("fn main() { let y"));
         assert_eq!(placement.n_past, 16);
         assert_eq!(
             backend.state.lock().unwrap().take_calls(),
@@ -234,7 +235,7 @@ mod tests {
         let mut backend = fake(1, false);
         let mut sessions = Sessions::new(1);
         fill(&mut sessions, &mut backend, 0, "a", "abcdef");
-        let placement = sessions.place(&mut backend, 0, "a", &tokens("abcdef"));
+        let placement = sessions.place(&mut backend, 0, (0, "a"), &tokens("abcdef"));
         assert_eq!(placement.n_past, 5);
         assert_eq!(sessions.slots[0].tokens.len(), 5);
     }
@@ -245,7 +246,7 @@ mod tests {
         let mut sessions = Sessions::new(1);
         fill(&mut sessions, &mut backend, 0, "a", "abcdef");
         backend.state.lock().unwrap().take_calls();
-        let placement = sessions.place(&mut backend, 0, "a", &tokens("abcXYZ"));
+        let placement = sessions.place(&mut backend, 0, (0, "a"), &tokens("abcXYZ"));
         assert_eq!(placement.n_past, 0);
         assert_eq!(
             backend.state.lock().unwrap().take_calls(),
