@@ -35,11 +35,11 @@ impl SpecialTokens {
 }
 
 /// Tokens for one sequence in a batch: `tokens` evaluated at positions `n_past..` of `seq`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Input {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Input<'t> {
     pub seq: u32,
     pub n_past: u32,
-    pub tokens: Vec<Token>,
+    pub tokens: &'t [Token],
 }
 
 /// One model context. Positions are per sequence; `evaluate` appends tokens to a sequence's KV
@@ -68,7 +68,7 @@ pub(crate) trait Backend {
     /// Evaluates every input (each on its own sequence, at most `n_batch` tokens together) in one
     /// pass over the weights: continuous batching. Afterwards `select_output(i)` makes `sample`
     /// read the logits of input `i`'s last token. On error every input's sequence is unknown.
-    fn evaluate_batch(&mut self, inputs: &[Input]) -> Result<(), Error>;
+    fn evaluate_batch(&mut self, inputs: &[Input<'_>]) -> Result<(), Error>;
     /// Which logits `sample` reads after `evaluate_batch`: those of input `input_idx`'s last
     /// token. `evaluate` selects its own last token again.
     fn select_output(&mut self, input_idx: usize);

@@ -112,8 +112,9 @@ impl<S> Generation<S> {
             Ok(input) => input,
         };
         if let Some(input) = input {
-            backend.evaluate(input.seq, input.n_past, &input.tokens)?;
-            if !self.evaluated(sessions, input) {
+            backend.evaluate(input.seq, input.n_past, input.tokens)?;
+            let n_tokens = input.tokens.len();
+            if !self.evaluated(sessions, n_tokens) {
                 return Ok(Event::Prefilled);
             }
         }
@@ -128,7 +129,7 @@ impl<S> Generation<S> {
         backend: &B,
         sessions: &Sessions,
         max_chunk: usize,
-    ) -> Result<Option<Input>, StopReason> {
+    ) -> Result<Option<Input<'_>>, StopReason> {
         let slot = &sessions.slots[self.slot_idx];
         if !self.prefilled {
             let n_done = slot.tokens.len();
@@ -137,32 +138,34 @@ impl<S> Generation<S> {
             return Ok(Some(Input {
                 seq: slot.seq,
                 n_past: n_done as u32,
-                tokens: self.prompt[n_done..chunk_end].to_vec(),
+                tokens: &self.prompt[n_done..chunk_end],
             }));
         }
-        match self.pending {
+        match &self.pending {
             Some(_) if slot.tokens.len() >= backend.n_ctx_per_seq() as usize => {
                 Err(StopReason::ContextFull)
             }
             Some(token) => Ok(Some(Input {
                 seq: slot.seq,
                 n_past: slot.tokens.len() as u32,
-                tokens: vec![token],
+                tokens: std::slice::from_ref(token),
             })),
             None => Ok(None),
         }
     }
 
-    /// Records that `input` (from `next_input`) was evaluated. Returns whether a token is to be
-    /// sampled from its logits now: false while the prompt is still being prefilled.
-    pub(crate) fn evaluated(&mut self, sessions: &mut Sessions, input: Input) -> bool {
+    /// Records that the `n_tokens` of `next_input`'s input were evaluated. Returns whether a
+    /// token is to be sampled from their logits now: false while the prompt is being prefilled.
+    pub(crate) fn evaluated(&mut self, sessions: &mut Sessions, n_tokens: usize) -> bool {
         let slot = &mut sessions.slots[self.slot_idx];
-        slot.tokens.extend_from_slice(&input.tokens);
         if self.prefilled {
-            self.pending = None;
+            slot.tokens.extend(self.pending.take());
             return true;
         }
-        self.n_evaluated += input.tokens.len() as u32;
+        let n_done = slot.tokens.len();
+        slot.tokens
+            .extend_from_slice(&self.prompt[n_done..n_done + n_tokens]);
+        self.n_evaluated += n_tokens as u32;
         self.prefilled = slot.tokens.len() == self.prompt.len();
         false
     }

@@ -535,6 +535,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         order.sort_by_key(|idx| !decoding(&self.running[*idx]));
         let mut room = self.backend.n_batch() as usize;
         let mut inputs = Vec::new();
+        // Which completion each input is, whether it was decoding, and how many tokens it has.
         let mut owners = Vec::new();
         for idx in order {
             let generation = &self.running[idx].generation;
@@ -543,7 +544,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 Ok(None) => {}
                 Ok(Some(input)) if input.tokens.len() <= room => {
                     room -= input.tokens.len();
-                    owners.push((idx, generation.is_prefilled()));
+                    owners.push((idx, generation.is_prefilled(), input.tokens.len()));
                     inputs.push(input);
                 }
                 // No room left in this batch: the next step takes it.
@@ -551,25 +552,26 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         if !inputs.is_empty() {
-            let n_tokens: usize = inputs.iter().map(|input| input.tokens.len()).sum();
             {
                 let mut stats = self.shared.stats();
                 stats.n_batches += 1;
                 stats.n_batched_sequences += inputs.len() as u64;
-                stats.n_batched_tokens += n_tokens as u64;
+                stats.n_batched_tokens += owners.iter().map(|(_, _, n)| *n as u64).sum::<u64>();
             }
-            match self.backend.evaluate_batch(&inputs) {
+            let evaluated = self.backend.evaluate_batch(&inputs);
+            drop(inputs);
+            match evaluated {
                 Err(error) => {
-                    for (idx, _) in &owners {
+                    for (idx, _, _) in &owners {
                         let slot_idx = self.running[*idx].generation.slot_idx;
                         self.sessions.reset(&mut self.backend, slot_idx);
                         events.push((*idx, Err(error.clone())));
                     }
                 }
                 Ok(()) => {
-                    for (input_idx, ((idx, _), input)) in owners.iter().zip(inputs).enumerate() {
+                    for (input_idx, (idx, _, n_tokens)) in owners.iter().enumerate() {
                         let generation = &mut self.running[*idx].generation;
-                        let sample_now = generation.evaluated(&mut self.sessions, input)
+                        let sample_now = generation.evaluated(&mut self.sessions, *n_tokens)
                             || generation.samples_next();
                         let event = if sample_now {
                             self.backend.select_output(input_idx);
@@ -583,7 +585,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         let elapsed = started.elapsed();
-        for (idx, was_decoding) in &owners {
+        for (idx, was_decoding, _) in &owners {
             self.running[*idx]
                 .generation
                 .add_time(elapsed, *was_decoding);

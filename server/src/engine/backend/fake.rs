@@ -197,7 +197,7 @@ impl Backend for Fake {
         Ok(())
     }
 
-    fn evaluate_batch(&mut self, inputs: &[super::Input]) -> Result<(), Error> {
+    fn evaluate_batch(&mut self, inputs: &[super::Input<'_>]) -> Result<(), Error> {
         let n_ctx_per_seq = self.options.n_ctx_per_seq;
         let n_batch = self.options.n_batch;
         let mut state = self.state();
@@ -227,7 +227,7 @@ impl Backend for Fake {
             }
         }
         for input in inputs {
-            state.contents[input.seq as usize].extend_from_slice(&input.tokens);
+            state.contents[input.seq as usize].extend_from_slice(input.tokens);
         }
         Ok(())
     }

@@ -423,28 +423,16 @@ impl Backend for LlamaCpp<'_> {
     }
 
     fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
-        self.batch.clear();
-        self.output = -1;
-        let last_idx = tokens.len().saturating_sub(1);
-        for (token_idx, &token) in tokens.iter().enumerate() {
-            self.batch
-                .add(
-                    LlamaToken(token),
-                    (n_past as usize + token_idx) as i32,
-                    &[seq as i32],
-                    token_idx == last_idx,
-                )
-                .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
-        }
-        self.context
-            .decode(&mut self.batch)
-            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+        self.evaluate_batch(&[super::Input {
+            seq,
+            n_past,
+            tokens,
+        }])
     }
 
-    fn evaluate_batch(&mut self, inputs: &[super::Input]) -> Result<(), Error> {
+    fn evaluate_batch(&mut self, inputs: &[super::Input<'_>]) -> Result<(), Error> {
         self.batch.clear();
         self.outputs.clear();
-        let mut batch_idx = 0i32;
         for input in inputs {
             let last_idx = input.tokens.len().saturating_sub(1);
             for (token_idx, &token) in input.tokens.iter().enumerate() {
@@ -456,10 +444,10 @@ impl Backend for LlamaCpp<'_> {
                         token_idx == last_idx,
                     )
                     .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
-                batch_idx += 1;
             }
-            self.outputs.push(batch_idx - 1);
+            self.outputs.push(self.batch.n_tokens() - 1);
         }
+        // `sample` reads the last token's logits until `select_output` picks another.
         self.output = -1;
         self.context
             .decode(&mut self.batch)
