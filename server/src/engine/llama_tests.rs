@@ -492,7 +492,7 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
         "{outcome:?}"
     );
     assert_eq!(
-        engine.chat_model_state(),
+        engine.info().await.unwrap().chat_model_state,
         ChatModelState::Ready(chat_copy.clone())
     );
 
@@ -518,12 +518,18 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
         .await
         .unwrap();
     assert!(completion.figures.n_generated >= 1);
-    assert_eq!(engine.chat_model_state(), ChatModelState::Loading);
+    assert_eq!(
+        engine.info().await.unwrap().chat_model_state,
+        ChatModelState::Loading
+    );
     assert!(!chat.is_finished());
     downloaded_tx.send(()).unwrap();
     let outcome = chat.await.unwrap().unwrap();
     assert!(outcome.n_generated >= 1, "{outcome:?}");
-    assert_eq!(engine.chat_model_state(), ChatModelState::Ready(chat_copy));
+    assert_eq!(
+        engine.info().await.unwrap().chat_model_state,
+        ChatModelState::Ready(chat_copy)
+    );
 
     let failing_download =
         ChatModelResolver::new("hf:someone/gone", || Err("download failed: 404".to_owned()));
@@ -554,7 +560,7 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
             .unwrap();
         assert!(completion.figures.n_generated >= 1);
         assert!(
-            matches!(engine.chat_model_state(), ChatModelState::Unavailable(reason) if reason.contains(expected))
+            matches!(engine.info().await.unwrap().chat_model_state, ChatModelState::Unavailable(reason) if reason.contains(expected))
         );
     }
 }

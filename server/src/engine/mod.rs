@@ -23,10 +23,12 @@ mod session;
 mod thread;
 pub mod vocab;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::Either;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -477,18 +479,16 @@ impl Engine {
         on_progress: Option<Box<dyn FnMut(f32) + Send>>,
     ) -> Result<Engine, Error> {
         let remote = service::connect_or_start(launch, on_progress).await?;
-        Engine::from_remote(remote).await
+        Ok(Engine::from_remote(remote))
     }
 
     /// Connects to the engine listening at `endpoint`.
     pub async fn connect(endpoint: &service::Endpoint) -> Result<Engine, Error> {
-        Engine::from_remote(service::connect(endpoint, None).await?).await
+        Ok(Engine::from_remote(service::connect(endpoint, None).await?))
     }
 
-    async fn from_remote(remote: service::Remote) -> Result<Engine, Error> {
-        // Learns the chat model's state before anyone asks.
-        remote.info().await?;
-        Ok(Engine {
+    fn from_remote(remote: service::Remote) -> Engine {
+        Engine {
             inner: Arc::new(Inner {
                 caps: remote.facts.caps.clone(),
                 token_counter: remote.token_counter.clone(),
@@ -497,7 +497,7 @@ impl Engine {
                 n_ctx_chat: remote.facts.n_ctx_chat,
                 runs: Runs::Shared(remote),
             }),
-        })
+        }
     }
 
     /// Completes `request`. A newer request for the same document makes this one return
@@ -505,120 +505,74 @@ impl Engine {
     /// user has typed the start of the document's last suggestion, the rest of it comes back at
     /// once, without inference.
     ///
-    /// An engine in this process takes the request when this is called, not when the future is
-    /// first polled: requests keep the order they were made in (the newest for a document wins)
-    /// even when each is awaited on a task of its own.
+    /// The engine takes the request when this is called, not when the future is first polled:
+    /// requests keep the order they were made in (the newest for a document wins) even when each
+    /// is awaited on a task of its own.
     pub fn complete(
         &self,
         request: CompletionRequest,
-    ) -> impl std::future::Future<Output = Result<Completion, Error>> + Send + 'static {
-        let engine = self.clone();
-        let submitted = self.submit_completion(request);
-        async move {
-            match submitted {
-                Submitted::Answered(result) => result,
-                Submitted::Waiting(answer) => answer.await.map_err(|_| Error::Stopped)?,
-                Submitted::Remote(request) => match &engine.inner.runs {
-                    Runs::Shared(remote) => remote.complete(request).await,
-                    Runs::InProcess { .. } => {
-                        unreachable!("an engine in process submitted the completion")
-                    }
-                },
-            }
-        }
-    }
-
-    /// The synchronous half of `complete`: an answer from the typed-ahead suggestion, or the
-    /// request handed to the engine thread.
-    fn submit_completion(&self, request: CompletionRequest) -> Submitted {
+    ) -> impl Future<Output = Result<Completion, Error>> + Send + 'static {
         let (commands, shared) = match &self.inner.runs {
             Runs::InProcess { commands, shared } => (commands, shared),
-            Runs::Shared(_) => return Submitted::Remote(request),
+            Runs::Shared(remote) => return Either::Right(remote.complete(request)),
         };
         let submitted_at = Instant::now();
         let typed_ahead = shared
             .typed_ahead()
             .lookup(&request.document, &request.prompt);
-        if let Some(text) = typed_ahead {
-            // Latest wins here too: whatever still runs for this document is stale.
-            let _ = commands.send(Command::Cancel {
-                document: request.document.clone(),
-            });
-            let completion = Completion {
-                text,
-                token_ends: Vec::new(),
-                figures: CompletionFigures {
-                    n_prompt: 0,
-                    n_reused: 0,
-                    n_evaluated: 0,
-                    n_generated: 0,
-                    t_prefill_ms: 0.0,
-                    t_decode_ms: 0.0,
-                    t_total_ms: millis(submitted_at.elapsed()),
-                    served_without_inference: true,
-                    stop: StopReason::TypedAhead,
-                    slot: None,
-                    truncated: false,
-                },
-            };
-            tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
-            shared.stats().record(&completion.figures);
-            return Submitted::Answered(Ok(completion));
-        }
-        let (reply, answer) = oneshot::channel();
-        let job = Command::Complete(CompletionJob {
-            request,
-            reply,
-            submitted_at,
+        let Some(text) = typed_ahead else {
+            return Either::Left(Either::Right(submit(commands, move |reply| {
+                Command::Complete(CompletionJob {
+                    request,
+                    reply,
+                    submitted_at,
+                })
+            })));
+        };
+        // Latest wins here too: whatever still runs for this document is stale.
+        let _ = commands.send(Command::Cancel {
+            document: request.document.clone(),
         });
-        match commands.send(job) {
-            Ok(()) => Submitted::Waiting(answer),
-            Err(_) => Submitted::Answered(Err(Error::Stopped)),
-        }
+        let completion = Completion {
+            text,
+            token_ends: Vec::new(),
+            figures: CompletionFigures {
+                n_prompt: 0,
+                n_reused: 0,
+                n_evaluated: 0,
+                n_generated: 0,
+                t_prefill_ms: 0.0,
+                t_decode_ms: 0.0,
+                t_total_ms: millis(submitted_at.elapsed()),
+                served_without_inference: true,
+                stop: StopReason::TypedAhead,
+                slot: None,
+                truncated: false,
+            },
+        };
+        tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
+        shared.stats().record(&completion.figures);
+        Either::Left(Either::Left(std::future::ready(Ok(completion))))
     }
 
     /// Generates a chat answer, sending text deltas through `deltas` as they are produced.
     /// Completions keep priority: they run between the chat's decode steps. Dropping the future
-    /// (or the delta receiver) stops generation.
-    ///
-    /// An engine in this process takes the request when this is called, not when the future is
-    /// first polled, so chats queue in the order they were asked for even when each is awaited
-    /// on a task of its own (as the shared engine does for its clients).
+    /// (or the delta receiver) stops generation. Like `complete`, the request is taken when this
+    /// is called.
     pub fn chat(
         &self,
         request: ChatRequest,
         deltas: mpsc::UnboundedSender<String>,
-    ) -> impl std::future::Future<Output = Result<ChatOutcome, Error>> + Send + 'static {
-        let engine = self.clone();
-        let submitted = match &self.inner.runs {
-            Runs::InProcess { commands, .. } => {
-                let (reply, answer) = oneshot::channel();
-                let sent = commands
-                    .send(Command::Chat(ChatJob {
-                        request,
-                        deltas,
-                        reply,
-                    }))
-                    .is_ok();
-                Ok((sent, answer))
-            }
-            Runs::Shared(_) => Err((request, deltas)),
-        };
-        async move {
-            match (submitted, &engine.inner.runs) {
-                (Ok((sent, answer)), _) => {
-                    if !sent {
-                        return Err(Error::Stopped);
-                    }
-                    answer.await.map_err(|_| Error::Stopped)?
-                }
-                (Err((request, deltas)), Runs::Shared(remote)) => {
-                    remote.chat(request, deltas).await
-                }
-                (Err(_), Runs::InProcess { .. }) => {
-                    unreachable!("an engine in process submitted the chat above")
-                }
-            }
+    ) -> impl Future<Output = Result<ChatOutcome, Error>> + Send + 'static {
+        match &self.inner.runs {
+            Runs::InProcess { commands, .. } => Either::Left(submit(commands, move |reply| {
+                Command::Chat(ChatJob {
+                    request,
+                    deltas,
+                    reply,
+                })
+            })),
+            Runs::Shared(remote) => Either::Right(remote.chat(request, deltas)),
         }
     }
 
@@ -638,14 +592,7 @@ impl Engine {
 
     /// The engine's counters; a shared engine's count every client's work.
     pub async fn stats(&self) -> EngineStats {
-        match &self.inner.runs {
-            Runs::InProcess { shared, .. } => shared.stats().clone(),
-            Runs::Shared(remote) => remote
-                .info()
-                .await
-                .map(|info| info.stats)
-                .unwrap_or_default(),
-        }
+        self.info().await.map(|info| info.stats).unwrap_or_default()
     }
 
     /// Which engine this is and how it is doing.
@@ -705,13 +652,6 @@ impl Engine {
         &self.inner.model_path
     }
 
-    pub fn chat_model_state(&self) -> ChatModelState {
-        match &self.inner.runs {
-            Runs::InProcess { shared, .. } => shared.chat_model_state(),
-            Runs::Shared(remote) => remote.chat_model_state(),
-        }
-    }
-
     /// Resolves when the engine is gone for good (a shared engine's process ended or its
     /// connection broke), with the reason; never for an engine in this process.
     pub async fn stopped(&self) -> String {
@@ -722,12 +662,18 @@ impl Engine {
     }
 }
 
-/// Where a completion stands once `Engine::complete` was called.
-enum Submitted {
-    Answered(Result<Completion, Error>),
-    Waiting(oneshot::Receiver<Result<Completion, Error>>),
-    /// For a shared engine: sent when the future is first polled.
-    Remote(CompletionRequest),
+/// Hands a command carrying a reply channel to the engine thread now, and returns the wait for
+/// its answer.
+fn submit<T: Send + 'static>(
+    commands: &std::sync::mpsc::Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+) -> impl Future<Output = Result<T, Error>> + Send + 'static {
+    let (reply, answer) = oneshot::channel();
+    let sent = commands.send(command(reply));
+    async move {
+        sent.map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
 }
 
 fn millis(duration: Duration) -> f64 {

@@ -6,6 +6,7 @@
 //! building a prompt never waits for the socket.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,8 @@ use super::protocol::{
 };
 use crate::engine::vocab::Vocab;
 use crate::engine::{
-    lock, CachedTokenCounter, ChatModelState, ChatOutcome, ChatRequest, Completion,
-    CompletionRequest, DoneCheck, Error, TokenCounter,
+    lock, CachedTokenCounter, ChatOutcome, ChatRequest, Completion, CompletionRequest, DoneCheck,
+    Error, TokenCounter,
 };
 
 enum Pending {
@@ -33,8 +34,19 @@ enum Pending {
         reply: oneshot::Sender<Result<ChatOutcome, Error>>,
     },
     Info {
-        reply: oneshot::Sender<LiveInfo>,
+        reply: oneshot::Sender<Result<LiveInfo, Error>>,
     },
+}
+
+impl Pending {
+    /// Answers the request with `error` (the connection ended).
+    fn fail(self, error: Error) {
+        let _ = match self {
+            Pending::Completion { reply, .. } => reply.send(Err(error)).is_ok(),
+            Pending::Chat { reply, .. } => reply.send(Err(error)).is_ok(),
+            Pending::Info { reply } => reply.send(Err(error)).is_ok(),
+        };
+    }
 }
 
 type PendingMap = Arc<Mutex<HashMap<u64, Pending>>>;
@@ -46,8 +58,6 @@ pub(crate) struct Remote {
     pub facts: EngineFacts,
     pub token_counter: Arc<dyn TokenCounter>,
     pub endpoint: Endpoint,
-    /// The last chat model state the engine reported.
-    chat_model_state: Arc<Mutex<ChatModelState>>,
     /// Becomes `Some(reason)` when the connection ends.
     closed: watch::Receiver<Option<String>>,
 }
@@ -155,7 +165,6 @@ pub(crate) async fn connect(
     let (closed_tx, closed) = watch::channel(None);
     let closed_tx = Arc::new(closed_tx);
     let pending: PendingMap = Arc::default();
-    let chat_model_state = Arc::new(Mutex::new(ChatModelState::Loading));
 
     let writer_closed = Arc::clone(&closed_tx);
     tokio::spawn(async move {
@@ -172,12 +181,11 @@ pub(crate) async fn connect(
 
     let reader_pending = Arc::clone(&pending);
     let answers = outgoing.clone();
-    let reader_state = Arc::clone(&chat_model_state);
     tokio::spawn(async move {
         let reason = loop {
             match read_message::<_, FromEngine>(&mut reader).await {
                 Ok(Some(message)) => {
-                    dispatch(message, &reader_pending, &answers, &reader_state);
+                    dispatch(message, &reader_pending, &answers);
                     // A chat streams faster than it is read: without this the loop would keep
                     // its worker thread while frames are waiting, and hold up the editor's
                     // requests on this process's other tasks.
@@ -189,15 +197,7 @@ pub(crate) async fn connect(
         };
         // Everything still waiting learns that the engine is gone.
         for (_, pending) in lock(&reader_pending).drain() {
-            match pending {
-                Pending::Completion { reply, .. } => {
-                    let _ = reply.send(Err(Error::Stopped));
-                }
-                Pending::Chat { reply, .. } => {
-                    let _ = reply.send(Err(Error::Stopped));
-                }
-                Pending::Info { .. } => {}
-            }
+            pending.fail(Error::Stopped);
         }
         closed_tx.send_if_modified(|closed| {
             closed.get_or_insert(reason);
@@ -212,17 +212,11 @@ pub(crate) async fn connect(
         facts,
         token_counter,
         endpoint: endpoint.clone(),
-        chat_model_state,
         closed,
     })
 }
 
-fn dispatch(
-    message: FromEngine,
-    pending: &PendingMap,
-    answers: &mpsc::UnboundedSender<ToEngine>,
-    chat_model_state: &Mutex<ChatModelState>,
-) {
+fn dispatch(message: FromEngine, pending: &PendingMap, answers: &mpsc::UnboundedSender<ToEngine>) {
     match message {
         FromEngine::Check { id, check, text } => {
             let done_when = match lock(pending).get(&id) {
@@ -248,9 +242,8 @@ fn dispatch(
             }
         }
         FromEngine::Info { id, info } => {
-            *lock(chat_model_state) = info.chat_model_state.clone();
             if let Some(Pending::Info { reply }) = lock(pending).remove(&id) {
-                let _ = reply.send(info);
+                let _ = reply.send(Ok(info));
             }
         }
         FromEngine::Loading { .. } | FromEngine::Ready { .. } | FromEngine::Failed { .. } => {}
@@ -258,24 +251,49 @@ fn dispatch(
 }
 
 /// Sends `Drop` for a request whose caller stopped waiting (its future was dropped).
-struct DropGuard<'r> {
-    remote: &'r Remote,
+struct DropGuard {
+    outgoing: mpsc::UnboundedSender<ToEngine>,
+    pending: PendingMap,
     id: u64,
     armed: bool,
 }
 
-impl Drop for DropGuard<'_> {
+impl Drop for DropGuard {
     fn drop(&mut self) {
         if self.armed {
-            lock(&self.remote.pending).remove(&self.id);
-            let _ = self.remote.outgoing.send(ToEngine::Drop { id: self.id });
+            lock(&self.pending).remove(&self.id);
+            let _ = self.outgoing.send(ToEngine::Drop { id: self.id });
         }
     }
 }
 
 impl Remote {
-    fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// Sends request `message(id)` now, so requests reach the engine in the order they were made,
+    /// and returns the wait for its answer; dropping that future tells the engine to stop.
+    fn request<T: Send + 'static>(
+        &self,
+        pending: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Pending,
+        message: impl FnOnce(u64) -> ToEngine,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'static {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        lock(&self.pending).insert(id, pending(reply));
+        let guard = DropGuard {
+            outgoing: self.outgoing.clone(),
+            pending: Arc::clone(&self.pending),
+            id,
+            armed: true,
+        };
+        let sent = self.send(message(id));
+        async move {
+            // The whole guard moves in (not just the field set below), so it lives as long as
+            // the wait.
+            let mut guard = guard;
+            sent?;
+            let result = answer.await.map_err(|_| Error::Stopped)?;
+            guard.armed = false;
+            result
+        }
     }
 
     fn send(&self, message: ToEngine) -> Result<(), Error> {
@@ -285,49 +303,30 @@ impl Remote {
         self.outgoing.send(message).map_err(|_| Error::Stopped)
     }
 
-    pub(crate) async fn complete(&self, request: CompletionRequest) -> Result<Completion, Error> {
-        let id = self.next_id();
-        let (reply, answer) = oneshot::channel();
-        let done_checks = request.done_when.is_some();
-        lock(&self.pending).insert(
-            id,
-            Pending::Completion {
-                reply,
-                done_when: request.done_when.clone(),
+    pub(crate) fn complete(
+        &self,
+        request: CompletionRequest,
+    ) -> impl Future<Output = Result<Completion, Error>> + Send + 'static {
+        let done_when = request.done_when.clone();
+        self.request(
+            |reply| Pending::Completion { reply, done_when },
+            |id| ToEngine::Complete {
+                id,
+                done_checks: request.done_when.is_some(),
+                request,
             },
-        );
-        let mut guard = DropGuard {
-            remote: self,
-            id,
-            armed: true,
-        };
-        self.send(ToEngine::Complete {
-            id,
-            request,
-            done_checks,
-        })?;
-        let result = answer.await.map_err(|_| Error::Stopped)?;
-        guard.armed = false;
-        result
+        )
     }
 
-    pub(crate) async fn chat(
+    pub(crate) fn chat(
         &self,
         request: ChatRequest,
         deltas: mpsc::UnboundedSender<String>,
-    ) -> Result<ChatOutcome, Error> {
-        let id = self.next_id();
-        let (reply, answer) = oneshot::channel();
-        lock(&self.pending).insert(id, Pending::Chat { deltas, reply });
-        let mut guard = DropGuard {
-            remote: self,
-            id,
-            armed: true,
-        };
-        self.send(ToEngine::Chat { id, request })?;
-        let result = answer.await.map_err(|_| Error::Stopped)?;
-        guard.armed = false;
-        result
+    ) -> impl Future<Output = Result<ChatOutcome, Error>> + Send + 'static {
+        self.request(
+            |reply| Pending::Chat { deltas, reply },
+            |id| ToEngine::Chat { id, request },
+        )
     }
 
     pub(crate) fn warm(&self, request: CompletionRequest) {
@@ -338,21 +337,8 @@ impl Remote {
         let _ = self.send(ToEngine::RecordDiscarded { n_tokens });
     }
 
-    pub(crate) async fn info(&self) -> Result<LiveInfo, Error> {
-        let id = self.next_id();
-        let (reply, answer) = oneshot::channel();
-        lock(&self.pending).insert(id, Pending::Info { reply });
-        let _guard = DropGuard {
-            remote: self,
-            id,
-            armed: false,
-        };
-        self.send(ToEngine::Info { id })?;
-        answer.await.map_err(|_| Error::Stopped)
-    }
-
-    pub(crate) fn chat_model_state(&self) -> ChatModelState {
-        lock(&self.chat_model_state).clone()
+    pub(crate) fn info(&self) -> impl Future<Output = Result<LiveInfo, Error>> + Send + 'static {
+        self.request(|reply| Pending::Info { reply }, |id| ToEngine::Info { id })
     }
 
     /// Waits until the connection to the engine ends, and says why.

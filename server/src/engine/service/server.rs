@@ -495,12 +495,14 @@ async fn serve_connection(
                 engine.warm(request);
             }
             ToEngine::Info { id } => {
-                let info = LiveInfo {
-                    stats: engine.stats().await,
-                    chat_model_state: engine.chat_model_state(),
-                    n_clients: clients.load(Ordering::SeqCst),
-                };
-                let _ = out.send(FromEngine::Info { id, info });
+                if let Ok(info) = engine.info().await {
+                    let info = LiveInfo {
+                        stats: info.stats,
+                        chat_model_state: info.chat_model_state,
+                        n_clients: clients.load(Ordering::SeqCst),
+                    };
+                    let _ = out.send(FromEngine::Info { id, info });
+                }
             }
             ToEngine::RecordDiscarded { n_tokens } => engine.record_discarded(n_tokens),
         }
