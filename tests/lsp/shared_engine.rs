@@ -197,3 +197,38 @@ fn an_engine_on_tcp_serves_the_right_token_and_refuses_a_wrong_one() {
     let _ = engine.kill();
     let _ = engine.wait();
 }
+
+/// A server whose model settings change lets go of its old engine: the connection closes, so the
+/// old engine sees one client fewer (and can exit when it has none).
+#[test]
+fn a_reload_lets_go_of_the_old_engine() {
+    let runtime = tempfile::tempdir().unwrap();
+    let mut first = builder(runtime.path()).start();
+    ready(&mut first);
+    let mut second = builder(runtime.path()).start();
+    ready(&mut second);
+    let old_pid = engine_info(&mut second)["pid"].clone();
+    assert_eq!(engine_info(&mut second)["clients"], 2);
+
+    first.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"model": {"n_ctx": 1024}}}),
+    );
+    ready(&mut first);
+    assert_ne!(engine_info(&mut first)["pid"], old_pid);
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    loop {
+        let info = engine_info(&mut second);
+        assert_eq!(info["pid"], old_pid);
+        if info["clients"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old engine still counts {} clients",
+            info["clients"]
+        );
+    }
+    assert!(first.shutdown().success());
+    assert!(second.shutdown().success());
+}

@@ -652,12 +652,13 @@ impl Engine {
         &self.inner.model_path
     }
 
-    /// Resolves when the engine is gone for good (a shared engine's process ended or its
-    /// connection broke), with the reason; never for an engine in this process.
-    pub async fn stopped(&self) -> String {
+    /// For a shared engine: resolves when it is gone for good (its process ended or the
+    /// connection broke), with the reason. The future holds no handle, so waiting on it keeps
+    /// neither the engine nor its connection alive. `None` for an engine in this process.
+    pub fn stopped(&self) -> Option<impl Future<Output = String> + Send + 'static> {
         match &self.inner.runs {
-            Runs::InProcess { .. } => std::future::pending().await,
-            Runs::Shared(remote) => remote.closed().await,
+            Runs::InProcess { .. } => None,
+            Runs::Shared(remote) => Some(remote.closed()),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! notifications while it loads, one `window/showMessage` if it fails. The server serves
 //! everything else (without completions) meanwhile, and keeps running whatever the model file is.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -176,21 +177,21 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
         match loaded {
             Ok(engine) => {
                 tracing::info!(model = %engine.model_path().display(), backend = engine.backend_name(), "model loaded");
-                let engine_for_warming = engine.clone();
+                let stopped = engine.stopped();
                 if state.set_engine_state(generation, EngineState::Ready(engine.clone())) {
-                    warm_token_counts_in_background(&engine_for_warming, state.documents.all());
+                    warm_token_counts_in_background(&engine, state.documents.all());
                     send_status(&client, &state, None, None).await;
-                    watch_for_stop(client, state, engine, generation, restarts);
+                    if let Some(stopped) = stopped {
+                        watch_for_stop(client, state, stopped, generation, restarts);
+                    }
                 }
             }
             Err(error) => {
                 tracing::error!("cannot load the model: {error}");
-                if state.set_engine_state(generation, EngineState::Failed(error.clone())) {
-                    send_status(&client, &state, None, None).await;
-                    client
-                        .show_message(MessageType::ERROR, format!("Wellspring: {error}. Completions are off until the model setting is fixed."))
-                        .await;
-                }
+                let shown = format!(
+                    "Wellspring: {error}. Completions are off until the model setting is fixed."
+                );
+                fail(&client, &state, generation, error, shown).await;
             }
         }
     });
@@ -202,14 +203,13 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
 fn watch_for_stop(
     client: Client,
     state: Arc<State>,
-    engine: Engine,
+    stopped: impl Future<Output = String> + Send + 'static,
     generation: u64,
     restarts: u32,
 ) {
     tokio::spawn(async move {
         let ready_at = Instant::now();
-        let reason = engine.stopped().await;
-        drop(engine);
+        let reason = stopped.await;
         if !state.is_current_engine_load(generation) {
             return;
         }
@@ -223,18 +223,23 @@ fn watch_for_stop(
                 "the shared engine stopped {MAX_RESTARTS} times in a row ({reason}); completions are off until the server restarts"
             );
             tracing::error!("{error}");
-            if state.set_engine_state(generation, EngineState::Failed(error.clone())) {
-                send_status(&client, &state, None, None).await;
-                client
-                    .show_message(MessageType::ERROR, format!("Wellspring: {error}"))
-                    .await;
-            }
+            let shown = format!("Wellspring: {error}");
+            fail(&client, &state, generation, error, shown).await;
             return;
         }
         tracing::warn!(%reason, restarts, "the shared engine stopped; starting a new one");
         let why = format!("the engine stopped ({reason}); starting a new one");
         load_attempt(client, state, restarts, Some(why));
     });
+}
+
+/// Puts load `generation` in the error state (unless a newer load replaced it) and tells the
+/// user once, with `shown`.
+async fn fail(client: &Client, state: &State, generation: u64, error: String, shown: String) {
+    if state.set_engine_state(generation, EngineState::Failed(error)) {
+        send_status(client, state, None, None).await;
+        client.show_message(MessageType::ERROR, shown).await;
+    }
 }
 
 /// The separate chat model, when `model.chat_path` names one. It is resolved (downloaded if

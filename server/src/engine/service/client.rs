@@ -60,6 +60,17 @@ pub(crate) struct Remote {
     pub endpoint: Endpoint,
     /// Becomes `Some(reason)` when the connection ends.
     closed: watch::Receiver<Option<String>>,
+    /// The connection's reader and writer, stopped (closing the socket) when this is dropped:
+    /// the reader keeps a sender for verdicts, so neither would end on its own.
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Where an engine listens, from a language server's side.
@@ -167,7 +178,7 @@ pub(crate) async fn connect(
     let pending: PendingMap = Arc::default();
 
     let writer_closed = Arc::clone(&closed_tx);
-    tokio::spawn(async move {
+    let writing = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
             if let Err(error) = write_message(&mut writer, &message).await {
                 writer_closed.send_if_modified(|closed| {
@@ -181,7 +192,7 @@ pub(crate) async fn connect(
 
     let reader_pending = Arc::clone(&pending);
     let answers = outgoing.clone();
-    tokio::spawn(async move {
+    let reading = tokio::spawn(async move {
         let reason = loop {
             match read_message::<_, FromEngine>(&mut reader).await {
                 Ok(Some(message)) => {
@@ -213,6 +224,7 @@ pub(crate) async fn connect(
         token_counter,
         endpoint: endpoint.clone(),
         closed,
+        tasks: [reading.abort_handle(), writing.abort_handle()],
     })
 }
 
@@ -341,15 +353,18 @@ impl Remote {
         self.request(|reply| Pending::Info { reply }, |id| ToEngine::Info { id })
     }
 
-    /// Waits until the connection to the engine ends, and says why.
-    pub(crate) async fn closed(&self) -> String {
+    /// Resolves when the connection to the engine ends, with why; holds no part of the
+    /// connection, so waiting on it keeps nothing open.
+    pub(crate) fn closed(&self) -> impl Future<Output = String> + Send + 'static {
         let mut closed = self.closed.clone();
-        loop {
-            if let Some(reason) = closed.borrow_and_update().clone() {
-                return reason;
-            }
-            if closed.changed().await.is_err() {
-                return "the engine connection ended".to_owned();
+        async move {
+            loop {
+                if let Some(reason) = closed.borrow_and_update().clone() {
+                    return reason;
+                }
+                if closed.changed().await.is_err() {
+                    return "the engine connection ended".to_owned();
+                }
             }
         }
     }
