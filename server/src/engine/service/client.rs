@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::protocol::{
-    read_message, write_message, EngineFacts, FromEngine, LiveInfo, ToEngine, PROTOCOL_VERSION,
+    read_message, spawn_writer, write_message, EngineFacts, FromEngine, LiveInfo, ReadHalf,
+    ToEngine, WriteHalf, PROTOCOL_VERSION,
 };
 use crate::engine::vocab::Vocab;
 use crate::engine::{
@@ -92,9 +92,6 @@ impl std::fmt::Display for Endpoint {
         }
     }
 }
-
-type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
-type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Connects to the engine at `endpoint`, waits until its model is loaded (reporting its progress)
 /// and returns the connection.
@@ -172,23 +169,10 @@ pub(crate) async fn connect(
     .map_err(|error| Error::Backend(error.to_string()))?;
     let token_counter: Arc<dyn TokenCounter> = Arc::new(CachedTokenCounter::new(vocab));
 
-    let (outgoing, mut outbox) = mpsc::unbounded_channel::<ToEngine>();
+    let (outgoing, outbox) = mpsc::unbounded_channel::<ToEngine>();
     let (closed_tx, closed) = watch::channel(None);
-    let closed_tx = Arc::new(closed_tx);
     let pending: PendingMap = Arc::default();
-
-    let writer_closed = Arc::clone(&closed_tx);
-    let writing = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            if let Err(error) = write_message(&mut writer, &message).await {
-                writer_closed.send_if_modified(|closed| {
-                    closed.get_or_insert_with(|| error.to_string());
-                    true
-                });
-                break;
-            }
-        }
-    });
+    let writing = spawn_writer(writer, outbox);
 
     let reader_pending = Arc::clone(&pending);
     let answers = outgoing.clone();

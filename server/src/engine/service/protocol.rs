@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::engine::{
     ChatModelState, ChatOutcome, ChatRequest, Completion, CompletionRequest, EngineStats, Error,
@@ -124,6 +126,26 @@ pub struct LiveInfo {
     pub chat_model_state: ChatModelState,
     /// Language servers connected now.
     pub n_clients: u32,
+}
+
+/// A connection's halves, owned (reading and writing never wait for each other), over a Unix
+/// socket or TCP.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Writes what `outbox` receives to `writer`, in order, until the outbox closes or a write fails
+/// (a broken connection, which the reading side sees too).
+pub(crate) fn spawn_writer<M: Serialize + Send + Sync + 'static>(
+    mut writer: WriteHalf,
+    mut outbox: mpsc::UnboundedReceiver<M>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if write_message(&mut writer, &message).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::protocol::{
-    read_message, write_message, EngineFacts, FromEngine, LiveInfo, ToEngine, PROTOCOL_VERSION,
+    read_message, spawn_writer, EngineFacts, FromEngine, LiveInfo, ReadHalf, ToEngine, WriteHalf,
+    PROTOCOL_VERSION,
 };
 use crate::config::ModelConfig;
 use crate::engine::{lock, ChatModel, DoneCheck, Engine, Error};
@@ -92,9 +92,6 @@ enum Listener {
         token: Arc<str>,
     },
 }
-
-type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
-type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 impl Listener {
     /// The next connection, as owned halves (reading and writing never wait for each other).
@@ -341,20 +338,14 @@ type Verdicts = Arc<Mutex<HashMap<(u64, u64), std::sync::mpsc::Sender<bool>>>>;
 type Tasks = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 async fn serve_connection(
-    (mut reader, mut writer): (ReadHalf, WriteHalf),
+    (mut reader, writer): (ReadHalf, WriteHalf),
     connection: u64,
     mut phase: watch::Receiver<Phase>,
     clients: Arc<AtomicU32>,
     token: Option<Arc<str>>,
 ) {
-    let (out, mut outbox) = mpsc::unbounded_channel::<FromEngine>();
-    let writing = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            if write_message(&mut writer, &message).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (out, outbox) = mpsc::unbounded_channel::<FromEngine>();
+    let writing = spawn_writer(writer, outbox);
 
     let hello = read_message::<_, ToEngine>(&mut reader).await;
     let client_pid = match hello {
@@ -364,14 +355,10 @@ async fn serve_connection(
             ..
         })) if !token_matches(token.as_deref(), presented.as_deref()) => {
             tracing::warn!(connection, "refused a connection without the right token");
-            let _ = out.send(FromEngine::Failed {
-                error: Error::Backend(
-                    "the engine refused the connection: wrong or missing token".to_owned(),
-                ),
-            });
-            drop(out);
-            let _ = writing.await;
-            return;
+            let error = Error::Backend(
+                "the engine refused the connection: wrong or missing token".to_owned(),
+            );
+            return refuse(out, writing, error).await;
         }
         Ok(Some(ToEngine::Hello {
             protocol: PROTOCOL_VERSION,
@@ -381,15 +368,11 @@ async fn serve_connection(
         Ok(Some(ToEngine::Hello {
             protocol, version, ..
         })) => {
-            let _ = out.send(FromEngine::Failed {
-                error: Error::Internal(format!(
-                    "this engine speaks protocol {PROTOCOL_VERSION} (wellspring {}); the client speaks {protocol} (wellspring {version})",
-                    env!("CARGO_PKG_VERSION")
-                )),
-            });
-            drop(out);
-            let _ = writing.await;
-            return;
+            let error = Error::Internal(format!(
+                "this engine speaks protocol {PROTOCOL_VERSION} (wellspring {}); the client speaks {protocol} (wellspring {version})",
+                env!("CARGO_PKG_VERSION")
+            ));
+            return refuse(out, writing, error).await;
         }
         _ => return,
     };
@@ -402,12 +385,7 @@ async fn serve_connection(
                 let _ = out.send(FromEngine::Loading { progress });
             }
             Phase::Ready(engine, facts) => break (engine, facts),
-            Phase::Failed(error) => {
-                let _ = out.send(FromEngine::Failed { error });
-                drop(out);
-                let _ = writing.await;
-                return;
-            }
+            Phase::Failed(error) => return refuse(out, writing, error).await,
         }
         if phase.changed().await.is_err() {
             return;
@@ -515,6 +493,17 @@ async fn serve_connection(
     drop(out);
     writing.abort();
     tracing::info!(connection, client_pid, "client disconnected");
+}
+
+/// Says why a connection cannot be served, and closes it once that is written.
+async fn refuse(
+    out: mpsc::UnboundedSender<FromEngine>,
+    writing: tokio::task::JoinHandle<()>,
+    error: Error,
+) {
+    let _ = out.send(FromEngine::Failed { error });
+    drop(out);
+    let _ = writing.await;
 }
 
 /// A `done_when` check for the engine thread that asks the language server: it sends the text and
