@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::complete::{simple_fim_prompt, start_engine};
 use crate::config::Config;
 use crate::engine::{
-    ChatMessage, ChatRequest, CompletionRequest, Engine, FimPrompt, SamplingConfig,
+    ChatMessage, ChatRequest, CompletionRequest, Engine, FimPrompt, SamplingConfig, TokenCounter,
 };
 
 #[derive(clap::Args, Debug)]
@@ -267,26 +267,12 @@ async fn run_wellspring(
     trace: &[TracedLine],
 ) -> anyhow::Result<Vec<Sample>> {
     let document = args.file.display().to_string();
-    let budget = prompt_budget(config, engine, args);
+    let budget = prompt_budget(config, engine, args.n_predict);
     let counter = engine.token_counter();
     let mut samples = Vec::new();
     for line in trace {
-        let blanked = with_line(text, line.line_idx, &line.indent);
-        let base = simple_fim_prompt(
-            &blanked,
-            line.line_idx,
-            line.indent.chars().count(),
-            &document,
-            budget,
-            counter.as_ref(),
-        )?
-        .prompt;
-        let mut typed = String::new();
-        for typed_char in line.content.chars() {
-            typed.push(typed_char);
-            let mut prompt = base.clone();
-            prompt.line_head = format!("{}{typed}", line.indent);
-            let request = bench_request(document.clone(), prompt, args);
+        for prompt in keystroke_prompts(text, line, &document, budget, counter.as_ref())? {
+            let request = bench_request(document.clone(), prompt, args.n_predict);
             let started = Instant::now();
             let completion = engine.complete(request).await?;
             let figures = completion.figures;
@@ -306,20 +292,57 @@ async fn run_wellspring(
     Ok(samples)
 }
 
+/// The prompts of typing `line` back into `text` one character at a time: the line blanked after
+/// its indentation, then the line head growing by a character per keystroke.
+pub(crate) fn keystroke_prompts(
+    text: &str,
+    line: &TracedLine,
+    document: &str,
+    budget: usize,
+    counter: &dyn TokenCounter,
+) -> anyhow::Result<Vec<FimPrompt>> {
+    let blanked = with_line(text, line.line_idx, &line.indent);
+    let base = simple_fim_prompt(
+        &blanked,
+        line.line_idx,
+        line.indent.chars().count(),
+        document,
+        budget,
+        counter,
+    )?
+    .prompt;
+    let mut typed = String::new();
+    Ok(line
+        .content
+        .chars()
+        .map(|typed_char| {
+            typed.push(typed_char);
+            FimPrompt {
+                line_head: format!("{}{typed}", line.indent),
+                ..base.clone()
+            }
+        })
+        .collect())
+}
+
 /// Prompt tokens the trace's prompts may take: the context budget, within the slot less the
 /// tokens generated.
-fn prompt_budget(config: &Config, engine: &Engine, args: &KeystrokeArgs) -> usize {
+pub(crate) fn prompt_budget(config: &Config, engine: &Engine, n_predict: u32) -> usize {
     (config.context.budget_tokens as usize)
-        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize))
+        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(n_predict as usize))
 }
 
 /// A keystroke's request: greedy, multi-line, exactly `n_predict` tokens unless the model ends,
 /// no stop strings or done check, and no deadline that could cut a slow machine's answer.
-fn bench_request(document: String, prompt: FimPrompt, args: &KeystrokeArgs) -> CompletionRequest {
+pub(crate) fn bench_request(
+    document: String,
+    prompt: FimPrompt,
+    n_predict: u32,
+) -> CompletionRequest {
     CompletionRequest {
         document,
         prompt,
-        max_tokens: args.n_predict,
+        max_tokens: n_predict,
         single_line: false,
         stop: Vec::new(),
         time_budget: Duration::from_secs(600),
@@ -350,7 +373,7 @@ async fn first_keystrokes(
     args: &KeystrokeArgs,
     trace: &[TracedLine],
 ) -> anyhow::Result<Vec<Opening>> {
-    let budget = prompt_budget(config, engine, args);
+    let budget = prompt_budget(config, engine, args.n_predict);
     let counter = engine.token_counter();
     let mut openings = Vec::new();
     let mut n_opened = 0;
@@ -375,7 +398,7 @@ async fn first_keystrokes(
             Ok(bench_request(
                 format!("{}#{n_opened}", args.file.display()),
                 prompt,
-                args,
+                args.n_predict,
             ))
         };
         let keystroke = |mut request: CompletionRequest| {
@@ -468,7 +491,7 @@ pub fn first_keystroke_table(openings: &[Opening]) -> String {
 }
 
 /// `text` with line `line_idx` replaced by `replacement`.
-pub(crate) fn with_line(text: &str, line_idx: usize, replacement: &str) -> String {
+fn with_line(text: &str, line_idx: usize, replacement: &str) -> String {
     text.split_inclusive('\n')
         .enumerate()
         .map(|(idx, line)| {

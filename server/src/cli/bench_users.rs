@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::bench::{choose_lines, percentile, with_line, TracedLine};
-use super::complete::simple_fim_prompt;
+use super::bench::{
+    bench_request, choose_lines, keystroke_prompts, percentile, prompt_budget, TracedLine,
+};
 use crate::config::{Config, ModelConfig};
 use crate::engine::service::{self, Endpoint};
-use crate::engine::{CompletionRequest, Engine, EngineStats, SamplingConfig};
+use crate::engine::{Engine, EngineStats};
 use crate::model;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -250,38 +251,13 @@ async fn type_lines(
     document: String,
     first_key_only: bool,
 ) -> anyhow::Result<(Vec<f64>, u64)> {
-    let budget = (config.context.budget_tokens as usize)
-        .min((engine.caps().n_ctx_per_slot as usize).saturating_sub(args.n_predict as usize));
+    let budget = prompt_budget(config, engine, args.n_predict);
     let counter = engine.token_counter();
     let mut latencies = Vec::new();
     let mut n_generated = 0u64;
     for line in lines {
-        let blanked = with_line(text, line.line_idx, &line.indent);
-        let base = simple_fim_prompt(
-            &blanked,
-            line.line_idx,
-            line.indent.chars().count(),
-            &document,
-            budget,
-            counter.as_ref(),
-        )?
-        .prompt;
-        let mut typed = String::new();
-        for typed_char in line.content.chars() {
-            typed.push(typed_char);
-            let mut prompt = base.clone();
-            prompt.line_head = format!("{}{typed}", line.indent);
-            let request = CompletionRequest {
-                document: document.clone(),
-                prompt,
-                max_tokens: args.n_predict,
-                single_line: false,
-                stop: Vec::new(),
-                time_budget: Duration::from_secs(600),
-                sampling: SamplingConfig::default(),
-                client: 0,
-                done_when: None,
-            };
+        for prompt in keystroke_prompts(text, &line, &document, budget, counter.as_ref())? {
+            let request = bench_request(document.clone(), prompt, args.n_predict);
             let keystroke = Instant::now();
             match engine.complete(request).await {
                 Ok(completion) => n_generated += u64::from(completion.figures.n_generated),
