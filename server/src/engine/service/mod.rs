@@ -132,10 +132,10 @@ pub(crate) async fn connect_or_start(
     launch: &Launch<'_>,
     on_progress: Option<Box<dyn FnMut(f32) + Send>>,
 ) -> Result<Remote, Error> {
-    let socket = socket_path(&socket_dir(launch.engine), launch.model_path, launch.config);
-    if let Some(endpoint) = launch.remote.clone() {
-        return connect(&endpoint, on_progress).await;
+    if let Some(endpoint) = &launch.remote {
+        return connect(endpoint, on_progress).await;
     }
+    let socket = socket_path(&socket_dir(launch.engine), launch.model_path, launch.config);
     if accepts_connections(&socket) {
         tracing::info!(socket = %socket.display(), "using the running shared engine");
         return connect(&Endpoint::Unix(socket), on_progress).await;
