@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
+use super::bench_users::EngineProcess;
 use super::complete::{simple_fim_prompt, start_engine};
 use crate::config::Config;
 use crate::engine::{
     ChatMessage, ChatRequest, CompletionRequest, Engine, FimPrompt, SamplingConfig, TokenCounter,
 };
+use crate::model;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -62,6 +64,10 @@ pub struct KeystrokeArgs {
     /// background chat gets the engine meanwhile).
     #[arg(long, default_value_t = 0)]
     pub pause_ms: u64,
+    /// Run the engine as a shared engine process and reach it through its socket, as an editor
+    /// window's language server does (the default editor setup), instead of in this process.
+    #[arg(long)]
+    pub shared: bool,
     /// Instead of typing whole lines, measure the first keystroke in a file just opened, once
     /// with the file's prompt warmed at opening (`wellspring/warm`) and once without, alternating.
     #[arg(long)]
@@ -146,7 +152,27 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         args.file.display(),
         args.n_predict
     );
-    let engine = start_engine(config).await?;
+    // Held while the engine is used: dropping it stops the shared engine process.
+    let mut _process = None;
+    let engine = if args.shared {
+        let spec = config.model.path.clone();
+        let model_path = tokio::task::spawn_blocking(move || {
+            let options = model::ResolveOptions {
+                progress_bar: true,
+                allow_download: true,
+                ..model::ResolveOptions::default()
+            };
+            model::resolve(&spec, &options)
+        })
+        .await??
+        .path;
+        let process = EngineProcess::start(&config.model, &model_path).await?;
+        let engine = process.connect().await?;
+        _process = Some(process);
+        engine
+    } else {
+        start_engine(config).await?
+    };
     if args.first_keystroke {
         let rows = first_keystrokes(config, &engine, &text, &args, &trace).await?;
         print!("{}", first_keystroke_table(&rows));

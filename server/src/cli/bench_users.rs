@@ -143,21 +143,52 @@ async fn run_shared(
     trace: &[TracedLine],
     n_users: usize,
 ) -> anyhow::Result<UsersRow> {
-    let dir = std::env::temp_dir().join(format!("wellspring-bench-users-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join(format!("engine-{n_users}.sock"));
-    let log = dir.join("engine.log");
-    let mut child = service::start_engine(model_config, model_path, &socket, 2, &log)?;
-    service::wait_until_listening(&socket, &mut child, &log).await?;
+    let process = EngineProcess::start(model_config, model_path).await?;
     let mut handles = Vec::new();
     for _ in 0..n_users {
-        handles.push(Engine::connect(&Endpoint::Unix(socket.clone())).await?);
+        handles.push(process.connect().await?);
     }
-    let row = run_typists(&handles, config, args, text, trace).await;
-    drop(handles);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = child.wait();
-    row
+    run_typists(&handles, config, args, text, trace).await
+}
+
+/// A shared engine process of a benchmark's own, on a socket in a temporary directory; it exits
+/// when the value is dropped (its socket is removed with the directory).
+pub(crate) struct EngineProcess {
+    dir: PathBuf,
+    socket: PathBuf,
+    _child: std::process::Child,
+}
+
+impl EngineProcess {
+    pub(crate) async fn start(
+        model_config: &ModelConfig,
+        model_path: &std::path::Path,
+    ) -> anyhow::Result<EngineProcess> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wellspring-bench-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let socket = dir.join("engine.sock");
+        let log = dir.join("engine.log");
+        let mut child = service::start_engine(model_config, model_path, &socket, 2, &log)?;
+        service::wait_until_listening(&socket, &mut child, &log).await?;
+        Ok(EngineProcess {
+            dir,
+            socket,
+            _child: child,
+        })
+    }
+
+    /// A handle through the socket, as an editor window's language server has.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Engine> {
+        Ok(Engine::connect(&Endpoint::Unix(self.socket.clone())).await?)
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Typist `idx` types its share of the trace into a document of its own through `engines[idx]`;
