@@ -26,3 +26,8 @@ for editor_test in scripts/test-nvim.sh scripts/test-vscode.sh; do
     bash "$editor_test"
   fi
 done
+
+# GPU offload without a GPU: the `vulkan` build's real-engine tests on Mesa's llvmpipe
+# (docs/gpu.md). Last, because its build replaces target/debug/wellspring, which the editor tests
+# above drive.
+bash scripts/test-vulkan.sh

@@ -98,12 +98,16 @@ impl Default for ChatConfig {
     }
 }
 
+/// How the KV cache stores keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvCacheType {
     F16,
     Q8_0,
     Q4_0,
+    /// The engine's memory plan picks: F16 when the configured context fits on the device, else
+    /// Q8_0, else Q4_0, then fewer slots and less context (see `engine/plan.rs`).
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -122,7 +126,8 @@ pub struct ModelConfig {
     pub path: String,
     /// A separate model for code actions and chat, in any form `path` takes; empty: `path`.
     pub chat_path: String,
-    /// Layers offloaded to the GPU; -1 offloads all of them when a GPU backend is present.
+    /// Layers offloaded to the GPU, counted as llama.cpp does (the output layer is one more, and
+    /// goes first); -1 offloads as many as fit, all of them when they do.
     pub n_gpu_layers: i32,
     /// Context size in tokens, shared by all slots.
     pub n_ctx: u32,
@@ -393,5 +398,14 @@ mod tests {
         );
         std::fs::write(&path, "[model]\nkv_cache_type = \"q9\"\n").unwrap();
         assert!(read_file_layer(&path).is_err());
+        std::fs::write(&path, "[model]\nkv_cache_type = \"auto\"\n").unwrap();
+        let config = Layers {
+            file: Some(read_file_layer(&path).unwrap()),
+            ..Layers::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.model.kv_cache_type, KvCacheType::Auto);
+        assert_eq!(ModelConfig::default().kv_cache_type, KvCacheType::F16);
     }
 }

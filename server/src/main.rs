@@ -66,6 +66,8 @@ enum Command {
     Bench(wellspring::cli::bench::Args),
     /// Run the shared engine (the model, shared by every editor window) in the foreground.
     Engine(wellspring::cli::engine::Args),
+    /// Print the devices, their free memory and the memory plan for the configured models.
+    Doctor(wellspring::cli::doctor::Args),
 }
 
 impl GlobalArgs {
@@ -171,6 +173,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
         Command::Engine(args) => runtime.block_on(wellspring::cli::engine::run(&config, args))?,
+        Command::Doctor(args) => wellspring::cli::doctor::run(&config, args)?,
         Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
             &config,
             args,

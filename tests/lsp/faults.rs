@@ -161,6 +161,8 @@ fn a_context_too_big_for_memory_says_what_to_lower_and_a_smaller_one_loads() {
         &[
             "out of memory: a context of 4000000000 tokens needs at least",
             "lower model.n_ctx",
+            // And what would fit instead.
+            "tokens fits at kv_cache_type = \"f16\"",
         ],
     );
     serves_without_a_model(&mut server);

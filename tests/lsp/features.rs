@@ -92,6 +92,49 @@ fn inline_completion_answers_at_the_cursor_and_reuses_the_cache_while_typing() {
     assert!(server.shutdown().success());
 }
 
+/// `wellspring/serverInfo` and the ready status say where the layers run: the CPU in the default
+/// build; with `WELLSPRING_TEST_BACKEND` set (CI's offload job: `vulkan` on Mesa's llvmpipe),
+/// that backend with every layer offloaded and the device memory the engine took.
+#[test]
+fn server_info_and_status_report_the_device() {
+    let mut server = TestServer::builder()
+        .initialization_options(
+            json!({"model": {"path": tiny_model(), "n_ctx": 2048, "n_slots": 2}}),
+        )
+        .start();
+    let status = server.notification("wellspring/status", |params| {
+        params["state"] == "ready" || params["state"] == "error"
+    });
+    assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
+    let info = server
+        .request("wellspring/serverInfo", json!(null))
+        .unwrap();
+    let device = &info["device"];
+    assert_eq!(status["device"], *device, "{status}");
+    let layers = device["layers"].as_u64().unwrap();
+    assert!(layers > 0, "{info}");
+    assert_eq!(info["backend"], device["backend"]);
+    match std::env::var("WELLSPRING_TEST_BACKEND") {
+        Ok(backend) => {
+            assert_eq!(device["backend"], backend.as_str(), "{info}");
+            assert_eq!(device["layersOffloaded"].as_u64(), Some(layers), "{info}");
+            assert!(!device["name"].as_str().unwrap().is_empty(), "{info}");
+            assert!(device["memoryTotal"].as_u64().unwrap() > 0, "{info}");
+            assert!(device["memoryUsed"].is_u64(), "{info}");
+            assert!(
+                status["message"].as_str().unwrap().contains("layers"),
+                "{status}"
+            );
+        }
+        Err(_) => {
+            assert_eq!(device["backend"], "cpu", "{info}");
+            assert_eq!(device["layersOffloaded"], 0, "{info}");
+            assert!(device["memoryUsed"].is_null(), "{info}");
+        }
+    }
+    assert!(server.shutdown().success());
+}
+
 #[test]
 fn invalid_positions_get_invalid_params_and_the_server_stays_up() {
     let mut server = ready_server(json!({}));

@@ -7,6 +7,7 @@ mod http_server;
 
 mod any_client;
 mod bad_input;
+mod doctor;
 mod faults;
 mod features;
 mod lifecycle;

@@ -182,7 +182,8 @@ function showStatus(status: ext.StatusParams): void {
   else if (status.state !== "ready" && status.state !== "busy") text += `: ${status.state}`;
   else if (lastLatencyMs !== undefined) text += ` ${Math.round(lastLatencyMs)} ms`;
   statusItem.text = text;
-  statusItem.tooltip = [status.message, status.model, status.backend].filter(Boolean).join(" · ");
+  const device = status.device && status.device.layersOffloaded > 0 ? describeDevice(status.device) : undefined;
+  statusItem.tooltip = [status.message, status.model, status.backend, device].filter(Boolean).join(" · ");
   statusItem.accessibilityInformation = { label: `Wellspring ${status.state}: ${status.message}` };
   statusItem.backgroundColor = status.state === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
 }
@@ -224,13 +225,25 @@ async function healthCheck(): Promise<void> {
       info.engine?.mode === "shared"
         ? `, shared engine (pid ${info.engine.pid}, ${info.engine.clients} window${info.engine.clients === 1 ? "" : "s"})`
         : "";
+    const device = info.device && info.device.layersOffloaded > 0 ? ` (${describeDevice(info.device)})` : "";
     void vscode.window.showInformationMessage(
-      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}${engine}${chat}; ` +
+      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}${device}${engine}${chat}; ` +
         `${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`,
     );
   } catch (error) {
     void vscode.window.showErrorMessage(`Wellspring: health check failed: ${error}`);
   }
+}
+
+/** "NVIDIA H100 80GB HBM3, 28/28 layers, 1.9 GiB of 80 GiB (planned 2.0 GiB)" for health checks and tooltips. */
+function describeDevice(device: ext.DeviceInfo): string {
+  const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  const memory =
+    device.memoryUsed !== null && device.memoryTotal !== null
+      ? `, ${gib(device.memoryUsed)} of ${gib(device.memoryTotal)}` +
+        (device.memoryPlanned !== null ? ` (planned ${gib(device.memoryPlanned)})` : "")
+      : "";
+  return `${device.name}, ${device.layersOffloaded}/${device.layers} layers${memory}`;
 }
 
 /** Runs a server command with a cancellable progress notification; undefined when cancelled. */

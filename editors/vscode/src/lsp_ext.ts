@@ -27,12 +27,31 @@ export interface StatusParams {
   model?: string;
   /** "cpu", "cuda", "metal", "vulkan", … */
   backend?: string;
+  /** The device, once the model is loaded. */
+  device?: DeviceInfo;
   /** The last completion's total time. */
   lastLatencyMs?: number;
 }
 
 /** Server → client, whenever the model or a request changes state. */
 export const status = new lc.NotificationType<StatusParams>("wellspring/status");
+
+/** The device the completion model's layers run on. */
+export interface DeviceInfo {
+  /** "cpu", "cuda", "vulkan", "metal", "rocm". */
+  backend: string;
+  /** The device's description, e.g. "NVIDIA H100 80GB HBM3". */
+  name: string;
+  /** Repeating layers on the device, out of `layers`. */
+  layersOffloaded: number;
+  layers: number;
+  /** Device memory the engine took while loading, in bytes, where the backend reports it. */
+  memoryUsed: number | null;
+  /** The device's memory, in bytes. */
+  memoryTotal: number | null;
+  /** What the memory plan expected the engine to take on the device, in bytes. */
+  memoryPlanned: number | null;
+}
 
 export interface ServerInfoResult {
   version: string;
@@ -48,6 +67,8 @@ export interface ServerInfoResult {
   /** Why the separate chat model is unavailable. */
   chatModelError: string | null;
   backend: string;
+  /** The device the completion model's layers run on; null while no engine runs. */
+  device: DeviceInfo | null;
   /** Where the model runs; null while no engine runs. */
   engine: {
     /** "shared": one engine process for every window; "in_process": inside this server. */

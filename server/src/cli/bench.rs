@@ -137,6 +137,31 @@ pub struct Sample {
     pub served_without_inference: bool,
 }
 
+/// "device: cuda, NVIDIA H200, 28/28 layers, 1650 MiB of 143771 MiB taken by the engine".
+pub(crate) fn describe_placement(placement: &crate::engine::Placement) -> String {
+    let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+    let mut line = format!("device: {}", placement.backend);
+    if !placement.device.is_empty() {
+        line.push_str(&format!(", {}", placement.device));
+    }
+    line.push_str(&format!(
+        ", {}/{} layers offloaded",
+        placement.n_layers_offloaded, placement.n_layers
+    ));
+    if let (Some(used), Some(total)) = (placement.device_memory_used, placement.device_memory_total)
+    {
+        line.push_str(&format!(
+            ", {} MiB of {} MiB taken by the engine",
+            mib(used),
+            mib(total)
+        ));
+    }
+    if let Some(planned) = placement.device_memory_planned {
+        line.push_str(&format!(" (planned: {} MiB)", mib(planned)));
+    }
+    line
+}
+
 async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -173,6 +198,7 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
     } else {
         start_engine(config).await?
     };
+    println!("{}", describe_placement(engine.placement()));
     if args.first_keystroke {
         let rows = first_keystrokes(config, &engine, &text, &args, &trace).await?;
         print!("{}", first_keystroke_table(&rows));

@@ -6,6 +6,7 @@ pub mod bench_quality;
 pub mod bench_soak;
 pub mod bench_users;
 pub mod complete;
+pub mod doctor;
 pub mod engine;
 pub mod model;
 pub mod prompt;

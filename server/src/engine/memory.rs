@@ -106,35 +106,70 @@ pub(crate) fn mib(bytes: u64) -> String {
 }
 
 /// The shape of a model that decides the size of its KV cache.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KvShape {
     pub n_layer: u64,
-    pub n_embd: u64,
-    pub n_head: u64,
     pub n_head_kv: u64,
+    /// Width of one key head and of one value head.
+    pub n_embd_head_k: u64,
+    pub n_embd_head_v: u64,
+}
+
+impl KvShape {
+    /// Heads are `key_length` and `value_length` wide where the GGUF says so (Qwen3 MoE: 128,
+    /// with `n_embd` 2048 and 32 heads), else `n_embd / n_head`, which holds for the common
+    /// architectures.
+    pub(crate) fn new(
+        n_layer: u64,
+        n_embd: u64,
+        n_head: u64,
+        n_head_kv: u64,
+        key_length: Option<u64>,
+        value_length: Option<u64>,
+    ) -> KvShape {
+        let n_embd_head = n_embd / n_head.max(1);
+        KvShape {
+            n_layer,
+            n_head_kv,
+            n_embd_head_k: key_length.unwrap_or(n_embd_head),
+            n_embd_head_v: value_length.unwrap_or(n_embd_head),
+        }
+    }
+}
+
+/// Bytes `n_elements` of a KV cache row take as `kv_type`: F16 is 2 bytes an element, Q8_0 and
+/// Q4_0 blocks of 32 elements are 34 and 18 bytes. `Auto` counts as F16 (the planner resolves it
+/// before anything is sized).
+pub(crate) fn kv_row_bytes(n_elements: u64, kv_type: KvCacheType) -> u64 {
+    match kv_type {
+        KvCacheType::F16 | KvCacheType::Auto => n_elements.saturating_mul(2),
+        KvCacheType::Q8_0 => n_elements.div_ceil(32).saturating_mul(34),
+        KvCacheType::Q4_0 => n_elements.div_ceil(32).saturating_mul(18),
+    }
+}
+
+/// Bytes one token takes in one layer's KV cache: a key and a value row over the KV heads.
+pub(crate) fn kv_bytes_per_token_layer(
+    shape: KvShape,
+    type_k: KvCacheType,
+    type_v: KvCacheType,
+) -> u64 {
+    kv_row_bytes(shape.n_head_kv.saturating_mul(shape.n_embd_head_k), type_k).saturating_add(
+        kv_row_bytes(shape.n_head_kv.saturating_mul(shape.n_embd_head_v), type_v),
+    )
 }
 
 /// Bytes of a KV cache of `n_ctx` cells, with keys and values stored as `type_k` and `type_v`.
-/// Heads are taken as `n_embd / n_head` wide, which holds for the common architectures and is
-/// an estimate for the rest.
 pub(crate) fn kv_cache_bytes(
     shape: KvShape,
     n_ctx: u64,
     type_k: KvCacheType,
     type_v: KvCacheType,
 ) -> u64 {
-    let n_embd_kv = shape.n_embd / shape.n_head.max(1) * shape.n_head_kv;
-    let cells = shape
+    shape
         .n_layer
         .saturating_mul(n_ctx)
-        .saturating_mul(n_embd_kv);
-    // Bytes per 32 elements: F16 is 2 per element, Q8_0 and Q4_0 blocks are 34 and 18 bytes.
-    let block_bytes = |kv_type| match kv_type {
-        KvCacheType::F16 => 64,
-        KvCacheType::Q8_0 => 34,
-        KvCacheType::Q4_0 => 18,
-    };
-    (cells / 32).saturating_mul(block_bytes(type_k) + block_bytes(type_v))
+        .saturating_mul(kv_bytes_per_token_layer(shape, type_k, type_v))
 }
 
 #[cfg(test)]
@@ -192,12 +227,7 @@ mod tests {
     #[test]
     fn kv_cache_size_follows_layers_context_heads_and_type() {
         // Qwen2.5-Coder 1.5B: 28 layers, 1536 wide, 12 heads of which 2 carry keys and values.
-        let shape = KvShape {
-            n_layer: 28,
-            n_embd: 1536,
-            n_head: 12,
-            n_head_kv: 2,
-        };
+        let shape = KvShape::new(28, 1536, 12, 2, None, None);
         let f16 = kv_cache_bytes(shape, 8192, KvCacheType::F16, KvCacheType::F16);
         assert_eq!(f16, 28 * 8192 * 256 * 2 * 2);
         let q8 = kv_cache_bytes(shape, 8192, KvCacheType::Q8_0, KvCacheType::F16);
@@ -207,5 +237,25 @@ mod tests {
             u64::MAX
         );
         assert_eq!(mib(f16), "224 MiB");
+    }
+
+    #[test]
+    fn kv_heads_take_key_and_value_length_when_the_model_gives_them() {
+        // Qwen3-Coder-30B-A3B: 48 layers, 2048 wide, 32 heads, 4 KV heads of 128, not 64.
+        let shape = KvShape::new(48, 2048, 32, 4, Some(128), Some(128));
+        assert_eq!(
+            kv_cache_bytes(shape, 1, KvCacheType::F16, KvCacheType::F16),
+            48 * 4 * 128 * 2 * 2
+        );
+        assert_eq!(
+            kv_cache_bytes(shape, 1, KvCacheType::Q4_0, KvCacheType::Q8_0),
+            48 * (4 * 128 / 32) * (18 + 34)
+        );
+        // Keys and values may differ in width (DeepSeek's MLA: 192 and 128).
+        let uneven = KvShape::new(1, 2048, 16, 16, Some(192), Some(128));
+        assert_eq!(
+            kv_cache_bytes(uneven, 10, KvCacheType::F16, KvCacheType::F16),
+            10 * 16 * (192 + 128) * 2
+        );
     }
 }

@@ -12,9 +12,11 @@
 
 mod backend;
 mod detok;
+mod devices;
 mod generate;
 mod llama_log;
 mod memory;
+mod plan;
 mod prompt;
 mod render;
 mod scheduler;
@@ -32,7 +34,9 @@ use futures::future::Either;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use devices::{budget_now, devices, plan_model, PlanError};
 pub use llama_log::LlamaErrors;
+pub(crate) use plan::{kv_name, size, Budget, Plan, Request, Split};
 pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};
 
 use crate::config::{CompletionConfig, ModelConfig};
@@ -378,7 +382,7 @@ struct Inner {
     runs: Runs,
     caps: ModelCaps,
     token_counter: Arc<dyn TokenCounter>,
-    backend_name: String,
+    placement: Placement,
     model_path: PathBuf,
     n_ctx_chat: u32,
 }
@@ -390,7 +394,7 @@ enum Runs {
         shared: Arc<Shared>,
     },
     /// In a shared engine process.
-    Shared(service::Remote),
+    Shared(Box<service::Remote>),
 }
 
 /// Which engine a handle talks to, for `wellspring/serverInfo`.
@@ -408,11 +412,45 @@ pub struct EngineInfo {
     pub stats: EngineStats,
 }
 
+/// Where the completion model's layers run, for status reports and health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// `cpu`, or the GPU backend's name in lower case (`cuda`, `vulkan`, `metal`, ...).
+    pub backend: String,
+    /// The device's description (`NVIDIA H100 80GB HBM3`, `llvmpipe (LLVM 15.0.6, 256 bits)`);
+    /// the CPU backend's when nothing is offloaded.
+    pub device: String,
+    /// Repeating layers whose weights and KV cache live on the device.
+    pub n_layers_offloaded: u32,
+    pub n_layers: u32,
+    /// Device memory the engine took (its free memory before loading minus after the contexts
+    /// were made), where the backend reports free memory and something was offloaded.
+    pub device_memory_used: Option<u64>,
+    pub device_memory_total: Option<u64>,
+    /// What the memory plan expected the engine to take on the device (`wellspring doctor`).
+    pub device_memory_planned: Option<u64>,
+}
+
+impl Placement {
+    /// On the CPU, for engines that have no device to tell of (the scripted test backend).
+    pub fn cpu(backend: &str) -> Placement {
+        Placement {
+            backend: backend.to_owned(),
+            device: String::new(),
+            n_layers_offloaded: 0,
+            n_layers: 0,
+            device_memory_used: None,
+            device_memory_total: None,
+            device_memory_planned: None,
+        }
+    }
+}
+
 /// What the engine thread reports once its model is loaded.
 pub(crate) struct Started {
     pub caps: ModelCaps,
     pub token_counter: Arc<dyn TokenCounter>,
-    pub backend_name: String,
+    pub placement: Placement,
     /// Tokens a chat's prompt and answer share.
     pub n_ctx_chat: u32,
 }
@@ -465,7 +503,7 @@ impl Engine {
                 runs: Runs::InProcess { commands, shared },
                 caps: started.caps,
                 token_counter: started.token_counter,
-                backend_name: started.backend_name,
+                placement: started.placement,
                 model_path: model_path.to_owned(),
                 n_ctx_chat: started.n_ctx_chat,
             }),
@@ -492,10 +530,10 @@ impl Engine {
             inner: Arc::new(Inner {
                 caps: remote.facts.caps.clone(),
                 token_counter: remote.token_counter.clone(),
-                backend_name: remote.facts.backend_name.clone(),
+                placement: remote.facts.placement.clone(),
                 model_path: remote.facts.model_path.clone(),
                 n_ctx_chat: remote.facts.n_ctx_chat,
-                runs: Runs::Shared(remote),
+                runs: Runs::Shared(Box::new(remote)),
             }),
         }
     }
@@ -645,7 +683,12 @@ impl Engine {
 
     /// "cpu", or the GPU backend in use ("cuda", "metal", "vulkan", …).
     pub fn backend_name(&self) -> &str {
-        &self.inner.backend_name
+        &self.inner.placement.backend
+    }
+
+    /// Where the model's layers run.
+    pub fn placement(&self) -> &Placement {
+        &self.inner.placement
     }
 
     pub fn model_path(&self) -> &Path {

@@ -740,7 +740,7 @@ fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
             n_ctx_per_slot: 256,
         },
         token_counter: Arc::new(ByteCounter),
-        backend_name: "fake".into(),
+        placement: Placement::cpu("fake"),
         n_ctx_chat: 256,
     };
     (

@@ -16,7 +16,10 @@ use std::time::Duration;
 use super::backend::llama::{self, ContextShape, LlamaCpp, VocabCounter};
 use super::backend::Backend;
 use super::scheduler::{Command, MakeChatBackend, Scheduler, Shared};
-use super::{CachedTokenCounter, ChatModel, ChatModelState, Error, ModelCaps, Started};
+use super::{
+    budget_now, plan_model, Budget, CachedTokenCounter, ChatModel, ChatModelState, Error,
+    ModelCaps, PlanError, Request, Started,
+};
 use crate::config::ModelConfig;
 
 /// Starts the engine thread on a llama.cpp model and waits until it is loaded.
@@ -32,7 +35,41 @@ pub(crate) fn spawn_llama(
     std::thread::Builder::new()
         .name("wellspring-engine".to_owned())
         .spawn(move || {
-            let chat_loading = load_chat_model(chat_model, &model_path, &config, shared.clone());
+            // The devices' free memory is read once, before anything loads, and a separate chat
+            // model is planned on what the completion model's plan leaves of it.
+            let budget = budget_now(&config);
+            let chat_on_same_model = chat_model == ChatModel::SameAsCompletion;
+            let request = Request::completion(&config, chat_on_same_model);
+            let (planned, chat_budget, planned_device_bytes) =
+                match plan_model(&model_path, &request, &budget) {
+                    Ok(plan) => {
+                        tracing::info!("memory plan: {}", plan.summary());
+                        for note in &plan.notes {
+                            tracing::warn!("memory plan: {note}");
+                        }
+                        let device_bytes = plan.on_gpu().then(|| plan.device_bytes());
+                        (plan.apply(&config), budget.after(&plan), device_bytes)
+                    }
+                    Err(PlanError::Refused(message)) => {
+                        let _ = started_tx.send(Err(Error::OutOfMemory(message)));
+                        return;
+                    }
+                    // Loading the file reports what is wrong with it.
+                    Err(PlanError::Model(_)) => (config.clone(), budget, None),
+                    Err(error @ PlanError::Unplannable(_)) => {
+                        tracing::warn!("no memory plan, loading as configured: {error}");
+                        (config.clone(), budget, None)
+                    }
+                };
+            let chat_loading = load_chat_model(
+                chat_model,
+                &model_path,
+                &config,
+                chat_budget,
+                shared.clone(),
+            );
+            let config = planned;
+            let device_free_before = llama::device_memory_free(&config);
             let model = match llama::load_model(&model_path, &config, on_progress) {
                 Ok(model) => Arc::new(model),
                 Err(error) => {
@@ -66,11 +103,19 @@ pub(crate) fn spawn_llama(
                     n_ctx_per_slot: backend.n_ctx_per_seq(),
                 },
                 token_counter: Arc::new(CachedTokenCounter::new(VocabCounter(model.clone()))),
-                backend_name: llama::device_name(&config),
+                placement: llama::placement(
+                    &model,
+                    &config,
+                    device_free_before,
+                    planned_device_bytes,
+                ),
                 n_ctx_chat: config.chat_n_ctx,
             };
             tracing::info!(
-                backend = %started.backend_name,
+                backend = %started.placement.backend,
+                device = %started.placement.device,
+                n_layers_offloaded = started.placement.n_layers_offloaded,
+                device_memory_used = ?started.placement.device_memory_used,
                 n_slots = backend.n_seq(),
                 n_ctx_per_slot = backend.n_ctx_per_seq(),
                 has_fim = started.caps.has_fim,
@@ -92,8 +137,8 @@ pub(crate) fn spawn_llama(
             let config_ref = &config;
             let mut chat_loading = chat_loading;
             let make_chat: MakeChatBackend<'_, LlamaCpp> = Box::new(move || {
-                let chat_model = match &mut chat_loading {
-                    ChatLoading::Same => &**model_ref,
+                let (chat_model, chat_config) = match &mut chat_loading {
+                    ChatLoading::Same => (&**model_ref, config_ref),
                     ChatLoading::Failed(reason) => {
                         return Err(Error::ChatModelUnavailable(reason.clone()))
                     }
@@ -105,11 +150,15 @@ pub(crate) fn spawn_llama(
                             ))
                         }
                         Ok(Err(reason)) => return Err(Error::ChatModelUnavailable(reason)),
-                        Ok(Ok(LoadedChat::SameAsCompletion)) => &**model_ref,
-                        Ok(Ok(LoadedChat::Model(loaded))) => chat_model_ref.get_or_init(|| loaded),
+                        Ok(Ok(LoadedChat::SameAsCompletion)) => (&**model_ref, config_ref),
+                        Ok(Ok(LoadedChat::Model(loaded, chat_config))) => {
+                            let (model, config) =
+                                chat_model_ref.get_or_init(|| (loaded, chat_config));
+                            (model, config)
+                        }
                     },
                 };
-                LlamaCpp::new(chat_model, config_ref, chat_shape).map(Some)
+                LlamaCpp::new(chat_model, chat_config, chat_shape).map(Some)
             });
             run(Scheduler::new(backend, make_chat, shared), inbox);
         })
@@ -129,7 +178,8 @@ enum ChatLoading {
 
 /// What the chat model's loading thread delivers.
 enum LoadedChat {
-    Model(llama_cpp_2::model::LlamaModel),
+    /// The model and the settings its plan chose for it.
+    Model(llama_cpp_2::model::LlamaModel, ModelConfig),
     /// The spec resolved to the completion model's own file: one model serves both.
     SameAsCompletion,
 }
@@ -142,6 +192,7 @@ fn load_chat_model(
     chat_model: ChatModel,
     completion_model: &Path,
     config: &ModelConfig,
+    budget: Budget,
     shared: Arc<Shared>,
 ) -> ChatLoading {
     let find_file: Box<dyn FnOnce() -> Result<PathBuf, String> + Send> = match chat_model {
@@ -160,15 +211,29 @@ fn load_chat_model(
                 if path == completion_model {
                     return Ok((path, LoadedChat::SameAsCompletion));
                 }
+                let config = match plan_model(&path, &Request::chat(&config), &budget) {
+                    Ok(plan) => {
+                        tracing::info!("chat model memory plan: {}", plan.summary());
+                        plan.apply(&config)
+                    }
+                    Err(PlanError::Refused(message)) => {
+                        return Err(Error::OutOfMemory(message).to_string())
+                    }
+                    Err(PlanError::Model(_)) => config,
+                    Err(error @ PlanError::Unplannable(_)) => {
+                        tracing::warn!("no memory plan for the chat model: {error}");
+                        config
+                    }
+                };
                 llama::load_model(&path, &config, None)
-                    .map(|model| (path, LoadedChat::Model(model)))
+                    .map(|model| (path, LoadedChat::Model(model, config)))
                     .map_err(|error| error.to_string())
             });
             let loaded = match loaded {
                 Ok((path, model)) => {
                     tracing::info!(path = %path.display(), "chat model loaded");
                     shared.set_chat_model_state(match model {
-                        LoadedChat::Model(_) => ChatModelState::Ready(path),
+                        LoadedChat::Model(..) => ChatModelState::Ready(path),
                         LoadedChat::SameAsCompletion => ChatModelState::SameAsCompletion,
                     });
                     Ok(model)

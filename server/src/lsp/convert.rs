@@ -1,4 +1,5 @@
-//! Conversions between LSP positions (in the negotiated encoding) and byte offsets.
+//! Conversions between LSP positions (in the negotiated encoding) and byte offsets, and from the
+//! engine's facts to the extension types.
 //!
 //! This is the only place that knows UTF-16 and UTF-32 columns. Everything inside the server
 //! works in byte offsets into the document's rope.
@@ -158,6 +159,30 @@ pub fn range(rope: &Rope, bytes: std::ops::Range<usize>, encoding: PositionEncod
     Range::new(
         position(rope, bytes.start, encoding),
         position(rope, bytes.end, encoding),
+    )
+}
+
+/// Where the model runs, for `wellspring/serverInfo` and `wellspring/status`.
+pub(crate) fn device(placement: &crate::engine::Placement) -> crate::lsp::ext::DeviceResult {
+    crate::lsp::ext::DeviceResult {
+        backend: placement.backend.clone(),
+        name: placement.device.clone(),
+        layers_offloaded: placement.n_layers_offloaded,
+        layers: placement.n_layers,
+        memory_used: placement.device_memory_used,
+        memory_total: placement.device_memory_total,
+        memory_planned: placement.device_memory_planned,
+    }
+}
+
+/// "cpu", or "vulkan (llvmpipe (LLVM 15.0.6, 256 bits), 24/24 layers)" for status messages.
+pub(crate) fn describe_placement(placement: &crate::engine::Placement) -> String {
+    if placement.n_layers_offloaded == 0 || placement.device.is_empty() {
+        return placement.backend.clone();
+    }
+    format!(
+        "{} ({}, {}/{} layers)",
+        placement.backend, placement.device, placement.n_layers_offloaded, placement.n_layers
     )
 }
 

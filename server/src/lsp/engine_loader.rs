@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::MessageType;
 use tower_lsp_server::Client;
 
+use super::convert;
 use super::ext::{Status, StatusParams};
 use super::notifications::did_open::warm_token_counts_in_background;
 use super::progress::Progress;
@@ -33,7 +34,7 @@ pub(crate) async fn send_status(
         path.file_name()
             .map(|name| name.to_string_lossy().into_owned())
     });
-    let (progress, backend, default_message) = match &engine_state {
+    let (progress, device, default_message) = match &engine_state {
         EngineState::Disabled => (None, None, "completions are off".to_owned()),
         EngineState::Loading { progress } => (
             Some(*progress),
@@ -42,17 +43,22 @@ pub(crate) async fn send_status(
         ),
         EngineState::Ready(engine) => (
             None,
-            Some(engine.backend_name().to_owned()),
-            format!("ready on {}", engine.backend_name()),
+            Some(convert::device(engine.placement())),
+            format!(
+                "ready on {}",
+                convert::describe_placement(engine.placement())
+            ),
         ),
         EngineState::Failed(error) => (None, None, error.clone()),
     };
+    let backend = device.as_ref().map(|device| device.backend.clone());
     let params = StatusParams {
         state: engine_state.name().to_owned(),
         message: message.unwrap_or(default_message),
         progress,
         model,
         backend,
+        device,
         last_latency_ms,
     };
     client.send_notification::<Status>(params).await;

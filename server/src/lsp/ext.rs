@@ -27,8 +27,28 @@ pub struct ServerInfoResult {
     /// Why the separate chat model is unavailable.
     pub chat_model_error: Option<String>,
     pub backend: String,
+    /// The device the completion model's layers run on; `null` while no engine runs.
+    pub device: Option<DeviceResult>,
     /// Where the model runs; `null` while no engine runs.
     pub engine: Option<EngineInfoResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceResult {
+    /// `"cpu"`, or the GPU backend: `"cuda"`, `"vulkan"`, `"metal"`, `"rocm"`.
+    pub backend: String,
+    /// The device's description, e.g. `"NVIDIA H100 80GB HBM3"`.
+    pub name: String,
+    /// Repeating layers on the device, out of `layers`.
+    pub layers_offloaded: u32,
+    pub layers: u32,
+    /// Device memory the engine took while loading, in bytes, where the backend reports it.
+    pub memory_used: Option<u64>,
+    /// The device's memory, in bytes.
+    pub memory_total: Option<u64>,
+    /// What the memory plan expected the engine to take on the device, in bytes.
+    pub memory_planned: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -64,6 +84,9 @@ pub struct StatusParams {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The device, once the model is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_latency_ms: Option<f64>,
 }

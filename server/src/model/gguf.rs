@@ -2,6 +2,12 @@
 //! summarises what the rest of Wellspring wants to know (architecture, quantisation, context
 //! length, FIM tokens, chat template).
 //!
+//! It also sums up what the engine's memory planner needs: the model's shape (layers, widths,
+//! heads, experts) and the bytes of each repeating block, of the input embedding and of the
+//! output layer. Tensor sizes come from the ggml type table; a tensor of a type the table lacks
+//! is taken to run up to the next tensor's start (or the end of the file), which is what it
+//! occupies in the file, padding included.
+//!
 //! Only the header is read (metadata and tensor infos); tensor data is never loaded. The reader
 //! trusts nothing in the file: every length is checked against the bytes left in the file before
 //! anything is allocated, so a corrupt or hostile file gives an error, never a panic or a huge
@@ -54,6 +60,43 @@ pub struct GgufSummary {
     pub file_bytes: u64,
     /// Bytes of tensor data (from the first data byte to the end of the last tensor).
     pub tensor_data_bytes: u64,
+    /// `{architecture}.block_count`: repeating layers.
+    pub n_layer: Option<u64>,
+    /// `{architecture}.embedding_length`.
+    pub n_embd: Option<u64>,
+    /// `{architecture}.attention.head_count`.
+    pub n_head: Option<u64>,
+    /// `{architecture}.attention.head_count_kv`; absent (or per layer) means `n_head`.
+    pub n_head_kv: Option<u64>,
+    /// `{architecture}.attention.key_length`: the width of one key head, when it is not
+    /// `n_embd / n_head` (Qwen3 MoE: 128 with `n_embd` 2048 and 32 heads).
+    pub n_embd_head_k: Option<u64>,
+    /// `{architecture}.attention.value_length`, likewise for values.
+    pub n_embd_head_v: Option<u64>,
+    /// `{architecture}.feed_forward_length` (absent when it varies by layer).
+    pub n_ff: Option<u64>,
+    /// `{architecture}.expert_count` and `expert_used_count`, for mixture-of-experts models.
+    pub n_expert: Option<u64>,
+    pub n_expert_used: Option<u64>,
+    /// `{architecture}.expert_feed_forward_length`: one expert's feed-forward width.
+    pub n_ff_expert: Option<u64>,
+    /// Where the tensor bytes lie: per repeating block, input embedding, output layer.
+    pub tensor_bytes: TensorBytes,
+}
+
+/// Tensor bytes by where llama.cpp places them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TensorBytes {
+    /// The bytes of each repeating block's tensors (`blk.N.*`), indexed by N.
+    pub blocks: Vec<u64>,
+    /// `token_embd.*`: the input embedding, which llama.cpp keeps in host memory.
+    pub token_embd: u64,
+    /// `output.*`, `output_norm.*` and any other tensor outside the blocks: the output layer,
+    /// which llama.cpp puts on the GPU first.
+    pub output: u64,
+    /// The file has an `output.weight` of its own. Without one (tied embeddings) llama.cpp loads
+    /// `token_embd.weight` a second time for the output layer.
+    pub has_output_weight: bool,
 }
 
 /// Ids of the special tokens prompt builders care about; `None` when the vocabulary lacks one.
@@ -167,6 +210,35 @@ fn ggml_type_block(ggml_type: u32) -> Option<(u64, u64)> {
         _ => return None,
     };
     Some(block)
+}
+
+/// Block indices at or past this are not counted as blocks (llama.cpp allows 512 layers), so a
+/// hostile `blk.4000000000.x` cannot make the per-block vector huge.
+const MAX_BLOCKS: u64 = 4096;
+
+/// Where a tensor's bytes are counted.
+#[derive(Clone, Copy)]
+enum Place {
+    Block(usize),
+    TokenEmbd,
+    Output,
+}
+
+fn place_of(name: &str) -> Place {
+    if let Some(rest) = name.strip_prefix("blk.") {
+        let index = rest
+            .split('.')
+            .next()
+            .and_then(|index| index.parse::<u64>().ok());
+        if let Some(index) = index.filter(|index| *index < MAX_BLOCKS) {
+            return Place::Block(index as usize);
+        }
+    }
+    if name.starts_with("token_embd.") {
+        Place::TokenEmbd
+    } else {
+        Place::Output
+    }
 }
 
 /// Reads and checks the GGUF header of `path`. See [`super::inspect`].
@@ -584,6 +656,9 @@ fn parse<R: Read + Seek>(reader: &mut HeaderReader<R>) -> Result<GgufSummary, Pr
 
     let mut n_params: u64 = 0;
     let mut data_end_bytes: u64 = 0;
+    // (offset, bytes when the type is known, place); grows with what the file really holds.
+    let mut placed: Vec<(u64, Option<u64>, Place)> = Vec::new();
+    let mut has_output_weight = false;
     for _ in 0..n_tensors {
         let name = reader.string()?;
         let n_dims = reader.u32()?;
@@ -610,21 +685,26 @@ fn parse<R: Read + Seek>(reader: &mut HeaderReader<R>) -> Result<GgufSummary, Pr
                 "tensor `{name}` starts at offset {byte_offset}, which is not aligned to {alignment} bytes"
             )));
         }
-        let n_bytes = match ggml_type_block(ggml_type) {
+        let known_bytes = match ggml_type_block(ggml_type) {
             Some((block_elements, block_bytes)) => {
                 if first_dim % block_elements != 0 {
                     return Err(Problem::Corrupt(format!(
                         "tensor `{name}` has a row of {first_dim} elements, not a multiple of its block size {block_elements}"
                     )));
                 }
-                (n_elements / block_elements)
-                    .checked_mul(block_bytes)
-                    .ok_or_else(|| {
-                        Problem::Corrupt(format!("tensor `{name}` is impossibly large"))
-                    })?
+                Some(
+                    (n_elements / block_elements)
+                        .checked_mul(block_bytes)
+                        .ok_or_else(|| {
+                            Problem::Corrupt(format!("tensor `{name}` is impossibly large"))
+                        })?,
+                )
             }
-            None => 0,
+            None => None,
         };
+        let n_bytes = known_bytes.unwrap_or(0);
+        has_output_weight |= name == "output.weight";
+        placed.push((byte_offset, known_bytes, place_of(&name)));
         n_params = n_params.saturating_add(n_elements);
         let tensor_end = byte_offset
             .checked_add(n_bytes)
@@ -643,13 +723,31 @@ fn parse<R: Read + Seek>(reader: &mut HeaderReader<R>) -> Result<GgufSummary, Pr
         return Err(Problem::DataPastEnd { needed_bytes });
     }
 
+    let tensor_bytes = tensor_bytes(
+        placed,
+        reader.file_bytes.saturating_sub(data_start_bytes),
+        has_output_weight,
+    );
     let architecture = values
         .remove("general.architecture")
         .and_then(Value::into_string);
-    let n_ctx_train = architecture
-        .as_deref()
-        .and_then(|arch| values.get(&format!("{arch}.context_length")))
-        .and_then(Value::as_u64);
+    let arch_u64 = |key: &str| {
+        architecture
+            .as_deref()
+            .and_then(|arch| values.get(&format!("{arch}.{key}")))
+            .and_then(Value::as_u64)
+    };
+    let n_ctx_train = arch_u64("context_length");
+    let n_layer = arch_u64("block_count");
+    let n_embd = arch_u64("embedding_length");
+    let n_head = arch_u64("attention.head_count");
+    let n_head_kv = arch_u64("attention.head_count_kv");
+    let n_embd_head_k = arch_u64("attention.key_length");
+    let n_embd_head_v = arch_u64("attention.value_length");
+    let n_ff = arch_u64("feed_forward_length");
+    let n_expert = arch_u64("expert_count");
+    let n_expert_used = arch_u64("expert_used_count");
+    let n_ff_expert = arch_u64("expert_feed_forward_length");
     Ok(GgufSummary {
         version,
         name: values.remove("general.name").and_then(Value::into_string),
@@ -666,5 +764,55 @@ fn parse<R: Read + Seek>(reader: &mut HeaderReader<R>) -> Result<GgufSummary, Pr
         ),
         file_bytes: reader.file_bytes,
         tensor_data_bytes: data_end_bytes,
+        n_layer,
+        n_embd,
+        n_head,
+        n_head_kv,
+        n_embd_head_k,
+        n_embd_head_v,
+        n_ff,
+        n_expert,
+        n_expert_used,
+        n_ff_expert,
+        tensor_bytes,
     })
+}
+
+/// Sums tensor bytes by place. A tensor of a type the table lacks is given the bytes up to the
+/// next tensor's start, or to the end of the data for the last one (`data_bytes`, the file's
+/// bytes after the data start).
+fn tensor_bytes(
+    mut placed: Vec<(u64, Option<u64>, Place)>,
+    data_bytes: u64,
+    has_output_weight: bool,
+) -> TensorBytes {
+    placed.sort_by_key(|(offset, _, _)| *offset);
+    let n_blocks = placed
+        .iter()
+        .filter_map(|(_, _, place)| match place {
+            Place::Block(index) => Some(index + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut bytes = TensorBytes {
+        blocks: vec![0; n_blocks],
+        has_output_weight,
+        ..TensorBytes::default()
+    };
+    for (tensor_idx, &(offset, known_bytes, place)) in placed.iter().enumerate() {
+        let n_bytes = known_bytes.unwrap_or_else(|| {
+            let next_offset = placed
+                .get(tensor_idx + 1)
+                .map_or(data_bytes, |(next_offset, _, _)| *next_offset);
+            next_offset.saturating_sub(offset)
+        });
+        let total = match place {
+            Place::Block(index) => &mut bytes.blocks[index],
+            Place::TokenEmbd => &mut bytes.token_embd,
+            Place::Output => &mut bytes.output,
+        };
+        *total = total.saturating_add(n_bytes);
+    }
+    bytes
 }

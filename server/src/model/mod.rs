@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use builtin::{BuiltinModel, BUILTIN_MODELS};
 pub use cache::{default_cache_dir, CachedModel};
-pub use gguf::{file_type_name, GgufSummary, SpecialTokens};
+pub use gguf::{file_type_name, GgufSummary, SpecialTokens, TensorBytes};
 pub use hf::HfSpec;
 pub use ollama::OllamaSpec;
 pub use progress::{Progress, ProgressCallback, ProgressStage};

@@ -50,6 +50,25 @@ local function check_client(health, client)
       'set `settings = { model = { path = "/path/to/model.gguf" } }` in setup()',
     })
   end
+  local device = info.device
+  if type(device) == 'table' and (device.layersOffloaded or 0) > 0 then
+    local memory = ''
+    if type(device.memoryUsed) == 'number' and type(device.memoryTotal) == 'number' then
+      memory = (', %.1f GiB of %.1f GiB'):format(device.memoryUsed / 2 ^ 30, device.memoryTotal / 2 ^ 30)
+      if type(device.memoryPlanned) == 'number' then
+        memory = memory .. (' (planned %.1f GiB)'):format(device.memoryPlanned / 2 ^ 30)
+      end
+    end
+    health.ok(('device: %s %s, %d/%d layers offloaded%s'):format(
+      tostring(device.backend),
+      tostring(device.name),
+      device.layersOffloaded,
+      device.layers or 0,
+      memory
+    ))
+  elseif type(device) == 'table' then
+    health.info(('device: the CPU (%s); no layers offloaded'):format(tostring(device.name)))
+  end
   local engine = info.engine
   if type(engine) == 'table' and engine.mode == 'shared' then
     health.info(('shared engine: pid %s, %s window(s), socket %s'):format(

@@ -24,7 +24,7 @@ use super::{Backend, SpecialTokens, Token};
 use crate::config::{FlashAttention, KvCacheType as ConfigKvCacheType, ModelConfig};
 use crate::engine::llama_log;
 use crate::engine::memory::{kv_cache_bytes, mib, Available, KvShape};
-use crate::engine::{ChatMessage, Error, SamplingConfig, TokenCounter};
+use crate::engine::{ChatMessage, Error, Placement, SamplingConfig, TokenCounter};
 
 /// llama.cpp's process-wide initialisation; it may run once per process, so everything in the
 /// engine (inference and `vocab`) goes through here.
@@ -33,18 +33,53 @@ pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, Error> {
     BACKEND
         .get_or_init(|| {
             llama_cpp_2::send_logs_to_tracing(LogOptions::default());
+            #[cfg(feature = "dynamic-backends")]
+            load_backend_libraries();
+            if llama_cpp_2::list_llama_ggml_backend_devices().is_empty() {
+                return Err("no ggml backend was found (a build with `dynamic-backends` looks for its libraries in WELLSPRING_BACKENDS_DIR, then beside the executable)".to_owned());
+            }
             LlamaBackend::init().map_err(|error| error.to_string())
         })
         .as_ref()
         .map_err(|message| Error::Backend(format!("cannot initialise llama.cpp: {message}")))
 }
 
-/// The name of the device the model's layers run on: "cpu", or the GPU backend's name in lower
-/// case ("cuda", "metal", "vulkan", …) when one is present and offloading is on.
-pub(crate) fn device_name(config: &ModelConfig) -> String {
-    if config.n_gpu_layers == 0 {
-        return "cpu".to_owned();
+/// In a `dynamic-backends` build, ggml's backends are shared libraries (`libggml-cpu-haswell.so`,
+/// `libggml-vulkan.so`, `libggml-cuda.so`, ...) registered here, before llama.cpp starts. They are
+/// looked for in one directory, so that no backend is registered twice: `WELLSPRING_BACKENDS_DIR`
+/// when it is set, else the executable's directory when a CPU backend lies there (a release
+/// archive), else the directory the build put them in (a development build). ggml picks the
+/// best CPU variant this processor runs and every GPU backend whose library loads.
+#[cfg(feature = "dynamic-backends")]
+fn load_backend_libraries() {
+    let has_cpu_backend = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("libggml-cpu") && name.contains(".so")
+            })
+        })
+    };
+    let configured = std::env::var_os("WELLSPRING_BACKENDS_DIR").map(std::path::PathBuf::from);
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .filter(|dir| has_cpu_backend(dir));
+    match configured.or(beside_binary) {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "loading ggml backends");
+            llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+        }
+        None => {
+            tracing::info!("loading ggml backends from the build's directory");
+            llama_cpp_2::llama_backend::load_backends();
+        }
     }
+}
+
+/// The first GPU (discrete or integrated) ggml offers, if any.
+fn gpu_device() -> Option<llama_cpp_2::LlamaBackendDevice> {
     llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .find(|device| {
@@ -53,7 +88,69 @@ pub(crate) fn device_name(config: &ModelConfig) -> String {
                 LlamaBackendDeviceType::Gpu | LlamaBackendDeviceType::IntegratedGpu
             )
         })
-        .map_or_else(|| "cpu".to_owned(), |device| device.backend.to_lowercase())
+}
+
+/// The name of the device the model's layers run on: "cpu", or the GPU backend's name in lower
+/// case ("cuda", "metal", "vulkan", …) when one is present and offloading is on.
+pub(crate) fn device_name(config: &ModelConfig) -> String {
+    if config.n_gpu_layers == 0 {
+        return "cpu".to_owned();
+    }
+    gpu_device().map_or_else(|| "cpu".to_owned(), |device| device.backend.to_lowercase())
+}
+
+/// The GPU's free memory now, when layers are to be offloaded to it: taken before the model
+/// loads, so that [`placement`] can tell what the engine took.
+pub(crate) fn device_memory_free(config: &ModelConfig) -> Option<u64> {
+    if config.n_gpu_layers == 0 {
+        return None;
+    }
+    gpu_device().and_then(|device| u64::try_from(device.memory_free).ok())
+}
+
+/// Where a loaded model's layers run. `free_before` is [`device_memory_free`] from before the
+/// load; the difference to the free memory now is what the engine's weights, caches and compute
+/// buffers took (other processes' allocations in between count too).
+pub(crate) fn placement(
+    model: &LlamaModel,
+    config: &ModelConfig,
+    free_before: Option<u64>,
+    planned_device_bytes: Option<u64>,
+) -> Placement {
+    let n_layers = model.n_layer();
+    let gpu = gpu_device().filter(|_| config.n_gpu_layers != 0);
+    let Some(gpu) = gpu else {
+        let cpu = llama_cpp_2::list_llama_ggml_backend_devices()
+            .into_iter()
+            .find(|device| device.device_type == LlamaBackendDeviceType::Cpu);
+        return Placement {
+            backend: "cpu".to_owned(),
+            device: cpu.map(|device| device.description).unwrap_or_default(),
+            n_layers_offloaded: 0,
+            n_layers,
+            device_memory_used: None,
+            device_memory_total: None,
+            device_memory_planned: None,
+        };
+    };
+    // llama.cpp counts the output layer as one more layer, offloaded first: `g` layers are the
+    // output layer and the last `g - 1` repeating ones.
+    let n_layers_offloaded = match u32::try_from(config.n_gpu_layers) {
+        Ok(layers) => layers.saturating_sub(1).min(n_layers),
+        Err(_) => n_layers,
+    };
+    let free_now = u64::try_from(gpu.memory_free).ok();
+    Placement {
+        backend: gpu.backend.to_lowercase(),
+        device: gpu.description,
+        n_layers_offloaded,
+        n_layers,
+        device_memory_used: free_before
+            .zip(free_now)
+            .map(|(before, now)| before.saturating_sub(now)),
+        device_memory_total: u64::try_from(gpu.memory_total).ok(),
+        device_memory_planned: planned_device_bytes,
+    }
 }
 
 /// Loads a GGUF model. Missing and malformed files are errors, never aborts: the file is checked
@@ -164,7 +261,8 @@ pub(crate) struct LlamaCpp<'m> {
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
     match kv_type {
-        ConfigKvCacheType::F16 => KvCacheType::F16,
+        // `auto` is resolved by the plan before a context is made; F16 is its first choice.
+        ConfigKvCacheType::F16 | ConfigKvCacheType::Auto => KvCacheType::F16,
         ConfigKvCacheType::Q8_0 => KvCacheType::Q8_0,
         ConfigKvCacheType::Q4_0 => KvCacheType::Q4_0,
     }
@@ -602,12 +700,22 @@ fn check_context_memory(
     let Some(available) = Available::now() else {
         return Ok(());
     };
-    let shape = KvShape {
-        n_layer: u64::from(model.n_layer()),
-        n_embd: u64::try_from(model.n_embd()).unwrap_or(0),
-        n_head: u64::from(model.n_head()),
-        n_head_kv: u64::from(model.n_head_kv()),
+    let head_length = |key: &str| {
+        let architecture = model.meta_val_str("general.architecture").ok()?;
+        model
+            .meta_val_str(&format!("{architecture}.attention.{key}"))
+            .ok()?
+            .parse()
+            .ok()
     };
+    let shape = KvShape::new(
+        u64::from(model.n_layer()),
+        u64::try_from(model.n_embd()).unwrap_or(0),
+        u64::from(model.n_head()),
+        u64::from(model.n_head_kv()),
+        head_length("key_length"),
+        head_length("value_length"),
+    );
     let n_vocab = u64::try_from(model.vocab().n_tokens()).unwrap_or(0);
     let kv_bytes = kv_cache_bytes(shape, u64::from(n_ctx), type_k, type_v);
     let logits_bytes = n_vocab * u64::from(n_batch) * 4;

@@ -112,7 +112,7 @@ pub(crate) enum FromEngine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineFacts {
     pub caps: ModelCaps,
-    pub backend_name: String,
+    pub placement: crate::engine::Placement,
     pub model_path: PathBuf,
     pub n_ctx_chat: u32,
     /// The engine process.

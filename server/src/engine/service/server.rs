@@ -202,12 +202,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             Ok(engine) => {
                 let facts = EngineFacts {
                     caps: engine.caps(),
-                    backend_name: engine.backend_name().to_owned(),
+                    placement: engine.placement().clone(),
                     model_path: engine.model_path().to_owned(),
                     n_ctx_chat: engine.chat_n_ctx(),
                     pid: std::process::id(),
                 };
-                tracing::info!(backend = %facts.backend_name, "engine ready");
+                tracing::info!(backend = %facts.placement.backend, "engine ready");
                 Phase::Ready(engine, facts)
             }
             Err(error) => {

@@ -45,6 +45,10 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             || "none".to_owned(),
             |engine| engine.backend_name().to_owned(),
         ),
+        device: server
+            .state
+            .engine()
+            .map(|engine| crate::lsp::convert::device(engine.placement())),
         engine: engine_info.map(|info| EngineInfoResult {
             mode: info.mode.to_owned(),
             pid: info.pid,

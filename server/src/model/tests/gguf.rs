@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{tiny_model, GgufBuilder};
-use crate::model::{inspect, GgufSummary, SpecialTokens};
+use crate::model::{inspect, GgufSummary, SpecialTokens, TensorBytes};
 
 /// Writes `bytes` to a file in a fresh directory and inspects it. Errors come back as their
 /// message with the directory replaced by `$DIR`.
@@ -58,6 +58,92 @@ fn tiny_model_summary() {
     let file_bytes = std::fs::metadata(&path).expect("stat").len();
     assert_eq!(summary.file_bytes, file_bytes);
     assert!(summary.tensor_data_bytes > 0 && summary.tensor_data_bytes < file_bytes);
+    // Its shape: 2 layers, 64 wide, one head, a feed-forward of 128.
+    assert_eq!(
+        (
+            summary.n_layer,
+            summary.n_embd,
+            summary.n_head,
+            summary.n_head_kv
+        ),
+        (Some(2), Some(64), Some(1), Some(1))
+    );
+    assert_eq!(summary.n_ff, Some(128));
+    assert_eq!((summary.n_embd_head_k, summary.n_expert), (None, None));
+    // Per block: four 64 × 64 and three 64 × 128 F16 matrices, three biases and two norms in
+    // F32. The embedding is F16, the output norm F32, and there is no output matrix (tied).
+    let block_bytes = 4 * 64 * 64 * 2 + 3 * 64 * 128 * 2 + 5 * 64 * 4;
+    assert_eq!(
+        summary.tensor_bytes,
+        TensorBytes {
+            blocks: vec![block_bytes; 2],
+            token_embd: 151_936 * 64 * 2,
+            output: 64 * 4,
+            has_output_weight: false,
+        }
+    );
+}
+
+#[test]
+fn shape_and_tensor_bytes_by_place() {
+    // A Qwen3-MoE-like header: heads 128 wide although 2048 / 32 is 64.
+    let bytes = GgufBuilder::new()
+        .string("general.architecture", "qwen3moe")
+        .u32("qwen3moe.block_count", 2)
+        .u32("qwen3moe.embedding_length", 2048)
+        .u32("qwen3moe.attention.head_count", 32)
+        .u32("qwen3moe.attention.head_count_kv", 4)
+        .u32("qwen3moe.attention.key_length", 128)
+        .u32("qwen3moe.attention.value_length", 128)
+        .u32("qwen3moe.expert_count", 128)
+        .u32("qwen3moe.expert_used_count", 8)
+        .u32("qwen3moe.expert_feed_forward_length", 768)
+        .tensor("token_embd.weight", &[64, 3], 8)
+        .tensor("blk.0.attn_q.weight", &[64, 2], 8)
+        .tensor("blk.1.attn_q.weight", &[64, 2], 8)
+        .tensor("blk.1.ffn_norm.weight", &[64], 0)
+        // 100 bytes of a type the reader lacks, then padding to the next 32-byte boundary.
+        .tensor_of_unknown_type("blk.0.ffn_gate_exps.weight", &[64, 4], 100)
+        .tensor("output_norm.weight", &[64], 0)
+        .tensor("output.weight", &[64, 3], 8)
+        .tensor("rope_freqs.weight", &[8], 0)
+        .build();
+    let summary = check_bytes(&bytes).expect("valid file");
+    assert_eq!(summary.n_layer, Some(2));
+    assert_eq!(summary.n_embd, Some(2048));
+    assert_eq!((summary.n_head, summary.n_head_kv), (Some(32), Some(4)));
+    assert_eq!(
+        (summary.n_embd_head_k, summary.n_embd_head_v),
+        (Some(128), Some(128))
+    );
+    assert_eq!(
+        (summary.n_expert, summary.n_expert_used, summary.n_ff_expert),
+        (Some(128), Some(8), Some(768))
+    );
+    assert_eq!(summary.n_ff, None);
+    assert_eq!(
+        summary.tensor_bytes,
+        TensorBytes {
+            // Q8_0 rows of 64 are 2 blocks of 34 bytes; the unknown tensor runs to the next
+            // tensor's start, 128 bytes on.
+            blocks: vec![2 * 68 + 128, 2 * 68 + 64 * 4],
+            token_embd: 3 * 68,
+            // The output matrix, its norm, and the rope table no block owns.
+            output: 3 * 68 + 64 * 4 + 8 * 4,
+            has_output_weight: true,
+        }
+    );
+}
+
+#[test]
+fn a_hostile_block_index_is_not_a_block() {
+    let bytes = GgufBuilder::model(8)
+        .tensor("blk.4000000000.attn_q.weight", &[8], 0)
+        .tensor("blk.x.attn_q.weight", &[8], 0)
+        .build();
+    let summary = check_bytes(&bytes).expect("valid file");
+    assert!(summary.tensor_bytes.blocks.is_empty());
+    assert_eq!(summary.tensor_bytes.output, 3 * 32);
 }
 
 #[test]

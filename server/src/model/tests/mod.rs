@@ -186,6 +186,13 @@ impl GgufBuilder {
         self
     }
 
+    /// A tensor of a ggml type the reader does not know, taking `n_bytes` in the file.
+    pub(crate) fn tensor_of_unknown_type(mut self, name: &str, dims: &[u64], n_bytes: u64) -> Self {
+        self.tensors
+            .push((name.to_owned(), dims.to_vec(), 1000, n_bytes));
+        self
+    }
+
     /// A tensor of ggml type `ggml_type` (0 = F32, 8 = Q8_0).
     pub(crate) fn tensor(mut self, name: &str, dims: &[u64], ggml_type: u32) -> Self {
         let n_elements: u64 = dims.iter().product();
