@@ -191,8 +191,10 @@ run() {
       ;;
     vulkan)
       export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}
-      gpu_name=$(vulkaninfo --summary 2>/dev/null | grep -m1 deviceName | sed 's/.*= //' || true)
-      gpu_name=${gpu_name:-Vulkan device 0}
+      # ggml's name for the device, as `wellspring doctor` lists it.
+      gpu_name=$(env -u OUT "$bin/wellspring" doctor 2>/dev/null |
+        sed -n 's/^  Vulkan  *Vulkan[0-9]*  *\(.*[^ ]\)  *[0-9.]* [KMG]iB  *[0-9.]* [KMG]iB$/\1/p' | head -1 || true)
+      gpu_name=${gpu_name:-Vulkan device ${GGML_VK_VISIBLE_DEVICES}}
       driver=""
       ;;
   esac
@@ -238,7 +240,7 @@ run() {
     done
 
     local ws=("$bin/wellspring" --n-ctx 8192 --n-gpu-layers -1)
-    "${ws[@]}" --model "$model" doctor >"$out/doctor-$shape.txt" 2>&1 || true
+    "${ws[@]}" --model "$model" doctor >"$out/doctor-$shape.txt" 2>>"$out/wellspring-$shape.log" || true
     {
       echo "#### $shape, Q8_0"
       echo
