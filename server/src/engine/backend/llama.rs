@@ -78,16 +78,17 @@ fn load_backend_libraries() {
     }
 }
 
-/// The first GPU (discrete or integrated) ggml offers, if any.
+/// The first discrete GPU ggml offers, else the first integrated one (llama.cpp offloads to
+/// integrated GPUs only when there is no discrete one, and so does the memory plan).
 fn gpu_device() -> Option<llama_cpp_2::LlamaBackendDevice> {
-    llama_cpp_2::list_llama_ggml_backend_devices()
-        .into_iter()
-        .find(|device| {
-            matches!(
-                device.device_type,
-                LlamaBackendDeviceType::Gpu | LlamaBackendDeviceType::IntegratedGpu
-            )
-        })
+    let devices = llama_cpp_2::list_llama_ggml_backend_devices();
+    let first = |kind: LlamaBackendDeviceType| {
+        devices
+            .iter()
+            .find(|device| device.device_type == kind)
+            .cloned()
+    };
+    first(LlamaBackendDeviceType::Gpu).or_else(|| first(LlamaBackendDeviceType::IntegratedGpu))
 }
 
 /// The name of the device the model's layers run on: "cpu", or the GPU backend's name in lower
