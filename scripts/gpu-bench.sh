@@ -45,6 +45,10 @@ pack() {
     cp -L "$(dirname "$backends")/lib/$lib" "$bundle/bin/$lib"
   done
   cp "$backends"/lib*.so "$bundle/bin/"
+  # The Sapphire Rapids variant (AMX) dies of SIGILL in a `tilezero` on batched Q8_0 products on
+  # an AMX-capable Xeon here, where the native static build's AMX path works; without it ggml takes
+  # the Ice Lake variant (AVX-512) on such CPUs. The cause is upstream and not yet known.
+  rm -f "$bundle/bin/libggml-cpu-sapphirerapids.so"
   strip "$bundle/bin/"* 2>/dev/null || true
   # Compressed, so that the bundle and the working tree stay inside what a device run carries.
   tar -C "$bundle" -cJf "$bundle/bin.tar.xz" bin
@@ -164,7 +168,8 @@ run() {
   logs=$work/logs
   report_dir=$out
   rm -rf "$logs" && mkdir -p "$logs"
-  trap 'tar -C "$work" -czf "$report_dir/logs.tar.gz" logs 2>/dev/null || true' EXIT
+  server_pid=""
+  trap 'stop_server; tar -C "$work" -czf "$report_dir/logs.tar.gz" logs 2>/dev/null || true' EXIT
 
   # 1. One CMake build of llama.cpp with ggml's backends as loadable libraries: the GPU backend
   #    library goes beside the Wellspring binary, llama-server uses the same build.
