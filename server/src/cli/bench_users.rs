@@ -64,6 +64,28 @@ pub struct UsersRow {
     pub n_busy: Option<u64>,
 }
 
+impl UsersRow {
+    /// The row for typists that each reported their keystroke latencies and tokens generated,
+    /// all typing for `elapsed` seconds; batch figures unknown.
+    fn from_typists(n_users: usize, typists: Vec<(Vec<f64>, u64)>, elapsed: f64) -> UsersRow {
+        let n_generated: u64 = typists.iter().map(|(_, generated)| generated).sum();
+        let mut latencies: Vec<f64> = typists
+            .into_iter()
+            .flat_map(|(latencies, _)| latencies)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        UsersRow {
+            n_users,
+            n_keystrokes: latencies.len(),
+            p50_ms: percentile(&latencies, 0.5),
+            p95_ms: percentile(&latencies, 0.95),
+            tokens_per_s: n_generated as f64 / elapsed.max(1e-9),
+            mean_batch: None,
+            n_busy: None,
+        }
+    }
+}
+
 pub async fn run_users(config: &Config, args: &UsersArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -215,23 +237,11 @@ async fn run_server_typists(
     let typists = assignments.into_iter().map(|lines| type_into(lines, false));
     let results = futures::future::join_all(typists).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    let mut n_generated = 0u64;
-    for result in results {
-        let (typist_latencies, typist_generated) = result??;
-        latencies.extend(typist_latencies);
-        n_generated += typist_generated;
-    }
-    latencies.sort_by(f64::total_cmp);
-    Ok(UsersRow {
-        n_users,
-        n_keystrokes: latencies.len(),
-        p50_ms: percentile(&latencies, 0.5),
-        p95_ms: percentile(&latencies, 0.95),
-        tokens_per_s: n_generated as f64 / elapsed.max(1e-9),
-        mean_batch: None,
-        n_busy: None,
-    })
+    let typists = results
+        .into_iter()
+        .map(|result| result?)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(UsersRow::from_typists(n_users, typists, elapsed))
 }
 
 /// Starts a shared engine process on a socket of its own, connects a handle per typist and runs
@@ -343,30 +353,19 @@ async fn run_typists(
     let results = futures::future::join_all(typists).await;
     let elapsed = started.elapsed().as_secs_f64();
     let stats_after = engines[0].stats().await;
-    let mut latencies = Vec::new();
-    let mut n_generated = 0u64;
-    for result in results {
-        let (typist_latencies, typist_generated) = result?;
-        latencies.extend(typist_latencies);
-        n_generated += typist_generated;
-    }
-    latencies.sort_by(f64::total_cmp);
+    let typists = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let batched = |stats: &EngineStats| (stats.n_batches, stats.n_batched_sequences);
     let (batches_before, sequences_before) = batched(&stats_before);
     let (batches_after, sequences_after) = batched(&stats_after);
     let n_batches = batches_after - batches_before;
     Ok(UsersRow {
-        n_users,
-        n_keystrokes: latencies.len(),
-        p50_ms: percentile(&latencies, 0.5),
-        p95_ms: percentile(&latencies, 0.95),
-        tokens_per_s: n_generated as f64 / elapsed.max(1e-9),
         mean_batch: Some(if n_batches == 0 {
             1.0
         } else {
             (sequences_after - sequences_before) as f64 / n_batches as f64
         }),
         n_busy: Some(stats_after.n_busy - stats_before.n_busy),
+        ..UsersRow::from_typists(n_users, typists, elapsed)
     })
 }
 

@@ -284,6 +284,25 @@ pub struct CompletionFigures {
     pub truncated: bool,
 }
 
+impl CompletionFigures {
+    /// A suggestion answered without the model (typed ahead, or nothing to ask), after `t_total_ms`.
+    pub(crate) fn without_inference(t_total_ms: f64, stop: StopReason) -> CompletionFigures {
+        CompletionFigures {
+            n_prompt: 0,
+            n_reused: 0,
+            n_evaluated: 0,
+            n_generated: 0,
+            t_prefill_ms: 0.0,
+            t_decode_ms: 0.0,
+            t_total_ms,
+            served_without_inference: true,
+            stop,
+            slot: None,
+            truncated: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     /// Text to insert at the cursor.
@@ -574,19 +593,10 @@ impl Engine {
         let completion = Completion {
             text,
             token_ends: Vec::new(),
-            figures: CompletionFigures {
-                n_prompt: 0,
-                n_reused: 0,
-                n_evaluated: 0,
-                n_generated: 0,
-                t_prefill_ms: 0.0,
-                t_decode_ms: 0.0,
-                t_total_ms: millis(submitted_at.elapsed()),
-                served_without_inference: true,
-                stop: StopReason::TypedAhead,
-                slot: None,
-                truncated: false,
-            },
+            figures: CompletionFigures::without_inference(
+                millis(submitted_at.elapsed()),
+                StopReason::TypedAhead,
+            ),
         };
         tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
         shared.stats().record(&completion.figures);

@@ -396,7 +396,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             let completion = Completion {
                 text: String::new(),
                 token_ends: Vec::new(),
-                figures: figures_without_inference(&job, StopReason::EmptyPrompt),
+                figures: CompletionFigures::without_inference(
+                    millis(job.submitted_at.elapsed()),
+                    StopReason::EmptyPrompt,
+                ),
             };
             self.finish_completion(job, completion);
             return;
@@ -819,22 +822,6 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             sessions.reset(backend, 0);
         }
         self.shared.stats().n_errors += 1;
-    }
-}
-
-fn figures_without_inference(job: &CompletionJob, stop: StopReason) -> CompletionFigures {
-    CompletionFigures {
-        n_prompt: 0,
-        n_reused: 0,
-        n_evaluated: 0,
-        n_generated: 0,
-        t_prefill_ms: 0.0,
-        t_decode_ms: 0.0,
-        t_total_ms: millis(job.submitted_at.elapsed()),
-        served_without_inference: true,
-        stop,
-        slot: None,
-        truncated: false,
     }
 }
 
