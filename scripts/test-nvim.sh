@@ -54,6 +54,18 @@ if [[ -z "$nvim_bin" ]]; then
 fi
 echo "test-nvim: $("$nvim_bin" --version | head -n1) ($nvim_bin), server $WELLSPRING_BIN, model $WELLSPRING_TEST_MODEL"
 
+# Removes a test's runtime folder. A language server Neovim left behind may still be starting an
+# engine there (its lock, socket and log appear while rm walks the folder), so it tries again;
+# a folder that will not go is reported and left, never a failed run.
+remove_runtime() {
+  local dir="$1" attempt
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    rm -rf "$dir" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "test-nvim: could not remove $dir (a process still writes there); left in place" >&2
+}
+
 n_passed=0
 n_failed=0
 failed=()
@@ -70,7 +82,7 @@ for test in "$repo"/tests/editors/nvim/test_*.lua; do
     n_failed=$((n_failed + 1))
     failed+=("$name")
   fi
-  rm -rf "$runtime"
+  remove_runtime "$runtime"
 done
 
 if ((n_passed + n_failed == 0)); then
