@@ -10,6 +10,7 @@ mod bad_input;
 mod doctor;
 mod faults;
 mod features;
+mod first_run;
 mod lifecycle;
 mod privacy;
 mod real_model;

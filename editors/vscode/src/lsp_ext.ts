@@ -15,7 +15,7 @@ export interface Settings {
   engine?: { mode?: "shared" | "in_process" };
 }
 
-export type ServerState = "loading" | "ready" | "busy" | "error" | "disabled";
+export type ServerState = "loading" | "ready" | "busy" | "error" | "disabled" | "noModel";
 
 export interface StatusParams {
   state: ServerState;
@@ -31,6 +31,21 @@ export interface StatusParams {
   device?: DeviceInfo;
   /** The last completion's total time. */
   lastLatencyMs?: number;
+  /** Once the model is loaded: whether it has fill-in-the-middle tokens. */
+  fim?: boolean;
+  /** With state "noModel": what the server can download. */
+  offer?: ModelOffer;
+}
+
+/** What a server with no model offers (state "noModel"); it downloads nothing until asked. */
+export interface ModelOffer {
+  /** The default model, as model.path takes it. */
+  spec: string;
+  description: string;
+  /** The download's approximate size. */
+  bytes: number;
+  /** Built-in models, chosen by setting model.path to the name. */
+  builtins: { name: string; description: string; bytes: number }[];
 }
 
 /** Server → client, whenever the model or a request changes state. */
@@ -79,6 +94,12 @@ export interface ServerInfoResult {
     /** Language servers using the engine now. */
     clients: number;
   } | null;
+  /** Whether the completion model has fill-in-the-middle tokens; null while no engine runs. */
+  fim: boolean | null;
+  /** The server's own executable. */
+  binary: string | null;
+  /** With state "noModel": what the server can download. */
+  offer: ModelOffer | null;
 }
 
 /** Client → server health check. */
@@ -207,5 +228,7 @@ export const CHAT_COMMAND = "wellspring.chat";
 export const EXPLAIN_COMMAND = "wellspring.explain";
 export const INSTRUCT_COMMAND = "wellspring.instruct";
 export const APPLY_ACTION_COMMAND = "wellspring.applyAction";
+/** Downloads and loads the model a "noModel" status offered; no arguments. */
+export const DOWNLOAD_MODEL_COMMAND = "wellspring.downloadModel";
 /** Client command named by the "Edit with instruction…" code action. */
 export const INSTRUCT_PROMPT_COMMAND = "wellspring.instructPrompt";

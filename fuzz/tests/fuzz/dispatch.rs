@@ -62,6 +62,7 @@ const COMMANDS: &[&str] = &[
     ext::COMMAND_EXPLAIN,
     ext::COMMAND_INSTRUCT,
     ext::COMMAND_APPLY_ACTION,
+    ext::COMMAND_DOWNLOAD_MODEL,
     ext::COMMAND_INSTRUCT_PROMPT,
     "wellspring.unheardOf",
 ];

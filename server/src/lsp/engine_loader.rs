@@ -13,7 +13,7 @@ use tower_lsp_server::ls_types::MessageType;
 use tower_lsp_server::Client;
 
 use super::convert;
-use super::ext::{Status, StatusParams};
+use super::ext::{BuiltinOffer, ModelOffer, Status, StatusParams};
 use super::notifications::did_open::warm_token_counts_in_background;
 use super::progress::Progress;
 use super::state::{EngineState, State};
@@ -34,21 +34,41 @@ pub(crate) async fn send_status(
         path.file_name()
             .map(|name| name.to_string_lossy().into_owned())
     });
+    let mut fim = None;
+    let mut offer = None;
     let (progress, device, default_message) = match &engine_state {
         EngineState::Disabled => (None, None, "completions are off".to_owned()),
+        EngineState::NoModel(offered) => {
+            offer = Some(offered.clone());
+            (
+                None,
+                None,
+                format!(
+                    "no model yet: the default, {} (about {}), is not downloaded; choose a model",
+                    offered.description,
+                    describe_bytes(offered.bytes)
+                ),
+            )
+        }
         EngineState::Loading { progress } => (
             Some(*progress),
             None,
             format!("loading model ({:.0}%)", progress * 100.0),
         ),
-        EngineState::Ready(engine) => (
-            None,
-            Some(convert::device(engine.placement())),
-            format!(
+        EngineState::Ready(engine) => {
+            let has_fim = engine.caps().has_fim;
+            fim = Some(has_fim);
+            let mut ready = format!(
                 "ready on {}",
                 convert::describe_placement(engine.placement())
-            ),
-        ),
+            );
+            if !has_fim {
+                ready.push_str(
+                    "; the model has no fill-in-the-middle tokens, so completions continue the text before the cursor only (choose a FIM-trained base model)",
+                );
+            }
+            (None, Some(convert::device(engine.placement())), ready)
+        }
         EngineState::Failed(error) => (None, None, error.clone()),
     };
     let backend = device.as_ref().map(|device| device.backend.clone());
@@ -60,8 +80,19 @@ pub(crate) async fn send_status(
         backend,
         device,
         last_latency_ms,
+        fim,
+        offer,
     };
     client.send_notification::<Status>(params).await;
+}
+
+/// "1.6 GB", "491 MB": a download's size as people read it.
+pub(crate) fn describe_bytes(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 {
+        format!("{:.1} GB", bytes as f64 / 1e9)
+    } else {
+        format!("{:.0} MB", bytes as f64 / 1e6)
+    }
 }
 
 /// A shared engine that stops this many times in a row, each within `STABLE_FOR` of starting,
@@ -119,14 +150,36 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
         });
         let model_spec = config.model.path.clone();
         let download_progress = progress_tx.clone();
+        // The default model is downloaded only when the user asks (the editor offers it); any
+        // model the user configured is theirs to fetch.
+        let needs_consent = model_spec.trim() == model::DEFAULT_MODEL
+            && !state.download_approved(model::DEFAULT_MODEL);
         let resolved = tokio::task::spawn_blocking(move || {
-            resolve_model(&model_spec, move |fraction| {
+            resolve_model_with(&model_spec, !needs_consent, move |fraction| {
                 // The download is the first half of loading.
                 let _ = download_progress.send(0.5 * fraction);
             })
         })
-        .await
-        .unwrap_or_else(|panic| Err(format!("resolving the model crashed: {panic}")));
+        .await;
+        let resolved = match resolved {
+            Ok(Err(model::Error::NotCached { .. })) if needs_consent => {
+                drop(progress_tx);
+                if let Ok(load_progress) = reporter.await {
+                    load_progress
+                        .finish("waiting for a model to be chosen")
+                        .await;
+                }
+                if state.set_engine_state(generation, EngineState::NoModel(default_offer())) {
+                    tracing::info!(
+                        "no model is configured and the default one is not downloaded; waiting for the user to choose"
+                    );
+                    send_status(&client, &state, None, None).await;
+                }
+                return;
+            }
+            Ok(resolved) => resolved.map_err(|error| error.to_string()),
+            Err(panic) => Err(format!("resolving the model crashed: {panic}")),
+        };
         let loaded = match resolved {
             Err(error) => {
                 drop(progress_tx);
@@ -274,6 +327,16 @@ pub(crate) fn resolve_model(
     spec: &str,
     on_progress: impl Fn(f32) + Send + Sync + 'static,
 ) -> Result<PathBuf, String> {
+    resolve_model_with(spec, true, on_progress).map_err(|error| error.to_string())
+}
+
+/// [`resolve_model`], downloading only when `allow_download` is set (else a model that is not
+/// cached gives [`model::Error::NotCached`] and the network is not touched).
+fn resolve_model_with(
+    spec: &str,
+    allow_download: bool,
+    on_progress: impl Fn(f32) + Send + Sync + 'static,
+) -> Result<PathBuf, model::Error> {
     let on_progress = move |report: model::Progress| {
         if let Some(total_bytes) = report.total_bytes.filter(|total| *total > 0) {
             on_progress(report.done_bytes as f32 / total_bytes as f32);
@@ -281,10 +344,25 @@ pub(crate) fn resolve_model(
     };
     let options = model::ResolveOptions {
         progress: Some(Arc::new(on_progress)),
-        allow_download: true,
+        allow_download,
         ..model::ResolveOptions::default()
     };
-    model::resolve(spec, &options)
-        .map(|resolved| resolved.path)
-        .map_err(|error| error.to_string())
+    model::resolve(spec, &options).map(|resolved| resolved.path)
+}
+
+/// What a server with no model offers: the default model, and the built-in ones.
+pub(crate) fn default_offer() -> ModelOffer {
+    ModelOffer {
+        spec: model::DEFAULT_MODEL.to_owned(),
+        description: model::DEFAULT_MODEL_DESCRIPTION.to_owned(),
+        bytes: model::DEFAULT_MODEL_BYTES,
+        builtins: model::BUILTIN_MODELS
+            .iter()
+            .map(|builtin| BuiltinOffer {
+                name: builtin.name.to_owned(),
+                description: builtin.description.to_owned(),
+                bytes: builtin.file_bytes,
+            })
+            .collect(),
+    }
 }

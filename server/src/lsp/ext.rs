@@ -31,6 +31,36 @@ pub struct ServerInfoResult {
     pub device: Option<DeviceResult>,
     /// Where the model runs; `null` while no engine runs.
     pub engine: Option<EngineInfoResult>,
+    /// Whether the completion model has fill-in-the-middle tokens; `null` while no engine runs.
+    /// Without them completions continue the text before the cursor only.
+    pub fim: Option<bool>,
+    /// The server's own executable, for health checks that say which binary is in use.
+    pub binary: Option<String>,
+    /// The model the server would download when asked (state `noModel` only).
+    pub offer: Option<ModelOffer>,
+}
+
+/// What a server without a model offers (state `noModel`): no model was configured and the
+/// default one is not downloaded yet. The server downloads nothing until the client sends
+/// `wellspring.downloadModel` or configures a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelOffer {
+    /// The default model's spec, as `model.path` takes it.
+    pub spec: String,
+    pub description: String,
+    /// The download's approximate size in bytes.
+    pub bytes: u64,
+    /// Built-in models the user may choose instead (setting `model.path` to the name).
+    pub builtins: Vec<BuiltinOffer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltinOffer {
+    pub name: String,
+    pub description: String,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,7 +105,7 @@ impl Notification for Status {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusParams {
-    /// `loading`, `ready`, `busy`, `error` or `disabled`.
+    /// `loading`, `ready`, `busy`, `error`, `disabled` or `noModel` (see [`ModelOffer`]).
     pub state: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +119,12 @@ pub struct StatusParams {
     pub device: Option<DeviceResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_latency_ms: Option<f64>,
+    /// Whether the model has fill-in-the-middle tokens, once it is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fim: Option<bool>,
+    /// With state `noModel`: what the server can download.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<ModelOffer>,
 }
 
 /// `textDocument/inlineCompletion` (LSP 3.18), served as a custom method by tower-lsp-server 0.23.
@@ -136,6 +172,9 @@ pub const COMMAND_CHAT: &str = "wellspring.chat";
 pub const COMMAND_EXPLAIN: &str = "wellspring.explain";
 pub const COMMAND_INSTRUCT: &str = "wellspring.instruct";
 pub const COMMAND_APPLY_ACTION: &str = "wellspring.applyAction";
+/// Downloads and loads the model a `noModel` status offered; no arguments. Answers once the
+/// download has started; `wellspring/status` reports its progress.
+pub const COMMAND_DOWNLOAD_MODEL: &str = "wellspring.downloadModel";
 /// A client-side command: the client asks for an instruction, then runs `wellspring.instruct`.
 pub const COMMAND_INSTRUCT_PROMPT: &str = "wellspring.instructPrompt";
 

@@ -15,6 +15,7 @@ use crate::index::WorkspaceIndex;
 
 use super::convert::PositionEncoding;
 use super::edits::ComputedEdit;
+use super::ext::ModelOffer;
 
 /// How long the server remembers a code-action edit it handed over to the background.
 const HANDED_OVER_MEMORY: Duration = Duration::from_secs(3600);
@@ -47,6 +48,9 @@ pub enum EngineState {
     },
     Ready(Engine),
     Failed(String),
+    /// No model was configured and the default one is not downloaded: the server waits for the
+    /// user to choose (`wellspring.downloadModel`, or a `model.path`).
+    NoModel(ModelOffer),
 }
 
 impl EngineState {
@@ -56,6 +60,7 @@ impl EngineState {
             EngineState::Loading { .. } => "loading",
             EngineState::Ready(_) => "ready",
             EngineState::Failed(_) => "error",
+            EngineState::NoModel(_) => "noModel",
         }
     }
 }
@@ -88,6 +93,9 @@ pub struct State {
     /// The last engine error shown to the user, so a failing engine shows one message, not one
     /// per keystroke.
     last_shown_error: Mutex<Option<String>>,
+    /// The model spec the user asked to download (`wellspring.downloadModel`); the default
+    /// model is downloaded only once it is here.
+    download_approved: Mutex<Option<String>>,
 }
 
 impl State {
@@ -114,7 +122,25 @@ impl State {
             refused_edits: Mutex::new(VecDeque::new()),
             next_job_id: AtomicU64::new(1),
             last_shown_error: Mutex::new(None),
+            download_approved: Mutex::new(None),
         }
+    }
+
+    /// Lets the loader download `spec`, which the user asked for.
+    pub fn approve_download(&self, spec: &str) {
+        *self
+            .download_approved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(spec.to_owned());
+    }
+
+    /// Whether the user asked to download `spec`.
+    pub fn download_approved(&self, spec: &str) -> bool {
+        self.download_approved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+            == Some(spec)
     }
 
     pub fn encoding(&self) -> PositionEncoding {

@@ -36,6 +36,11 @@ pub use progress::{Progress, ProgressCallback, ProgressStage};
 /// fill-in-the-middle and small enough to answer at typing speed on a laptop GPU.
 pub const DEFAULT_MODEL: &str =
     "hf:ggml-org/Qwen2.5-Coder-1.5B-Q8_0-GGUF/qwen2.5-coder-1.5b-q8_0.gguf";
+/// What [`DEFAULT_MODEL`] is, for a user asked whether to download it.
+pub const DEFAULT_MODEL_DESCRIPTION: &str = "Qwen2.5-Coder 1.5B base, Q8_0";
+/// [`DEFAULT_MODEL`]'s approximate size (1.54 billion weights at 8.5 bits each): what a user is
+/// told before the download, without asking the network.
+pub const DEFAULT_MODEL_BYTES: u64 = 1_650_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -40,7 +40,10 @@ pub(crate) async fn handle(
 ) -> Result<Option<CodeActionResponse>> {
     let uri = params.text_document.uri.clone();
     let (document, byte_range) = document_range(server, uri.as_str(), params.range)?;
-    if matches!(server.state.engine_state(), EngineState::Disabled) {
+    if matches!(
+        server.state.engine_state(),
+        EngineState::Disabled | EngineState::NoModel(_)
+    ) {
         return Ok(None);
     }
     let diagnostics: Vec<String> = params

@@ -1,5 +1,8 @@
 //! `workspace/executeCommand`: chat (streamed, see `lsp/chat.rs`), explain (a chat the server
-//! starts), instruct and applyAction (edits applied with `workspace/applyEdit`).
+//! starts), instruct and applyAction (edits applied with `workspace/applyEdit`), and
+//! downloadModel (the model a `noModel` status offered).
+
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -11,15 +14,18 @@ use crate::assist::actions::{self, ActionKind};
 use crate::engine::ChatMessage;
 use crate::lsp::chat::{stream_chat, Question};
 use crate::lsp::edits;
+use crate::lsp::engine_loader;
 use crate::lsp::ext::{self, ChatArgs, CodeActionData, InstructArgs, RangeArgs};
+use crate::lsp::state::EngineState;
 use crate::lsp::{invalid_params, show_failure, Server};
 
 /// The commands this server executes, for the `executeCommandProvider` capability.
-pub(crate) const COMMANDS: [&str; 4] = [
+pub(crate) const COMMANDS: [&str; 5] = [
     ext::COMMAND_CHAT,
     ext::COMMAND_EXPLAIN,
     ext::COMMAND_INSTRUCT,
     ext::COMMAND_APPLY_ACTION,
+    ext::COMMAND_DOWNLOAD_MODEL,
 ];
 
 fn single_argument<T: DeserializeOwned>(command: &str, arguments: Vec<Value>) -> Result<T> {
@@ -103,6 +109,18 @@ pub(crate) async fn handle(server: &Server, params: ExecuteCommandParams) -> Res
             let computed =
                 edits::compute(server, kind, document, selection, &data.diagnostics, None).await?;
             to_value(edits::apply(server, &computed).await?)
+        }
+        ext::COMMAND_DOWNLOAD_MODEL => {
+            let EngineState::NoModel(offer) = server.state.engine_state() else {
+                return Err(invalid_params(format!(
+                    "{command}: there is nothing to download (the model is {}); set model.path to choose another",
+                    server.state.engine_state().name()
+                )));
+            };
+            tracing::info!(spec = %offer.spec, "the user asked to download the default model");
+            server.state.approve_download(&offer.spec);
+            engine_loader::load(server.client.clone(), Arc::clone(&server.state));
+            return Ok(None);
         }
         _ => return Err(invalid_params(format!("unknown command {command}"))),
     };

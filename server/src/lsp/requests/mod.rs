@@ -99,6 +99,10 @@ pub(crate) fn engine_unavailable(server: &Server) -> jsonrpc::Error {
             format!("the model is not available: {error}")
         }
         crate::lsp::state::EngineState::Disabled => "no model is configured".to_owned(),
+        crate::lsp::state::EngineState::NoModel(offer) => format!(
+            "no model yet: the default, {}, is not downloaded; download it (wellspring.downloadModel) or set model.path",
+            offer.description
+        ),
         crate::lsp::state::EngineState::Ready(_) => "the model is ready".to_owned(),
     };
     jsonrpc::Error {

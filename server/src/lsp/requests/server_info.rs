@@ -4,6 +4,7 @@ use tower_lsp_server::jsonrpc::Result;
 
 use crate::engine::ChatModelState;
 use crate::lsp::ext::{EngineInfoResult, ServerInfoResult};
+use crate::lsp::state::EngineState;
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
@@ -55,5 +56,13 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             socket: info.socket,
             clients: info.n_clients,
         }),
+        fim: server.state.engine().map(|engine| engine.caps().has_fim),
+        binary: std::env::current_exe()
+            .ok()
+            .map(|path| path.display().to_string()),
+        offer: match server.state.engine_state() {
+            EngineState::NoModel(offer) => Some(offer),
+            _ => None,
+        },
     })
 }
