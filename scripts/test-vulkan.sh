@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# GPU offload tested without a GPU: builds the `vulkan` feature and runs the real-engine tests with
-# every layer offloaded to Mesa's llvmpipe, a Vulkan device that runs on the CPU
-# (scripts/setup-vulkan.sh installs it). The tests check that the layers really are on the Vulkan
-# device (`WELLSPRING_TEST_BACKEND`), that greedy completions agree with the CPU's on fixed
-# prompts, and that every editor feature works end to end through the language server.
-# The default build stays CPU-only; this build shares target/ with it (only llama.cpp and the
-# crates that compile C differ), so it costs the Vulkan backend's compile and little else.
+# GPU offload tested without a GPU: runs the real-engine tests with every layer offloaded to Mesa's
+# llvmpipe, a Vulkan device that runs on the CPU (scripts/setup-vulkan.sh installs it). The tests
+# check that the layers really are on the Vulkan device (`WELLSPRING_TEST_BACKEND`), that greedy
+# completions agree with the CPU's on fixed prompts, and that every editor feature works end to
+# end through the language server.
+#
+# It tests the build that ships: the portable release's features (`dynamic-backends,vulkan`), with
+# ggml's backends loaded from the release directory that scripts/dist.sh packs from this same
+# build (`--profile dev`, made first when dist/ lacks it). The default build stays CPU-only; this
+# one shares target/ with it (only llama.cpp and the crates that compile C differ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+release="$PWD/dist/wellspring-$version-linux-x86_64"
+if [ ! -x "$release/wellspring" ]; then
+  bash scripts/dist.sh --profile dev
+fi
 eval "$(bash scripts/setup-vulkan.sh)"
 export WELLSPRING_TEST_MODEL=${WELLSPRING_TEST_MODEL:-$PWD/models/tiny.gguf}
 export WELLSPRING_TEST_BACKEND=vulkan
+export WELLSPRING_BACKENDS_DIR="$release"
+features=dynamic-backends,vulkan
 
 # The engine's real-backend tests, the offload agreement test among them.
-cargo test --locked -p wellspring --features vulkan --lib engine::llama_tests
+cargo test --locked -p wellspring --features "$features" --lib engine::llama_tests
 # Every editor feature through the language server, and the shared engine process.
-cargo test --locked -p wellspring --features vulkan --test lsp -- features:: shared_engine::
+cargo test --locked -p wellspring --features "$features" --test lsp -- features:: shared_engine::

@@ -21,13 +21,16 @@ export WELLSPRING_BIN="$PWD/target/debug/wellspring"
 # response, an unanswered request or a document that drifted from the editor's copy.
 "$WELLSPRING_BIN" --model "$WELLSPRING_TEST_MODEL" bench soak --seconds 120 --sample-seconds 10
 
-for editor_test in scripts/test-nvim.sh scripts/test-vscode.sh; do
-  if [ -f "$editor_test" ]; then
-    bash "$editor_test"
-  fi
-done
+bash scripts/test-nvim.sh
 
-# GPU offload without a GPU: the `vulkan` build's real-engine tests on Mesa's llvmpipe
-# (docs/gpu.md). Last, because its build replaces target/debug/wellspring, which the editor tests
-# above drive.
+# The portable release (docs/install.md), packed from the debug build `cargo test` makes with its
+# features, so that the Vulkan tests below reuse that build: checked as a user gets it (checksum,
+# `ldd`, a completion under `env -i`), then the VS Code test installs the extension package that
+# carries it and runs with no wellspring.serverPath.
+bash scripts/dist.sh --profile dev --vsix
+bash scripts/test-dist.sh
+WELLSPRING_BIN="" WELLSPRING_VSIX="$(ls -t dist/wellspring-*-linux-x64.vsix | head -1)" bash scripts/test-vscode.sh
+
+# GPU offload without a GPU: the portable build's real-engine tests on Mesa's llvmpipe
+# (docs/gpu.md).
 bash scripts/test-vulkan.sh

@@ -3,16 +3,32 @@
 // inline completion and code actions come straight from vscode-languageclient.
 
 import { randomUUID } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as vscode from "vscode";
 import * as lc from "vscode-languageclient/node";
 import * as ext from "./lsp_ext";
+import { chooseModel, healthReport, onStatus as followModelStatus, type ModelChoiceHost } from "./model_choice";
 
 let client: lc.LanguageClient | undefined;
 let output: vscode.LogOutputChannel;
 let statusItem: vscode.StatusBarItem;
 let chats: ChatViews;
+let extensionPath = "";
+/** The server binary in use and where it came from, for the log and the health check. */
+let serverInUse = { command: "wellspring", source: "PATH" };
+const modelChoice: ModelChoiceHost = {
+  downloadModel: async () => {
+    if (!client?.isRunning()) throw new Error("the server is not running");
+    await client.sendRequest(lc.ExecuteCommandRequest.type, { command: ext.DOWNLOAD_MODEL_COMMAND, arguments: [] });
+  },
+  get output() {
+    return output;
+  },
+};
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extensionPath = context.extensionPath;
   output = vscode.window.createOutputChannel("Wellspring", { log: true });
   statusItem = vscode.window.createStatusBarItem("wellspring.status", vscode.StatusBarAlignment.Right, 100);
   statusItem.name = "Wellspring";
@@ -33,6 +49,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     command("wellspring.showLog", () => output.show(true)),
     command("wellspring.restartServer", restart),
     command("wellspring.serverInfo", healthCheck),
+    command("wellspring.chooseModel", () => chooseModel(modelChoice)),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration("wellspring.serverPath")) {
         void restart();
@@ -81,8 +98,30 @@ function serverSettings(): ext.Settings {
   return settings;
 }
 
+/**
+ * The server to run: `wellspring.serverPath` when set, else the portable server a platform
+ * package carries in server/ (scripts/dist.sh --vsix), else `wellspring` on PATH.
+ */
+export function serverCommand(configured: string, carriedDir: string): { command: string; source: string } {
+  if (configured.trim()) return { command: configured.trim(), source: "wellspring.serverPath" };
+  const carried = path.join(carriedDir, "server", "wellspring");
+  if (fs.existsSync(carried)) {
+    // A package's files may lose their executable bit on the way; the server is ours to fix.
+    try {
+      fs.accessSync(carried, fs.constants.X_OK);
+    } catch {
+      fs.chmodSync(carried, 0o755);
+    }
+    return { command: carried, source: "carried by the extension" };
+  }
+  return { command: "wellspring", source: "PATH" };
+}
+
 async function start(): Promise<void> {
-  const command = vscode.workspace.getConfiguration("wellspring").get<string>("serverPath") || "wellspring";
+  const resolved = serverCommand(vscode.workspace.getConfiguration("wellspring").get<string>("serverPath") ?? "", extensionPath);
+  const command = resolved.command;
+  serverInUse = resolved;
+  output.info(`server: ${command} (${resolved.source})`);
   // No `transport`: the client would append `--stdio`, and the server speaks stdio anyway.
   const server: lc.Executable = { command, args: ["serve"] };
   sent.clear();
@@ -111,6 +150,7 @@ async function start(): Promise<void> {
   started.onNotification(ext.status, (params) => {
     heardStatus = true;
     showStatus(params);
+    followModelStatus(params, modelChoice);
     // Until the model is in, warming has nothing to run on: warm once it is.
     const becameReady = params.state === "ready" && !wasReady;
     wasReady = params.state === "ready" || (wasReady && params.state === "busy");
@@ -128,10 +168,11 @@ async function start(): Promise<void> {
     await started.start();
   } catch (error) {
     showStatus({ state: "error", message: `cannot start ${command}: ${error}` });
-    const choice = await vscode.window.showErrorMessage(
-      `Wellspring: cannot start the server \`${command}\` (${error}). Set wellspring.serverPath to the binary.`,
-      "Open Settings",
-    );
+    const fix =
+      resolved.source === "PATH"
+        ? "Install the Linux x64 package of this extension, which carries the server, put `wellspring` on PATH, or set wellspring.serverPath to the binary."
+        : "Set wellspring.serverPath to a working binary, or clear it to use the one this extension carries.";
+    const choice = await vscode.window.showErrorMessage(`Wellspring: cannot start the server \`${command}\` (${error}). ${fix}`, "Open Settings");
     if (choice) await vscode.commands.executeCommand("workbench.action.openSettings", "wellspring.serverPath");
     return;
   }
@@ -175,17 +216,29 @@ async function restart(): Promise<void> {
 let lastLatencyMs: number | undefined;
 
 function showStatus(status: ext.StatusParams): void {
-  const icons = { loading: "$(loading~spin)", ready: "$(check)", busy: "$(sync~spin)", error: "$(error)", disabled: "$(circle-slash)" };
+  const icons = {
+    loading: "$(loading~spin)",
+    ready: "$(check)",
+    busy: "$(sync~spin)",
+    error: "$(error)",
+    disabled: "$(circle-slash)",
+    noModel: "$(cloud-download)",
+  };
   lastLatencyMs = status.lastLatencyMs ?? lastLatencyMs;
   let text = `${icons[status.state] ?? "$(question)"} Wellspring`;
   if (status.state === "loading" && status.progress !== undefined) text += ` ${Math.round(status.progress * 100)}%`;
+  else if (status.state === "noModel") text += ": choose a model";
   else if (status.state !== "ready" && status.state !== "busy") text += `: ${status.state}`;
   else if (lastLatencyMs !== undefined) text += ` ${Math.round(lastLatencyMs)} ms`;
   statusItem.text = text;
+  statusItem.command = status.state === "noModel" ? "wellspring.chooseModel" : "wellspring.showMenu";
   const device = status.device && status.device.layersOffloaded > 0 ? describeDevice(status.device) : undefined;
   statusItem.tooltip = [status.message, status.model, status.backend, device].filter(Boolean).join(" · ");
   statusItem.accessibilityInformation = { label: `Wellspring ${status.state}: ${status.message}` };
-  statusItem.backgroundColor = status.state === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+  statusItem.backgroundColor =
+    status.state === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground")
+    : status.state === "noModel" ? new vscode.ThemeColor("statusBarItem.warningBackground")
+    : undefined;
 }
 
 async function showMenu(): Promise<void> {
@@ -193,6 +246,7 @@ async function showMenu(): Promise<void> {
   const items: (vscode.QuickPickItem & { command: string })[] = [
     { label: `${enabled ? "$(debug-pause) Disable" : "$(play) Enable"} inline completion`, command: "wellspring.toggleCompletion" },
     { label: "$(comment-discussion) Chat with selection", command: "wellspring.chatWithSelection" },
+    { label: "$(database) Choose model…", command: "wellspring.chooseModel" },
     { label: "$(pulse) Health check", command: "wellspring.serverInfo" },
     { label: "$(output) Show server log", command: "wellspring.showLog" },
     { label: "$(debug-restart) Restart server", command: "wellspring.restartServer" },
@@ -209,30 +263,29 @@ async function toggleCompletion(): Promise<void> {
 }
 
 async function healthCheck(): Promise<void> {
-  if (!client?.isRunning()) {
-    void vscode.window.showErrorMessage("Wellspring: the server is not running");
+  const running = client?.isRunning() ? client : undefined;
+  let info: ext.ServerInfoResult | undefined;
+  let failure: string | undefined = running ? undefined : "it is not running";
+  if (running) info = await running.sendRequest(ext.serverInfo).catch((error) => ((failure = `${error}`), undefined));
+  const { lines, problems } = healthReport(serverInUse, info, failure);
+  // Counters exist only once a model is loaded.
+  const stats = running && info?.state === "ready" ? await running.sendRequest(ext.stats).catch(() => undefined) : undefined;
+  if (stats) {
+    const reused = stats.nTokensReused / Math.max(1, stats.nTokensReused + stats.nTokensEvaluated);
+    lines.push(`  ${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`);
+  }
+  output.info(`health check:\n${lines.join("\n")}`);
+  if (problems.length === 0) {
+    const device = info?.device && info.device.layersOffloaded > 0 ? ` (${describeDevice(info.device)})` : "";
+    void vscode.window.showInformationMessage(
+      `Wellspring ${info?.version}: ${info?.state}, model ${info?.model ?? "(none)"} on ${info?.backend}${device}` +
+        (stats ? `; ${stats.nCompletions} completions, ${stats.nErrors} errors` : ""),
+    );
     return;
   }
-  try {
-    const [info, stats] = await Promise.all([client.sendRequest(ext.serverInfo), client.sendRequest(ext.stats)]);
-    const reused = stats.nTokensReused / Math.max(1, stats.nTokensReused + stats.nTokensEvaluated);
-    const chat =
-      info.chatModelState === "ready" ? `, chat model ${info.chatModel}`
-      : info.chatModelState === "loading" ? ", chat model loading"
-      : info.chatModelState === "unavailable" ? `, chat model unavailable (${info.chatModelError})`
-      : "";
-    const engine =
-      info.engine?.mode === "shared"
-        ? `, shared engine (pid ${info.engine.pid}, ${info.engine.clients} window${info.engine.clients === 1 ? "" : "s"})`
-        : "";
-    const device = info.device && info.device.layersOffloaded > 0 ? ` (${describeDevice(info.device)})` : "";
-    void vscode.window.showInformationMessage(
-      `Wellspring ${info.version}: ${info.state}, model ${info.model ?? "(none)"} on ${info.backend}${device}${engine}${chat}; ` +
-        `${stats.nCompletions} completions, ${Math.round(reused * 100)}% of prompt tokens reused, ${stats.nErrors} errors`,
-    );
-  } catch (error) {
-    void vscode.window.showErrorMessage(`Wellspring: health check failed: ${error}`);
-  }
+  const choice = await vscode.window.showWarningMessage(`Wellspring health check: ${problems.join("; ")}`, "Choose Model", "Show Log");
+  if (choice === "Choose Model") await chooseModel(modelChoice);
+  else if (choice === "Show Log") output.show(true);
 }
 
 /** "NVIDIA H100 80GB HBM3, 28/28 layers, 1.9 GiB of 80 GiB (planned 2.0 GiB)" for health checks and tooltips. */

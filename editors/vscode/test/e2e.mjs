@@ -2,12 +2,16 @@
 // through headless Chromium, talking to the real wellspring server on the tiny test model.
 // Run by scripts/test-vscode.sh, which installs everything and passes the paths below.
 //
-// Checks, in order: the extension activates and the server gets ready (status bar) and the status
-// bar menu opens; typing shows ghost text from the server and Tab accepts it into the document
+// Checks, in order: with no model configured and an empty model cache, the extension asks which
+// model to use (the default's download with its size, a GGUF file, built-in models) and the GGUF
+// chosen in the workbench's file dialog is loaded; the extension runs the server it was given
+// (wellspring.serverPath, or the one a platform package carries); the server gets ready (status
+// bar) and the status bar menu opens; typing shows ghost text from the server and Tab accepts it into the document
 // (checked on disk after saving); "Chat with Selection" streams into a chat view and Cancel stops
 // it; the Explain code action streams into a view the server opened; "Edit with instruction…"
 // asks for the instruction and runs (then is cancelled); the menu toggles inline completion
-// (didChangeConfiguration) and restarts the server; no error notification is left on screen.
+// (didChangeConfiguration) and restarts the server; the health check lists the server, the model,
+// FIM support and the backend; no error notification is left on screen.
 
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -21,7 +25,8 @@ const env = (name, fallback) => {
   return value;
 };
 const codeServer = env("CODE_SERVER_ENTRY");
-const serverBin = env("WELLSPRING_BIN");
+// Empty: the package carries its server and no wellspring.serverPath is set.
+const serverBin = env("WELLSPRING_BIN", "");
 const model = env("WELLSPRING_TEST_MODEL");
 const vsix = env("WELLSPRING_VSIX");
 const artifacts = env("ARTIFACTS_DIR");
@@ -39,6 +44,8 @@ const userData = path.join(tmp, "user-data");
 const extensions = path.join(tmp, "extensions");
 // The shared engine's socket and log go here: an engine of this test's own, gone with the folder.
 const runtime = path.join(tmp, "runtime");
+// An empty model cache: no model is configured either, so the server starts with none (first run).
+const cache = path.join(tmp, "cache");
 fs.mkdirSync(runtime, { mode: 0o700 });
 fs.mkdirSync(artifacts, { recursive: true });
 fs.mkdirSync(workspace);
@@ -52,7 +59,7 @@ fs.writeFileSync(file, source);
 // machine's settings, which VS Code reads from <user-data>/Machine.
 fs.writeFileSync(
   path.join(userData, "Machine", "settings.json"),
-  JSON.stringify({ "wellspring.serverPath": serverBin, "wellspring.model.path": model }, null, 2),
+  JSON.stringify(serverBin ? { "wellspring.serverPath": serverBin } : {}, null, 2),
 );
 fs.writeFileSync(
   path.join(userData, "User", "settings.json"),
@@ -98,7 +105,7 @@ function codeServerArgs(...rest) {
 function startCodeServer() {
   const args = codeServerArgs("--auth", "none", "--bind-addr", "127.0.0.1:0", "--disable-telemetry", "--disable-update-check",
     "--disable-workspace-trust", "--disable-getting-started-override", workspace);
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: runtime } });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: runtime, XDG_CACHE_HOME: cache } });
   children.push(child);
   const logFile = fs.createWriteStream(path.join(artifacts, "code-server.log"));
   return new Promise((resolve, reject) => {
@@ -180,6 +187,30 @@ async function main() {
     await page.locator(".monaco-workbench .part.statusbar").waitFor({ timeout: seconds(60) });
   });
 
+  await step("with no model, the extension asks which one to use, with the download's size (first run)", async () => {
+    const picker = page.locator(".quick-input-widget", { hasText: "Wellspring needs a model" });
+    await picker.waitFor({ state: "visible", timeout: seconds(60) }).catch(() => {
+      throw new Error("the extension did not ask for a model");
+    });
+    const rows = page.locator(".quick-input-list .monaco-list-row");
+    await rows.first().waitFor({ timeout: seconds(10) });
+    const offered = (await rows.allInnerTexts()).map((row) => row.replace(/\s+/g, " "));
+    log(`offered: ${JSON.stringify(offered)}`);
+    if (!offered.some((row) => /Download Qwen2\.5-Coder 1\.5B base.*about 1\.6 GB/.test(row))) {
+      throw new Error(`no download of the default model with its size among ${JSON.stringify(offered)}`);
+    }
+    if (!offered.some((row) => /Use qwen2\.5-coder-0\.5b/.test(row))) throw new Error(`no built-in model among ${JSON.stringify(offered)}`);
+    await screenshot("0-choose-model");
+    await rows.filter({ hasText: "Choose a GGUF file" }).first().click();
+    // The workbench's own file dialog: a path box with the files below it.
+    const input = page.locator(".quick-input-widget input");
+    await input.waitFor({ state: "visible", timeout: seconds(10) });
+    await input.fill(model);
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: path.basename(model) }).first().waitFor({ timeout: seconds(10) });
+    await page.locator(".quick-input-widget").getByRole("button", { name: "Use This Model" }).click();
+    await page.locator(".quick-input-widget").waitFor({ state: "hidden", timeout: seconds(10) });
+  });
+
   await step("open fib.py", async () => {
     await page.keyboard.press("Control+P");
     const input = page.locator(".quick-input-widget input");
@@ -200,6 +231,13 @@ async function main() {
       throw new Error(`status bar says ${JSON.stringify(await status.getAttribute("aria-label"))}, not ready`);
     });
     await screenshot("1-ready");
+  });
+
+  await step("the extension runs the server it was given (serverPath, or the one it carries)", async () => {
+    const expected = serverBin ? `server: ${serverBin} (wellspring.serverPath)` : /server: \S+\/server\/wellspring \(carried by the extension\)/;
+    await until(() => (typeof expected === "string" ? wellspringLog().includes(expected) : expected.test(wellspringLog())),
+      `the extension's log does not say it started ${serverBin || "the server it carries"}`, seconds(10),
+      () => wellspringLog().split("\n").filter((line) => /server: /.test(line)).slice(-3).join("\n"));
   });
 
   await step("the open file's prompt is evaluated before the first keystroke (wellspring/warm)", async () => {
@@ -373,6 +411,14 @@ async function main() {
     await page.locator(`${ownItem}[aria-label^="Wellspring ready"]`).waitFor({ timeout: seconds(60) }).catch(async () => {
       throw new Error(`after the restart the status bar says ${JSON.stringify(await status.getAttribute("aria-label"))}`);
     });
+  });
+
+  await step("the health check lists the server, the model, FIM support and the backend", async () => {
+    await runCommand("Wellspring: Server Health Check");
+    const report = () => wellspringLog().split("health check:").slice(1).pop() ?? "";
+    await until(() => /✓ server: wellspring [\s\S]*✓ model: [\s\S]*✓ fill-in-the-middle[\s\S]*✓ backend: /.test(report()),
+      "the health check's report is not in the extension's log", seconds(20), () => report().slice(0, 600));
+    if (report().includes("✗")) throw new Error(`the health check found problems: ${report()}`);
   });
 
   await step("no error notification was shown", async () => {
