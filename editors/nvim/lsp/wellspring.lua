@@ -7,7 +7,9 @@
 
 ---@type vim.lsp.Config
 return {
-  cmd = { 'wellspring', 'serve' },
+  -- `wellspring serve`, with the binary found at each start: on PATH, else the one
+  -- :WellspringInstall put into the plugin's bin/ (lua/wellspring/binary.lua).
+  cmd = require('wellspring.binary').cmd,
   root_markers = { '.git', '.hg', '.jj' },
   -- Neovim 0.11 does not announce inline completion itself; the plugin draws it (see ghost.lua).
   -- The experimental part tells the server this plugin shows wellspring/chatProgress streams and

@@ -1,4 +1,4 @@
--- Wellspring: attach hook and user commands; everything else loads on first use.
+--- Wellspring: attach hook and user commands; everything else loads on first use.
 if vim.g.loaded_wellspring then
   return
 end
@@ -17,3 +17,11 @@ vim.api.nvim_create_autocmd('LspAttach', {
 vim.api.nvim_create_user_command('WellspringChat', function(cmd)
   require('wellspring.chat').start(cmd)
 end, { nargs = '*', range = true, desc = 'Ask Wellspring about the selection' })
+
+vim.api.nvim_create_user_command('WellspringInstall', function(cmd)
+  require('wellspring.install').install(cmd.args, { async = true })
+end, { nargs = '?', complete = 'file', desc = 'Install the portable Wellspring server into the plugin' })
+
+vim.api.nvim_create_user_command('WellspringModel', function()
+  require('wellspring.model').command()
+end, { nargs = 0, desc = 'Choose the model Wellspring runs' })

@@ -5,6 +5,7 @@
 ---   fake.inline(params) -> items       what `textDocument/inlineCompletion` answers
 ---   fake.log                            every request and notification received, in order
 ---   fake.chat_deltas                    what `wellspring.chat` streams
+---   fake.download_error                 the error `wellspring.downloadModel` answers, if any
 local M = {}
 
 _G.fake = {
@@ -68,7 +69,7 @@ function M.cmd(dispatchers)
           textDocumentSync = 1,
           inlineCompletionProvider = true,
           codeActionProvider = { resolveProvider = true },
-          executeCommandProvider = { commands = { 'wellspring.chat', 'wellspring.instruct' } },
+          executeCommandProvider = { commands = { 'wellspring.chat', 'wellspring.instruct', 'wellspring.downloadModel' } },
         },
       }
     end,
@@ -126,6 +127,8 @@ function M.cmd(dispatchers)
       local edit = { changes = { [args.textDocument.uri] = { { range = args.range, newText = args.instruction } } } }
       dispatchers.server_request('workspace/applyEdit', { edit = edit })
       reply_later(done, nil, edit)
+    elseif method == 'workspace/executeCommand' and params.command == 'wellspring.downloadModel' then
+      reply_later(done, _G.fake.download_error, nil)
     elseif handlers[method] then
       reply_later(done, nil, handlers[method](params))
     else

@@ -85,14 +85,16 @@ end
 
 --- Starts the child Neovim in a fresh workspace holding `files` (name -> text). With
 --- `opts.fake`, the child talks to fake_server.lua instead of the real binary; `opts.model`
---- replaces the tiny test model.
+--- replaces the tiny test model, `opts.no_model` leaves the model setting out, `opts.find_binary`
+--- leaves `cmd` out of setup() so that the plugin finds the binary itself, and `opts.env` adds to
+--- the child's environment.
 function H.start(name, files, opts)
   test_name = name
   opts = opts or {}
   local model = opts.model or H.model
   H.check(opts.fake or vim.fn.executable(H.bin) == 1, ('server binary %s not found; run `cargo build` or set WELLSPRING_BIN'):format(H.bin))
   H.check(
-    opts.fake or vim.fn.filereadable(model) == 1,
+    opts.fake or opts.no_model or vim.fn.filereadable(model) == 1,
     ('test model %s not found; run scripts/test-models.sh or set WELLSPRING_TEST_MODEL'):format(model)
   )
   workspace = vim.fn.tempname()
@@ -105,13 +107,15 @@ function H.start(name, files, opts)
   chan = vim.fn.jobstart(argv, {
     rpc = true,
     cwd = workspace,
-    env = {
+    env = vim.tbl_extend('force', {
       WELLSPRING_PLUGIN = H.repo .. '/editors/nvim',
       WELLSPRING_BIN = H.bin,
       WELLSPRING_TEST_MODEL = model,
       WELLSPRING_TEST_LOG = log_path,
       WELLSPRING_TEST_FAKE = opts.fake and (here .. '/fake_server.lua') or nil,
-    },
+      WELLSPRING_TEST_NO_MODEL = opts.no_model and '1' or nil,
+      WELLSPRING_TEST_FIND_BINARY = opts.find_binary and '1' or nil,
+    }, opts.env or {}),
     on_stderr = function(_, data)
       vim.list_extend(child_stderr, vim.tbl_filter(function(line)
         return line ~= ''

@@ -1,5 +1,5 @@
--- The plugin starts the server for a Python file, `wellspring/serverInfo` answers, and
--- `:checkhealth wellspring` finds the binary and the attached server without errors.
+--- The plugin starts the server for a Python file, `wellspring/serverInfo` answers, and
+--- `:checkhealth wellspring` finds the binary and the attached server without errors.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('attach_health', { ['main.py'] = 'def add(a, b):\n    return a + b\n' })

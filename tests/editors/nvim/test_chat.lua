@@ -1,5 +1,5 @@
--- :WellspringChat on a visual selection, against the real server and the tiny model: the split
--- opens, streamed `wellspring/chatProgress` text arrives in it, and `q` closes it.
+--- :WellspringChat on a visual selection, against the real server and the tiny model: the split
+--- opens, streamed `wellspring/chatProgress` text arrives in it, and `q` closes it.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('chat', { ['main.py'] = 'def add(a, b):\n    return a + b\n' })

@@ -1,6 +1,6 @@
--- Code actions through plain vim.lsp.buf.code_action(), against the real server: a resolved
--- action's WorkspaceEdit lands in the buffer, and "Edit with instruction…" asks for the
--- instruction (vim.ui.input) and has the server apply the rewrite.
+--- Code actions through plain vim.lsp.buf.code_action(), against the real server: a resolved
+--- action's WorkspaceEdit lands in the buffer, and "Edit with instruction…" asks for the
+--- instruction (vim.ui.input) and has the server apply the rewrite.
 --
 -- An edit needs a model that closes its code block, which the tiny random model does not do
 -- within the server's token limit for edits. So this test uses $WELLSPRING_TEST_ACTION_MODEL,

@@ -1,6 +1,6 @@
--- Typing in insert mode brings up ghost text from the real server and the tiny model; <Tab>
--- inserts exactly the suggestion, <M-Right> one word of it, <C-]> dismisses it, leaving insert
--- mode clears it, and <M-]> asks for more suggestions.
+--- Typing in insert mode brings up ghost text from the real server and the tiny model; <Tab>
+--- inserts exactly the suggestion, <M-Right> one word of it, <C-]> dismisses it, leaving insert
+--- mode clears it, and <M-]> asks for more suggestions.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('ghost_text', { ['main.py'] = 'def add(a, b):\n    return a + b\n' })

@@ -1,7 +1,7 @@
--- Chat, code-action and status plumbing against the scripted server (fake_server.lua): the
--- streamed split, `q` cancelling an unfinished answer, streams the server starts itself, a
--- resolved code action's edit, the client-side `wellspring.instructPrompt` command, and the
--- status-line component fed by `wellspring/status`.
+--- Chat, code-action and status plumbing against the scripted server (fake_server.lua): the
+--- streamed split, `q` cancelling an unfinished answer, streams the server starts itself, a
+--- resolved code action's edit, the client-side `wellspring.instructPrompt` command, and the
+--- status-line component fed by `wellspring/status`.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('logic_chat_actions', { ['main.py'] = 'def add(a, b):\n    return a + b\n' }, { fake = true })

@@ -1,6 +1,6 @@
--- Ghost-text logic against the scripted server (fake_server.lua), where the exact suggestion is
--- known: item ranges that cover typed text or replace text after the cursor, UTF-16 positions,
--- word/line accepts of a multi-line item, cancellation of stale requests, cycling, fall-through.
+--- Ghost-text logic against the scripted server (fake_server.lua), where the exact suggestion is
+--- known: item ranges that cover typed text or replace text after the cursor, UTF-16 positions,
+--- word/line accepts of a multi-line item, cancellation of stale requests, cycling, fall-through.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('logic_ghost', { ['main.py'] = '' }, { fake = true })

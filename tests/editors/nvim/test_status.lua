@@ -1,5 +1,5 @@
--- With the tiny model configured, the real server reports `wellspring/status` "ready", the
--- status-line component shows it, and `:checkhealth wellspring` reports the model as loaded.
+--- With the tiny model configured, the real server reports `wellspring/status` "ready", the
+--- status-line component shows it, and `:checkhealth wellspring` reports the model as loaded.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('status', { ['main.py'] = 'print(1)\n' })

@@ -1,5 +1,5 @@
--- Opening a file warms the prompt at the cursor (`wellspring/warm` once the model is ready), and
--- resting the cursor on another line warms that line: the server's stats count the tokens.
+--- Opening a file warms the prompt at the cursor (`wellspring/warm` once the model is ready), and
+--- resting the cursor on another line warms that line: the server's stats count the tokens.
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h') .. '/harness.lua')
 
 H.start('warm', { ['main.py'] = 'def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n' })

@@ -1,13 +1,15 @@
 --- Wellspring for Neovim: finds the binary, passes settings, turns ghost text on, maps keys and
---- keeps the status line. Prompts, scheduling and edits all live in the server.
+--- keeps the status line. Prompts, scheduling and edits all live in the server; binary.lua,
+--- install.lua and model.lua find, install and choose what the server needs to run.
 local M = {}
 
 ---@class wellspring.Config
 M.config = {
-  --- The server binary, found on PATH unless a path is given.
-  bin = 'wellspring',
+  --- The server binary. Unset, it is `wellspring` on PATH, else the one :WellspringInstall put
+  --- into the plugin's bin/ folder.
+  bin = nil, ---@type string?
   --- The whole command line; overrides `bin` when set.
-  cmd = nil, ---@type string[]?
+  cmd = nil, ---@type string[]|fun(dispatchers: vim.lsp.rpc.Dispatchers, config: vim.lsp.ClientConfig): vim.lsp.rpc.PublicClient|nil
   --- The server's settings (same keys as its TOML config, see docs/configuration.md).
   settings = {},
   --- Call `vim.lsp.enable('wellspring')` from setup().
@@ -34,7 +36,7 @@ function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', M.config, opts or {}) -- Lists are replaced whole.
   local settings = M.config.settings
   vim.lsp.config('wellspring', {
-    cmd = M.config.cmd or { M.config.bin, 'serve' },
+    cmd = M.config.cmd or (M.config.bin and { M.config.bin, 'serve' }) or require('wellspring.binary').cmd,
     init_options = settings,
     settings = { wellspring = settings },
   })
@@ -44,6 +46,18 @@ function M.setup(opts)
   end
   if M.config.enable then
     vim.lsp.enable('wellspring')
+  end
+end
+
+--- Merges `patch` into the server settings: running servers get it through
+--- `workspace/didChangeConfiguration`, servers started later through the LSP config.
+---@param patch table
+function M.update_settings(patch)
+  M.config.settings = vim.tbl_deep_extend('force', M.config.settings, patch)
+  vim.lsp.config('wellspring', { init_options = patch, settings = { wellspring = patch } })
+  for _, client in ipairs(vim.lsp.get_clients({ name = 'wellspring' })) do
+    client.settings = vim.tbl_deep_extend('force', client.settings or {}, { wellspring = patch })
+    client:notify('workspace/didChangeConfiguration', { settings = client.settings })
   end
 end
 
@@ -172,6 +186,8 @@ function M.on_status(_, params, ctx)
   if params.state == 'ready' and not was_ready and client then
     M.warm(client, vim.api.nvim_get_current_buf(), true)
   end
+  -- No model yet: ask which one, once a session; a model without FIM tokens: say so, once.
+  require('wellspring.model').on_status(client, params)
   vim.cmd.redrawstatus({ bang = true })
   vim.api.nvim_exec_autocmds('User', { pattern = 'WellspringStatus', modeline = false })
 end
