@@ -9,14 +9,16 @@
 # then used with no serverPath set),
 # WELLSPRING_TEST_MODEL (default: models/tiny.gguf), WELLSPRING_VSCODE_CACHE (where code-server
 # is installed; default editors/vscode/.e2e), WAIT_SCALE (stretches the test's bounded waits).
-# Screenshots and logs go to .test-artifacts/vscode/.
+# WELLSPRING_EXPECT_GHOST (with a real model: the start its suggestion must have; the run ends
+# once it is accepted). Screenshots and logs go to .test-artifacts/vscode/ (or
+# $WELLSPRING_VSCODE_ARTIFACTS).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ext="$root/editors/vscode"
 cache="${WELLSPRING_VSCODE_CACHE:-$ext/.e2e}"
 code_server_version=4.100.3
-artifacts="$root/.test-artifacts/vscode"
+artifacts="${WELLSPRING_VSCODE_ARTIFACTS:-$root/.test-artifacts/vscode}"
 begin=$SECONDS
 
 log() { echo "[test-vscode $((SECONDS - begin))s] $*"; }
