@@ -29,7 +29,17 @@ bash scripts/test-nvim.sh
 # carries it and runs with no wellspring.serverPath.
 bash scripts/dist.sh --profile dev --vsix
 bash scripts/test-dist.sh
-WELLSPRING_BIN="" WELLSPRING_VSIX="$(ls -t dist/wellspring-*-linux-x64.vsix | head -1)" bash scripts/test-vscode.sh
+vsix="$(ls -t dist/wellspring-*-linux-x64.vsix | head -1)"
+WELLSPRING_BIN="" WELLSPRING_VSIX="$vsix" bash scripts/test-vscode.sh
+# Once more with the real Qwen2.5-Coder 0.5B (scripts/test-models.sh fetches it), up to the accepted
+# suggestion: the screenshot shows one a person would take, and its text is checked.
+real_model="$PWD/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+if [ -f "$real_model" ]; then
+  WELLSPRING_BIN="" WELLSPRING_VSIX="$vsix" WELLSPRING_TEST_MODEL="$real_model" WELLSPRING_EXPECT_GHOST="onacci(" \
+    WELLSPRING_VSCODE_ARTIFACTS="$PWD/.test-artifacts/vscode-real-model" bash scripts/test-vscode.sh
+else
+  echo "test: $real_model is missing (no ../shared/tools/fetch_models.sh); the VS Code run with a real model is skipped" >&2
+fi
 
 # GPU offload without a GPU: the portable build's real-engine tests on Mesa's llvmpipe
 # (docs/gpu.md).
