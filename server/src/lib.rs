@@ -14,3 +14,4 @@ pub mod index;
 pub mod lsp;
 pub mod model;
 pub mod syntax;
+pub mod trim;

@@ -159,6 +159,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            wellspring::trim::release_freed_memory_periodically();
             tracing::info!(
                 version = env!("CARGO_PKG_VERSION"),
                 "wellspring serving LSP on stdio"
@@ -172,7 +173,10 @@ fn main() -> anyhow::Result<()> {
         Command::Complete(args) => {
             runtime.block_on(wellspring::cli::complete::run(&config, args))?
         }
-        Command::Engine(args) => runtime.block_on(wellspring::cli::engine::run(&config, args))?,
+        Command::Engine(args) => {
+            wellspring::trim::release_freed_memory_periodically();
+            runtime.block_on(wellspring::cli::engine::run(&config, args))?
+        }
         Command::Doctor(args) => wellspring::cli::doctor::run(&config, args)?,
         Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
             &config,

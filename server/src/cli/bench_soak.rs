@@ -37,6 +37,10 @@ pub struct SoakArgs {
     /// Fail when resident memory grows faster than this after warm-up (MiB per 10 minutes).
     #[arg(long)]
     pub max_rss_slope: Option<f64>,
+    /// Runs the typed-into language server under this command (split at spaces), e.g. a heap
+    /// profiler such as `heaptrack -o FILE`, to find what grows.
+    #[arg(long, value_name = "COMMAND")]
+    pub wrap: Option<String>,
 }
 
 /// Error codes that are outcomes, not failures: the client cancelled the request.
@@ -110,8 +114,17 @@ struct Connection {
 }
 
 impl Connection {
-    fn start(binary: &PathBuf, options: &Value) -> anyhow::Result<Connection> {
-        let mut child = Command::new(binary)
+    fn start(binary: &PathBuf, options: &Value, wrap: Option<&str>) -> anyhow::Result<Connection> {
+        let wrapper: Vec<&str> = wrap.unwrap_or_default().split_whitespace().collect();
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -317,7 +330,7 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
         // An engine of the soak's own (the servers it starts share it), never an editor's.
         "engine": {"socket_dir": socket_dir, "idle_exit_seconds": 2},
     });
-    let mut server = Connection::start(&binary, &options)?;
+    let mut server = Connection::start(&binary, &options, args.wrap.as_deref())?;
     let mut rng = Rng(0x5eed_cafe_f00d);
     let mut documents: Vec<EditorDocument> = (0..args.documents.max(1))
         .map(|idx| EditorDocument {
@@ -613,7 +626,7 @@ pub fn run_soak(config: &Config, args: &SoakArgs) -> anyhow::Result<()> {
 fn disconnect_mid_chat(binary: &PathBuf, options: &Value) -> anyhow::Result<bool> {
     let mut options = options.clone();
     options["chat"]["max_tokens"] = json!(100_000);
-    let mut connection = Connection::start(binary, &options)?;
+    let mut connection = Connection::start(binary, &options, None)?;
     let uri = "file:///soak/closing.py";
     connection.notify(
         "textDocument/didOpen",

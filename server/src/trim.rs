@@ -1,0 +1,35 @@
+//! Gives memory the allocator holds but no longer uses back to the system, once a minute.
+//!
+//! While someone types, the language server allocates and frees tens of thousands of small blocks
+//! a second (JSON messages, prompt text, syntax trees; `heaptrack` counted 67,000 calls a second
+//! in the soak benchmark), on several threads. glibc's allocator keeps freed blocks in per-thread
+//! arenas and returns to the system only what lies at the top of the main heap, so the resident
+//! size crept up by about 1 MiB a minute while the live heap stayed flat (70 MiB at its peak).
+//! `malloc_trim(0)` releases the free pages of every arena; once a minute it costs a few
+//! milliseconds of one thread. The shared engine runs it too, for llama.cpp's allocations.
+
+use std::time::Duration;
+
+/// How often freed memory is handed back.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Starts a thread that hands freed memory back to the system every [`EVERY`], for the life of
+/// the process. Does nothing where the C library is not glibc.
+pub fn release_freed_memory_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("trim".to_owned())
+            .spawn(|| loop {
+                std::thread::sleep(EVERY);
+                // SAFETY: malloc_trim only walks the allocator's own free lists under its locks;
+                // it takes no pointer and is safe to call from any thread at any time.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!("cannot start the memory trimming thread: {error}");
+        }
+    }
+}
