@@ -36,6 +36,9 @@ for file in "$dir"/wellspring "$dir"/*.so*; do
   # "lib => path (address)", "lib => not found", or "name (address)" for the loader and vDSO.
   while read -r lib path; do
     [[ -z $lib || $path == "$dir/"* || $lib =~ $system_ok ]] && continue
+    # The binary loads the release's own libraries first (its run path is $ORIGIN); libraries
+    # opened later find them already loaded under the same name.
+    [[ $base != wellspring && -e $dir/$lib ]] && continue
     case "$base:$lib" in
       libggml-vulkan.so:libvulkan.so.1) continue ;;
       libggml-cuda.so:libcuda*.so* | libggml-cuda.so:libcublas*.so* | libggml-cuda.so:libcudart*.so*) continue ;;
