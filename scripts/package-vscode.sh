@@ -7,15 +7,19 @@
 #   scripts/package-vscode.sh --server DIR [--out FILE]
 #                                                  the Linux x64 package, carrying DIR (the portable
 #                                                  build from scripts/dist.sh) as its server
+#   scripts/package-vscode.sh --deps-only          only installs the extension's npm dependencies
+#                                                  (the workbench test's Playwright among them)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ext="$root/editors/vscode"
 server=""
 out=""
+deps_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) server=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --deps-only) deps_only=1; shift ;;
     *) echo "package-vscode: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -29,6 +33,7 @@ if [[ ! -f node_modules/.lock-sum || $(cat node_modules/.lock-sum) != "$lock_sum
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2
   echo "$lock_sum" >node_modules/.lock-sum
 fi
+[[ $deps_only == 0 ]] || exit 0
 npx --no-install tsc --noEmit
 options=(--no-dependencies --skip-license --allow-missing-repository)
 if [[ -z $server ]]; then

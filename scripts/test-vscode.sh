@@ -104,6 +104,8 @@ if [[ -z ${WELLSPRING_VSIX:-} ]]; then
     WELLSPRING_VSIX="$ext/wellspring.vsix"
 fi
 [[ -f $WELLSPRING_VSIX ]] || die "extension package $WELLSPRING_VSIX not found"
+# The test itself runs on the extension's npm dependencies (Playwright).
+bash "$root/scripts/package-vscode.sh" --deps-only || die "installing the extension's npm dependencies failed"
 
 log "running the workbench test"
 rm -rf "$artifacts"
