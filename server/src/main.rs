@@ -150,6 +150,9 @@ fn init_logging(log: &config::LogConfig) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, None | Some(Command::Serve)) {
+        wellspring::trim::one_arena();
+    }
     let layers = cli.global.layers()?;
     let config = layers.resolve()?;
     init_logging(&config.log)?;

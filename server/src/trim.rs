@@ -7,11 +7,30 @@
 //! size crept up by about 1 MiB a minute while the live heap stayed flat (70 MiB at its peak).
 //! `malloc_trim(0)` releases the free pages of every arena; once a minute it costs a few
 //! milliseconds of one thread. The shared engine runs it too, for llama.cpp's allocations.
+//!
+//! The language server also keeps to one arena ([`one_arena`]): freed blocks spread over one
+//! arena per thread leave more pages holding a single live block, which no trim can give back. In
+//! a 6-minute soak side by side the server grew 1.2 MiB with one arena against 3.3 MiB without,
+//! over the same 150 s after warm-up. Its threads mostly wait on the client and the engine, so
+//! sharing one arena's lock costs nothing measurable.
 
 use std::time::Duration;
 
 /// How often freed memory is handed back.
 const EVERY: Duration = Duration::from_secs(60);
+
+/// Makes glibc's allocator serve every thread from one arena. Call it first thing, before other
+/// threads start. Does nothing where the C library is not glibc.
+pub fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets a parameter of the allocator; called before any other thread
+        // exists, nothing can be allocating concurrently.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
 
 /// Starts a thread that hands freed memory back to the system every [`EVERY`], for the life of
 /// the process. Does nothing where the C library is not glibc.
