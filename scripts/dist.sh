@@ -57,16 +57,17 @@ fi
 if command -v nvcc >/dev/null; then
   features+=,cuda
 fi
-version=$(cargo metadata --format-version 1 --no-deps --locked |
-  python3 -c 'import json,sys; print([p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="wellspring"][0])')
+# The version, and the target directory (CARGO_TARGET_DIR and config included), from one query.
+read -r version target_dir < <(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
+import json, sys
+metadata = json.load(sys.stdin)
+print([p["version"] for p in metadata["packages"] if p["name"] == "wellspring"][0], metadata["target_directory"])')
 name=wellspring-$version-linux-x86_64
 
 # llama-cpp-sys-2 links its libraries into the profile's directory unless a file of that name
 # `exists()`, which is false for a dangling link, so a second build of it there (another feature
 # set, or `cargo build` after `cargo test`) fails with "File exists" on the links the first one
 # left. Dangling links of its libraries are removed first.
-target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 profile_dir=$target_dir/$([ "$profile" = release ] && echo release || echo debug)
 if [ -d "$profile_dir" ]; then
   find "$profile_dir" -maxdepth 2 -xtype l \( -name 'libggml*.so*' -o -name 'libllama*.so*' \) -delete
