@@ -5,7 +5,7 @@
 mod http_server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{ensure, Context as _};
 use http_server::{Route, TestServer};
@@ -36,15 +36,7 @@ fn run_under(
     home: &Path,
 ) -> anyhow::Result<Output> {
     let binary = env!("CARGO_BIN_EXE_wellspring");
-    let mut command = match wrapper.split_first() {
-        Some((program, wrapper_args)) => {
-            let mut command = Command::new(program);
-            command.args(wrapper_args).arg(binary);
-            command
-        }
-        None => Command::new(binary),
-    };
-    command
+    wellspring::cli::bench_soak::command_under(wrapper, binary)
         .args(args)
         .env("HF_ENDPOINT", endpoint)
         .env_remove("HF_TOKEN")

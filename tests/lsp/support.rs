@@ -8,7 +8,7 @@
 
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -95,14 +95,7 @@ impl TestServerBuilder {
         let stderr_path = log_dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("create the stderr file");
         let binary = server_binary();
-        let mut command = match self.wrapper.split_first() {
-            Some((program, wrapper_args)) => {
-                let mut command = Command::new(program);
-                command.args(wrapper_args).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
+        let mut command = wellspring::cli::bench_soak::command_under(&self.wrapper, binary);
         command
             .args(&self.args)
             .arg("--log-file")

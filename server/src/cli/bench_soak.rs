@@ -9,6 +9,7 @@
 //! a table; the exit status says whether the run was clean.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -103,6 +104,19 @@ struct EditorDocument {
     version: i32,
 }
 
+/// `program` as the last word of the command line `wrapper` (`heaptrack -o FILE`, `strace -f`,
+/// `unshare -n`), or on its own when `wrapper` is empty.
+pub fn command_under<S: AsRef<OsStr>>(wrapper: &[S], program: impl AsRef<OsStr>) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 /// One server process and the editor's end of its pipes.
 struct Connection {
     child: Child,
@@ -116,15 +130,7 @@ struct Connection {
 impl Connection {
     fn start(binary: &PathBuf, options: &Value, wrap: Option<&str>) -> anyhow::Result<Connection> {
         let wrapper: Vec<&str> = wrap.unwrap_or_default().split_whitespace().collect();
-        let mut command = match wrapper.split_first() {
-            Some((program, wrapper_args)) => {
-                let mut command = Command::new(program);
-                command.args(wrapper_args).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        let mut child = command
+        let mut child = command_under(&wrapper, binary)
             .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
