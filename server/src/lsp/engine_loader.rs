@@ -152,8 +152,8 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
         let download_progress = progress_tx.clone();
         // The default model is downloaded only when the user asks (the editor offers it); any
         // model the user configured is theirs to fetch.
-        let needs_consent = model_spec.trim() == model::DEFAULT_MODEL
-            && !state.download_approved(model::DEFAULT_MODEL);
+        let needs_consent =
+            model_spec.trim() == model::DEFAULT_MODEL && !state.default_download_approved();
         let resolved = tokio::task::spawn_blocking(move || {
             resolve_model_with(&model_spec, !needs_consent, move |fraction| {
                 // The download is the first half of loading.

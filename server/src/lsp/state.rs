@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -93,9 +93,9 @@ pub struct State {
     /// The last engine error shown to the user, so a failing engine shows one message, not one
     /// per keystroke.
     last_shown_error: Mutex<Option<String>>,
-    /// The model spec the user asked to download (`wellspring.downloadModel`); the default
-    /// model is downloaded only once it is here.
-    download_approved: Mutex<Option<String>>,
+    /// Whether the user asked to download the default model (`wellspring.downloadModel`); it
+    /// is downloaded only then.
+    default_download_approved: AtomicBool,
 }
 
 impl State {
@@ -122,25 +122,18 @@ impl State {
             refused_edits: Mutex::new(VecDeque::new()),
             next_job_id: AtomicU64::new(1),
             last_shown_error: Mutex::new(None),
-            download_approved: Mutex::new(None),
+            default_download_approved: AtomicBool::new(false),
         }
     }
 
-    /// Lets the loader download `spec`, which the user asked for.
-    pub fn approve_download(&self, spec: &str) {
-        *self
-            .download_approved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(spec.to_owned());
+    /// Lets the loader download the default model, which the user asked for.
+    pub fn approve_default_download(&self) {
+        self.default_download_approved.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the user asked to download `spec`.
-    pub fn download_approved(&self, spec: &str) -> bool {
-        self.download_approved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_deref()
-            == Some(spec)
+    /// Whether the user asked to download the default model.
+    pub fn default_download_approved(&self) -> bool {
+        self.default_download_approved.load(Ordering::SeqCst)
     }
 
     pub fn encoding(&self) -> PositionEncoding {

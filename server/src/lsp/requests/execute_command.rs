@@ -111,14 +111,15 @@ pub(crate) async fn handle(server: &Server, params: ExecuteCommandParams) -> Res
             to_value(edits::apply(server, &computed).await?)
         }
         ext::COMMAND_DOWNLOAD_MODEL => {
-            let EngineState::NoModel(offer) = server.state.engine_state() else {
+            let engine_state = server.state.engine_state();
+            let EngineState::NoModel(offer) = engine_state else {
                 return Err(invalid_params(format!(
                     "{command}: there is nothing to download (the model is {}); set model.path to choose another",
-                    server.state.engine_state().name()
+                    engine_state.name()
                 )));
             };
             tracing::info!(spec = %offer.spec, "the user asked to download the default model");
-            server.state.approve_download(&offer.spec);
+            server.state.approve_default_download();
             engine_loader::load(server.client.clone(), Arc::clone(&server.state));
             return Ok(None);
         }
