@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::http_server::{self, Gate, Route};
+use crate::http_server;
 use crate::support::{tiny_model, TestServer};
 
 const URI: &str = "file:///w/fib.py";
@@ -307,13 +307,9 @@ fn long_chats_in_flight_do_not_hold_up_other_requests() {
 #[test]
 fn a_chat_model_still_downloading_holds_back_chats_but_not_completions() {
     let http = http_server::TestServer::start();
-    let gate = Gate::default();
-    http.route(
+    let gate = http.route_gated_file(
         "/acme/chat-GGUF/resolve/main/chat.gguf",
-        Route {
-            gate: Some(gate.clone()),
-            ..Route::file(std::fs::read(tiny_model()).unwrap())
-        },
+        std::fs::read(tiny_model()).unwrap(),
     );
     let home = tempfile::tempdir().unwrap();
     let mut server = TestServer::builder()

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::http_server::{self, Gate, Route};
+use crate::http_server;
 use crate::support::{tiny_model, TestServer};
 
 const URI: &str = "file:///w/fib.py";
@@ -24,14 +24,7 @@ fn download_model(server: &mut TestServer) -> Result<Value, Value> {
 #[test]
 fn with_no_model_configured_the_default_is_offered_and_downloaded_only_when_asked() {
     let http = http_server::TestServer::start();
-    let gate = Gate::default();
-    http.route(
-        DEFAULT_MODEL_URL_PATH,
-        Route {
-            gate: Some(gate.clone()),
-            ..Route::file(std::fs::read(tiny_model()).unwrap())
-        },
-    );
+    let gate = http.route_gated_file(DEFAULT_MODEL_URL_PATH, std::fs::read(tiny_model()).unwrap());
     let home = tempfile::tempdir().unwrap();
     // No `model.path`: the server's default, which is not in this empty cache.
     let mut server = TestServer::builder()

@@ -150,6 +150,19 @@ impl TestServer {
             .insert(path.to_owned(), route);
     }
 
+    /// Serves the file `body` at `path`, holding every answer until the returned gate opens.
+    pub fn route_gated_file(&self, path: &str, body: Vec<u8>) -> Gate {
+        let gate = Gate::default();
+        self.route(
+            path,
+            Route {
+                gate: Some(gate.clone()),
+                ..Route::file(body)
+            },
+        );
+        gate
+    }
+
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.state
             .requests
