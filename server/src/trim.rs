@@ -4,15 +4,15 @@
 //! a second (JSON messages, prompt text, syntax trees; `heaptrack` counted 67,000 calls a second
 //! in the soak benchmark), on several threads. glibc's allocator keeps freed blocks in per-thread
 //! arenas and returns to the system only what lies at the top of the main heap, so the resident
-//! size crept up by about 1 MiB a minute while the live heap stayed flat (70 MiB at its peak).
+//! size crept up by 0.6 to 1.3 MiB a minute while the live heap stayed flat (70 MiB at its peak).
 //! `malloc_trim(0)` releases the free pages of every arena; once a minute it costs a few
 //! milliseconds of one thread. The shared engine runs it too, for llama.cpp's allocations.
 //!
 //! The language server also keeps to one arena ([`one_arena`]): freed blocks spread over one
 //! arena per thread leave more pages holding a single live block, which no trim can give back. In
 //! a 6-minute soak side by side the server grew 1.2 MiB with one arena against 3.3 MiB without,
-//! over the same 150 s after warm-up. Its threads mostly wait on the client and the engine, so
-//! sharing one arena's lock costs nothing measurable.
+//! over the same 150 s after warm-up. Its threads mostly wait on the client and the engine; what
+//! sharing one arena's lock costs a keystroke was not measured (`bench keystrokes` would show it).
 
 use std::time::Duration;
 
