@@ -205,13 +205,31 @@ async function main() {
     if (!offered.some((row) => /Use qwen2\.5-coder-0\.5b/.test(row))) throw new Error(`no built-in model among ${JSON.stringify(offered)}`);
     await screenshot("0-choose-model");
     await rows.filter({ hasText: "Choose a GGUF file" }).first().click();
-    // The workbench's own file dialog: a path box with the files below it.
-    const input = page.locator(".quick-input-widget input");
+    // The workbench's own file dialog: a path box with the files below it. It fills the box with
+    // its starting folder once that folder is listed, which can land after a path typed early, and
+    // it spends an accept on catching up with a typed path; so type the path and accept until the
+    // dialog closes, typing it again whenever the box no longer holds it.
+    const dialog = page.locator(".quick-input-widget");
+    const input = dialog.locator("input");
     await input.waitFor({ state: "visible", timeout: seconds(10) });
-    await input.fill(model);
-    await page.locator(".quick-input-list .monaco-list-row", { hasText: path.basename(model) }).first().waitFor({ timeout: seconds(10) });
-    await page.locator(".quick-input-widget").getByRole("button", { name: "Use This Model" }).click();
-    await page.locator(".quick-input-widget").waitFor({ state: "hidden", timeout: seconds(10) });
+    await until(async () => (await input.inputValue()).endsWith("/"), "the file dialog never showed its starting folder", seconds(10));
+    for (let attempt = 1; ; attempt++) {
+      if ((await input.inputValue()) !== model) {
+        await input.fill(model);
+        await dialog.locator(".quick-input-list .monaco-list-row", { hasText: path.basename(model) }).first()
+          .waitFor({ timeout: seconds(10) });
+      }
+      await dialog.getByRole("button", { name: "Use This Model" }).click({ timeout: seconds(5) }).catch(async (error) => {
+        if (await dialog.isVisible()) throw error;
+      });
+      const closed = await dialog.waitFor({ state: "hidden", timeout: seconds(5) }).then(() => true, () => false);
+      if (closed) break;
+      if (attempt === 6) {
+        const shown = (await dialog.innerText().catch(() => "")).replace(/\s+/g, " ").slice(0, 400);
+        throw new Error(`the file dialog did not take ${model} after ${attempt} accepts; it shows: ${shown}`);
+      }
+      log(`the file dialog is still open after accept ${attempt} (its box holds ${JSON.stringify(await input.inputValue())}); again`);
+    }
   });
 
   await step("open fib.py", async () => {
