@@ -148,6 +148,11 @@ pub struct ModelConfig {
     /// access to a page past the new end kill the process (SIGBUS); read weights cannot be hurt
     /// by any change to the file.
     pub mmap: bool,
+    /// Speculative decoding by prompt lookup: most tokens drafted from what the prompt and the
+    /// answer so far already hold (the tokens that followed the latest earlier occurrence of the
+    /// last few), checked by the model in one batch; greedy output stays the same. 0 turns it
+    /// off.
+    pub lookup_draft: u32,
 }
 
 impl Default for ModelConfig {
@@ -165,6 +170,7 @@ impl Default for ModelConfig {
             flash_attention: FlashAttention::Auto,
             kv_cache_type: KvCacheType::F16,
             mmap: false,
+            lookup_draft: 8,
         }
     }
 }

@@ -111,6 +111,9 @@ export interface CompletionFigures {
   nReused: number;
   nEvaluated: number;
   nGenerated: number;
+  /** Tokens drafted by prompt lookup and checked by the model, and those it agreed with. */
+  nDrafted: number;
+  nAccepted: number;
   tPrefillMs: number;
   tDecodeMs: number;
   tTotalMs: number;
@@ -130,6 +133,9 @@ export interface StatsResult {
   nTokensGenerated: number;
   nTokensDiscarded: number;
   nTokensWarmed: number;
+  /** Speculative decoding: tokens drafted by prompt lookup and checked, and those accepted. */
+  nTokensDrafted: number;
+  nTokensAccepted: number;
   /** Oldest first. */
   recent: CompletionFigures[];
 }

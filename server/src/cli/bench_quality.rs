@@ -24,7 +24,7 @@ use super::prompt::{cursor_byte, open_document};
 use crate::assist::completion::{suggest, Trigger};
 use crate::config::Config;
 use crate::context::{ContextSnapshot, RecentChunks};
-use crate::engine::Engine;
+use crate::engine::{CompletionFigures, Engine};
 use crate::index::WorkspaceIndex;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -52,6 +52,12 @@ pub struct QualityBenchArgs {
     /// The score is still the first line's, which greedy decoding makes the same either way.
     #[arg(long)]
     pub multi_line: bool,
+    /// Speculative decoding against plain decoding: two engines on the model, one with
+    /// `model.lookup_draft` as configured and one with it off, answer every case in turn with
+    /// multi-line suggestions; the table says whether the answers were identical and each side's
+    /// decode speed and acceptance.
+    #[arg(long, conflicts_with_all = ["vs_llama_server", "only_llama_server"])]
+    pub vs_plain_decoding: bool,
 }
 
 /// One line to complete: the cursor sits at `column` (1-based characters) of `line` (1-based),
@@ -77,15 +83,20 @@ pub struct Answer {
     /// Tokens generated for the first suggestion, and how many of them post-processing cut off
     /// (Wellspring only).
     pub tokens: Option<(u32, u32)>,
+    /// The whole first suggestion and its engine figures (Wellspring only).
+    pub text: String,
+    pub figures: Option<CompletionFigures>,
 }
 
 impl Answer {
-    fn failed(error: impl std::fmt::Display) -> Answer {
+    pub(crate) fn failed(error: impl std::fmt::Display) -> Answer {
         Answer {
             first_line: String::new(),
             latency_ms: 0.0,
             error: Some(error.to_string()),
             tokens: None,
+            text: String::new(),
+            figures: None,
         }
     }
 }
@@ -130,7 +141,7 @@ pub fn cut_line(text: &str, line: usize, column: usize) -> anyhow::Result<String
     Ok(out)
 }
 
-fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
+pub(crate) fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read cases {}", path.display()))?;
     let mut cases = Vec::new();
@@ -155,6 +166,9 @@ pub async fn run_quality(config: &Config, args: &QualityBenchArgs) -> anyhow::Re
     // Greedy, one line, and no deadline: the benchmark grades text, a slow answer is still graded.
     config.completion.temperature = 0.0;
     config.completion.time_budget_ms = config.completion.time_budget_ms.max(600_000);
+    if args.vs_plain_decoding {
+        return super::bench_speculative::run(&config, args, &cases).await;
+    }
     if !args.multi_line {
         config.completion.stop.push("\n".to_owned());
     }
@@ -209,7 +223,7 @@ async fn run_wellspring(
 }
 
 /// The repository's index, scanned the first time one of its cases runs.
-async fn index_for(
+pub(crate) async fn index_for(
     config: &Config,
     root: &Path,
     repo: &str,
@@ -223,7 +237,7 @@ async fn index_for(
     Ok(index)
 }
 
-async fn wellspring_case(
+pub(crate) async fn wellspring_case(
     config: &Config,
     engine: &Engine,
     corpus: &Path,
@@ -266,6 +280,13 @@ async fn wellspring_case(
         tokens: suggestions
             .first()
             .map(|suggestion| (suggestion.figures.n_generated, suggestion.n_discarded)),
+        text: suggestions
+            .first()
+            .map(|suggestion| suggestion.text.clone())
+            .unwrap_or_default(),
+        figures: suggestions
+            .first()
+            .map(|suggestion| suggestion.figures.clone()),
     })
 }
 
@@ -324,6 +345,8 @@ fn llama_server_case(endpoint: &str, corpus: &Path, case: &Case) -> anyhow::Resu
         latency_ms,
         error: None,
         tokens: None,
+        text: content.to_owned(),
+        figures: None,
     })
 }
 
@@ -542,6 +565,8 @@ mod tests {
             latency_ms,
             error: None,
             tokens: None,
+            text: text.into(),
+            figures: None,
         }
     }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_context;
 pub mod bench_quality;
 pub mod bench_soak;
+pub mod bench_speculative;
 pub mod bench_users;
 pub mod complete;
 pub mod doctor;

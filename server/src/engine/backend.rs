@@ -70,8 +70,21 @@ pub(crate) trait Backend {
     /// read the logits of input `i`'s last token. On error every input's sequence is unknown.
     fn evaluate_batch(&mut self, inputs: &[Input<'_>]) -> Result<(), Error>;
     /// Which logits `sample` reads after `evaluate_batch`: those of input `input_idx`'s last
-    /// token. `evaluate` selects its own last token again.
+    /// token (after `evaluate_each`, those of token `input_idx`). `evaluate` selects its own last
+    /// token again.
     fn select_output(&mut self, input_idx: usize);
+    /// Like `evaluate`, keeping the logits of every token: `select_output(i)` then makes `sample`
+    /// read those of token `i`. Speculative decoding checks a draft with it.
+    fn evaluate_each(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error>;
+    /// Most tokens a prompt-lookup draft may propose (`model.lookup_draft`); 0 when this
+    /// context cannot take back the rejected part of a draft (a recurrent model).
+    fn max_draft(&self) -> usize;
+    /// Whether how many drafted tokens to check is chosen from measured step times (see
+    /// `lookup::DraftTuner`); the fake backend's steps take no time worth measuring, so it checks
+    /// whole drafts.
+    fn tunes_drafts(&self) -> bool {
+        true
+    }
     /// Drops positions `n_keep..` of `seq`; false when the model cannot cut a sequence partway.
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool;
     /// Drops the whole sequence.
@@ -85,6 +98,9 @@ pub(crate) trait Backend {
     /// Picks the next token from the logits of the last `evaluate` (and feeds it to the
     /// sampler's state, e.g. a grammar).
     fn sample(&mut self, sampler: &mut Self::Sampler) -> Token;
+    /// Whether `sampler` takes the most likely token and keeps no state, so that a draft can be
+    /// checked against it position by position.
+    fn is_greedy(&self, sampler: &Self::Sampler) -> bool;
     /// Like `sample`, among only the tokens whose text starts with `prefix` or is a non-empty
     /// start of it. This is token healing: the prompt's last token is taken back and the model
     /// picks it again, free to choose a longer token that merges it with what follows.

@@ -2,13 +2,22 @@
 //! evaluate one token per step. Each step is one `evaluate` call at most, which is what lets the
 //! scheduler cancel, preempt and interleave between steps.
 //!
+//! Speculative decoding: when the sampler is greedy, a step that evaluates the last sampled token
+//! may append a draft (`lookup`) and keep every position's logits. The model's choice after each
+//! position is compared with the draft's next token; the agreeing prefix stays in the cache, the
+//! rest is trimmed, and the verified tokens plus the model's own next one are handed out one per
+//! step without evaluating anything, so callers see the same tokens in the same order as without
+//! a draft.
+//!
 //! Stop rules that depend on the request (end of line, stop strings, token and time budgets)
 //! belong to the caller; this module stops only on end-of-generation and a full sequence.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Input, Token};
 use super::detok::Detokenizer;
+use super::lookup::{self, Draft, DraftTuner};
 use super::session::{Placement, Sessions};
 use super::{Error, StopReason};
 
@@ -34,11 +43,18 @@ pub(crate) struct Generation<S> {
     /// Token healing: text the next tokens must start with and which the output leaves out (it
     /// is already in the document), until it has all been produced.
     healing: Vec<u8>,
+    /// Tokens a speculative step verified, handed out one a step before anything is evaluated
+    /// again: drafted tokens the cache already holds (`true`), then the model's own next token
+    /// (`false`), which becomes `pending` when handed out.
+    verified: VecDeque<(Token, bool)>,
     pub n_prompt: u32,
     pub n_reused: u32,
     /// Prompt tokens evaluated (the prefill); generated tokens are counted in `n_generated`.
     pub n_evaluated: u32,
     pub n_generated: u32,
+    /// Drafted tokens the model checked, and those it agreed with.
+    pub n_drafted: u32,
+    pub n_accepted: u32,
     pub t_prefill: Duration,
     pub t_decode: Duration,
 }
@@ -56,8 +72,11 @@ impl<S> Generation<S> {
             pending: None,
             prefilled: false,
             healing: Vec::new(),
+            verified: VecDeque::new(),
             n_evaluated: 0,
             n_generated: 0,
+            n_drafted: 0,
+            n_accepted: 0,
             t_prefill: Duration::ZERO,
             t_decode: Duration::ZERO,
         }
@@ -85,11 +104,11 @@ impl<S> Generation<S> {
     pub(crate) fn step<B: Backend<Sampler = S>>(
         &mut self,
         backend: &mut B,
-        sessions: &mut Sessions,
+        (sessions, tuner): (&mut Sessions, &mut DraftTuner),
         max_chunk: usize,
     ) -> Result<Event, Error> {
         let started = Instant::now();
-        let result = self.step_inner(backend, sessions, max_chunk);
+        let result = self.step_inner(backend, sessions, tuner, max_chunk);
         if self.prefilled && !matches!(result, Ok(Event::Prefilled)) {
             self.t_decode += started.elapsed();
         } else {
@@ -105,19 +124,114 @@ impl<S> Generation<S> {
         &mut self,
         backend: &mut B,
         sessions: &mut Sessions,
+        tuner: &mut DraftTuner,
         max_chunk: usize,
     ) -> Result<Event, Error> {
+        if !self.verified.is_empty() {
+            return Ok(self.sample(backend));
+        }
         let input = match self.next_input(backend, sessions, max_chunk) {
             Err(stop) => return Ok(Event::End(stop)),
             Ok(input) => input,
         };
         if let Some(input) = input {
+            if self.prefilled {
+                let mut draft = self.draft(backend, sessions);
+                draft.tokens.truncate(tuner.choose(&draft));
+                if !draft.tokens.is_empty() {
+                    return self.verify(backend, sessions, tuner, &draft);
+                }
+            }
+            let started = Instant::now();
             backend.evaluate(input.seq, input.n_past, input.tokens)?;
+            if self.prefilled {
+                tuner.record_plain(started.elapsed().as_secs_f64() * 1000.0);
+            }
             let n_tokens = input.tokens.len();
             if !self.evaluated(sessions, n_tokens) {
                 return Ok(Event::Prefilled);
             }
         }
+        Ok(self.sample(backend))
+    }
+
+    /// A draft to check after the pending token: empty unless the sampler is greedy, token
+    /// healing is done and some earlier n-gram matches. It fits the sequence and one batch, and
+    /// stops before an end-of-generation or control token (the prompt's own markers), which
+    /// only the model itself may choose.
+    fn draft<B: Backend<Sampler = S>>(&self, backend: &B, sessions: &Sessions) -> Draft {
+        let max = backend.max_draft();
+        let Some(pending) = self.pending else {
+            return Draft::default();
+        };
+        if max == 0 || !self.healing.is_empty() || !backend.is_greedy(&self.sampler) {
+            return Draft::default();
+        }
+        let held = &sessions.slots[self.slot_idx].tokens;
+        let room = (backend.n_ctx_per_seq() as usize)
+            .saturating_sub(held.len() + 1)
+            .min((backend.n_batch() as usize).saturating_sub(1));
+        let mut draft = lookup::draft(held, pending, max.min(room));
+        if let Some(end) = draft
+            .tokens
+            .iter()
+            .position(|&token| backend.is_eog(token) || backend.piece(token).is_empty())
+        {
+            draft.tokens.truncate(end);
+        }
+        draft
+    }
+
+    /// Evaluates the pending token and `draft` in one batch, keeps the part of the draft the
+    /// model agrees with, and hands out the first verified token.
+    fn verify<B: Backend<Sampler = S>>(
+        &mut self,
+        backend: &mut B,
+        sessions: &mut Sessions,
+        tuner: &mut DraftTuner,
+        Draft {
+            tokens: draft,
+            ngram,
+        }: &Draft,
+    ) -> Result<Event, Error> {
+        let started = Instant::now();
+        let pending = self
+            .pending
+            .take()
+            .expect("a draft follows the pending token");
+        let slot = &mut sessions.slots[self.slot_idx];
+        let (seq, n_past) = (slot.seq, slot.tokens.len() as u32);
+        let mut tokens = Vec::with_capacity(draft.len() + 1);
+        tokens.push(pending);
+        tokens.extend_from_slice(draft);
+        backend.evaluate_each(seq, n_past, &tokens)?;
+        let mut n_accepted = 0;
+        let next = loop {
+            backend.select_output(n_accepted);
+            let token = backend.sample(&mut self.sampler);
+            match draft.get(n_accepted) {
+                Some(&drafted) if drafted == token => n_accepted += 1,
+                _ => break token,
+            }
+        };
+        let n_kept = 1 + n_accepted;
+        if n_kept < tokens.len() && !backend.trim(seq, n_past + n_kept as u32) {
+            return Err(Error::Backend(
+                "the model's cache cannot take back a rejected draft".to_owned(),
+            ));
+        }
+        slot.tokens.extend_from_slice(&tokens[..n_kept]);
+        tuner.record_check(
+            *ngram,
+            draft.len(),
+            n_accepted,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
+        self.n_drafted += draft.len() as u32;
+        self.n_accepted += n_accepted as u32;
+        self.verified
+            .extend(draft[..n_accepted].iter().map(|&token| (token, true)));
+        self.verified.push_back((next, false));
         Ok(self.sample(backend))
     }
 
@@ -171,23 +285,35 @@ impl<S> Generation<S> {
     }
 
     /// Whether the prompt is evaluated and the next token is to come from the logits already
-    /// there (no input to evaluate first).
+    /// there or from the verified tokens (no input to evaluate first).
     pub(crate) fn samples_next(&self) -> bool {
         self.prefilled && self.pending.is_none()
     }
 
-    /// Picks the next token from the backend's selected logits.
+    /// Hands out the next verified token, or picks the next token from the backend's selected
+    /// logits.
     pub(crate) fn sample<B: Backend<Sampler = S>>(&mut self, backend: &mut B) -> Event {
+        if let Some((token, cached)) = self.verified.pop_front() {
+            return self.emit(backend, token, cached);
+        }
         let token = if self.healing.is_empty() {
             backend.sample(&mut self.sampler)
         } else {
             backend.sample_with_prefix(&mut self.sampler, &self.healing)
         };
+        self.emit(backend, token, false)
+    }
+
+    /// The event for a generated token; unless the cache already holds it (`cached`), the next
+    /// step evaluates it.
+    fn emit<B: Backend<Sampler = S>>(&mut self, backend: &B, token: Token, cached: bool) -> Event {
         if backend.is_eog(token) {
             return Event::End(StopReason::EndOfGeneration);
         }
         self.n_generated += 1;
-        self.pending = Some(token);
+        if !cached {
+            self.pending = Some(token);
+        }
         let mut piece = backend.piece(token);
         if !self.healing.is_empty() {
             let n_healed = piece.len().min(self.healing.len());

@@ -15,6 +15,7 @@ mod detok;
 mod devices;
 mod generate;
 mod llama_log;
+mod lookup;
 mod memory;
 mod plan;
 mod prompt;
@@ -272,6 +273,12 @@ pub struct CompletionFigures {
     /// Prompt tokens evaluated for this request (generated tokens are not counted here).
     pub n_evaluated: u32,
     pub n_generated: u32,
+    /// Tokens drafted by prompt lookup and checked by the model, and those it agreed with
+    /// (speculative decoding; see `generate`).
+    #[serde(default)]
+    pub n_drafted: u32,
+    #[serde(default)]
+    pub n_accepted: u32,
     pub t_prefill_ms: f64,
     pub t_decode_ms: f64,
     /// From the call to the answer, queueing included.
@@ -292,6 +299,8 @@ impl CompletionFigures {
             n_reused: 0,
             n_evaluated: 0,
             n_generated: 0,
+            n_drafted: 0,
+            n_accepted: 0,
             t_prefill_ms: 0.0,
             t_decode_ms: 0.0,
             t_total_ms,
@@ -358,6 +367,12 @@ pub struct EngineStats {
     pub n_tokens_generated: u64,
     /// Generated tokens that post-processing cut off (see `Engine::record_discarded`).
     pub n_tokens_discarded: u64,
+    /// Tokens drafted by prompt lookup and checked by the model, and those it agreed with,
+    /// completions and chats together.
+    #[serde(default)]
+    pub n_tokens_drafted: u64,
+    #[serde(default)]
+    pub n_tokens_accepted: u64,
     /// Prompt tokens evaluated ahead of a keystroke (see `Engine::warm`).
     pub n_tokens_warmed: u64,
     /// Warmings that ran to the end of their prompt.
@@ -383,6 +398,8 @@ impl EngineStats {
         self.n_tokens_reused += u64::from(figures.n_reused);
         self.n_tokens_evaluated += u64::from(figures.n_evaluated);
         self.n_tokens_generated += u64::from(figures.n_generated);
+        self.n_tokens_drafted += u64::from(figures.n_drafted);
+        self.n_tokens_accepted += u64::from(figures.n_accepted);
         if self.recent.len() == RECENT_FIGURES {
             self.recent.remove(0);
         }

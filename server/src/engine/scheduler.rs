@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
 use super::generate::{Event, Generation};
+use super::lookup::DraftTuner;
 use super::render::{render, take_back_line_head_tokens, Rendered, TokenCache};
 use super::session::Sessions;
 use super::{
@@ -184,13 +185,19 @@ pub(crate) type MakeChatBackend<'m, B> = Box<dyn FnMut() -> Result<Option<B>, Er
 /// The chat side: its own context (created on first use) so chat never evicts completion slots.
 enum ChatSide<'m, B> {
     NotStarted(MakeChatBackend<'m, B>),
-    Ready { backend: B, sessions: Sessions },
+    Ready {
+        backend: B,
+        sessions: Sessions,
+        tuner: DraftTuner,
+    },
     Failed(Error),
 }
 
 pub(crate) struct Scheduler<'m, B: Backend> {
     backend: B,
     sessions: Sessions,
+    /// How much of a draft the completions' steps check (speculative decoding).
+    tuner: DraftTuner,
     token_cache: TokenCache,
     queue: VecDeque<CompletionJob>,
     /// Completions in flight, each in a slot of its own; stepped together, one batch a step.
@@ -215,6 +222,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     ) -> Scheduler<'m, B> {
         Scheduler {
             sessions: Sessions::new(backend.n_seq()),
+            tuner: DraftTuner::new(backend.tunes_drafts()),
             backend,
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
@@ -227,6 +235,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             last_completion_at: None,
             shared,
         }
+    }
+
+    /// What the completion context's slot `slot_idx` holds, by its bookkeeping.
+    #[cfg(test)]
+    pub(crate) fn slot_tokens(&self, slot_idx: usize) -> Vec<super::backend::Token> {
+        self.sessions.slots[slot_idx].tokens.clone()
     }
 
     pub(crate) fn is_idle(&self) -> bool {
@@ -474,9 +488,11 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     fn step_warming(&mut self) {
         let warming = self.warming.as_mut().expect("called while warming");
         let n_evaluated_before = warming.generation.n_evaluated;
-        let stepped = warming
-            .generation
-            .step(&mut self.backend, &mut self.sessions, WARM_CHUNK);
+        let stepped = warming.generation.step(
+            &mut self.backend,
+            (&mut self.sessions, &mut self.tuner),
+            WARM_CHUNK,
+        );
         self.shared.stats().n_tokens_warmed +=
             u64::from(warming.generation.n_evaluated - n_evaluated_before);
         match stepped {
@@ -503,10 +519,11 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
     /// One completion in flight: its generation steps alone.
     fn step_completion(&mut self) {
-        let event =
-            self.running[0]
-                .generation
-                .step(&mut self.backend, &mut self.sessions, usize::MAX);
+        let event = self.running[0].generation.step(
+            &mut self.backend,
+            (&mut self.sessions, &mut self.tuner),
+            usize::MAX,
+        );
         self.completion_event(0, event);
     }
 
@@ -643,6 +660,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 n_reused: generation.n_reused,
                 n_evaluated: generation.n_evaluated,
                 n_generated: generation.n_generated,
+                n_drafted: generation.n_drafted,
+                n_accepted: generation.n_accepted,
                 t_prefill_ms: millis(generation.t_prefill),
                 t_decode_ms: millis(generation.t_decode),
                 t_total_ms: millis(running.job.submitted_at.elapsed()),
@@ -674,6 +693,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             n_reused = figures.n_reused,
             n_evaluated = figures.n_evaluated,
             n_generated = figures.n_generated,
+            n_drafted = figures.n_drafted,
+            n_accepted = figures.n_accepted,
             t_prefill_ms = figures.t_prefill_ms,
             t_decode_ms = figures.t_decode_ms,
             t_total_ms = figures.t_total_ms,
@@ -696,6 +717,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 Ok(None) => return false,
                 Ok(Some(backend)) => ChatSide::Ready {
                     sessions: Sessions::new(1),
+                    tuner: DraftTuner::new(backend.tunes_drafts()),
                     backend,
                 },
                 Err(error) => ChatSide::Failed(error),
@@ -706,7 +728,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
     fn chat_backend(&mut self) -> Result<(&mut B, &mut Sessions), Error> {
         match &mut self.chat {
-            ChatSide::Ready { backend, sessions } => Ok((backend, sessions)),
+            ChatSide::Ready {
+                backend, sessions, ..
+            } => Ok((backend, sessions)),
             ChatSide::Failed(error) => Err(error.clone()),
             ChatSide::NotStarted(_) => unreachable!("chats start only once the chat side settled"),
         }
@@ -745,7 +769,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 
     fn step_chat(&mut self) {
-        let ChatSide::Ready { backend, sessions } = &mut self.chat else {
+        let ChatSide::Ready {
+            backend,
+            sessions,
+            tuner,
+        } = &mut self.chat
+        else {
             unreachable!("a chat runs only once its backend is ready")
         };
         let running = self
@@ -760,7 +789,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         } else {
             usize::MAX
         };
-        let stop = match running.generation.step(backend, sessions, max_chunk) {
+        let stop = match running
+            .generation
+            .step(backend, (sessions, tuner), max_chunk)
+        {
             Err(error) => {
                 let running = self.chat_running.take().expect("still running");
                 self.shared.stats().n_errors += 1;
@@ -781,12 +813,19 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         if let Some(stop) = stop {
             let running = self.chat_running.take().expect("still running");
             let generation = running.generation;
-            self.shared.stats().n_chats += 1;
+            {
+                let mut stats = self.shared.stats();
+                stats.n_chats += 1;
+                stats.n_tokens_drafted += u64::from(generation.n_drafted);
+                stats.n_tokens_accepted += u64::from(generation.n_accepted);
+            }
             tracing::info!(
                 n_prompt = generation.n_prompt,
                 n_reused = generation.n_reused,
                 n_evaluated = generation.n_evaluated,
                 n_generated = generation.n_generated,
+                n_drafted = generation.n_drafted,
+                n_accepted = generation.n_accepted,
                 stop = ?stop,
                 "chat"
             );
@@ -818,7 +857,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         for slot_idx in 0..self.sessions.slots.len() {
             self.sessions.reset(&mut self.backend, slot_idx);
         }
-        if let ChatSide::Ready { backend, sessions } = &mut self.chat {
+        if let ChatSide::Ready {
+            backend, sessions, ..
+        } = &mut self.chat
+        {
             sessions.reset(backend, 0);
         }
         self.shared.stats().n_errors += 1;

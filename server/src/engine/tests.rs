@@ -19,11 +19,12 @@ struct Harness {
 }
 
 fn harness(options: FakeOptions) -> Harness {
-    let backend = Fake::new(options);
     let chat_backend = Fake::new(FakeOptions {
         n_seq: 1,
+        max_draft: options.max_draft,
         ..FakeOptions::default()
     });
+    let backend = Fake::new(options);
     let fake = backend.state.clone();
     let chat_fake = chat_backend.state.clone();
     let mut chat_backend = Some(chat_backend);
@@ -973,4 +974,208 @@ async fn the_newest_call_wins_whatever_order_the_futures_run_in() {
     let older = tokio::spawn(older).await.unwrap();
     assert_eq!(older, Err(Error::Superseded));
     assert!(newer.is_ok(), "{newer:?}");
+}
+
+/// `x = foo(bar, baz);` above a line `y = foo(` that the scripted model completes with
+/// `bar, baz);`: code that repeats itself, as prompt lookup expects.
+fn repeating_prompt() -> FimPrompt {
+    FimPrompt {
+        path: "main.py".into(),
+        prefix: "x = foo(bar, baz);\n".into(),
+        suffix: "\n".into(),
+        line_head: "y = foo(".into(),
+        ..FimPrompt::default()
+    }
+}
+
+fn speculating(max_draft: usize) -> FakeOptions {
+    FakeOptions {
+        max_draft,
+        ..FakeOptions::default()
+    }
+}
+
+#[test]
+fn prompt_lookup_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
+    let mut plain = harness(speculating(0));
+    plain.reply("bar, baz);");
+    let expected = plain.complete(request("a", repeating_prompt()));
+    assert_eq!(expected.text, "bar, baz);");
+    assert!(!plain
+        .calls()
+        .iter()
+        .any(|call| matches!(call, Call::EvaluateEach { .. })));
+
+    let mut h = harness(speculating(8));
+    h.reply("bar, baz);");
+    let completion = h.complete(request("a", repeating_prompt()));
+    assert_eq!(completion.text, expected.text);
+    assert_eq!(completion.figures.n_generated, 10);
+    // The prompt ends with the line head `y = foo(`. `b` comes from the prompt's logits; after
+    // it, `oo(b` occurred in the line above, followed by `ar, baz)` (8 tokens, the most
+    // drafted): the model agrees with all of it and picks `;` itself. After `;`, `az);` gives
+    // `\n` (the prompt's suffix marker follows it), which the model rejects by ending the answer.
+    assert_eq!(
+        (completion.figures.n_drafted, completion.figures.n_accepted),
+        (9, 8)
+    );
+    let n_prompt = completion.figures.n_prompt;
+    let decode_calls: Vec<Call> = h
+        .calls()
+        .into_iter()
+        .filter(|call| match call {
+            Call::Evaluate { n_past, .. } => *n_past >= n_prompt,
+            _ => true,
+        })
+        .collect();
+    assert_eq!(
+        decode_calls,
+        vec![
+            Call::EvaluateEach {
+                seq: 0,
+                n_past: n_prompt,
+                n_tokens: 1 + 8
+            },
+            Call::EvaluateEach {
+                seq: 0,
+                n_past: n_prompt + 9,
+                n_tokens: 1 + 1
+            },
+            Call::Trim {
+                seq: 0,
+                n_keep: n_prompt + 10
+            },
+        ]
+    );
+    // The cache holds the prompt and the answer, as the slot's bookkeeping says.
+    let held = h.fake.lock().unwrap().contents[0].clone();
+    assert_eq!(&held[n_prompt as usize..], &tokens("bar, baz);")[..]);
+    assert_eq!(held, h.scheduler.slot_tokens(0));
+    let stats = h.shared.stats().clone();
+    assert_eq!((stats.n_tokens_drafted, stats.n_tokens_accepted), (9, 8));
+}
+
+#[test]
+fn a_stop_rule_ends_the_answer_inside_a_verified_draft() {
+    let mut h = harness(speculating(8));
+    h.reply("bar, baz);");
+    let mut short = request("a", repeating_prompt());
+    short.max_tokens = 6;
+    let completion = h.complete(short);
+    // The draft after `b` is verified whole, but only five of its tokens are handed out before
+    // the budget of six ends the answer.
+    assert_eq!(completion.text, "bar, b");
+    assert_eq!(completion.figures.n_generated, 6);
+    assert_eq!(completion.figures.stop, StopReason::MaxTokens);
+    let held = h.fake.lock().unwrap().contents[0].clone();
+    assert_eq!(held, h.scheduler.slot_tokens(0));
+}
+
+#[test]
+fn sampling_with_temperature_never_speculates() {
+    let mut h = harness(speculating(8));
+    h.reply("bar, baz);");
+    let mut sampled = request("a", repeating_prompt());
+    sampled.sampling.temperature = 0.7;
+    let completion = h.complete(sampled);
+    assert_eq!(completion.text, "bar, baz);");
+    assert_eq!(completion.figures.n_drafted, 0);
+    assert!(!h
+        .calls()
+        .iter()
+        .any(|call| matches!(call, Call::EvaluateEach { .. })));
+}
+
+/// The sizes of the `evaluate_each` calls logged so far.
+fn verifications(h: &Harness) -> Vec<u32> {
+    h.calls()
+        .iter()
+        .filter_map(|call| match call {
+            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn drafts_stop_before_control_tokens_and_fit_the_batch() {
+    // After `b`, the line above goes on with `ar, baz);\n` and then the prompt's suffix marker:
+    // the draft ends before the marker, whatever the most drafted.
+    let mut h = harness(speculating(64));
+    h.reply("bar, baz);");
+    let completion = h.complete(request("a", repeating_prompt()));
+    assert_eq!(completion.text, "bar, baz);");
+    assert_eq!(verifications(&h), vec![1 + 10]);
+    assert_eq!(
+        (completion.figures.n_drafted, completion.figures.n_accepted),
+        (10, 9)
+    );
+
+    // Batches of 5 tokens: the pending token and drafts of 4, twice (`ar, ` and `az);`).
+    let mut h = harness(FakeOptions {
+        n_batch: 5,
+        ..speculating(64)
+    });
+    h.reply("bar, baz);");
+    let completion = h.complete(request("a", repeating_prompt()));
+    assert_eq!(completion.text, "bar, baz);");
+    assert_eq!(verifications(&h), vec![1 + 4, 1 + 4]);
+    assert_eq!(completion.figures.n_accepted, 8);
+}
+
+#[test]
+fn a_completion_with_verified_tokens_hands_them_out_while_batched_with_another() {
+    let mut h = harness(speculating(8));
+    h.reply("bar, baz);");
+    h.reply("ok");
+    let mut first = h.submit(request("a", repeating_prompt()));
+    for _ in 0..4 {
+        h.scheduler.step(); // start, prefill, `b`, the draft verified and `a`
+    }
+    assert_eq!(verifications(&h), vec![1 + 8]);
+    let mut second = h.submit(request("b", prompt("x")));
+    h.run_until_idle();
+    assert_eq!(first.try_recv().unwrap().unwrap().text, "bar, baz);");
+    assert_eq!(second.try_recv().unwrap().unwrap().text, "ok");
+    // Batched steps hand out the verified tokens and draft nothing; the second answer is done
+    // before the first one's last token (`;`), which then goes with its draft (`\n`) alone.
+    assert_eq!(verifications(&h), vec![1 + 1]);
+    for slot_idx in 0..2 {
+        let held = h.fake.lock().unwrap().contents[slot_idx].clone();
+        assert_eq!(held, h.scheduler.slot_tokens(slot_idx));
+    }
+}
+
+#[test]
+fn chat_answers_that_copy_the_prompt_are_drafted_from_it() {
+    let mut h = harness(speculating(8));
+    h.chat_fake.lock().unwrap().push_reply("print(total)");
+    let mut request = chat(None);
+    request.messages[0].content = "print(total)".into();
+    let (mut answer, mut deltas) = h.submit_chat(request);
+    h.run_until_idle();
+    let outcome = answer.try_recv().unwrap().unwrap();
+    assert_eq!(outcome.text, "print(total)");
+    let mut streamed = String::new();
+    while let Ok(delta) = deltas.try_recv() {
+        streamed += &delta;
+    }
+    assert_eq!(streamed, "print(total)");
+    // The prompt is `<user>print(total)\n<assistant>`. After `p`, `>p` gives `rint(tot`, all
+    // agreed; after the model's `a`, `tota` gives `l)\n<assi`, of which the model agrees with
+    // `l)` and then ends the answer.
+    let stats = h.shared.stats().clone();
+    assert_eq!((stats.n_tokens_drafted, stats.n_tokens_accepted), (16, 10));
+    let each: Vec<u32> = h
+        .chat_fake
+        .lock()
+        .unwrap()
+        .take_calls()
+        .iter()
+        .filter_map(|call| match call {
+            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(each, vec![1 + 8, 1 + 8]);
 }

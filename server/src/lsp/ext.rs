@@ -140,6 +140,9 @@ pub struct CompletionFiguresResult {
     pub n_reused: u32,
     pub n_evaluated: u32,
     pub n_generated: u32,
+    /// Tokens drafted by prompt lookup and checked by the model, and those it agreed with.
+    pub n_drafted: u32,
+    pub n_accepted: u32,
     pub t_prefill_ms: f64,
     pub t_decode_ms: f64,
     pub t_total_ms: f64,
@@ -163,6 +166,10 @@ pub struct StatsResult {
     pub n_tokens_discarded: u64,
     /// Prompt tokens evaluated ahead of keystrokes (`wellspring/warm`).
     pub n_tokens_warmed: u64,
+    /// Speculative decoding: tokens drafted by prompt lookup and checked by the model, and those
+    /// it agreed with (completions and chats).
+    pub n_tokens_drafted: u64,
+    pub n_tokens_accepted: u64,
     /// Oldest first.
     pub recent: Vec<CompletionFiguresResult>,
 }

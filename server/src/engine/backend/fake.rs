@@ -32,6 +32,12 @@ pub(crate) enum Call {
     Clear {
         seq: u32,
     },
+    /// One `evaluate_each`: a token and the draft after it, every token's logits kept.
+    EvaluateEach {
+        seq: u32,
+        n_past: u32,
+        n_tokens: u32,
+    },
     /// One `evaluate_batch`: each input's (seq, n_past, n_tokens).
     Batch {
         inputs: Vec<(u32, u32, u32)>,
@@ -62,6 +68,8 @@ pub(crate) struct FakeOptions {
     /// Texts the vocabulary is taken to have as single tokens besides the bytes, for
     /// `extends_to_a_longer_token`: the healing tests say which merges exist.
     pub longer_tokens: Vec<String>,
+    /// `Backend::max_draft`: 0 (no speculative decoding) unless a test is about it.
+    pub max_draft: usize,
 }
 
 impl Default for FakeOptions {
@@ -74,6 +82,7 @@ impl Default for FakeOptions {
             partial_trim_fails: false,
             token_healing: false,
             longer_tokens: Vec::new(),
+            max_draft: 0,
         }
     }
 }
@@ -85,6 +94,7 @@ pub(crate) struct Fake {
 
 pub(crate) struct FakeSampler {
     reply: Option<VecDeque<Token>>,
+    greedy: bool,
 }
 
 /// The fake's tokens for `text`: one per byte.
@@ -110,6 +120,32 @@ impl Fake {
         self.state
             .lock()
             .expect("fake state lock is never poisoned")
+    }
+
+    /// Appends `tokens` to sequence `seq` at `n_past`, refusing what a real KV cache would get
+    /// wrong.
+    fn append(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
+        let n_ctx_per_seq = self.options.n_ctx_per_seq;
+        let n_batch = self.options.n_batch;
+        let mut state = self.state();
+        let contents = &mut state.contents[seq as usize];
+        if tokens.is_empty() || tokens.len() as u32 > n_batch {
+            return Err(Error::Backend(format!(
+                "bad batch of {} tokens",
+                tokens.len()
+            )));
+        }
+        if contents.len() as u32 != n_past {
+            return Err(Error::Backend(format!(
+                "gap: sequence {seq} holds {} tokens, evaluate at {n_past}",
+                contents.len()
+            )));
+        }
+        if n_past + tokens.len() as u32 > n_ctx_per_seq {
+            return Err(Error::Backend(format!("sequence {seq} overflows")));
+        }
+        contents.extend_from_slice(tokens);
+        Ok(())
     }
 }
 
@@ -169,32 +205,29 @@ impl Backend for Fake {
     }
 
     fn evaluate(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
-        let n_ctx_per_seq = self.options.n_ctx_per_seq;
-        let n_batch = self.options.n_batch;
-        let mut state = self.state();
-        state.calls.push(Call::Evaluate {
+        self.state().calls.push(Call::Evaluate {
             seq,
             n_past,
             n_tokens: tokens.len() as u32,
         });
-        let contents = &mut state.contents[seq as usize];
-        if tokens.is_empty() || tokens.len() as u32 > n_batch {
-            return Err(Error::Backend(format!(
-                "bad batch of {} tokens",
-                tokens.len()
-            )));
-        }
-        if contents.len() as u32 != n_past {
-            return Err(Error::Backend(format!(
-                "gap: sequence {seq} holds {} tokens, evaluate at {n_past}",
-                contents.len()
-            )));
-        }
-        if n_past + tokens.len() as u32 > n_ctx_per_seq {
-            return Err(Error::Backend(format!("sequence {seq} overflows")));
-        }
-        contents.extend_from_slice(tokens);
-        Ok(())
+        self.append(seq, n_past, tokens)
+    }
+
+    fn evaluate_each(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
+        self.state().calls.push(Call::EvaluateEach {
+            seq,
+            n_past,
+            n_tokens: tokens.len() as u32,
+        });
+        self.append(seq, n_past, tokens)
+    }
+
+    fn max_draft(&self) -> usize {
+        self.options.max_draft
+    }
+
+    fn tunes_drafts(&self) -> bool {
+        false
     }
 
     fn evaluate_batch(&mut self, inputs: &[super::Input<'_>]) -> Result<(), Error> {
@@ -254,7 +287,7 @@ impl Backend for Fake {
 
     fn new_sampler(
         &self,
-        _sampling: &SamplingConfig,
+        sampling: &SamplingConfig,
         grammar: Option<&str>,
     ) -> Result<FakeSampler, Error> {
         if grammar.is_some_and(|grammar| !grammar.contains("root")) {
@@ -262,6 +295,7 @@ impl Backend for Fake {
         }
         Ok(FakeSampler {
             reply: self.state().replies.pop_front().map(VecDeque::from),
+            greedy: grammar.is_none() && sampling.temperature <= 0.0,
         })
     }
 
@@ -270,6 +304,10 @@ impl Backend for Fake {
             Some(reply) => reply.pop_front().unwrap_or(EOG),
             None => BYTE_BASE + Token::from(b'x'),
         }
+    }
+
+    fn is_greedy(&self, sampler: &FakeSampler) -> bool {
+        sampler.greedy
     }
 
     fn heals_last_token(&self) -> bool {

@@ -256,8 +256,10 @@ pub(crate) struct LlamaCpp<'m> {
     pieces_sorted: std::cell::OnceCell<Vec<u32>>,
     /// The batch index whose logits `sample` reads (-1: the last one).
     output: i32,
-    /// After `evaluate_batch`: the batch index of each input's last token.
+    /// After `evaluate_batch`: the batch index of each input's last token (after
+    /// `evaluate_each`: of each token).
     outputs: Vec<i32>,
+    max_draft: usize,
 }
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
@@ -447,6 +449,12 @@ impl<'m> LlamaCpp<'m> {
             pieces_sorted: std::cell::OnceCell::new(),
             output: -1,
             outputs: Vec::new(),
+            // A recurrent model's state cannot be rolled back to a position within a draft.
+            max_draft: if model.is_recurrent() || model.is_hybrid() {
+                0
+            } else {
+                config.lookup_draft as usize
+            },
         })
     }
 }
@@ -557,6 +565,30 @@ impl Backend for LlamaCpp<'_> {
         self.output = self.outputs.get(input_idx).copied().unwrap_or(-1);
     }
 
+    fn evaluate_each(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
+        self.batch.clear();
+        self.outputs.clear();
+        for (token_idx, &token) in tokens.iter().enumerate() {
+            self.batch
+                .add(
+                    LlamaToken(token),
+                    (n_past as usize + token_idx) as i32,
+                    &[seq as i32],
+                    true,
+                )
+                .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
+            self.outputs.push(token_idx as i32);
+        }
+        self.output = -1;
+        self.context
+            .decode(&mut self.batch)
+            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+    }
+
+    fn max_draft(&self) -> usize {
+        self.max_draft
+    }
+
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool {
         self.context
             .clear_kv_cache_seq(Some(seq), Some(n_keep), None)
@@ -604,6 +636,10 @@ impl Backend for LlamaCpp<'_> {
             Sampling::Greedy => argmax(self.context.get_logits_ith(self.output)).unwrap_or(0),
             Sampling::Chain(sampler) => sampler.sample(&self.context, self.output).0,
         }
+    }
+
+    fn is_greedy(&self, sampler: &Sampling) -> bool {
+        matches!(sampler, Sampling::Greedy)
     }
 
     fn heals_last_token(&self) -> bool {

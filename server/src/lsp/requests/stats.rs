@@ -24,6 +24,8 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
         n_tokens_generated: stats.n_tokens_generated,
         n_tokens_discarded: stats.n_tokens_discarded,
         n_tokens_warmed: stats.n_tokens_warmed,
+        n_tokens_drafted: stats.n_tokens_drafted,
+        n_tokens_accepted: stats.n_tokens_accepted,
         recent: stats
             .recent
             .iter()
@@ -32,6 +34,8 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
                 n_reused: figures.n_reused,
                 n_evaluated: figures.n_evaluated,
                 n_generated: figures.n_generated,
+                n_drafted: figures.n_drafted,
+                n_accepted: figures.n_accepted,
                 t_prefill_ms: figures.t_prefill_ms,
                 t_decode_ms: figures.t_decode_ms,
                 t_total_ms: figures.t_total_ms,
