@@ -701,3 +701,43 @@ async fn offloaded_layers_write_what_the_cpu_writes() {
         assert!(n_same_first >= 7 && n_same_text >= 5, "{summary}");
     }
 }
+
+/// Speculative decoding by prompt lookup writes what plain decoding writes: on fixed prompts
+/// with long answers (the tiny model's noise falls into loops that drafts pick up), an engine
+/// that drafts and one that does not give the same texts. Checking a draft evaluates several
+/// positions in one batch, whose products may round differently from one-row ones, so the test
+/// asks for at least 3 of the 4 texts to agree, and for drafts to have been checked at all.
+#[tokio::test]
+async fn drafted_decoding_writes_what_plain_decoding_writes() {
+    let line_heads = [
+        "    let total = add",
+        "    let x",
+        "    println!(",
+        "    for i in",
+    ];
+    let answers = |lookup_draft: u32| async move {
+        let config = ModelConfig {
+            lookup_draft,
+            ..test_config()
+        };
+        let engine = Engine::start(&config, &test_model()).unwrap();
+        let mut texts = Vec::new();
+        for (idx, line_head) in line_heads.iter().enumerate() {
+            let request = CompletionRequest {
+                max_tokens: 48,
+                ..request(&format!("file:///{idx}.rs"), prompt(line_head))
+            };
+            texts.push(engine.complete(request).await.unwrap().text);
+        }
+        (texts, engine.stats().await)
+    };
+    let (plain, plain_stats) = answers(0).await;
+    let (drafted, stats) = answers(8).await;
+    assert_eq!(plain_stats.n_tokens_drafted, 0);
+    assert!(stats.n_tokens_drafted > 0, "no draft was checked");
+    let n_same = plain.iter().zip(&drafted).filter(|(a, b)| a == b).count();
+    assert!(
+        n_same >= 3,
+        "{n_same} of 4 texts agree\nplain:   {plain:?}\ndrafted: {drafted:?}"
+    );
+}
