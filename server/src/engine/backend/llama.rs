@@ -437,7 +437,7 @@ impl<'m> LlamaCpp<'m> {
             }
         })?;
         let n_ctx_actual = context.n_ctx();
-        Ok(LlamaCpp {
+        let mut backend = LlamaCpp {
             model,
             context,
             batch: LlamaBatch::new(n_batch as usize, 1),
@@ -455,7 +455,24 @@ impl<'m> LlamaCpp<'m> {
             } else {
                 config.lookup_draft as usize
             },
-        })
+        };
+        backend.reserve_draft_outputs()?;
+        Ok(backend)
+    }
+
+    /// Has llama.cpp size its output buffer for a whole draft's logits now, with one throwaway
+    /// evaluation. It grows the buffer on the first batch asking for more outputs than it holds,
+    /// and on Mesa's llvmpipe a buffer replaced while the device still worked on the old one
+    /// crashed the process (the first draft checked, mid-session).
+    fn reserve_draft_outputs(&mut self) -> Result<(), Error> {
+        if self.max_draft == 0 {
+            return Ok(());
+        }
+        let n_tokens = (self.max_draft + 1).min(self.n_batch as usize);
+        let tokens = vec![0; n_tokens];
+        let reserved = self.evaluate_each(0, 0, &tokens);
+        self.clear(0);
+        reserved
     }
 }
 
