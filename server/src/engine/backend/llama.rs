@@ -456,7 +456,10 @@ impl<'m> LlamaCpp<'m> {
                 config.lookup_draft as usize
             },
         };
-        backend.reserve_draft_outputs()?;
+        if let Err(error) = backend.reserve_draft_outputs() {
+            tracing::warn!(%error, "speculative decoding is off: the context cannot hold a draft's logits");
+            backend.max_draft = 0;
+        }
         Ok(backend)
     }
 
