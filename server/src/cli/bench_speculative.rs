@@ -65,17 +65,14 @@ pub async fn run(config: &Config, args: &QualityBenchArgs, cases: &[Case]) -> an
     let mut indexes: BTreeMap<String, Arc<WorkspaceIndex>> = BTreeMap::new();
     let mut pairs: Vec<(Answer, Answer)> = Vec::with_capacity(cases.len());
     for (case_idx, case) in cases.iter().enumerate() {
-        let (first, second) = if case_idx % 2 == 0 {
-            ((&speculative, config), (&plain, &plain_config))
-        } else {
-            ((&plain, &plain_config), (&speculative, config))
-        };
-        let first_answer = answer(first, args, case, &mut indexes).await;
-        let second_answer = answer(second, args, case, &mut indexes).await;
+        let ours = (&speculative, config);
+        let theirs = (&plain, &plain_config);
         let pair = if case_idx % 2 == 0 {
-            (first_answer, second_answer)
+            let ours = answer(ours, args, case, &mut indexes).await;
+            (ours, answer(theirs, args, case, &mut indexes).await)
         } else {
-            (second_answer, first_answer)
+            let theirs = answer(theirs, args, case, &mut indexes).await;
+            (answer(ours, args, case, &mut indexes).await, theirs)
         };
         eprint!(
             "\rspeculative vs plain: {}/{} cases",

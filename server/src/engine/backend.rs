@@ -55,6 +55,9 @@ pub(crate) trait Backend {
     fn piece(&self, token: Token) -> Vec<u8>;
     /// End of generation (end of text, end of turn, and the FIM tokens models stop with).
     fn is_eog(&self, token: Token) -> bool;
+    /// Whether the token stands for text: not an end-of-generation or control token (such as a
+    /// prompt's FIM markers). Asked on every decode step, so it must not allocate.
+    fn has_text(&self, token: Token) -> bool;
     /// Sequences (slots) this context holds.
     fn n_seq(&self) -> u32;
     /// Positions available to each sequence.

@@ -44,9 +44,9 @@ pub(crate) struct Generation<S> {
     /// is already in the document), until it has all been produced.
     healing: Vec<u8>,
     /// Tokens a speculative step verified, handed out one a step before anything is evaluated
-    /// again: drafted tokens the cache already holds (`true`), then the model's own next token
-    /// (`false`), which becomes `pending` when handed out.
-    verified: VecDeque<(Token, bool)>,
+    /// again: drafted tokens the cache already holds, then (last) the model's own next token,
+    /// which becomes `pending` when handed out.
+    verified: VecDeque<Token>,
     pub n_prompt: u32,
     pub n_reused: u32,
     /// Prompt tokens evaluated (the prefill); generated tokens are counted in `n_generated`.
@@ -175,7 +175,7 @@ impl<S> Generation<S> {
         if let Some(end) = draft
             .tokens
             .iter()
-            .position(|&token| backend.is_eog(token) || backend.piece(token).is_empty())
+            .position(|&token| !backend.has_text(token))
         {
             draft.tokens.truncate(end);
         }
@@ -229,9 +229,8 @@ impl<S> Generation<S> {
         );
         self.n_drafted += draft.len() as u32;
         self.n_accepted += n_accepted as u32;
-        self.verified
-            .extend(draft[..n_accepted].iter().map(|&token| (token, true)));
-        self.verified.push_back((next, false));
+        self.verified.extend(&draft[..n_accepted]);
+        self.verified.push_back(next);
         Ok(self.sample(backend))
     }
 
@@ -293,7 +292,9 @@ impl<S> Generation<S> {
     /// Hands out the next verified token, or picks the next token from the backend's selected
     /// logits.
     pub(crate) fn sample<B: Backend<Sampler = S>>(&mut self, backend: &mut B) -> Event {
-        if let Some((token, cached)) = self.verified.pop_front() {
+        if let Some(token) = self.verified.pop_front() {
+            // All but the last verified token are drafted ones the cache already holds.
+            let cached = !self.verified.is_empty();
             return self.emit(backend, token, cached);
         }
         let token = if self.healing.is_empty() {

@@ -123,7 +123,7 @@ impl DraftTuner {
     /// The rate at which drafts found by an n-gram of this length are agreed with, token by
     /// token; one half before anything is known.
     pub(crate) fn agreement(&self, ngram: usize) -> f64 {
-        let idx = ngram.clamp(*NGRAMS.start(), *NGRAMS.end()) - NGRAMS.start();
+        let idx = ngram_idx(ngram);
         (self.agreed[idx] + 1.0) / (self.agreed[idx] + self.disagreed[idx] + 2.0)
     }
 
@@ -148,11 +148,16 @@ impl DraftTuner {
             let per_draft = ((ms - step_ms) / n_drafted as f64).max(0.0);
             self.per_draft_ms = Some(blend(self.per_draft_ms, per_draft));
         }
-        let idx = ngram.clamp(*NGRAMS.start(), *NGRAMS.end()) - NGRAMS.start();
+        let idx = ngram_idx(ngram);
         self.agreed[idx] = self.agreed[idx] * DECAY + n_accepted as f64;
         self.disagreed[idx] =
             self.disagreed[idx] * DECAY + f64::from(u8::from(n_accepted < n_drafted));
     }
+}
+
+/// Where an n-gram length's record is kept.
+fn ngram_idx(ngram: usize) -> usize {
+    ngram.clamp(*NGRAMS.start(), *NGRAMS.end()) - NGRAMS.start()
 }
 
 /// The running estimate after `sample`: a tenth of the way towards it.

@@ -995,16 +995,26 @@ fn speculating(max_draft: usize) -> FakeOptions {
     }
 }
 
+/// The sizes of the `evaluate_each` calls a fake logged since its calls were last taken.
+fn verifications(fake: &Mutex<FakeState>) -> Vec<u32> {
+    fake.lock()
+        .unwrap()
+        .take_calls()
+        .iter()
+        .filter_map(|call| match call {
+            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn prompt_lookup_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
     let mut plain = harness(speculating(0));
     plain.reply("bar, baz);");
     let expected = plain.complete(request("a", repeating_prompt()));
     assert_eq!(expected.text, "bar, baz);");
-    assert!(!plain
-        .calls()
-        .iter()
-        .any(|call| matches!(call, Call::EvaluateEach { .. })));
+    assert!(verifications(&plain.fake).is_empty());
 
     let mut h = harness(speculating(8));
     h.reply("bar, baz);");
@@ -1080,21 +1090,7 @@ fn sampling_with_temperature_never_speculates() {
     let completion = h.complete(sampled);
     assert_eq!(completion.text, "bar, baz);");
     assert_eq!(completion.figures.n_drafted, 0);
-    assert!(!h
-        .calls()
-        .iter()
-        .any(|call| matches!(call, Call::EvaluateEach { .. })));
-}
-
-/// The sizes of the `evaluate_each` calls logged so far.
-fn verifications(h: &Harness) -> Vec<u32> {
-    h.calls()
-        .iter()
-        .filter_map(|call| match call {
-            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
-            _ => None,
-        })
-        .collect()
+    assert!(verifications(&h.fake).is_empty());
 }
 
 #[test]
@@ -1105,7 +1101,7 @@ fn drafts_stop_before_control_tokens_and_fit_the_batch() {
     h.reply("bar, baz);");
     let completion = h.complete(request("a", repeating_prompt()));
     assert_eq!(completion.text, "bar, baz);");
-    assert_eq!(verifications(&h), vec![1 + 10]);
+    assert_eq!(verifications(&h.fake), vec![1 + 10]);
     assert_eq!(
         (completion.figures.n_drafted, completion.figures.n_accepted),
         (10, 9)
@@ -1119,7 +1115,7 @@ fn drafts_stop_before_control_tokens_and_fit_the_batch() {
     h.reply("bar, baz);");
     let completion = h.complete(request("a", repeating_prompt()));
     assert_eq!(completion.text, "bar, baz);");
-    assert_eq!(verifications(&h), vec![1 + 4, 1 + 4]);
+    assert_eq!(verifications(&h.fake), vec![1 + 4, 1 + 4]);
     assert_eq!(completion.figures.n_accepted, 8);
 }
 
@@ -1132,14 +1128,14 @@ fn a_completion_with_verified_tokens_hands_them_out_while_batched_with_another()
     for _ in 0..4 {
         h.scheduler.step(); // start, prefill, `b`, the draft verified and `a`
     }
-    assert_eq!(verifications(&h), vec![1 + 8]);
+    assert_eq!(verifications(&h.fake), vec![1 + 8]);
     let mut second = h.submit(request("b", prompt("x")));
     h.run_until_idle();
     assert_eq!(first.try_recv().unwrap().unwrap().text, "bar, baz);");
     assert_eq!(second.try_recv().unwrap().unwrap().text, "ok");
     // Batched steps hand out the verified tokens and draft nothing; the second answer is done
     // before the first one's last token (`;`), which then goes with its draft (`\n`) alone.
-    assert_eq!(verifications(&h), vec![1 + 1]);
+    assert_eq!(verifications(&h.fake), vec![1 + 1]);
     for slot_idx in 0..2 {
         let held = h.fake.lock().unwrap().contents[slot_idx].clone();
         assert_eq!(held, h.scheduler.slot_tokens(slot_idx));
@@ -1166,16 +1162,5 @@ fn chat_answers_that_copy_the_prompt_are_drafted_from_it() {
     // `l)` and then ends the answer.
     let stats = h.shared.stats().clone();
     assert_eq!((stats.n_tokens_drafted, stats.n_tokens_accepted), (16, 10));
-    let each: Vec<u32> = h
-        .chat_fake
-        .lock()
-        .unwrap()
-        .take_calls()
-        .iter()
-        .filter_map(|call| match call {
-            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(each, vec![1 + 8, 1 + 8]);
+    assert_eq!(verifications(&h.chat_fake), vec![1 + 8, 1 + 8]);
 }

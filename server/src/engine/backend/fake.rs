@@ -192,6 +192,10 @@ impl Backend for Fake {
         token == EOG
     }
 
+    fn has_text(&self, token: Token) -> bool {
+        (BYTE_BASE..BYTE_BASE + 256).contains(&token)
+    }
+
     fn n_seq(&self) -> u32 {
         self.options.n_seq
     }

@@ -463,6 +463,35 @@ impl<'m> LlamaCpp<'m> {
         Ok(backend)
     }
 
+    /// Evaluates every input in one batch, keeping the logits of each input's last token, or of
+    /// every token with `every_token`; `outputs` lists their batch indices in order.
+    fn decode(&mut self, inputs: &[super::Input<'_>], every_token: bool) -> Result<(), Error> {
+        self.batch.clear();
+        self.outputs.clear();
+        for input in inputs {
+            let last_idx = input.tokens.len().saturating_sub(1);
+            for (token_idx, &token) in input.tokens.iter().enumerate() {
+                let logits = every_token || token_idx == last_idx;
+                self.batch
+                    .add(
+                        LlamaToken(token),
+                        (input.n_past as usize + token_idx) as i32,
+                        &[input.seq as i32],
+                        logits,
+                    )
+                    .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
+                if logits {
+                    self.outputs.push(self.batch.n_tokens() - 1);
+                }
+            }
+        }
+        // `sample` reads the last token's logits until `select_output` picks another.
+        self.output = -1;
+        self.context
+            .decode(&mut self.batch)
+            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+    }
+
     /// Has llama.cpp size its output buffer for a whole draft's logits now, with one throwaway
     /// evaluation. It grows the buffer on the first batch asking for more outputs than it holds,
     /// and on Mesa's llvmpipe a buffer replaced while the device still worked on the old one
@@ -537,6 +566,15 @@ impl Backend for LlamaCpp<'_> {
         self.model.vocab().is_eog(LlamaToken(token))
     }
 
+    /// From the table of every token's text (built at load), where end-of-generation and
+    /// control tokens have none.
+    fn has_text(&self, token: Token) -> bool {
+        usize::try_from(token)
+            .ok()
+            .and_then(|token| self.pieces().get(token))
+            .is_some_and(|piece| !piece.is_empty())
+    }
+
     fn n_seq(&self) -> u32 {
         self.n_seq
     }
@@ -558,27 +596,7 @@ impl Backend for LlamaCpp<'_> {
     }
 
     fn evaluate_batch(&mut self, inputs: &[super::Input<'_>]) -> Result<(), Error> {
-        self.batch.clear();
-        self.outputs.clear();
-        for input in inputs {
-            let last_idx = input.tokens.len().saturating_sub(1);
-            for (token_idx, &token) in input.tokens.iter().enumerate() {
-                self.batch
-                    .add(
-                        LlamaToken(token),
-                        (input.n_past as usize + token_idx) as i32,
-                        &[input.seq as i32],
-                        token_idx == last_idx,
-                    )
-                    .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
-            }
-            self.outputs.push(self.batch.n_tokens() - 1);
-        }
-        // `sample` reads the last token's logits until `select_output` picks another.
-        self.output = -1;
-        self.context
-            .decode(&mut self.batch)
-            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+        self.decode(inputs, false)
     }
 
     fn select_output(&mut self, input_idx: usize) {
@@ -586,23 +604,14 @@ impl Backend for LlamaCpp<'_> {
     }
 
     fn evaluate_each(&mut self, seq: u32, n_past: u32, tokens: &[Token]) -> Result<(), Error> {
-        self.batch.clear();
-        self.outputs.clear();
-        for (token_idx, &token) in tokens.iter().enumerate() {
-            self.batch
-                .add(
-                    LlamaToken(token),
-                    (n_past as usize + token_idx) as i32,
-                    &[seq as i32],
-                    true,
-                )
-                .map_err(|error| Error::Backend(format!("cannot build a batch: {error}")))?;
-            self.outputs.push(token_idx as i32);
-        }
-        self.output = -1;
-        self.context
-            .decode(&mut self.batch)
-            .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+        self.decode(
+            &[super::Input {
+                seq,
+                n_past,
+                tokens,
+            }],
+            true,
+        )
     }
 
     fn max_draft(&self) -> usize {
