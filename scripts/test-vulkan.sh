@@ -23,7 +23,11 @@ export WELLSPRING_TEST_BACKEND=vulkan
 export WELLSPRING_BACKENDS_DIR="$release"
 features=dynamic-backends,vulkan
 
-# The engine's real-backend tests, the offload agreement test among them.
-cargo test --locked -p wellspring --features "$features" --lib engine::llama_tests
+cargo test --locked -p wellspring --features "$features" --no-run
+# The engine's real-backend tests, the offload agreement test among them, one at a time: two
+# engines of one process on one software device is not what these tests check, and a CI run once
+# hung with two of them in flight. Locally they take under a minute; the deadline stops a hang
+# early and prints where each thread was.
+bash scripts/deadline.sh 600 cargo test --locked -p wellspring --features "$features" --lib engine::llama_tests -- --test-threads=1
 # Every editor feature through the language server, and the shared engine process.
-cargo test --locked -p wellspring --features "$features" --test lsp -- features:: shared_engine::
+bash scripts/deadline.sh 900 cargo test --locked -p wellspring --features "$features" --test lsp -- features:: shared_engine::
