@@ -4,14 +4,17 @@
 //! concern and exposes a small `pub` façade; see `ARCHITECTURE.md` for the map and the
 //! invariants that keep the boundaries honest.
 
-pub mod assist;
+pub(crate) mod assist;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod docs;
-pub mod engine;
-pub mod index;
+pub(crate) mod engine;
+pub(crate) mod index;
 pub mod lsp;
-pub mod model;
+pub(crate) mod model;
 pub mod syntax;
+mod text;
 pub mod trim;
+
+pub use engine::LlamaErrors;

@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 use wellspring::config::{self, Layers};
-use wellspring::engine::LlamaErrors;
+use wellspring::LlamaErrors;
 
 #[derive(Parser)]
 #[command(

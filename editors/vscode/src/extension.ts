@@ -155,7 +155,7 @@ async function start(): Promise<void> {
     followModelStatus(params, modelChoice);
     // Until the model is in, warming has nothing to run on: warm once it is.
     const becameReady = params.state === "ready" && !wasReady;
-    wasReady = params.state === "ready" || (wasReady && params.state === "busy");
+    wasReady = params.state === "ready";
     if (becameReady && client === started) {
       warmedLines.clear();
       warmSoon(vscode.window.activeTextEditor, 0);
@@ -221,7 +221,6 @@ function showStatus(status: ext.StatusParams): void {
   const icons = {
     loading: "$(loading~spin)",
     ready: "$(check)",
-    busy: "$(sync~spin)",
     error: "$(error)",
     disabled: "$(circle-slash)",
     noModel: "$(cloud-download)",
@@ -230,7 +229,7 @@ function showStatus(status: ext.StatusParams): void {
   let text = `${icons[status.state] ?? "$(question)"} Wellspring`;
   if (status.state === "loading" && status.progress !== undefined) text += ` ${Math.round(status.progress * 100)}%`;
   else if (status.state === "noModel") text += ": choose a model";
-  else if (status.state !== "ready" && status.state !== "busy") text += `: ${status.state}`;
+  else if (status.state !== "ready") text += `: ${status.state}`;
   else if (lastLatencyMs !== undefined) text += ` ${Math.round(lastLatencyMs)} ms`;
   statusItem.text = text;
   statusItem.command = status.state === "noModel" ? "wellspring.chooseModel" : "wellspring.showMenu";

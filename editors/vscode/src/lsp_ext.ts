@@ -15,7 +15,7 @@ export interface Settings {
   engine?: { mode?: "shared" | "in_process" };
 }
 
-export type ServerState = "loading" | "ready" | "busy" | "error" | "disabled" | "noModel";
+export type ServerState = "loading" | "ready" | "error" | "disabled" | "noModel";
 
 export interface StatusParams {
   state: ServerState;
@@ -106,6 +106,19 @@ export interface ServerInfoResult {
 export const serverInfo = new lc.RequestType0<ServerInfoResult, void>("wellspring/serverInfo");
 
 /** One completion's figures, as `wellspring/stats` reports them. */
+/** Why a completion's generation stopped. */
+export type StopReason =
+  | "EndOfGeneration"
+  | "EndOfLine"
+  | "StopString"
+  | "MaxTokens"
+  | "TimeBudget"
+  | "ContextFull"
+  | "SuffixReached"
+  | "SuggestionComplete"
+  | "TypedAhead"
+  | "EmptyPrompt";
+
 export interface CompletionFigures {
   nPrompt: number;
   nReused: number;
@@ -118,7 +131,7 @@ export interface CompletionFigures {
   tDecodeMs: number;
   tTotalMs: number;
   servedWithoutInference: boolean;
-  stop: string;
+  stop: StopReason;
 }
 
 export interface StatsResult {

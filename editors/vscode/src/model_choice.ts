@@ -165,7 +165,6 @@ export function healthReport(
   ok(`server: wellspring ${info.version}, ${info.binary ?? server.command} (${server.source})`);
   switch (info.state) {
     case "ready":
-    case "busy":
       ok(`model: ${info.model}`);
       break;
     case "loading":

@@ -6,9 +6,10 @@ use std::ops::Range;
 use tokio::sync::mpsc;
 
 use super::chat::{describe_code, message};
-use super::{fence_name, slice, target_range};
+use super::{fence_name, target_range};
 use crate::context::ContextSnapshot;
 use crate::engine::{ChatRequest, Engine, SamplingConfig};
+use crate::text;
 
 /// The kinds of code action Wellspring offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +144,7 @@ pub async fn run(
     let (deltas, _ignored) = mpsc::unbounded_channel();
     let outcome = engine.chat(request, deltas).await?;
     let new_code = extract_code(&outcome.text).ok_or(Error::NoCode)?;
-    let old_code = slice(document, target.clone());
+    let old_code = text::slice(&document.rope, target.clone());
     let edit = match kind {
         ActionKind::WriteTests => {
             let indent = leading_indent(&old_code);

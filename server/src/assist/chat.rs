@@ -5,9 +5,10 @@ use std::ops::Range;
 
 use tokio::sync::mpsc;
 
-use super::{fence_name, slice, target_range};
+use super::{fence_name, target_range};
 use crate::context::{self, Budget, ContextSnapshot};
 use crate::engine::{ChatMessage, ChatOutcome, ChatRequest, Engine, Error, SamplingConfig};
+use crate::text;
 
 const SYSTEM_PROMPT: &str = "You are Wellspring, a coding assistant inside the user's editor. \
 Answer precisely and briefly. When you show code, use fenced code blocks with the language name.";
@@ -46,7 +47,7 @@ pub fn describe_code(
     let target = target_range(document, selection);
     let path = snapshot.display_path(&document.uri);
     let fence = fence_name(document.language);
-    let code = slice(document, target.clone());
+    let code = text::slice(&document.rope, target.clone());
     let token_counter = engine.token_counter();
     let built = context::build(
         snapshot,

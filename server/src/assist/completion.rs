@@ -8,6 +8,7 @@ use crate::engine::{
     CompletionFigures, CompletionRequest, DoneCheck, Engine, Error, SamplingConfig,
 };
 use crate::syntax::Language;
+use crate::text;
 
 /// A suggestion to insert at the cursor.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,12 +55,7 @@ const MAX_INVOKED_SUGGESTIONS: usize = 3;
 /// Whether only the rest of the cursor's line should be completed: text follows the cursor.
 pub fn is_mid_line(snapshot: &ContextSnapshot, cursor_byte: usize) -> bool {
     let rope = &snapshot.current.rope;
-    let line_idx = rope.byte_to_line(cursor_byte);
-    let line_end_byte = if line_idx + 1 < rope.len_lines() {
-        rope.line_to_byte(line_idx + 1)
-    } else {
-        rope.len_bytes()
-    };
+    let line_end_byte = text::line_end_byte(rope, rope.byte_to_line(cursor_byte));
     rope.byte_slice(cursor_byte..line_end_byte)
         .chars()
         .any(|character| !character.is_whitespace())
@@ -197,8 +193,7 @@ fn n_discarded_tokens(raw: &str, token_ends: &[usize], shown: &str) -> u32 {
 /// The start of the identifier-like word that ends at the cursor, for completion-menu filtering.
 pub fn word_start(snapshot: &ContextSnapshot, cursor_byte: usize) -> usize {
     let rope = &snapshot.current.rope;
-    let line_start_byte = rope.line_to_byte(rope.byte_to_line(cursor_byte));
-    let head = rope.byte_slice(line_start_byte..cursor_byte).to_string();
+    let head = text::slice(rope, text::line_start_of(rope, cursor_byte)..cursor_byte);
     let n_word_bytes: usize = head
         .chars()
         .rev()

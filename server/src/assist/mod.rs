@@ -28,7 +28,7 @@ pub fn target_range(document: &Document, selection: Range<usize>) -> Range<usize
     let line_idx = rope.byte_to_line(cursor_byte);
     let line_start_byte = rope.line_to_byte(line_idx);
     if let (Some(language), Some(tree)) = (document.language, document.tree.as_ref()) {
-        let scopes = crate::context::outline::scopes_touching(language, rope, tree, cursor_byte);
+        let scopes = crate::syntax::outline::scopes_touching(language, rope, tree, cursor_byte);
         if let Some(scope) = scopes
             .iter()
             .filter(|scope| !scope.is_class)
@@ -165,13 +165,6 @@ pub fn fence_name(language: Option<Language>) -> &'static str {
         Some(Language::Lua) => "lua",
         None => "",
     }
-}
-
-fn slice(document: &Document, byte_range: Range<usize>) -> String {
-    let rope = &document.rope;
-    let end_byte = byte_range.end.min(rope.len_bytes());
-    let start_byte = byte_range.start.min(end_byte);
-    rope.byte_slice(start_byte..end_byte).to_string()
 }
 
 #[cfg(test)]

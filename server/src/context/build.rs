@@ -15,12 +15,13 @@ use ropey::Rope;
 use tree_sitter::Tree;
 
 use super::neighbourhood::{self, LineCosts, Neighbourhood};
-use super::outline::{self, Definition};
 use super::snapshot::{ContextSnapshot, RecentKind};
 use super::symbols::{self, Candidate, Origin};
 use crate::docs::DocumentKind;
 use crate::engine::{ContextChunk, FimPrompt, ModelCaps, TokenCounter};
+use crate::syntax::outline::{self, Definition};
 use crate::syntax::Language;
+use crate::text;
 
 /// How many tokens a prompt may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +83,7 @@ pub fn build(
 ) -> BuiltPrompt {
     let document = &snapshot.current;
     let rope = &document.rope;
-    let cursor_byte = clamp_to_char_boundary(rope, cursor_byte);
+    let cursor_byte = text::floor_char_boundary(rope, cursor_byte);
     let path = snapshot.display_path(&document.uri);
     let tree = document
         .tree
@@ -114,7 +115,7 @@ pub fn build(
     // The line head gets a fixed reserve, so that its length never moves the other cuts.
     let n_line_head_reserve = (n_budget / 8).min(128);
     let (line_head, n_line_head) = line_head_within(
-        &outline::slice_text(rope, line_start..cursor_byte),
+        &text::slice(rope, line_start..cursor_byte),
         n_line_head_reserve,
         tokens,
     );
@@ -260,7 +261,7 @@ pub fn build(
         });
     }
     prefix.push_str(&header.text);
-    prefix.push_str(&outline::slice_text(rope, cut.prefix.clone()));
+    prefix.push_str(&text::slice(rope, cut.prefix.clone()));
     sections.push(Section {
         label: "prefix",
         path: path.clone(),
@@ -286,16 +287,11 @@ pub fn build(
             extra,
             path,
             prefix,
-            suffix: outline::slice_text(rope, cut.suffix.clone()),
+            suffix: text::slice(rope, cut.suffix.clone()),
             line_head,
         },
         sections,
     }
-}
-
-fn clamp_to_char_boundary(rope: &Rope, byte_idx: usize) -> usize {
-    let byte_idx = byte_idx.min(rope.len_bytes());
-    rope.char_to_byte(rope.byte_to_char(byte_idx))
 }
 
 fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
@@ -422,7 +418,7 @@ fn file_header(
 
     let mut text = String::new();
     for line_idx in &chosen {
-        text.push_str(&outline::lines_text(rope, *line_idx..*line_idx + 1));
+        text.push_str(&text::lines(rope, *line_idx..*line_idx + 1));
     }
     import_lines.sort_unstable();
     scope_lines.sort_unstable();

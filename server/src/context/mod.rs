@@ -10,7 +10,6 @@
 
 mod build;
 mod neighbourhood;
-pub mod outline;
 mod postprocess;
 mod snapshot;
 mod symbols;

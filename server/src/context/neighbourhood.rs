@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use tree_sitter::{Node, Tree};
 
 use crate::engine::TokenCounter;
+use crate::text;
 
 /// Where the prefix and suffix were cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,14 +191,6 @@ fn is_token_like(node: Node<'_>) -> bool {
         || kind.contains("heredoc")
 }
 
-fn line_start_byte(rope: &Rope, line_idx: usize) -> usize {
-    if line_idx >= rope.len_lines() {
-        rope.len_bytes()
-    } else {
-        rope.line_to_byte(line_idx)
-    }
-}
-
 /// Chooses the prefix and suffix for a cursor at `cursor_byte`: the prefix takes up to
 /// `n_prefix_budget` tokens of whole lines above the cursor's line, the suffix the rest of the
 /// cursor's line and up to `n_suffix_budget` tokens of lines below.
@@ -225,7 +218,7 @@ pub(crate) fn cut(
         }
         n_used += n_line;
         line_idx -= 1;
-        let cut_byte = line_start_byte(rope, line_idx);
+        let cut_byte = text::line_start_byte(rope, line_idx);
         if !costs.splits_token(cut_byte) {
             best_any = (line_idx, n_used);
         }
@@ -236,8 +229,8 @@ pub(crate) fn cut(
     let (prefix_first_line, n_prefix_tokens) = best_clean.unwrap_or(best_any);
 
     // Suffix: the rest of the cursor's line always, then whole lines while they fit.
-    let cursor_line_end = line_start_byte(rope, cursor_line + 1);
-    let rest_of_line = super::outline::slice_text(rope, cursor_byte..cursor_line_end);
+    let cursor_line_end = text::line_start_byte(rope, cursor_line + 1);
+    let rest_of_line = text::slice(rope, cursor_byte..cursor_line_end);
     let mut n_used = tokens.count_tokens(&rest_of_line);
     let mut best_clean: Option<(usize, usize)> = None;
     let mut best_any = (cursor_line + 1, n_used);
@@ -252,7 +245,7 @@ pub(crate) fn cut(
         }
         n_used += n_line;
         line_idx += 1;
-        let cut_byte = line_start_byte(rope, line_idx);
+        let cut_byte = text::line_start_byte(rope, line_idx);
         if !costs.splits_token(cut_byte) {
             best_any = (line_idx, n_used);
         }
@@ -263,8 +256,9 @@ pub(crate) fn cut(
     let (suffix_end_line, n_suffix_tokens) = best_clean.unwrap_or(best_any);
 
     Neighbourhood {
-        prefix: line_start_byte(rope, prefix_first_line)..line_start_byte(rope, cursor_line),
-        suffix: cursor_byte..line_start_byte(rope, suffix_end_line).max(cursor_byte),
+        prefix: text::line_start_byte(rope, prefix_first_line)
+            ..text::line_start_byte(rope, cursor_line),
+        suffix: cursor_byte..text::line_start_byte(rope, suffix_end_line).max(cursor_byte),
         prefix_lines: prefix_first_line..cursor_line,
         suffix_lines: cursor_line..suffix_end_line.min(n_lines).max(cursor_line + 1),
         n_prefix_tokens,

@@ -148,7 +148,7 @@ impl RecentChunks {
     }
 
     fn record(&mut self, uri: &str, kind: RecentKind, rope: &Rope, lines: Range<usize>) {
-        let text = super::outline::lines_text(rope, lines.clone());
+        let text = crate::text::lines(rope, lines.clone());
         if text.trim().is_empty() {
             return;
         }
@@ -172,11 +172,6 @@ impl RecentChunks {
         while self.chunks.len() > self.capacity {
             self.chunks.pop_front();
         }
-    }
-
-    /// Drops every chunk of a document (closed or deleted).
-    pub fn forget(&mut self, uri: &str) {
-        self.chunks.retain(|chunk| chunk.uri != uri);
     }
 
     /// Oldest first.

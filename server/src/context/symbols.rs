@@ -12,8 +12,9 @@ use std::sync::Arc;
 use ropey::Rope;
 use tree_sitter::Tree;
 
-use super::outline::{self, Definition};
+use crate::syntax::outline::{self, Definition};
 use crate::syntax::{self, Language};
+use crate::text;
 
 /// Lines above and below the cursor whose names count as "used near the cursor".
 const WINDOW_LINES_ABOVE: usize = 40;
@@ -163,7 +164,7 @@ pub(crate) fn used_names(
     }
 
     // Plain identifiers catch what the parse of half-typed code misses, at a lower weight.
-    let window_text = outline::slice_text(rope, window_start..window_end);
+    let window_text = text::slice(rope, window_start..window_end);
     for (offset, name) in identifiers(&window_text) {
         let start_byte = window_start + offset;
         if name.len() < 2 || !is_stable(start_byte, start_byte + name.len()) {
@@ -182,7 +183,7 @@ pub(crate) fn used_names(
 pub(crate) fn import_words(rope: &Rope, imports: &[std::ops::Range<usize>]) -> WordSet {
     let mut words = WordSet::default();
     for range in imports {
-        let text = outline::slice_text(rope, range.clone());
+        let text = text::slice(rope, range.clone());
         for (_, word) in identifiers(&text) {
             words.insert(word);
         }

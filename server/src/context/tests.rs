@@ -12,6 +12,7 @@ use super::*;
 use crate::docs::{Document, DocumentStore};
 use crate::engine::{FimPrompt, ModelCaps, TokenCounter};
 use crate::index::WorkspaceIndex;
+use crate::syntax::outline;
 use crate::syntax::Language;
 
 /// Roughly four bytes a token, like BPE vocabularies on code; exact, cheap and deterministic.

@@ -436,8 +436,8 @@ enum Runs {
 /// Which engine a handle talks to, for `wellspring/serverInfo`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineInfo {
-    /// `in_process` or `shared`.
-    pub mode: &'static str,
+    /// Whether the model runs in a shared engine process (or in this one).
+    pub shared: bool,
     /// The process running the model.
     pub pid: u32,
     /// The shared engine's socket (or `tcp:HOST:PORT`).
@@ -664,7 +664,7 @@ impl Engine {
     pub async fn info(&self) -> Result<EngineInfo, Error> {
         match &self.inner.runs {
             Runs::InProcess { shared, .. } => Ok(EngineInfo {
-                mode: "in_process",
+                shared: false,
                 pid: std::process::id(),
                 socket: None,
                 n_clients: 1,
@@ -674,7 +674,7 @@ impl Engine {
             Runs::Shared(remote) => {
                 let live = remote.info().await?;
                 Ok(EngineInfo {
-                    mode: "shared",
+                    shared: true,
                     pid: remote.facts.pid,
                     socket: Some(remote.endpoint.to_string()),
                     n_clients: live.n_clients,

@@ -18,10 +18,10 @@ use dashmap::DashMap;
 use ropey::Rope;
 use tree_sitter::{Parser, Tree};
 
-use crate::context::outline::{self, Definition};
+use crate::syntax::outline::{self, Definition};
 use crate::syntax::{self, Language};
 
-pub use scan::{ScanConfig, ScanStats};
+pub use scan::ScanConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

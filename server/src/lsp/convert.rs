@@ -162,6 +162,24 @@ pub fn range(rope: &Rope, bytes: std::ops::Range<usize>, encoding: PositionEncod
     )
 }
 
+/// Why a completion stopped, as the wire names it.
+pub(crate) fn stop(reason: crate::engine::StopReason) -> crate::lsp::ext::StopResult {
+    use crate::engine::StopReason;
+    use crate::lsp::ext::StopResult;
+    match reason {
+        StopReason::EndOfGeneration => StopResult::EndOfGeneration,
+        StopReason::EndOfLine => StopResult::EndOfLine,
+        StopReason::StopString => StopResult::StopString,
+        StopReason::MaxTokens => StopResult::MaxTokens,
+        StopReason::TimeBudget => StopResult::TimeBudget,
+        StopReason::ContextFull => StopResult::ContextFull,
+        StopReason::SuffixReached => StopResult::SuffixReached,
+        StopReason::SuggestionComplete => StopResult::SuggestionComplete,
+        StopReason::TypedAhead => StopResult::TypedAhead,
+        StopReason::EmptyPrompt => StopResult::EmptyPrompt,
+    }
+}
+
 /// Where the model runs, for `wellspring/serverInfo` and `wellspring/status`.
 pub(crate) fn device(placement: &crate::engine::Placement) -> crate::lsp::ext::DeviceResult {
     crate::lsp::ext::DeviceResult {

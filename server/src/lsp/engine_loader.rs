@@ -73,7 +73,7 @@ pub(crate) async fn send_status(
     };
     let backend = device.as_ref().map(|device| device.backend.clone());
     let params = StatusParams {
-        state: engine_state.name().to_owned(),
+        state: engine_state.wire(),
         message: message.unwrap_or(default_message),
         progress,
         model,

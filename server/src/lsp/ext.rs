@@ -15,15 +15,14 @@ pub struct ServerInfoResult {
     pub version: String,
     pub position_encoding: String,
     pub open_documents: usize,
-    pub state: String,
+    pub state: ServerState,
     /// The resolved model file, once known.
     pub model: Option<String>,
     /// The separate chat and code-action model, once it is loaded (`null` until then, and when
     /// chat runs on `model`).
     pub chat_model: Option<String>,
-    /// `"same"` (chat runs on `model`), `"loading"`, `"ready"` or `"unavailable"`; `null` while
-    /// no engine runs.
-    pub chat_model_state: Option<String>,
+    /// Where the chat model stands; `null` while no engine runs.
+    pub chat_model_state: Option<ChatModelStateResult>,
     /// Why the separate chat model is unavailable.
     pub chat_model_error: Option<String>,
     pub backend: String,
@@ -38,6 +37,62 @@ pub struct ServerInfoResult {
     pub binary: Option<String>,
     /// The model the server would download when asked (state `noModel` only).
     pub offer: Option<ModelOffer>,
+}
+
+/// Where the server's model stands, as `wellspring/status` and `wellspring/serverInfo` say.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ServerState {
+    Loading,
+    Ready,
+    /// The model failed to load; the message says why.
+    Error,
+    /// No model is configured, or completions are turned off.
+    Disabled,
+    /// No model was configured and the default one is not downloaded (see [`ModelOffer`]).
+    NoModel,
+}
+
+impl ServerState {
+    pub const ALL: [ServerState; 5] = [
+        ServerState::Loading,
+        ServerState::Ready,
+        ServerState::Error,
+        ServerState::Disabled,
+        ServerState::NoModel,
+    ];
+
+    /// The wire name, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Loading => "loading",
+            ServerState::Ready => "ready",
+            ServerState::Error => "error",
+            ServerState::Disabled => "disabled",
+            ServerState::NoModel => "noModel",
+        }
+    }
+}
+
+/// Where the separate chat and code-action model stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ChatModelStateResult {
+    /// Chat runs on the completion model.
+    Same,
+    Loading,
+    Ready,
+    Unavailable,
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineMode {
+    /// An engine process every window shares.
+    Shared,
+    /// An engine inside this server.
+    InProcess,
 }
 
 /// What a server without a model offers (state `noModel`): no model was configured and the
@@ -84,8 +139,7 @@ pub struct DeviceResult {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineInfoResult {
-    /// `"shared"` (an engine process every window shares) or `"in_process"`.
-    pub mode: String,
+    pub mode: EngineMode,
     /// The process that holds the model.
     pub pid: u32,
     /// The shared engine's socket.
@@ -105,8 +159,7 @@ impl Notification for Status {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusParams {
-    /// `loading`, `ready`, `busy`, `error`, `disabled` or `noModel` (see [`ModelOffer`]).
-    pub state: String,
+    pub state: ServerState,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<f32>,
@@ -147,7 +200,27 @@ pub struct CompletionFiguresResult {
     pub t_decode_ms: f64,
     pub t_total_ms: f64,
     pub served_without_inference: bool,
-    pub stop: String,
+    pub stop: StopResult,
+}
+
+/// Why a completion's generation stopped. The names are the wire's, as they have always been.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum StopResult {
+    EndOfGeneration,
+    EndOfLine,
+    StopString,
+    MaxTokens,
+    TimeBudget,
+    /// The slot's share of the context is full.
+    ContextFull,
+    /// A multi-line completion reached the line below the cursor and began to repeat it.
+    SuffixReached,
+    /// The suggestion was found complete.
+    SuggestionComplete,
+    /// The answer is the rest of an earlier suggestion the user has been typing.
+    TypedAhead,
+    /// The prompt rendered to no tokens at all.
+    EmptyPrompt,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

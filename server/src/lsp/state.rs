@@ -15,7 +15,7 @@ use crate::index::WorkspaceIndex;
 
 use super::convert::PositionEncoding;
 use super::edits::ComputedEdit;
-use super::ext::ModelOffer;
+use super::ext::{ModelOffer, ServerState};
 
 /// How long the server remembers a code-action edit it handed over to the background.
 const HANDED_OVER_MEMORY: Duration = Duration::from_secs(3600);
@@ -54,13 +54,14 @@ pub enum EngineState {
 }
 
 impl EngineState {
-    pub fn name(&self) -> &'static str {
+    /// The state as the wire names it.
+    pub fn wire(&self) -> ServerState {
         match self {
-            EngineState::Disabled => "disabled",
-            EngineState::Loading { .. } => "loading",
-            EngineState::Ready(_) => "ready",
-            EngineState::Failed(_) => "error",
-            EngineState::NoModel(_) => "noModel",
+            EngineState::Disabled => ServerState::Disabled,
+            EngineState::Loading { .. } => ServerState::Loading,
+            EngineState::Ready(_) => ServerState::Ready,
+            EngineState::Failed(_) => ServerState::Error,
+            EngineState::NoModel(_) => ServerState::NoModel,
         }
     }
 }
@@ -246,13 +247,6 @@ impl State {
             .record_edit(&document.uri, &document.rope, byte_idx);
     }
 
-    pub fn forget_recent(&self, uri: &str) {
-        self.recent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .forget(uri);
-    }
-
     /// Everything a prompt for `current` may draw on, as of now.
     pub fn context_snapshot(&self, current: Arc<Document>) -> ContextSnapshot {
         ContextSnapshot {
@@ -378,6 +372,6 @@ mod tests {
         state.record_edit(&document, 0);
         let snapshot = state.context_snapshot(document);
         assert_eq!(snapshot.current.version, 1);
-        assert_eq!(state.engine_state().name(), "disabled");
+        assert_eq!(state.engine_state().wire(), ServerState::Disabled);
     }
 }

@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 
 pub use builtin::{BuiltinModel, BUILTIN_MODELS};
 pub use cache::{default_cache_dir, CachedModel};
-pub use gguf::{file_type_name, GgufSummary, SpecialTokens, TensorBytes};
+pub use gguf::GgufSummary;
 pub use hf::HfSpec;
 pub use ollama::OllamaSpec;
-pub use progress::{Progress, ProgressCallback, ProgressStage};
+pub use progress::{Progress, ProgressCallback};
 
 /// The model used when none is configured: Qwen2.5-Coder 1.5B (base, Q8_0), trained for
 /// fill-in-the-middle and small enough to answer at typing speed on a laptop GPU.
@@ -282,14 +282,6 @@ pub fn resolve(spec: &str, options: &ResolveOptions) -> Result<ResolvedModel, Er
     }
 }
 
-/// Resolves a built-in model given by its table entry (tests use entries of their own).
-pub fn resolve_builtin(
-    model: &BuiltinModel,
-    options: &ResolveOptions,
-) -> Result<ResolvedModel, Error> {
-    builtin::resolve(model, options)
-}
-
 /// Reads and checks the header of the GGUF file at `path` without loading any tensor data:
 /// the magic, the version (2 or 3), every metadata entry and tensor info, and that all tensor
 /// data fits inside the file.
@@ -300,11 +292,6 @@ pub fn inspect(path: &Path) -> Result<GgufSummary, Error> {
 /// The models in the cache (complete files and interrupted downloads).
 pub fn cached_models(options: &ResolveOptions) -> Result<Vec<CachedModel>, Error> {
     cache::list(&options.cache_dir()?)
-}
-
-/// Looks up a built-in model by name.
-pub fn find_builtin(name: &str) -> Option<&'static BuiltinModel> {
-    builtin::find(name)
 }
 
 fn home_dir() -> Option<PathBuf> {

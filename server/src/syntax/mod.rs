@@ -5,6 +5,7 @@
 //! context builder through [`queries`]; this module compiles and runs them but does not interpret
 //! their captures.
 
+pub mod outline;
 mod queries;
 
 use ropey::Rope;

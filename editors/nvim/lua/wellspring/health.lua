@@ -72,7 +72,7 @@ local function check_model(health, info, missing)
   local message = last and last.message ~= '' and last.message or nil
   if state == 'ready' and type(model) == 'string' then
     health.ok(('model loaded: %s (backend %s)'):format(model, tostring(info.backend)))
-  elseif state == 'loading' or state == 'busy' then
+  elseif state == 'loading' then
     health.info(('model %s: %s (backend %s)'):format(state, tostring(model), tostring(info.backend)))
   elseif state == nil then
     health.warn('the server does not report a model state; it may be older than this plugin')

@@ -179,7 +179,7 @@ end
 
 --- Handler for `wellspring/status`.
 function M.on_status(_, params, ctx)
-  local was_ready = status and (status.state == 'ready' or status.state == 'busy')
+  local was_ready = status and status.state == 'ready'
   status = params
   -- Warming needs the model: warm the current buffer once it is in.
   local client = ctx and vim.lsp.get_client_by_id(ctx.client_id)

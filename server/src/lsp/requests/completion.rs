@@ -8,6 +8,7 @@ use super::inline_completion;
 use crate::assist::completion::{self, Trigger};
 use crate::lsp::convert;
 use crate::lsp::Server;
+use crate::text;
 
 /// Longest label shown in the menu; the full text is in the item's documentation.
 const MAX_LABEL_CHARS: usize = 60;
@@ -26,10 +27,10 @@ pub(crate) async fn handle(
             .flatten()
     }) {
         let rope = &target.document.rope;
-        let line_start_byte = rope.line_to_byte(rope.byte_to_line(target.cursor_byte));
-        let before = rope
-            .byte_slice(line_start_byte..target.cursor_byte)
-            .to_string();
+        let before = text::slice(
+            rope,
+            text::line_start_of(rope, target.cursor_byte)..target.cursor_byte,
+        );
         if !completion::triggers_here(target.document.language, &before, trigger) {
             return Ok(None);
         }

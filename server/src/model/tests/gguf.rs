@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::{tiny_model, GgufBuilder};
-use crate::model::{inspect, GgufSummary, SpecialTokens, TensorBytes};
+use crate::model::gguf::{SpecialTokens, TensorBytes};
+use crate::model::{inspect, GgufSummary};
 
 /// Writes `bytes` to a file in a fresh directory and inspects it. Errors come back as their
 /// message with the directory replaced by `$DIR`.

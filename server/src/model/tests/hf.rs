@@ -4,7 +4,8 @@ use std::net::TcpListener;
 
 use super::http_server::{Route, SeenRequest, TestServer};
 use super::{files_under, options, recorder, GgufBuilder};
-use crate::model::{resolve, Error, ModelSource, ProgressStage, ResolveOptions};
+use crate::model::progress::ProgressStage;
+use crate::model::{resolve, Error, ModelSource, ResolveOptions};
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;

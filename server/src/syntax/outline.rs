@@ -12,6 +12,7 @@ use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
 use crate::syntax::{self, Language};
+use crate::text;
 
 /// Longest summary of a class-like definition, in lines; longer ones end in an elision line.
 const MAX_CLASS_SUMMARY_LINES: usize = 40;
@@ -104,28 +105,7 @@ pub struct Scope {
 }
 
 pub(crate) fn node_text(rope: &Rope, node: Node<'_>) -> String {
-    slice_text(rope, node.byte_range())
-}
-
-pub(crate) fn slice_text(rope: &Rope, byte_range: Range<usize>) -> String {
-    let end = byte_range.end.min(rope.len_bytes());
-    let start = byte_range.start.min(end);
-    rope.byte_slice(start..end).to_string()
-}
-
-/// The text of whole lines `lines` (end exclusive), each ending in `\n`.
-pub(crate) fn lines_text(rope: &Rope, lines: Range<usize>) -> String {
-    let end_line = lines.end.min(rope.len_lines());
-    if lines.start >= end_line {
-        return String::new();
-    }
-    let mut text = rope
-        .slice(rope.line_to_char(lines.start)..rope.line_to_char(end_line))
-        .to_string();
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text
+    text::slice(rope, node.byte_range())
 }
 
 /// Wrappers that belong to a definition: `export`, decorators, templates, and one-spec groups
@@ -137,9 +117,9 @@ pub(crate) fn lines_text(rope: &Rope, lines: Range<usize>) -> String {
 /// above it).
 fn outer_node<'tree>(rope: &Rope, node: Node<'tree>) -> Node<'tree> {
     let row = node.start_position().row;
-    let line_head = slice_text(rope, rope.line_to_byte(row)..node.start_byte());
+    let line_head = text::slice(rope, rope.line_to_byte(row)..node.start_byte());
     let previous_line = if row > 0 {
-        lines_text(rope, row - 1..row)
+        text::lines(rope, row - 1..row)
     } else {
         String::new()
     };
@@ -178,7 +158,7 @@ fn outer_node<'tree>(rope: &Rope, node: Node<'tree>) -> Node<'tree> {
 fn doc_start_line(rope: &Rope, row: usize) -> usize {
     let mut start_line = row;
     while start_line > 0 {
-        let line = lines_text(rope, start_line - 1..start_line);
+        let line = text::lines(rope, start_line - 1..start_line);
         let line = line.trim();
         let is_doc = ["//", "#", "--", "/*", "*", "@"]
             .iter()
@@ -413,12 +393,12 @@ fn summarize(
 
     let mut text = String::new();
     for scope in &enclosing {
-        text.push_str(&lines_text(rope, scope.header_lines.clone()));
+        text.push_str(&text::lines(rope, scope.header_lines.clone()));
     }
     let n_container_lines = text.lines().count();
     // A long doc comment keeps its first lines, which are the summary.
     let outer_row = outer.start_position().row;
-    text.push_str(&lines_text(
+    text.push_str(&text::lines(
         rope,
         start_line..(start_line + MAX_DOC_LINES).min(outer_row),
     ));
@@ -431,7 +411,7 @@ fn summarize(
             .collect();
         let own = elide_ranges(
             rope,
-            own_start_byte..line_end_byte(rope, end_line),
+            own_start_byte..text::line_end_byte(rope, end_line),
             &nested,
             elided_body(language),
         );
@@ -439,7 +419,7 @@ fn summarize(
     } else if let Some(body) = raw.body {
         text.push_str(&function_signature(language, rope, own_start_byte, body));
     } else {
-        let own = slice_text(rope, own_start_byte..line_end_byte(rope, end_line));
+        let own = text::slice(rope, own_start_byte..text::line_end_byte(rope, end_line));
         text.push_str(&truncate_lines(&own, MAX_PLAIN_SUMMARY_LINES));
     }
     let container = raw
@@ -467,14 +447,6 @@ pub(crate) fn last_path_segment(text: &str) -> String {
     segment.trim_end_matches('>').to_owned()
 }
 
-fn line_end_byte(rope: &Rope, line_idx: usize) -> usize {
-    if line_idx + 1 >= rope.len_lines() {
-        rope.len_bytes()
-    } else {
-        rope.line_to_byte(line_idx + 1)
-    }
-}
-
 /// The text from `start_byte` up to the body, with the body replaced; Python keeps a docstring.
 fn function_signature(
     language: Language,
@@ -482,7 +454,7 @@ fn function_signature(
     start_byte: usize,
     body: Node<'_>,
 ) -> String {
-    let header = slice_text(rope, start_byte..body.start_byte());
+    let header = text::slice(rope, start_byte..body.start_byte());
     let header = header.trim_end();
     let mut text = String::from(header);
     if language == Language::Python {
@@ -524,11 +496,11 @@ fn elide_ranges(
         if body.start < position || body.end > range.end {
             continue;
         }
-        out.push_str(&slice_text(rope, position..body.start));
+        out.push_str(&text::slice(rope, position..body.start));
         out.push_str(placeholder);
         position = body.end;
     }
-    out.push_str(&slice_text(rope, position..range.end));
+    out.push_str(&text::slice(rope, position..range.end));
     out
 }
 
@@ -649,7 +621,7 @@ fn scopes_matching(
         let body_start = body.start_position();
         let body_opens_on_its_line = {
             let line_start = rope.line_to_byte(body_start.row);
-            !slice_text(rope, line_start..body.start_byte())
+            !text::slice(rope, line_start..body.start_byte())
                 .trim()
                 .is_empty()
         };
