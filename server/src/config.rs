@@ -26,7 +26,7 @@ pub enum Error {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "snake_case")]
 pub struct Config {
     pub model: ModelConfig,
@@ -48,7 +48,7 @@ pub enum EngineMode {
     InProcess,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     pub mode: EngineMode,
@@ -76,7 +76,7 @@ impl Default for EngineConfig {
 }
 
 /// Code actions and chat.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// Most tokens in one chat answer.
@@ -176,7 +176,7 @@ impl Default for ModelConfig {
 }
 
 /// How completions are produced and shaped.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompletionConfig {
     pub enabled: bool,
@@ -213,7 +213,7 @@ impl Default for CompletionConfig {
 }
 
 /// What goes into a prompt, measured in model tokens.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ContextConfig {
     /// Total prompt budget in tokens.
@@ -234,7 +234,7 @@ impl Default for ContextConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `wellspring=debug`; `WELLSPRING_LOG` overrides it.
