@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use crate::config::Config;
+use crate::config::{CompletionConfig, Config};
 use crate::context::{self, Budget, ContextSnapshot};
 use crate::engine::{
     CompletionFigures, CompletionRequest, DoneCheck, Engine, Error, SamplingConfig,
@@ -51,6 +51,15 @@ pub fn triggers_here(language: Option<Language>, text_before_cursor: &str, trigg
 
 /// Most suggestions an invoked request returns.
 const MAX_INVOKED_SUGGESTIONS: usize = 3;
+
+/// Whether completions are wanted in a document of `language_id` under `config`.
+pub fn enabled_for(config: &CompletionConfig, language_id: &str) -> bool {
+    config.enabled
+        && !config
+            .disabled_languages
+            .iter()
+            .any(|disabled| disabled == language_id)
+}
 
 /// Whether only the rest of the cursor's line should be completed: text follows the cursor.
 pub fn is_mid_line(snapshot: &ContextSnapshot, cursor_byte: usize) -> bool {

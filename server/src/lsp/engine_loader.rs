@@ -14,7 +14,6 @@ use tower_lsp_server::Client;
 
 use super::convert;
 use super::ext::{BuiltinOffer, ModelOffer, Status, StatusParams};
-use super::notifications::did_open::warm_token_counts_in_background;
 use super::progress::Progress;
 use super::state::{EngineState, State};
 use crate::config::EngineMode;
@@ -238,7 +237,7 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
                 tracing::info!(model = %engine.model_path().display(), backend = engine.backend_name(), "model loaded");
                 let stopped = engine.stopped();
                 if state.set_engine_state(generation, EngineState::Ready(engine.clone())) {
-                    warm_token_counts_in_background(&engine, state.documents.all());
+                    State::warm_token_counts_in_background(&engine, state.documents.all());
                     send_status(&client, &state, None, None).await;
                     if let Some(stopped) = stopped {
                         watch_for_stop(client, state, stopped, generation, restarts);

@@ -14,6 +14,7 @@ mod progress;
 mod requests;
 mod server;
 mod state;
+mod suggest;
 mod transport;
 
 pub use server::{serve, serve_stdio, Server};

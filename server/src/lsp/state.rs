@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Layers};
-use crate::context::{ContextSnapshot, RecentChunks};
-use crate::docs::{Document, DocumentStore};
+use crate::context::{self, ContextSnapshot, RecentChunks};
+use crate::docs::{Document, DocumentKind, DocumentStore};
 use crate::engine::Engine;
 use crate::index::WorkspaceIndex;
 
@@ -238,6 +238,27 @@ impl State {
             .model_path
             .write()
             .unwrap_or_else(PoisonError::into_inner) = path;
+    }
+
+    /// Moves a parse that overran the synchronous budget to a blocking worker.
+    pub(crate) fn finish_parse_in_background(self: &Arc<Self>, uri: &str, version: i32) {
+        let state = Arc::clone(self);
+        let uri = uri.to_owned();
+        tokio::task::spawn_blocking(move || state.documents.finish_parse(&uri, version));
+    }
+
+    /// Counts the lines of `documents` with `engine`'s (remembering) token counter on a blocking
+    /// worker, so the first prompt built in each finds them counted: a document just opened, or
+    /// every open one when a model finishes loading.
+    pub(crate) fn warm_token_counts_in_background(engine: &Engine, documents: Vec<Arc<Document>>) {
+        let tokens = engine.token_counter();
+        tokio::task::spawn_blocking(move || {
+            for document in documents {
+                if document.kind != DocumentKind::Binary {
+                    context::warm_line_counts(&document.rope, &*tokens, context::MAX_WARM_LINES);
+                }
+            }
+        });
     }
 
     pub fn record_edit(&self, document: &Document, byte_idx: usize) {

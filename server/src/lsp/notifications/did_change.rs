@@ -6,8 +6,6 @@ use crate::docs::{Document, TextEdit};
 use crate::lsp::convert::{self, Leniency, PositionEncoding};
 use crate::lsp::Server;
 
-use super::did_open::finish_parse_in_background;
-
 pub(crate) async fn handle(server: &Server, params: DidChangeTextDocumentParams) {
     let uri = params.text_document.uri.as_str();
     let version = params.text_document.version;
@@ -31,7 +29,9 @@ pub(crate) async fn handle(server: &Server, params: DidChangeTextDocumentParams)
                 server.state.record_edit(&document, byte_idx);
             }
             if needs_parse {
-                finish_parse_in_background(server, uri, document.version);
+                server
+                    .state
+                    .finish_parse_in_background(uri, document.version);
             }
         }
         Err(error) => tracing::warn!("ignoring didChange: {error}"),

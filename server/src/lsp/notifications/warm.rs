@@ -6,7 +6,7 @@ use tower_lsp_server::ls_types::TextDocumentPositionParams;
 
 use crate::assist::completion;
 use crate::lsp::requests::document_at;
-use crate::lsp::requests::inline_completion::completion_engine;
+use crate::lsp::suggest::completion_engine;
 use crate::lsp::Server;
 
 pub(crate) async fn handle(server: &Server, params: TextDocumentPositionParams) {

@@ -4,9 +4,9 @@
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
 
-use super::inline_completion;
 use crate::assist::completion::{self, Trigger};
 use crate::lsp::convert;
+use crate::lsp::suggest::{suggestions, target};
 use crate::lsp::Server;
 use crate::text;
 
@@ -17,8 +17,7 @@ pub(crate) async fn handle(
     server: &Server,
     params: CompletionParams,
 ) -> Result<Option<CompletionResponse>> {
-    let Some(target) = inline_completion::target(server, &params.text_document_position).await?
-    else {
+    let Some(target) = target(server, &params.text_document_position).await? else {
         return Ok(None);
     };
     if let Some(trigger) = params.context.as_ref().and_then(|context| {
@@ -40,8 +39,7 @@ pub(crate) async fn handle(
     let language_id = target.document.language_id.clone();
     let snapshot = server.state.context_snapshot(target.document.clone());
     let suggestions =
-        inline_completion::suggestions(server, &target, &snapshot, cursor_byte, Trigger::Automatic)
-            .await;
+        suggestions(server, &target, &snapshot, cursor_byte, Trigger::Automatic).await;
     // The item replaces the word being typed, so the client's filtering keeps it visible.
     let word_start = completion::word_start(&snapshot, cursor_byte);
     let word = rope.byte_slice(word_start..cursor_byte).to_string();
