@@ -29,5 +29,7 @@ cargo test --locked -p wellspring --features "$features" --no-run
 # hung with two of them in flight. Locally they take under a minute; the deadline stops a hang
 # early and prints where each thread was.
 bash scripts/deadline.sh 600 cargo test --locked -p wellspring --features "$features" --lib engine::llama_tests -- --test-threads=1
-# Every editor feature through the language server, and the shared engine process.
-bash scripts/deadline.sh 900 cargo test --locked -p wellspring --features "$features" --test lsp -- features:: shared_engine::
+# Every editor feature through the language server, and the shared engine process, also one at a
+# time: llvmpipe shares the CPUs between every engine running, and a chat test among several at
+# once once took longer than the tests wait for an answer.
+bash scripts/deadline.sh 900 cargo test --locked -p wellspring --features "$features" --test lsp -- features:: shared_engine:: --test-threads=1
