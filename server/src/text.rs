@@ -48,6 +48,11 @@ pub(crate) fn line_start_of(rope: &Rope, byte_idx: usize) -> usize {
     rope.line_to_byte(rope.byte_to_line(byte_idx.min(rope.len_bytes())))
 }
 
+/// The text of the line that holds `byte_idx`, up to `byte_idx`.
+pub(crate) fn line_head(rope: &Rope, byte_idx: usize) -> String {
+    slice(rope, line_start_of(rope, byte_idx)..byte_idx)
+}
+
 /// `byte_idx` clamped to the rope and moved back to the start of the character it falls in.
 pub(crate) fn floor_char_boundary(rope: &Rope, byte_idx: usize) -> usize {
     let byte_idx = byte_idx.min(rope.len_bytes());
@@ -85,6 +90,7 @@ mod tests {
         assert_eq!(line_start_byte(&rope, 9), 6);
         assert_eq!(line_start_of(&rope, 5), 3);
         assert_eq!(line_start_of(&rope, 99), 6);
+        assert_eq!(line_head(&rope, 5), "xy");
     }
 
     #[test]

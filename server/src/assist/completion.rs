@@ -202,7 +202,7 @@ fn n_discarded_tokens(raw: &str, token_ends: &[usize], shown: &str) -> u32 {
 /// The start of the identifier-like word that ends at the cursor, for completion-menu filtering.
 pub fn word_start(snapshot: &ContextSnapshot, cursor_byte: usize) -> usize {
     let rope = &snapshot.current.rope;
-    let head = text::slice(rope, text::line_start_of(rope, cursor_byte)..cursor_byte);
+    let head = text::line_head(rope, cursor_byte);
     let n_word_bytes: usize = head
         .chars()
         .rev()

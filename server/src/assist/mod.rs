@@ -13,6 +13,7 @@ use std::ops::Range;
 
 use crate::docs::Document;
 use crate::syntax::Language;
+use crate::text;
 
 /// The code a feature works on: the selection, or when the selection is a cursor (empty, or one
 /// character, as editors whose cursor is a one-character selection send it) the code around it:
@@ -34,8 +35,7 @@ pub fn target_range(document: &Document, selection: Range<usize>) -> Range<usize
             .filter(|scope| !scope.is_class)
             .min_by_key(|scope| scope.byte_range.len())
         {
-            return rope.line_to_byte(rope.byte_to_line(scope.byte_range.start))
-                ..scope.byte_range.end;
+            return text::line_start_of(rope, scope.byte_range.start)..scope.byte_range.end;
         }
         // A cursor in a line's indentation stands for the line's first character.
         let indent_len = rope

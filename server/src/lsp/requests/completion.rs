@@ -25,11 +25,7 @@ pub(crate) async fn handle(
             .then_some(context.trigger_character.as_deref())
             .flatten()
     }) {
-        let rope = &target.document.rope;
-        let before = text::slice(
-            rope,
-            text::line_start_of(rope, target.cursor_byte)..target.cursor_byte,
-        );
+        let before = text::line_head(&target.document.rope, target.cursor_byte);
         if !completion::triggers_here(target.document.language, &before, trigger) {
             return Ok(None);
         }
