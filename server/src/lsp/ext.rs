@@ -54,23 +54,12 @@ pub enum ServerState {
 }
 
 impl ServerState {
-    pub const ALL: [ServerState; 5] = [
-        ServerState::Loading,
-        ServerState::Ready,
-        ServerState::Error,
-        ServerState::Disabled,
-        ServerState::NoModel,
-    ];
-
-    /// The wire name, for messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerState::Loading => "loading",
-            ServerState::Ready => "ready",
-            ServerState::Error => "error",
-            ServerState::Disabled => "disabled",
-            ServerState::NoModel => "noModel",
-        }
+    /// The wire name, for messages: what serde writes.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 

@@ -152,11 +152,4 @@ mod ext_doc_tests {
              editors/vscode/src/lsp_ext.ts up to date, then set the doc's hash line to `{expected}`"
         );
     }
-
-    #[test]
-    fn server_states_name_themselves_as_the_wire_does() {
-        for state in super::ext::ServerState::ALL {
-            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
-        }
-    }
 }

@@ -115,7 +115,7 @@ pub(crate) async fn handle(server: &Server, params: ExecuteCommandParams) -> Res
             let EngineState::NoModel(offer) = engine_state else {
                 return Err(invalid_params(format!(
                     "{command}: there is nothing to download (the model is {}); set model.path to choose another",
-                    engine_state.wire().as_str()
+                    engine_state.wire().name()
                 )));
             };
             tracing::info!(spec = %offer.spec, "the user asked to download the default model");
