@@ -378,7 +378,8 @@ fn one_sequence(model: &llama_cpp_2::model::LlamaModel) -> super::backend::llama
         n_seq: 1,
         n_ctx_setting: "model.n_ctx",
     };
-    super::backend::llama::LlamaCpp::new(model, &test_config(), shape).expect("a context")
+    let texts = std::sync::Arc::new(super::backend::llama::TokenTexts::of(model));
+    super::backend::llama::LlamaCpp::new(model, texts, &test_config(), shape).expect("a context")
 }
 
 /// Token healing on the real vocabulary: whatever the (random) logits say, the token picked

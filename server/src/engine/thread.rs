@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::llama::{self, ContextShape, LlamaCpp, VocabCounter};
+use super::backend::llama::{self, ContextShape, LlamaCpp, TokenTexts, VocabCounter};
 use super::backend::Backend;
 use super::scheduler::{Command, MakeChatBackend, Scheduler, Shared};
 use super::{
@@ -82,16 +82,17 @@ pub(crate) fn spawn_llama(
                 n_seq: config.n_slots.max(1),
                 n_ctx_setting: "model.n_ctx",
             };
-            let backend = match LlamaCpp::new(&model, &config, shape) {
+            // Token healing's and drafting's table of token texts (tens of milliseconds for 151k
+            // tokens): built now, not inside the first keystroke's decode step, and shared with
+            // a chat context over the same model.
+            let texts = Arc::new(TokenTexts::of(&model));
+            let backend = match LlamaCpp::new(&model, Arc::clone(&texts), &config, shape) {
                 Ok(backend) => backend,
                 Err(error) => {
                     let _ = started_tx.send(Err(error));
                     return;
                 }
             };
-            // Token healing's vocabulary tables (tens of milliseconds for 151k tokens): built now,
-            // not inside the first keystroke's decode step.
-            backend.build_vocabulary_tables();
             let special = backend.special_tokens();
             let started = Started {
                 caps: ModelCaps {
@@ -137,8 +138,8 @@ pub(crate) fn spawn_llama(
             let config_ref = &config;
             let mut chat_loading = chat_loading;
             let make_chat: MakeChatBackend<'_, LlamaCpp> = Box::new(move || {
-                let (chat_model, chat_config) = match &mut chat_loading {
-                    ChatLoading::Same => (&**model_ref, config_ref),
+                let (chat_model, chat_config, chat_texts) = match &mut chat_loading {
+                    ChatLoading::Same => (&**model_ref, config_ref, Arc::clone(&texts)),
                     ChatLoading::Failed(reason) => {
                         return Err(Error::ChatModelUnavailable(reason.clone()))
                     }
@@ -150,15 +151,17 @@ pub(crate) fn spawn_llama(
                             ))
                         }
                         Ok(Err(reason)) => return Err(Error::ChatModelUnavailable(reason)),
-                        Ok(Ok(LoadedChat::SameAsCompletion)) => (&**model_ref, config_ref),
+                        Ok(Ok(LoadedChat::SameAsCompletion)) => {
+                            (&**model_ref, config_ref, Arc::clone(&texts))
+                        }
                         Ok(Ok(LoadedChat::Model(loaded, chat_config))) => {
                             let (model, config) =
                                 chat_model_ref.get_or_init(|| (loaded, chat_config));
-                            (model, config)
+                            (model, config, Arc::new(TokenTexts::of(model)))
                         }
                     },
                 };
-                LlamaCpp::new(chat_model, chat_config, chat_shape).map(Some)
+                LlamaCpp::new(chat_model, chat_texts, chat_config, chat_shape).map(Some)
             });
             run(Scheduler::new(backend, make_chat, shared), inbox);
         })

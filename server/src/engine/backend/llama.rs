@@ -249,11 +249,8 @@ pub(crate) struct LlamaCpp<'m> {
     n_seq: u32,
     n_ctx_per_seq: u32,
     n_batch: u32,
-    /// Every token's text (empty for end-of-generation and control tokens), built the first
-    /// time token healing needs it.
-    pieces: std::cell::OnceCell<Vec<Vec<u8>>>,
-    /// Token ids ordered by their text, for prefix searches over `pieces`.
-    pieces_sorted: std::cell::OnceCell<Vec<u32>>,
+    /// The model's token texts, shared with every other context over the same model.
+    texts: Arc<TokenTexts>,
     /// The batch index whose logits `sample` reads (-1: the last one).
     output: i32,
     /// After `evaluate_batch`: the batch index of each input's last token (after
@@ -292,28 +289,40 @@ pub(crate) fn special_tokens(model: &LlamaModel) -> SpecialTokens {
     }
 }
 
-impl<'m> LlamaCpp<'m> {
-    /// Every token's text, built on first use.
-    fn pieces(&self) -> &Vec<Vec<u8>> {
-        let model = self.model;
-        self.pieces.get_or_init(|| {
-            let vocab = model.vocab();
-            (0..vocab.n_tokens())
-                .map(|token| {
-                    let token = LlamaToken(token);
-                    if vocab.is_eog(token) {
-                        Vec::new()
-                    } else {
-                        vocab.token_to_piece(token, false, None)
-                    }
-                })
-                .collect()
-        })
-    }
+/// Every token's text and the token ids ordered by it: what token healing searches and what a
+/// draft is checked against for text. Built once per model when it loads (tens of milliseconds
+/// for 151k tokens, which no keystroke's decode step should pay) and shared by the completion
+/// and chat contexts over that model.
+pub(crate) struct TokenTexts {
+    /// Every token's text (empty for end-of-generation and control tokens).
+    pieces: Vec<Vec<u8>>,
+    /// Token ids ordered by their text, for prefix searches over `pieces`.
+    sorted: Vec<u32>,
+}
 
-    /// Builds the per-token text tables token healing searches, so no request pays for them.
-    pub(crate) fn build_vocabulary_tables(&self) {
-        self.sorted_tokens();
+impl TokenTexts {
+    pub(crate) fn of(model: &LlamaModel) -> TokenTexts {
+        let vocab = model.vocab();
+        let pieces: Vec<Vec<u8>> = (0..vocab.n_tokens())
+            .map(|token| {
+                let token = LlamaToken(token);
+                if vocab.is_eog(token) {
+                    Vec::new()
+                } else {
+                    vocab.token_to_piece(token, false, None)
+                }
+            })
+            .collect();
+        let mut sorted: Vec<u32> = (0..pieces.len() as u32).collect();
+        sorted.sort_by(|a, b| pieces[*a as usize].cmp(&pieces[*b as usize]));
+        TokenTexts { pieces, sorted }
+    }
+}
+
+impl<'m> LlamaCpp<'m> {
+    /// Every token's text.
+    fn pieces(&self) -> &[Vec<u8>] {
+        &self.texts.pieces
     }
 
     /// The logits of the last evaluated token.
@@ -322,14 +331,9 @@ impl<'m> LlamaCpp<'m> {
         self.context.get_logits_ith(-1)
     }
 
-    /// Every token id, ordered by its text, built on first use.
-    fn sorted_tokens(&self) -> &Vec<u32> {
-        let pieces = self.pieces();
-        self.pieces_sorted.get_or_init(|| {
-            let mut sorted: Vec<u32> = (0..pieces.len() as u32).collect();
-            sorted.sort_by(|a, b| pieces[*a as usize].cmp(&pieces[*b as usize]));
-            sorted
-        })
+    /// Every token id, ordered by its text.
+    fn sorted_tokens(&self) -> &[u32] {
+        &self.texts.sorted
     }
 
     /// The tokens whose text starts with `prefix` or is a non-empty start of it, in ascending id
@@ -364,6 +368,7 @@ impl<'m> LlamaCpp<'m> {
 
     pub(crate) fn new(
         model: &'m LlamaModel,
+        texts: Arc<TokenTexts>,
         config: &ModelConfig,
         shape: ContextShape,
     ) -> Result<LlamaCpp<'m>, Error> {
@@ -445,8 +450,7 @@ impl<'m> LlamaCpp<'m> {
             n_seq,
             n_ctx_per_seq: n_ctx_actual / n_seq,
             n_batch,
-            pieces: std::cell::OnceCell::new(),
-            pieces_sorted: std::cell::OnceCell::new(),
+            texts,
             output: -1,
             outputs: Vec::new(),
             // A recurrent model's state cannot be rolled back to a position within a draft.
@@ -566,8 +570,8 @@ impl Backend for LlamaCpp<'_> {
         self.model.vocab().is_eog(LlamaToken(token))
     }
 
-    /// From the table of every token's text (built at load), where end-of-generation and
-    /// control tokens have none.
+    /// From the table of every token's text (built when the model loads), where
+    /// end-of-generation and control tokens have none.
     fn has_text(&self, token: Token) -> bool {
         usize::try_from(token)
             .ok()
