@@ -53,7 +53,8 @@ pub struct KeystrokeArgs {
     /// Tokens generated per request.
     #[arg(long, default_value_t = 16)]
     pub n_predict: u32,
-    /// Also send the trace to a running llama-server (e.g. http://127.0.0.1:8012).
+    /// Also type the trace into a running llama-server (e.g. http://127.0.0.1:8012), line by line
+    /// in turn with Wellspring.
     #[arg(long, value_name = "URL")]
     pub vs_llama_server: Option<String>,
     /// Replay the trace a second time, on a fresh engine, while chat answers are generated
@@ -204,57 +205,54 @@ async fn keystrokes(config: &Config, args: KeystrokeArgs) -> anyhow::Result<()> 
         print!("{}", first_keystroke_table(&rows));
         return Ok(());
     }
-    let (ours, with_chat) = if args.with_chat {
-        // A second engine, so neither run's caches and suggestions help the other; lines
-        // alternate between the two so a machine that gets busier or quieter meanwhile
-        // affects both alike.
-        let chat_engine = start_engine(config).await?;
-        let mut ours = Vec::new();
-        let mut with_chat = Vec::new();
-        let mut load = ChatLoad::default();
-        let mut chat_secs = 0.0;
-        for line in &trace {
-            let line = std::slice::from_ref(line);
-            ours.extend(run_wellspring(config, &engine, &text, &args, line).await?);
+    // Line by line, every system types the same line in turn, so a machine that gets busier or
+    // quieter during the run affects all of them alike. With `--with-chat` a second engine types
+    // under a chat load, so neither run's caches and suggestions help the other.
+    let chat_engine = if args.with_chat {
+        Some(start_engine(config).await?)
+    } else {
+        None
+    };
+    let mut ours = Vec::new();
+    let mut with_chat = Vec::new();
+    let mut theirs = Vec::new();
+    let mut load = ChatLoad::default();
+    let mut chat_secs = 0.0;
+    for line in &trace {
+        let line = std::slice::from_ref(line);
+        ours.extend(run_wellspring(config, &engine, &text, &args, line).await?);
+        if let Some(chat_engine) = &chat_engine {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let chatting = tokio::spawn(chat_load(chat_engine.clone(), text.clone(), stop_rx));
             let replay_started = Instant::now();
-            with_chat.extend(run_wellspring(config, &chat_engine, &text, &args, line).await?);
+            with_chat.extend(run_wellspring(config, chat_engine, &text, &args, line).await?);
             chat_secs += replay_started.elapsed().as_secs_f64();
             let _ = stop_tx.send(true);
             let line_load = chatting.await??;
             load.n_deltas += line_load.n_deltas;
             load.n_answers += line_load.n_answers;
         }
+        if let Some(url) = &args.vs_llama_server {
+            let (url, text, line) = (url.clone(), text.clone(), line.to_vec());
+            let n_predict = args.n_predict;
+            theirs.extend(
+                tokio::task::spawn_blocking(move || {
+                    run_llama_server(&url, &text, &line, n_predict)
+                })
+                .await??,
+            );
+        }
+    }
+    if chat_engine.is_some() {
         println!(
             "concurrent chat: {} pieces of answer streamed ({:.1}/s while typing), {} answers finished",
             load.n_deltas,
             f64::from(load.n_deltas) / chat_secs.max(1e-9),
             load.n_answers,
         );
-        (ours, Some(with_chat))
-    } else {
-        (
-            run_wellspring(config, &engine, &text, &args, &trace).await?,
-            None,
-        )
-    };
-    drop(engine);
-    let theirs = match &args.vs_llama_server {
-        Some(url) => {
-            let url = url.clone();
-            let text = text.clone();
-            let n_predict = args.n_predict;
-            let trace = trace.clone();
-            Some(
-                tokio::task::spawn_blocking(move || {
-                    run_llama_server(&url, &text, &trace, n_predict)
-                })
-                .await??,
-            )
-        }
-        None => None,
-    };
+    }
+    let with_chat = chat_engine.is_some().then_some(with_chat);
+    let theirs = args.vs_llama_server.is_some().then_some(theirs);
     print!("{}", table(&ours, with_chat.as_deref(), theirs.as_deref()));
     Ok(())
 }
