@@ -111,11 +111,10 @@ pub fn build(
             .map_or(0, |name| tokens.count_tokens(name) + 2);
 
     let cursor_line = rope.byte_to_line(cursor_byte);
-    let line_start = rope.line_to_byte(cursor_line);
     // The line head gets a fixed reserve, so that its length never moves the other cuts.
     let n_line_head_reserve = (n_budget / 8).min(128);
     let (line_head, n_line_head) = line_head_within(
-        &text::slice(rope, line_start..cursor_byte),
+        &text::line_head(rope, cursor_byte),
         n_line_head_reserve,
         tokens,
     );

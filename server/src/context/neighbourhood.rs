@@ -229,7 +229,7 @@ pub(crate) fn cut(
     let (prefix_first_line, n_prefix_tokens) = best_clean.unwrap_or(best_any);
 
     // Suffix: the rest of the cursor's line always, then whole lines while they fit.
-    let cursor_line_end = text::line_start_byte(rope, cursor_line + 1);
+    let cursor_line_end = text::line_end_byte(rope, cursor_line);
     let rest_of_line = text::slice(rope, cursor_byte..cursor_line_end);
     let mut n_used = tokens.count_tokens(&rest_of_line);
     let mut best_clean: Option<(usize, usize)> = None;
