@@ -19,17 +19,14 @@ interface ChatView {
 /** Read-only markdown documents that show chat streams as they arrive, one per chatId. */
 export class ChatViews implements vscode.TextDocumentContentProvider {
   static readonly scheme = "wellspring-chat";
-  /** The extension's log, where each finished stream is counted (the workbench test reads it). */
-  private readonly output: vscode.LogOutputChannel;
   private readonly views = new Map<string, ChatView>();
   private readonly changed = new vscode.EventEmitter<vscode.Uri>();
   readonly onDidChange = this.changed.event;
   private readonly dirty = new Set<ChatView>();
   private flushTimer: NodeJS.Timeout | undefined;
 
-  constructor(output: vscode.LogOutputChannel) {
-    this.output = output;
-  }
+  /** `output`: the extension's log, where each finished stream is counted (the workbench test reads it). */
+  constructor(private readonly output: vscode.LogOutputChannel) {}
 
   provideTextDocumentContent(uri: vscode.Uri): string {
     const view = this.views.get(uri.query);
