@@ -216,8 +216,12 @@ async function restart(): Promise<void> {
 }
 
 let lastLatencyMs: number | undefined;
+let lastState: string | undefined;
 
 function showStatus(status: ext.StatusParams): void {
+  // The log records each change of state (not every progress step), so it tells when the model got ready.
+  if (status.state !== lastState) output.info(`status: ${status.state}: ${status.message}`);
+  lastState = status.state;
   const icons = {
     loading: "$(loading~spin)",
     ready: "$(check)",

@@ -435,12 +435,17 @@ async function main() {
 
   await step("the menu's Restart server starts a new server that gets ready", async () => {
     const starts = () => (wellspringLog().match(/server info: /g) ?? []).length;
+    // The status bar still says ready until the renderer draws the new server's first status, so
+    // the extension's log (one line per change of state) tells when the new server is ready.
+    const readies = () => (wellspringLog().match(/status: ready: /g) ?? []).length;
     const before = starts();
+    const readyBefore = readies();
     await status.click();
     const row = page.locator(".quick-input-list .monaco-list-row", { hasText: "Restart server" }).first();
     await row.waitFor({ timeout: seconds(10) });
     await row.click();
     await until(() => starts() > before, "the restarted server did not answer wellspring/serverInfo", seconds(30));
+    await until(() => readies() > readyBefore, "the restarted server did not report ready", seconds(60));
     await page.locator(`${ownItem}[aria-label^="Wellspring ready"]`).waitFor({ timeout: seconds(60) }).catch(async () => {
       throw new Error(`after the restart the status bar says ${JSON.stringify(await status.getAttribute("aria-label"))}`);
     });
