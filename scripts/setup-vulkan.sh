@@ -56,6 +56,8 @@ fi
 # llama-cpp-sys-2's CMake build finds Vulkan through FindVulkan, which takes the include directory
 # from Vulkan_INCLUDE_DIR; the C++ compiler takes it from CPLUS_INCLUDE_PATH as well, ahead of
 # /usr/include.
+# Evaluated twice (scripts/test.sh, then scripts/dist.sh inside it), it leaves the same values: a
+# changed CPLUS_INCLUDE_PATH makes cargo rebuild every crate that compiles C.
 echo "export Vulkan_INCLUDE_DIR='$headers/usr/include'"
-echo "export CPLUS_INCLUDE_PATH='$headers/usr/include'\${CPLUS_INCLUDE_PATH:+:\$CPLUS_INCLUDE_PATH}"
+echo "case \":\${CPLUS_INCLUDE_PATH:-}:\" in *':$headers/usr/include:'*) ;; *) export CPLUS_INCLUDE_PATH='$headers/usr/include'\${CPLUS_INCLUDE_PATH:+:\$CPLUS_INCLUDE_PATH} ;; esac"
 echo "export GGML_VK_VISIBLE_DEVICES=0"
