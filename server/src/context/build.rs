@@ -4,8 +4,8 @@
 //! Priorities, highest first: the cursor's neighbourhood, the headers of the enclosing scopes and
 //! the imports, definitions of names used near the cursor, recent edits and views, other open
 //! files. Each tier gets a share; what a tier leaves unused flows to the next, and what is left
-//! at the end widens the neighbourhood. Order in the prompt is by stability instead: other files,
-//! recent chunks, definitions, then the current file.
+//! at the end widens the neighbourhood (`ledger.rs` keeps that account). Order in the prompt is
+//! by stability instead: other files, recent chunks, definitions, then the current file.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use ropey::Rope;
 use tree_sitter::Tree;
 
+use super::ledger::{percent, Ledger, Tier};
 use super::neighbourhood::{self, LineCosts, Neighbourhood};
 use super::snapshot::{ContextSnapshot, RecentKind};
 use super::symbols::{self, Candidate, Origin};
@@ -50,11 +51,6 @@ pub struct BuiltPrompt {
     pub sections: Vec<Section>,
 }
 
-/// Shares of the budget (percent) for each tier, highest priority first.
-const SHARE_NEIGHBOURHOOD: usize = 45;
-const SHARE_HEADER: usize = 20;
-const SHARE_DEFINITIONS: usize = 20;
-const SHARE_RECENT: usize = 10;
 /// Of the neighbourhood, the part the suffix may take at most.
 const SUFFIX_PERCENT: usize = 30;
 /// Most names looked up per prompt.
@@ -66,10 +62,6 @@ const MAX_FILES_PER_NAME: usize = 16;
 const N_CHUNK_OVERHEAD: usize = 2;
 /// Special tokens around the current file: file separator, prefix, suffix, middle.
 const N_FIM_OVERHEAD: usize = 4;
-
-fn percent(n: usize, share: usize) -> usize {
-    n * share / 100
-}
 
 /// Builds the prompt for a cursor at `cursor_byte` in `snapshot.current`.
 ///
@@ -132,7 +124,8 @@ pub fn build(
     });
 
     // Pass 1: the neighbourhood at its floor share decides what is already visible.
-    let n_floor = percent(n_available, SHARE_NEIGHBOURHOOD);
+    let mut ledger = Ledger::new(n_available);
+    let n_floor = ledger.share(Tier::Neighbourhood);
     let first_cut = neighbourhood::cut(
         rope,
         cursor_byte,
@@ -141,22 +134,22 @@ pub fn build(
         &costs,
     );
 
-    let mut n_spare = 0;
-    let n_header_share = percent(n_available, SHARE_HEADER);
+    // The header is only estimated here: its final cut follows the neighbourhood's, within the
+    // estimate.
     let n_header_estimate = match &syntax {
         Some(syntax) => {
             file_header(
                 syntax,
                 rope,
                 first_cut.prefix_lines.start,
-                n_header_share,
+                ledger.grant(Tier::Header),
                 &costs,
             )
             .n_tokens
         }
         None => 0,
     };
-    n_spare += n_header_share - n_header_estimate.min(n_header_share);
+    ledger.spend(Tier::Header, n_header_estimate);
 
     let definitions = match &syntax {
         Some(syntax) => choose_definitions(
@@ -165,33 +158,28 @@ pub fn build(
             syntax,
             cursor_byte,
             &first_cut,
-            percent(n_available, SHARE_DEFINITIONS) + n_spare,
+            ledger.grant(Tier::Definitions),
             tokens,
         ),
         None => Vec::new(),
     };
-    let n_definitions: usize = definitions.iter().map(|it| it.n_tokens).sum();
-    n_spare = (percent(n_available, SHARE_DEFINITIONS) + n_spare).saturating_sub(n_definitions);
-
-    let recent = choose_recent(
-        snapshot,
-        &first_cut,
-        percent(n_available, SHARE_RECENT) + n_spare,
-        tokens,
+    ledger.spend(
+        Tier::Definitions,
+        definitions.iter().map(|it| it.n_tokens).sum(),
     );
-    let n_recent: usize = recent.iter().map(|it| it.n_tokens).sum();
-    let n_open_budget = n_available.saturating_sub(
-        n_floor
-            + n_header_share
-            + percent(n_available, SHARE_DEFINITIONS)
-            + percent(n_available, SHARE_RECENT),
-    ) + (percent(n_available, SHARE_RECENT) + n_spare).saturating_sub(n_recent);
-    let open_files = choose_open_files(snapshot, &path, n_open_budget, tokens);
-    let n_open: usize = open_files.iter().map(|it| it.n_tokens).sum();
+
+    let recent = choose_recent(snapshot, &first_cut, ledger.grant(Tier::Recent), tokens);
+    ledger.spend(Tier::Recent, recent.iter().map(|it| it.n_tokens).sum());
+
+    let open_files = choose_open_files(snapshot, &path, ledger.grant(Tier::OpenFiles), tokens);
+    ledger.spend(
+        Tier::OpenFiles,
+        open_files.iter().map(|it| it.n_tokens).sum(),
+    );
 
     // Pass 2: whatever the other tiers left widens the neighbourhood; the suffix is cut first so
     // that what it does not need goes to the prefix.
-    let n_rest = n_available.saturating_sub(n_header_estimate + n_definitions + n_recent + n_open);
+    let n_rest = ledger.rest();
     let suffix_only = neighbourhood::cut(
         rope,
         cursor_byte,

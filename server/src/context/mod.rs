@@ -9,6 +9,7 @@
 //! prompt to tokens is the engine's.
 
 mod build;
+mod ledger;
 mod neighbourhood;
 mod postprocess;
 mod snapshot;
