@@ -14,6 +14,8 @@ pub(crate) mod index;
 pub mod lsp;
 pub(crate) mod model;
 pub mod syntax;
+#[cfg(test)]
+mod testing;
 mod text;
 pub mod trim;
 

@@ -1,4 +1,5 @@
-//! End-to-end tests: the real `wellspring` binary over stdio.
+//! The integration tests, in one binary: the real `wellspring` binary over stdio and on its
+//! command line, and the checks on the source tree itself (`tidy`).
 
 mod support;
 
@@ -12,7 +13,9 @@ mod faults;
 mod features;
 mod first_run;
 mod lifecycle;
+mod model_cli;
 mod privacy;
 mod real_model;
 mod shared_engine;
 mod sync;
+mod tidy;

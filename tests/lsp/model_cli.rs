@@ -1,27 +1,12 @@
 //! `wellspring model …` end to end: the real binary, a 127.0.0.1 server standing in for
 //! Hugging Face (found through `HF_ENDPOINT`), and a cache under a temporary `XDG_CACHE_HOME`.
 
-#[path = "../src/model/tests/http_server.rs"]
-mod http_server;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::http_server::{Route, TestServer};
+use crate::support::tiny_model;
 use anyhow::{ensure, Context as _};
-use http_server::{Route, TestServer};
-
-fn tiny_model() -> PathBuf {
-    if let Some(path) = std::env::var_os("WELLSPRING_TEST_MODEL") {
-        return PathBuf::from(path);
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny.gguf");
-    assert!(
-        path.exists(),
-        "test model {} is missing: run scripts/test-models.sh (or set WELLSPRING_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
 
 fn wellspring(args: &[&str], endpoint: &str, home: &Path) -> anyhow::Result<Output> {
     run_under(&[], args, endpoint, home)

@@ -17,34 +17,11 @@ use serde_json::{json, Value};
 /// How long any single wait may take before the test fails; generous for loaded CI machines.
 pub const WAIT: Duration = Duration::from_secs(120);
 
-/// `$WELLSPRING_TEST_MODEL`, else `<repo root>/models/tiny.gguf`.
-pub fn tiny_model() -> PathBuf {
-    model_file("WELLSPRING_TEST_MODEL", "tiny.gguf")
-}
-
-/// `$WELLSPRING_REAL_MODEL`, else `<repo root>/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`.
-pub fn real_model() -> PathBuf {
-    model_file(
-        "WELLSPRING_REAL_MODEL",
-        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    )
-}
-
-/// The model named by `env_var`, else `file` under `<repo root>/models/`, which must exist.
-fn model_file(env_var: &str, file: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(env_var) {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(file);
-    assert!(
-        path.exists(),
-        "test model {} is missing: run scripts/test-models.sh (or set {env_var})",
-        path.display()
-    );
-    path
-}
+#[path = "../../server/src/testing.rs"]
+mod testing;
+// The fuzz targets include this file too, and use the tiny model only.
+#[allow(unused_imports)]
+pub use testing::{real_model, tiny_model};
 
 pub struct TestServerBuilder {
     /// A command line the binary runs under (a tracer, a namespace), if any.

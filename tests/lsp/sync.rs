@@ -2,7 +2,7 @@
 //! checked against the client's own copy of the text and against a fresh parse.
 
 use serde_json::json;
-use wellspring::syntax::Language;
+use wellspring::syntax::{node_listing, Language};
 
 use crate::support::{lsp_position, Rng, TestServer};
 
@@ -76,7 +76,7 @@ fn random_edits(encoding: &'static str, seed: u64) {
     let fresh = Language::Rust.parser().parse(&text, None).unwrap();
     assert_eq!(
         state["tree"].as_str().unwrap(),
-        fresh.root_node().to_sexp(),
+        node_listing(&fresh),
         "incremental tree differs from a fresh parse"
     );
     assert!(server.shutdown().success());

@@ -166,7 +166,7 @@ export interface DocumentStateResult {
   /** The grammar in use, or null when the document is not parsed. */
   language: string | null;
   kind: "text" | "tooLargeToParse" | "binary";
-  /** The syntax tree as an S-expression, when there is one. */
+  /** The syntax tree, when there is one: every node's kind, field, byte range and points, a line each. */
   tree: string | null;
 }
 

@@ -14,7 +14,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use wellspring::lsp::convert::PositionEncoding;
-use wellspring::syntax::Language;
+use wellspring::syntax::{node_listing, Language};
 use wellspring_fuzz::{client_text, fuzz, gen, Limits};
 
 use crate::support::TestServer;
@@ -209,7 +209,7 @@ fn run_case(
             .expect("a parse without a deadline finishes");
         prop_assert_eq!(
             tree,
-            fresh.root_node().to_sexp(),
+            node_listing(&fresh),
             "the tree differs from a fresh parse of {:?}",
             text
         );

@@ -139,9 +139,9 @@ pub async fn suggest(
         let completion = engine.complete(attempt).await?;
         tracing::info!(
             uri = %snapshot.current.uri,
-            n_reused = completion.figures.n_reused,
-            n_evaluated = completion.figures.n_evaluated,
-            n_generated = completion.figures.n_generated,
+            n_reused = completion.figures.generation.n_reused,
+            n_evaluated = completion.figures.generation.n_evaluated,
+            n_generated = completion.figures.generation.n_generated,
             t_total_ms = completion.figures.t_total_ms,
             served_without_inference = completion.figures.served_without_inference,
             "completion"

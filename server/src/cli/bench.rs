@@ -328,8 +328,8 @@ async fn run_wellspring(
             let figures = completion.figures;
             samples.push(Sample {
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                n_evaluated: figures.n_evaluated,
-                n_generated: figures.n_generated,
+                n_evaluated: figures.generation.n_evaluated,
+                n_generated: figures.generation.n_generated,
                 served_without_inference: figures.served_without_inference,
             });
             progress("wellspring", samples.len());
@@ -471,9 +471,9 @@ async fn first_keystrokes(
         let warmed_figures = engine.complete(keystroke(warmed)).await?.figures;
         openings.push(Opening {
             cold_ms,
-            cold_evaluated: cold_figures.n_evaluated,
+            cold_evaluated: cold_figures.generation.n_evaluated,
             warmed_ms: started.elapsed().as_secs_f64() * 1000.0,
-            warmed_evaluated: warmed_figures.n_evaluated,
+            warmed_evaluated: warmed_figures.generation.n_evaluated,
             warming_ms,
         });
         eprint!("\rfirst keystrokes: {} openings", openings.len());

@@ -277,9 +277,12 @@ pub(crate) async fn wellspring_case(
             .unwrap_or_default(),
         latency_ms,
         error: None,
-        tokens: suggestions
-            .first()
-            .map(|suggestion| (suggestion.figures.n_generated, suggestion.n_discarded)),
+        tokens: suggestions.first().map(|suggestion| {
+            (
+                suggestion.figures.generation.n_generated,
+                suggestion.n_discarded,
+            )
+        }),
         text: suggestions
             .first()
             .map(|suggestion| suggestion.text.clone())

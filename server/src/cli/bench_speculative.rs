@@ -35,10 +35,10 @@ impl DecodeSums {
             return;
         };
         self.n_answers += 1;
-        self.n_generated += u64::from(figures.n_generated);
-        self.t_decode_ms += figures.t_decode_ms;
-        self.n_drafted += u64::from(figures.n_drafted);
-        self.n_accepted += u64::from(figures.n_accepted);
+        self.n_generated += u64::from(figures.generation.n_generated);
+        self.t_decode_ms += figures.generation.t_decode_ms;
+        self.n_drafted += u64::from(figures.generation.n_drafted);
+        self.n_accepted += u64::from(figures.generation.n_accepted);
     }
 
     pub fn tokens_per_s(&self) -> f64 {
@@ -168,9 +168,9 @@ mod tests {
 
     fn answer(text: &str, n_generated: u32, t_decode_ms: f64, drafted: (u32, u32)) -> Answer {
         let mut figures = CompletionFigures::without_inference(0.0, StopReason::MaxTokens);
-        figures.n_generated = n_generated;
-        figures.t_decode_ms = t_decode_ms;
-        (figures.n_drafted, figures.n_accepted) = drafted;
+        figures.generation.n_generated = n_generated;
+        figures.generation.t_decode_ms = t_decode_ms;
+        (figures.generation.n_drafted, figures.generation.n_accepted) = drafted;
         Answer {
             first_line: text.lines().next().unwrap_or("").to_owned(),
             latency_ms: 0.0,

@@ -388,7 +388,9 @@ async fn type_lines(
             let request = bench_request(document.clone(), prompt, args.n_predict);
             let keystroke = Instant::now();
             match engine.complete(request).await {
-                Ok(completion) => n_generated += u64::from(completion.figures.n_generated),
+                Ok(completion) => {
+                    n_generated += u64::from(completion.figures.generation.n_generated)
+                }
                 Err(crate::engine::Error::Busy) => {}
                 Err(error) => return Err(error.into()),
             }

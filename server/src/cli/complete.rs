@@ -103,12 +103,12 @@ fn print_completion(text: &str, figures: &CompletionFigures) {
     println!("{text}");
     println!(
         "--- n_prompt {} n_reused {} n_evaluated {} n_generated {} prefill {:.1} ms decode {:.1} ms total {:.1} ms stop {:?}{}{}",
-        figures.n_prompt,
-        figures.n_reused,
-        figures.n_evaluated,
-        figures.n_generated,
-        figures.t_prefill_ms,
-        figures.t_decode_ms,
+        figures.generation.n_prompt,
+        figures.generation.n_reused,
+        figures.generation.n_evaluated,
+        figures.generation.n_generated,
+        figures.generation.t_prefill_ms,
+        figures.generation.t_decode_ms,
         figures.t_total_ms,
         figures.stop,
         if figures.served_without_inference { " (no inference)" } else { "" },

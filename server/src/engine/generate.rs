@@ -19,7 +19,7 @@ use super::backend::{Backend, Input, Token};
 use super::detok::Detokenizer;
 use super::lookup::{self, Draft, DraftTuner};
 use super::session::{Placement, Sessions};
-use super::{Error, StopReason};
+use super::{millis, Error, GenerationFigures, StopReason};
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,20 @@ impl<S> Generation<S> {
     pub(crate) fn with_healing(mut self, healed: Vec<u8>) -> Generation<S> {
         self.healing = healed;
         self
+    }
+
+    /// What the generation has cost so far.
+    pub(crate) fn figures(&self) -> GenerationFigures {
+        GenerationFigures {
+            n_prompt: self.n_prompt,
+            n_reused: self.n_reused,
+            n_evaluated: self.n_evaluated,
+            n_generated: self.n_generated,
+            n_drafted: self.n_drafted,
+            n_accepted: self.n_accepted,
+            t_prefill_ms: millis(self.t_prefill),
+            t_decode_ms: millis(self.t_decode),
+        }
     }
 
     /// Whether the whole prompt has been evaluated.

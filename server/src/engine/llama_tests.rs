@@ -7,19 +7,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::config::ModelConfig;
-
-/// `$WELLSPRING_TEST_MODEL`, else `<repo root>/models/tiny.gguf`.
-fn test_model() -> PathBuf {
-    let path = std::env::var_os("WELLSPRING_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny.gguf"));
-    assert!(
-        path.is_file(),
-        "test model {} is missing: run scripts/test-models.sh (or set WELLSPRING_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
+use crate::testing::tiny_model as tiny_model_path;
 
 fn test_config() -> ModelConfig {
     ModelConfig {
@@ -33,7 +21,7 @@ fn test_config() -> ModelConfig {
 }
 
 fn start() -> Engine {
-    Engine::start(&test_config(), &test_model()).expect("the tiny model loads")
+    Engine::start(&test_config(), &tiny_model_path()).expect("the tiny model loads")
 }
 
 fn prompt(line_head: &str) -> FimPrompt {
@@ -79,9 +67,9 @@ async fn keystroke_after_a_completion_reuses_the_cache() {
         .await
         .unwrap();
     let figures = &first.figures;
-    assert_eq!(figures.n_reused, 0);
-    assert_eq!(figures.n_evaluated, figures.n_prompt);
-    assert!(figures.n_generated >= 1);
+    assert_eq!(figures.generation.n_reused, 0);
+    assert_eq!(figures.generation.n_evaluated, figures.generation.n_prompt);
+    assert!(figures.generation.n_generated >= 1);
 
     // Type one character the suggestion does not start with, so the model has to run.
     let typed = if first.text.starts_with('(') {
@@ -98,12 +86,15 @@ async fn keystroke_after_a_completion_reuses_the_cache() {
         .unwrap();
     let figures = &second.figures;
     assert!(!figures.served_without_inference);
-    assert!(figures.n_evaluated <= 3, "{figures:?}");
+    assert!(figures.generation.n_evaluated <= 3, "{figures:?}");
     assert!(
-        figures.n_reused + 3 >= first.figures.n_prompt,
+        figures.generation.n_reused + 3 >= first.figures.generation.n_prompt,
         "{figures:?}"
     );
-    assert_eq!(figures.n_reused + figures.n_evaluated, figures.n_prompt);
+    assert_eq!(
+        figures.generation.n_reused + figures.generation.n_evaluated,
+        figures.generation.n_prompt
+    );
     assert_eq!(engine.stats().await.n_completions, 2);
 }
 
@@ -113,7 +104,7 @@ async fn a_slot_filled_to_the_last_position_stops_cleanly() {
         n_ctx: 512,
         ..test_config()
     };
-    let engine = tokio::task::spawn_blocking(move || Engine::start(&config, &test_model()))
+    let engine = tokio::task::spawn_blocking(move || Engine::start(&config, &tiny_model_path()))
         .await
         .unwrap()
         .unwrap();
@@ -130,9 +121,12 @@ async fn a_slot_filled_to_the_last_position_stops_cleanly() {
         assert!(figures.truncated);
         // Half of the slot's 256 positions are kept for generation, which runs until they are
         // used up (unless the model happens to end the text first).
-        assert!(figures.n_prompt <= 128, "{figures:?}");
+        assert!(figures.generation.n_prompt <= 128, "{figures:?}");
         if figures.stop == StopReason::ContextFull {
-            assert_eq!(figures.n_prompt + figures.n_generated, 256 + 1);
+            assert_eq!(
+                figures.generation.n_prompt + figures.generation.n_generated,
+                256 + 1
+            );
         } else {
             assert_eq!(figures.stop, StopReason::EndOfGeneration);
         }
@@ -142,7 +136,7 @@ async fn a_slot_filled_to_the_last_position_stops_cleanly() {
         .complete(request("file:///c.rs", prompt("    let")))
         .await
         .unwrap();
-    assert!(after.figures.n_generated >= 1);
+    assert!(after.figures.generation.n_generated >= 1);
 }
 
 #[test]
@@ -158,7 +152,7 @@ fn broken_model_files_are_errors_not_crashes() {
     let missing = dir.path().join("missing.gguf");
     assert_eq!(check(&missing), Error::ModelNotFound(missing.clone()));
 
-    let bytes = std::fs::read(test_model()).unwrap();
+    let bytes = std::fs::read(tiny_model_path()).unwrap();
     let truncated = dir.path().join("truncated.gguf");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let error = check(&truncated);
@@ -202,7 +196,7 @@ fn broken_model_files_are_errors_not_crashes() {
 /// `to`, of the same length: the layout is untouched, so the file passes the GGUF header check.
 fn patched_model(dir: &Path, name: &str, from: &[u8], to: &[u8]) -> PathBuf {
     assert_eq!(from.len(), to.len());
-    let mut bytes = std::fs::read(test_model()).unwrap();
+    let mut bytes = std::fs::read(tiny_model_path()).unwrap();
     let found: Vec<usize> = bytes
         .windows(from.len())
         .enumerate()
@@ -258,7 +252,7 @@ fn a_gguf_that_passes_our_check_but_not_llama_cpp_is_a_load_error() {
         assert!(message.contains("llama.cpp rejected it"), "{message}");
     }
     // The engine still loads a good model afterwards.
-    assert!(Engine::start(&test_config(), &test_model()).is_ok());
+    assert!(Engine::start(&test_config(), &tiny_model_path()).is_ok());
 }
 
 #[test]
@@ -269,7 +263,7 @@ fn a_context_bigger_than_memory_is_refused_with_what_to_lower() {
         n_gpu_layers: 0,
         ..test_config()
     };
-    let error = Engine::start(&config, &test_model())
+    let error = Engine::start(&config, &tiny_model_path())
         .err()
         .expect("no machine has the memory for this KV cache");
     let message = error.to_string();
@@ -287,7 +281,7 @@ fn a_context_bigger_than_memory_is_refused_with_what_to_lower() {
         n_gpu_layers: 0,
         ..test_config()
     };
-    let engine = Engine::start(&chat, &test_model()).expect("the completion context fits");
+    let engine = Engine::start(&chat, &tiny_model_path()).expect("the completion context fits");
     let (deltas, _received) = mpsc::unbounded_channel();
     let error = tokio::runtime::Runtime::new()
         .unwrap()
@@ -328,8 +322,8 @@ async fn chat_streams_follows_grammars_and_stops_when_cancelled() {
         streamed += &delta;
     }
     assert_eq!(streamed, outcome.text);
-    assert!(outcome.n_generated >= 1 && outcome.n_generated <= 8);
-    assert!(outcome.n_prompt > 10);
+    assert!(outcome.generation.n_generated >= 1 && outcome.generation.n_generated <= 8);
+    assert!(outcome.generation.n_prompt > 10);
 
     let (deltas_tx, _deltas) = mpsc::unbounded_channel();
     let grammar = "root ::= \"yes\" | \"no\"";
@@ -361,13 +355,13 @@ async fn chat_streams_follows_grammars_and_stops_when_cancelled() {
         .complete(request("file:///main.rs", prompt("    let")))
         .await
         .unwrap();
-    assert!(completion.figures.n_generated >= 1);
+    assert!(completion.figures.generation.n_generated >= 1);
     assert_eq!(engine.stats().await.n_abandoned, 1);
 }
 
 /// The tiny model, loaded directly, for tests of the llama.cpp backend itself.
 fn tiny_model() -> llama_cpp_2::model::LlamaModel {
-    super::backend::llama::load_model(&test_model(), &test_config(), None)
+    super::backend::llama::load_model(&tiny_model_path(), &test_config(), None)
         .expect("the tiny model loads")
 }
 
@@ -472,13 +466,13 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
     let dir = tempfile::tempdir().unwrap();
     // A copy, so the engine cannot tell it is the completion model and loads it on its own.
     let chat_copy = dir.path().join("chat.gguf");
-    std::fs::copy(test_model(), &chat_copy).unwrap();
+    std::fs::copy(tiny_model_path(), &chat_copy).unwrap();
     let broken = dir.path().join("broken.gguf");
     std::fs::write(&broken, "these are not weights\n").unwrap();
     let start_with = |chat_model: ChatModel| {
         let config = test_config();
         tokio::task::spawn_blocking(move || {
-            Engine::start_with_progress(&config, &test_model(), chat_model, None)
+            Engine::start_with_progress(&config, &tiny_model_path(), chat_model, None)
                 .expect("the completion model loads whatever the chat model is")
         })
     };
@@ -489,7 +483,7 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
     let (deltas_tx, _deltas) = mpsc::unbounded_channel();
     let outcome = engine.chat(chat_request(4, None), deltas_tx).await.unwrap();
     assert!(
-        outcome.n_generated >= 1 && outcome.n_prompt > 10,
+        outcome.generation.n_generated >= 1 && outcome.generation.n_prompt > 10,
         "{outcome:?}"
     );
     assert_eq!(
@@ -518,7 +512,7 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
         .complete(request("file:///main.rs", prompt("    let")))
         .await
         .unwrap();
-    assert!(completion.figures.n_generated >= 1);
+    assert!(completion.figures.generation.n_generated >= 1);
     assert_eq!(
         engine.info().await.unwrap().chat_model_state,
         ChatModelState::Loading
@@ -526,7 +520,7 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
     assert!(!chat.is_finished());
     downloaded_tx.send(()).unwrap();
     let outcome = chat.await.unwrap().unwrap();
-    assert!(outcome.n_generated >= 1, "{outcome:?}");
+    assert!(outcome.generation.n_generated >= 1, "{outcome:?}");
     assert_eq!(
         engine.info().await.unwrap().chat_model_state,
         ChatModelState::Ready(chat_copy)
@@ -559,7 +553,7 @@ async fn a_separate_chat_model_answers_chat_and_a_broken_one_leaves_completions_
             .complete(request("file:///main.rs", prompt("    let")))
             .await
             .unwrap();
-        assert!(completion.figures.n_generated >= 1);
+        assert!(completion.figures.generation.n_generated >= 1);
         assert!(
             matches!(engine.info().await.unwrap().chat_model_state, ChatModelState::Unavailable(reason) if reason.contains(expected))
         );
@@ -600,7 +594,7 @@ async fn completions_decoded_together_write_what_each_writes_alone() {
         ..test_config()
     };
     let alone = {
-        let engine = Engine::start(&config, &test_model()).unwrap();
+        let engine = Engine::start(&config, &tiny_model_path()).unwrap();
         let mut texts = Vec::new();
         for request in requests() {
             texts.push(engine.complete(request).await.unwrap());
@@ -608,7 +602,7 @@ async fn completions_decoded_together_write_what_each_writes_alone() {
         assert_eq!(engine.stats().await.n_batches, 0);
         texts
     };
-    let engine = Engine::start(&config, &test_model()).unwrap();
+    let engine = Engine::start(&config, &tiny_model_path()).unwrap();
     let together = futures::future::join_all(
         requests()
             .into_iter()
@@ -656,7 +650,7 @@ async fn offloaded_layers_write_what_the_cpu_writes() {
             n_gpu_layers,
             ..test_config()
         };
-        let engine = Engine::start(&config, &test_model()).unwrap();
+        let engine = Engine::start(&config, &tiny_model_path()).unwrap();
         let mut texts = Vec::new();
         for (i, line_head) in line_heads.iter().enumerate() {
             let request = CompletionRequest {
@@ -721,7 +715,7 @@ async fn drafted_decoding_writes_what_plain_decoding_writes() {
             lookup_draft,
             ..test_config()
         };
-        let engine = Engine::start(&config, &test_model()).unwrap();
+        let engine = Engine::start(&config, &tiny_model_path()).unwrap();
         let mut texts = Vec::new();
         for (idx, line_head) in line_heads.iter().enumerate() {
             let request = CompletionRequest {

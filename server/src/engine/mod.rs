@@ -263,9 +263,10 @@ pub enum StopReason {
     EmptyPrompt,
 }
 
-/// What one completion cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CompletionFigures {
+/// What one generation (a completion's or a chat's) cost in tokens and time; all zero for an
+/// answer found without the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationFigures {
     /// Tokens in the rendered prompt.
     pub n_prompt: u32,
     /// Prompt tokens whose KV cache was reused.
@@ -281,6 +282,14 @@ pub struct CompletionFigures {
     pub n_accepted: u32,
     pub t_prefill_ms: f64,
     pub t_decode_ms: f64,
+}
+
+/// What one completion cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionFigures {
+    /// Flattened on the shared engine's socket: the same JSON fields as before the split.
+    #[serde(flatten)]
+    pub generation: GenerationFigures,
     /// From the call to the answer, queueing included.
     pub t_total_ms: f64,
     pub served_without_inference: bool,
@@ -295,14 +304,7 @@ impl CompletionFigures {
     /// A suggestion answered without the model (typed ahead, or nothing to ask), after `t_total_ms`.
     pub(crate) fn without_inference(t_total_ms: f64, stop: StopReason) -> CompletionFigures {
         CompletionFigures {
-            n_prompt: 0,
-            n_reused: 0,
-            n_evaluated: 0,
-            n_generated: 0,
-            n_drafted: 0,
-            n_accepted: 0,
-            t_prefill_ms: 0.0,
-            t_decode_ms: 0.0,
+            generation: GenerationFigures::default(),
             t_total_ms,
             served_without_inference: true,
             stop,
@@ -342,12 +344,8 @@ pub struct ChatRequest {
 pub struct ChatOutcome {
     /// The whole answer (the concatenation of the deltas sent).
     pub text: String,
-    pub n_prompt: u32,
-    pub n_reused: u32,
-    pub n_evaluated: u32,
-    pub n_generated: u32,
-    pub t_prefill_ms: f64,
-    pub t_decode_ms: f64,
+    #[serde(flatten)]
+    pub generation: GenerationFigures,
     pub stop: StopReason,
 }
 
@@ -395,11 +393,12 @@ impl EngineStats {
     fn record(&mut self, figures: &CompletionFigures) {
         self.n_completions += 1;
         self.n_served_without_inference += u64::from(figures.served_without_inference);
-        self.n_tokens_reused += u64::from(figures.n_reused);
-        self.n_tokens_evaluated += u64::from(figures.n_evaluated);
-        self.n_tokens_generated += u64::from(figures.n_generated);
-        self.n_tokens_drafted += u64::from(figures.n_drafted);
-        self.n_tokens_accepted += u64::from(figures.n_accepted);
+        let generation = &figures.generation;
+        self.n_tokens_reused += u64::from(generation.n_reused);
+        self.n_tokens_evaluated += u64::from(generation.n_evaluated);
+        self.n_tokens_generated += u64::from(generation.n_generated);
+        self.n_tokens_drafted += u64::from(generation.n_drafted);
+        self.n_tokens_accepted += u64::from(generation.n_accepted);
         if self.recent.len() == RECENT_FIGURES {
             self.recent.remove(0);
         }

@@ -656,14 +656,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             let running = self.running.remove(idx);
             let generation = &running.generation;
             let figures = CompletionFigures {
-                n_prompt: generation.n_prompt,
-                n_reused: generation.n_reused,
-                n_evaluated: generation.n_evaluated,
-                n_generated: generation.n_generated,
-                n_drafted: generation.n_drafted,
-                n_accepted: generation.n_accepted,
-                t_prefill_ms: millis(generation.t_prefill),
-                t_decode_ms: millis(generation.t_decode),
+                generation: generation.figures(),
                 t_total_ms: millis(running.job.submitted_at.elapsed()),
                 served_without_inference: false,
                 stop,
@@ -689,14 +682,14 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let figures = &completion.figures;
         tracing::info!(
             document = %job.request.document,
-            n_prompt = figures.n_prompt,
-            n_reused = figures.n_reused,
-            n_evaluated = figures.n_evaluated,
-            n_generated = figures.n_generated,
-            n_drafted = figures.n_drafted,
-            n_accepted = figures.n_accepted,
-            t_prefill_ms = figures.t_prefill_ms,
-            t_decode_ms = figures.t_decode_ms,
+            n_prompt = figures.generation.n_prompt,
+            n_reused = figures.generation.n_reused,
+            n_evaluated = figures.generation.n_evaluated,
+            n_generated = figures.generation.n_generated,
+            n_drafted = figures.generation.n_drafted,
+            n_accepted = figures.generation.n_accepted,
+            t_prefill_ms = figures.generation.t_prefill_ms,
+            t_decode_ms = figures.generation.t_decode_ms,
             t_total_ms = figures.t_total_ms,
             stop = ?figures.stop,
             "completion"
@@ -831,12 +824,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             );
             let _ = running.job.reply.send(Ok(ChatOutcome {
                 text: running.text,
-                n_prompt: generation.n_prompt,
-                n_reused: generation.n_reused,
-                n_evaluated: generation.n_evaluated,
-                n_generated: generation.n_generated,
-                t_prefill_ms: millis(generation.t_prefill),
-                t_decode_ms: millis(generation.t_decode),
+                generation: generation.figures(),
                 stop,
             }));
         }

@@ -143,7 +143,10 @@ fn healing_takes_the_last_line_head_token_back_and_leaves_it_out_of_the_answer()
     let healed = h.complete(request("a", prompt("    let x")));
     assert_eq!(healed.text, " = 1;");
     let figures = &healed.figures;
-    assert_eq!((figures.n_prompt, figures.n_generated), (35, 6));
+    assert_eq!(
+        (figures.generation.n_prompt, figures.generation.n_generated),
+        (35, 6)
+    );
     assert_eq!(evaluations(&h.calls())[0], (0, 35));
 
     // A script that does not start with the healed text still gets it first, and the answer
@@ -152,7 +155,7 @@ fn healing_takes_the_last_line_head_token_back_and_leaves_it_out_of_the_answer()
     h.reply("= 1;");
     let healed = h.complete(request("a", prompt("    let x")));
     assert_eq!(healed.text, "= 1;");
-    assert_eq!(healed.figures.n_generated, 5);
+    assert_eq!(healed.figures.generation.n_generated, 5);
 }
 
 #[test]
@@ -160,7 +163,10 @@ fn healing_takes_back_earlier_tokens_while_they_start_a_longer_token() {
     let n_prompt_unhealed = |line_head: &str| {
         let mut h = harness(FakeOptions::default());
         h.reply(";");
-        h.complete(request("a", prompt(line_head))).figures.n_prompt
+        h.complete(request("a", prompt(line_head)))
+            .figures
+            .generation
+            .n_prompt
     };
     let healing = |longer_tokens: &[&str]| FakeOptions {
         token_healing: true,
@@ -172,14 +178,20 @@ fn healing_takes_back_earlier_tokens_while_they_start_a_longer_token() {
     h.reply("xyz = 1;");
     let healed = h.complete(request("a", prompt("    let xy")));
     assert_eq!(healed.text, "z = 1;");
-    assert_eq!(healed.figures.n_prompt, n_prompt_unhealed("    let xy") - 2);
+    assert_eq!(
+        healed.figures.generation.n_prompt,
+        n_prompt_unhealed("    let xy") - 2
+    );
 
     // Never more than three.
     let mut h = harness(healing(&["cdz", "bcdz", "abcdz"]));
     h.reply("bcdz;");
     let healed = h.complete(request("a", prompt("    abcd")));
     assert_eq!(healed.text, "z;");
-    assert_eq!(healed.figures.n_prompt, n_prompt_unhealed("    abcd") - 3);
+    assert_eq!(
+        healed.figures.generation.n_prompt,
+        n_prompt_unhealed("    abcd") - 3
+    );
 }
 
 #[test]
@@ -191,10 +203,10 @@ fn a_keystroke_reuses_the_cache_and_evaluates_one_token() {
     let figures = &first.figures;
     assert_eq!(
         (
-            figures.n_prompt,
-            figures.n_reused,
-            figures.n_evaluated,
-            figures.n_generated
+            figures.generation.n_prompt,
+            figures.generation.n_reused,
+            figures.generation.n_evaluated,
+            figures.generation.n_generated
         ),
         (36, 0, 36, 4)
     );
@@ -210,7 +222,11 @@ fn a_keystroke_reuses_the_cache_and_evaluates_one_token() {
     assert_eq!(second.text, "y;");
     let figures = &second.figures;
     assert_eq!(
-        (figures.n_prompt, figures.n_reused, figures.n_evaluated),
+        (
+            figures.generation.n_prompt,
+            figures.generation.n_reused,
+            figures.generation.n_evaluated
+        ),
         (37, 36, 1)
     );
     assert!(!figures.served_without_inference);
@@ -227,7 +243,7 @@ fn prefill_runs_in_batches() {
     });
     h.reply("");
     let completion = h.complete(request("a", prompt("    let x")));
-    assert_eq!(completion.figures.n_evaluated, 36);
+    assert_eq!(completion.figures.generation.n_evaluated, 36);
     assert_eq!(evaluations(&h.calls()), vec![(0, 16), (16, 16), (32, 4)]);
 }
 
@@ -243,7 +259,10 @@ fn failed_partial_trim_evaluates_the_whole_prompt_again() {
     h.reply("");
     let second = h.complete(request("a", prompt("    let x ")));
     assert_eq!(
-        (second.figures.n_reused, second.figures.n_evaluated),
+        (
+            second.figures.generation.n_reused,
+            second.figures.generation.n_evaluated
+        ),
         (0, 37)
     );
     let calls = h.calls();
@@ -280,18 +299,28 @@ fn documents_get_their_own_slots_and_the_oldest_is_evicted() {
     assert_eq!(h.complete(request("a", prompt("x"))).figures.slot, Some(0));
     h.reply("");
     let b = h.complete(request("b", other("x")));
-    assert_eq!((b.figures.slot, b.figures.n_reused), (Some(1), 0));
+    assert_eq!(
+        (b.figures.slot, b.figures.generation.n_reused),
+        (Some(1), 0)
+    );
     // Back to "a": its slot still holds its prompt.
     h.reply("");
     let a = h.complete(request("a", prompt("xy")));
     assert_eq!(
-        (a.figures.slot, a.figures.n_reused, a.figures.n_evaluated),
+        (
+            a.figures.slot,
+            a.figures.generation.n_reused,
+            a.figures.generation.n_evaluated
+        ),
         (Some(0), 28, 1)
     );
     // A third document evicts the least recently used slot, b's.
     h.reply("");
     let c = h.complete(request("c", third("x")));
-    assert_eq!((c.figures.slot, c.figures.n_reused), (Some(1), 1));
+    assert_eq!(
+        (c.figures.slot, c.figures.generation.n_reused),
+        (Some(1), 1)
+    );
 }
 
 #[test]
@@ -318,7 +347,13 @@ fn newer_request_for_the_same_document_supersedes_the_running_one() {
     assert!(other_document.try_recv().unwrap().is_ok());
     let second = second.try_recv().unwrap().unwrap();
     // It reuses the 16 tokens the superseded request had evaluated.
-    assert_eq!((second.figures.n_prompt, second.figures.n_reused), (37, 16));
+    assert_eq!(
+        (
+            second.figures.generation.n_prompt,
+            second.figures.generation.n_reused
+        ),
+        (37, 16)
+    );
     assert_eq!(h.shared.stats().n_superseded, 1);
 }
 
@@ -354,10 +389,10 @@ fn prompt_is_cut_and_generation_stops_before_the_context_overflows() {
     let figures = &completion.figures;
     assert!(figures.truncated);
     // Half the context is kept for generation.
-    assert_eq!(figures.n_prompt, 32);
+    assert_eq!(figures.generation.n_prompt, 32);
     assert_eq!(figures.stop, StopReason::ContextFull);
     // 32 generated tokens fill the sequence; the 33rd is sampled but has no room.
-    assert_eq!(figures.n_generated, 33);
+    assert_eq!(figures.generation.n_generated, 33);
     assert_eq!(h.fake.lock().unwrap().contents[0].len(), 64);
 }
 
@@ -370,7 +405,7 @@ fn single_line_requests_stop_at_the_end_of_the_line() {
     let completion = h.complete(single);
     assert_eq!(completion.text, "x, y)");
     assert_eq!(completion.figures.stop, StopReason::EndOfLine);
-    assert_eq!(completion.figures.n_generated, 6);
+    assert_eq!(completion.figures.generation.n_generated, 6);
 
     h.reply("x, y)\n    bar()");
     let completion = h.complete(request("b", prompt("    foo(")));
@@ -412,8 +447,8 @@ fn warming_caches_the_prompt_and_the_keystroke_evaluates_one_token() {
 
     h.reply("t x = 2;");
     let completion = h.complete(request("a", long_prompt("    l")));
-    assert_eq!(completion.figures.n_reused, 181);
-    assert_eq!(completion.figures.n_evaluated, 1);
+    assert_eq!(completion.figures.generation.n_reused, 181);
+    assert_eq!(completion.figures.generation.n_evaluated, 1);
     assert_eq!(completion.text, "t x = 2;");
 }
 
@@ -457,8 +492,8 @@ fn completions_preempt_warming() {
     assert_eq!(evaluations(&h.calls()), [(1, 64)]);
     h.reply("t");
     let same = h.complete(request("c", third("    l")));
-    assert_eq!(same.figures.n_reused, 65);
-    assert_eq!(same.figures.n_evaluated, 183 - 65);
+    assert_eq!(same.figures.generation.n_reused, 65);
+    assert_eq!(same.figures.generation.n_evaluated, 183 - 65);
     // Nothing is warmed after it: the keystroke's prompt replaced the warming.
     assert!(h.scheduler.is_idle());
     assert_eq!(h.shared.stats().n_tokens_warmed, 181 + 64);
@@ -483,7 +518,7 @@ fn completions_stop_at_the_token_that_completes_the_suggestion() {
     assert_eq!(completion.text, "if x {\n        y();\n    }\n");
     assert_eq!(completion.figures.stop, StopReason::SuggestionComplete);
     // One token a character: every character up to the accepting newline, and no more.
-    assert_eq!(completion.figures.n_generated, 26);
+    assert_eq!(completion.figures.generation.n_generated, 26);
     assert_eq!(completion.token_ends.len(), 26);
     assert_eq!(completion.token_ends.last(), Some(&26));
     assert_eq!(
@@ -551,8 +586,8 @@ fn stop_strings_max_tokens_and_time_budget_end_generation() {
     // Same prompt as "b": all but its last token come from the cache.
     assert_eq!(
         (
-            completion.figures.n_evaluated,
-            completion.figures.n_generated
+            completion.figures.generation.n_evaluated,
+            completion.figures.generation.n_generated
         ),
         (1, 0)
     );
@@ -579,7 +614,7 @@ fn models_without_fim_tokens_and_empty_prompts() {
     h.reply("1");
     let completion = h.complete(request("a", prompt("let x = ")));
     // "fn main() {\n" and the line head only.
-    assert_eq!(completion.figures.n_prompt, 20);
+    assert_eq!(completion.figures.generation.n_prompt, 20);
     let empty = h.complete(request("b", FimPrompt::default()));
     assert_eq!(
         (empty.text.as_str(), empty.figures.stop),
@@ -640,7 +675,10 @@ fn chat_streams_and_completions_run_between_its_steps() {
     h.run_until_idle();
     let outcome = chat_answer.try_recv().unwrap().unwrap();
     assert_eq!(outcome.text, "hello there");
-    assert_eq!(outcome.n_prompt, "<user>hi\n<assistant>".len() as u32);
+    assert_eq!(
+        outcome.generation.n_prompt,
+        "<user>hi\n<assistant>".len() as u32
+    );
     let mut streamed = String::from("he");
     while let Ok(delta) = deltas.try_recv() {
         streamed += &delta;
@@ -717,7 +755,7 @@ fn chats_wait_for_a_chat_model_still_loading_while_completions_go_on() {
     arrived.store(true, AtomicOrdering::SeqCst);
     h.run_until_idle();
     let outcome = answer.try_recv().unwrap().unwrap();
-    assert!(outcome.n_generated > 0, "{outcome:?}");
+    assert!(outcome.generation.n_generated > 0, "{outcome:?}");
 }
 
 /// The async façade over a fake engine thread.
@@ -776,7 +814,7 @@ async fn typing_into_the_suggestion_is_served_without_inference() {
     assert_eq!(typed.text, "oo();");
     assert!(typed.figures.served_without_inference);
     assert_eq!(typed.figures.stop, StopReason::TypedAhead);
-    assert_eq!(typed.figures.n_evaluated, 0);
+    assert_eq!(typed.figures.generation.n_evaluated, 0);
 
     // Typing something else needs the model again.
     state.lock().unwrap().push_reply("1;");
@@ -1020,16 +1058,19 @@ fn prompt_lookup_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
     h.reply("bar, baz);");
     let completion = h.complete(request("a", repeating_prompt()));
     assert_eq!(completion.text, expected.text);
-    assert_eq!(completion.figures.n_generated, 10);
+    assert_eq!(completion.figures.generation.n_generated, 10);
     // The prompt ends with the line head `y = foo(`. `b` comes from the prompt's logits; after
     // it, `oo(b` occurred in the line above, followed by `ar, baz)` (8 tokens, the most
     // drafted): the model agrees with all of it and picks `;` itself. After `;`, `az);` gives
     // `\n` (the prompt's suffix marker follows it), which the model rejects by ending the answer.
     assert_eq!(
-        (completion.figures.n_drafted, completion.figures.n_accepted),
+        (
+            completion.figures.generation.n_drafted,
+            completion.figures.generation.n_accepted
+        ),
         (9, 8)
     );
-    let n_prompt = completion.figures.n_prompt;
+    let n_prompt = completion.figures.generation.n_prompt;
     let decode_calls: Vec<Call> = h
         .calls()
         .into_iter()
@@ -1075,7 +1116,7 @@ fn a_stop_rule_ends_the_answer_inside_a_verified_draft() {
     // The draft after `b` is verified whole, but only five of its tokens are handed out before
     // the budget of six ends the answer.
     assert_eq!(completion.text, "bar, b");
-    assert_eq!(completion.figures.n_generated, 6);
+    assert_eq!(completion.figures.generation.n_generated, 6);
     assert_eq!(completion.figures.stop, StopReason::MaxTokens);
     let held = h.fake.lock().unwrap().contents[0].clone();
     assert_eq!(held, h.scheduler.slot_tokens(0));
@@ -1089,7 +1130,7 @@ fn sampling_with_temperature_never_speculates() {
     sampled.sampling.temperature = 0.7;
     let completion = h.complete(sampled);
     assert_eq!(completion.text, "bar, baz);");
-    assert_eq!(completion.figures.n_drafted, 0);
+    assert_eq!(completion.figures.generation.n_drafted, 0);
     assert!(verifications(&h.fake).is_empty());
 }
 
@@ -1103,7 +1144,10 @@ fn drafts_stop_before_control_tokens_and_fit_the_batch() {
     assert_eq!(completion.text, "bar, baz);");
     assert_eq!(verifications(&h.fake), vec![1 + 10]);
     assert_eq!(
-        (completion.figures.n_drafted, completion.figures.n_accepted),
+        (
+            completion.figures.generation.n_drafted,
+            completion.figures.generation.n_accepted
+        ),
         (10, 9)
     );
 
@@ -1116,7 +1160,7 @@ fn drafts_stop_before_control_tokens_and_fit_the_batch() {
     let completion = h.complete(request("a", repeating_prompt()));
     assert_eq!(completion.text, "bar, baz);");
     assert_eq!(verifications(&h.fake), vec![1 + 4, 1 + 4]);
-    assert_eq!(completion.figures.n_accepted, 8);
+    assert_eq!(completion.figures.generation.n_accepted, 8);
 }
 
 #[test]

@@ -360,6 +360,7 @@ pub struct DocumentStateResult {
     pub language: Option<String>,
     /// `text`, `tooLargeToParse` or `binary`.
     pub kind: String,
-    /// The syntax tree as an S-expression, when there is one.
+    /// The syntax tree, when there is one: every node's kind, field, byte range and points, a line
+    /// each (`syntax::node_listing`).
     pub tree: Option<String>,
 }

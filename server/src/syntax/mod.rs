@@ -166,6 +166,53 @@ pub fn parse_rope(
     tree
 }
 
+/// Every node of `tree` in document order, one line each, indented by depth: its kind (quoted
+/// when anonymous), the field it fills, its byte range and its start and end points (row:column).
+/// Two trees print the same only if they have the same nodes at the same places, so tests compare
+/// trees this way; `to_sexp` shows named nodes' kinds and fields only.
+pub fn node_listing(tree: &Tree) -> String {
+    use std::fmt::Write;
+    let mut listing = String::new();
+    let mut cursor = tree.walk();
+    let mut depth = 0usize;
+    loop {
+        let node = cursor.node();
+        let kind = if node.is_named() {
+            node.kind().to_owned()
+        } else {
+            format!("{:?}", node.kind())
+        };
+        let field = cursor
+            .field_name()
+            .map(|name| format!(" {name}:"))
+            .unwrap_or_default();
+        let (start, end) = (node.start_position(), node.end_position());
+        let missing = if node.is_missing() { " missing" } else { "" };
+        let _ = writeln!(
+            listing,
+            "{:indent$}{kind}{field} {}..{} {}:{}-{}:{}{missing}",
+            "",
+            node.start_byte(),
+            node.end_byte(),
+            start.row,
+            start.column,
+            end.row,
+            end.column,
+            indent = depth * 2,
+        );
+        if cursor.goto_first_child() {
+            depth += 1;
+            continue;
+        }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                return listing;
+            }
+            depth -= 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +243,30 @@ mod tests {
                 tree.root_node().to_sexp()
             );
         }
+    }
+
+    #[test]
+    fn the_node_listing_tells_trees_apart_that_the_s_expression_does_not() {
+        let parse = |text: &str| {
+            let rope = Rope::from_str(text);
+            parse_rope(&mut Language::Rust.parser(), &rope, None, None).expect("parse")
+        };
+        let (one, other) = (parse("fn a() {}\n"), parse("fn  a() {}\n"));
+        assert_eq!(one.root_node().to_sexp(), other.root_node().to_sexp());
+        assert_ne!(node_listing(&one), node_listing(&other));
+        assert_eq!(
+            node_listing(&one),
+            "source_file 0..10 0:0-1:0\n\
+             \x20 function_item 0..9 0:0-0:9\n\
+             \x20   \"fn\" 0..2 0:0-0:2\n\
+             \x20   identifier name: 3..4 0:3-0:4\n\
+             \x20   parameters parameters: 4..6 0:4-0:6\n\
+             \x20     \"(\" 4..5 0:4-0:5\n\
+             \x20     \")\" 5..6 0:5-0:6\n\
+             \x20   block body: 7..9 0:7-0:9\n\
+             \x20     \"{\" 7..8 0:7-0:8\n\
+             \x20     \"}\" 8..9 0:8-0:9\n"
+        );
     }
 
     #[test]

@@ -1095,11 +1095,7 @@ fn the_plan_applies_its_choices_to_the_settings() {
 
 #[test]
 fn the_tiny_models_shape_comes_from_its_header() {
-    let path = std::env::var_os("WELLSPRING_TEST_MODEL")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny.gguf")
-        });
+    let path = crate::testing::tiny_model();
     let summary = crate::model::inspect(&path).expect("the tiny model is a valid GGUF");
     let shape = ModelShape::from_summary(&summary).unwrap();
     assert_eq!(shape.name, "random-tiny F16");

@@ -197,7 +197,9 @@ pub(crate) async fn read_message<R: AsyncReadExt + Unpin, T: for<'de> Deserializ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{FimPrompt, SamplingConfig};
+    use crate::engine::{
+        CompletionFigures, FimPrompt, GenerationFigures, SamplingConfig, StopReason,
+    };
     use std::time::Duration;
 
     #[tokio::test]
@@ -241,6 +243,76 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    /// The figures cross the socket with the generation's counters flat beside the completion's
+    /// own: the fields an engine of the release before `GenerationFigures` wrote.
+    #[test]
+    fn completion_figures_keep_their_flat_fields_on_the_socket() {
+        let figures = CompletionFigures {
+            generation: GenerationFigures {
+                n_prompt: 90,
+                n_reused: 80,
+                n_evaluated: 10,
+                n_generated: 16,
+                n_drafted: 6,
+                n_accepted: 4,
+                t_prefill_ms: 1.5,
+                t_decode_ms: 20.25,
+            },
+            t_total_ms: 23.0,
+            served_without_inference: false,
+            stop: StopReason::MaxTokens,
+            slot: Some(1),
+            truncated: false,
+        };
+        let json = serde_json::to_value(&figures).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "n_prompt": 90, "n_reused": 80, "n_evaluated": 10, "n_generated": 16,
+                "n_drafted": 6, "n_accepted": 4, "t_prefill_ms": 1.5, "t_decode_ms": 20.25,
+                "t_total_ms": 23.0, "served_without_inference": false, "stop": "MaxTokens",
+                "slot": 1, "truncated": false
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<CompletionFigures>(json).unwrap(),
+            figures
+        );
+        // Without the drafting counters (an engine from before speculative decoding).
+        let older = serde_json::json!({
+            "n_prompt": 3, "n_reused": 0, "n_evaluated": 3, "n_generated": 1,
+            "t_prefill_ms": 0.5, "t_decode_ms": 0.5, "t_total_ms": 1.0,
+            "served_without_inference": false, "stop": "EndOfGeneration", "slot": null,
+            "truncated": false
+        });
+        let read = serde_json::from_value::<CompletionFigures>(older).unwrap();
+        assert_eq!(
+            (read.generation.n_evaluated, read.generation.n_drafted),
+            (3, 0)
+        );
+    }
+
+    #[test]
+    fn a_chat_outcome_keeps_its_flat_fields_on_the_socket() {
+        let outcome = ChatOutcome {
+            text: "ok".to_owned(),
+            generation: GenerationFigures {
+                n_prompt: 12,
+                n_generated: 2,
+                ..GenerationFigures::default()
+            },
+            stop: StopReason::EndOfGeneration,
+        };
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json["n_prompt"], 12);
+        assert_eq!(json["n_generated"], 2);
+        assert!(json.get("generation").is_none(), "{json}");
+        assert_eq!(
+            serde_json::from_value::<ChatOutcome>(json).unwrap(),
+            outcome
+        );
     }
 
     #[tokio::test]

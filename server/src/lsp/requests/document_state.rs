@@ -25,9 +25,6 @@ pub(crate) async fn handle(
         text: document.rope.to_string(),
         language: document.language.map(|language| language.name().to_owned()),
         kind: kind.to_owned(),
-        tree: document
-            .tree
-            .as_ref()
-            .map(|tree| tree.root_node().to_sexp()),
+        tree: document.tree.as_ref().map(crate::syntax::node_listing),
     })
 }

@@ -30,14 +30,14 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
             .recent
             .iter()
             .map(|figures| CompletionFiguresResult {
-                n_prompt: figures.n_prompt,
-                n_reused: figures.n_reused,
-                n_evaluated: figures.n_evaluated,
-                n_generated: figures.n_generated,
-                n_drafted: figures.n_drafted,
-                n_accepted: figures.n_accepted,
-                t_prefill_ms: figures.t_prefill_ms,
-                t_decode_ms: figures.t_decode_ms,
+                n_prompt: figures.generation.n_prompt,
+                n_reused: figures.generation.n_reused,
+                n_evaluated: figures.generation.n_evaluated,
+                n_generated: figures.generation.n_generated,
+                n_drafted: figures.generation.n_drafted,
+                n_accepted: figures.generation.n_accepted,
+                t_prefill_ms: figures.generation.t_prefill_ms,
+                t_decode_ms: figures.generation.t_decode_ms,
                 t_total_ms: figures.t_total_ms,
                 served_without_inference: figures.served_without_inference,
                 stop: convert::stop(figures.stop),

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use super::{tiny_model, GgufBuilder};
+use super::GgufBuilder;
 use crate::model::gguf::{SpecialTokens, TensorBytes};
 use crate::model::{inspect, GgufSummary};
+use crate::testing::tiny_model;
 
 /// Writes `bytes` to a file in a fresh directory and inspects it. Errors come back as their
 /// message with the directory replaced by `$DIR`.

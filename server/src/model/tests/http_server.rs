@@ -2,8 +2,8 @@
 //! byte-range support, can cut a response short once (an interrupted download), and records
 //! every request so tests can assert what went over the wire.
 //!
-//! Shared by the unit tests in `model/tests` and the CLI test in `server/tests/model_cli.rs`
-//! (included there with `#[path]`), so it uses nothing from the crate.
+//! Shared by the unit tests in `model/tests` and the CLI tests in `tests/lsp/model_cli.rs`
+//! (included by `tests/lsp/main.rs` with `#[path]`), so it uses nothing from the crate.
 
 #![allow(dead_code)]
 

@@ -8,25 +8,10 @@ pub(crate) mod http_server;
 mod ollama;
 mod spec;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{Progress, ResolveOptions};
-
-/// The tiny random-weight Qwen2.5-Coder-shaped model: `$WELLSPRING_TEST_MODEL`, else
-/// `<repo>/models/tiny.gguf`.
-pub(crate) fn tiny_model() -> PathBuf {
-    if let Some(path) = std::env::var_os("WELLSPRING_TEST_MODEL") {
-        return PathBuf::from(path);
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny.gguf");
-    assert!(
-        path.exists(),
-        "test model {} is missing: run scripts/test-models.sh (or set WELLSPRING_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
 
 /// Options that never touch the real cache, store or network.
 pub(crate) fn options(cache_dir: &Path) -> ResolveOptions {
