@@ -148,6 +148,13 @@ fn init_logging(log: &config::LogConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rust's allocations go to mimalloc: its pages hold blocks of one size class and go back to the
+/// system once empty, where glibc's arenas kept a language server's resident size creeping while
+/// its live heap stayed flat (docs/reliability.md, the soak). llama.cpp's own allocations stay
+/// with glibc's allocator, which `trim` looks after.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if matches!(cli.command, None | Some(Command::Serve)) {

@@ -13,6 +13,10 @@
 //! a 6-minute soak side by side the server grew 1.2 MiB with one arena against 3.3 MiB without,
 //! over the same 150 s after warm-up. Its threads mostly wait on the client and the engine; what
 //! sharing one arena's lock costs a keystroke was not measured (`bench keystrokes` would show it).
+//!
+//! Since then Rust's own allocations go to mimalloc (`main.rs`), and the server's glibc heap holds
+//! little besides the tokenizer's vocabulary that llama.cpp loads; this module still looks after
+//! what llama.cpp allocates, in the server and above all in the engine.
 
 use std::time::Duration;
 
