@@ -29,18 +29,21 @@ pub(crate) async fn handle(server: &Server) -> Result<StatsResult> {
         recent: stats
             .recent
             .iter()
-            .map(|figures| CompletionFiguresResult {
-                n_prompt: figures.generation.n_prompt,
-                n_reused: figures.generation.n_reused,
-                n_evaluated: figures.generation.n_evaluated,
-                n_generated: figures.generation.n_generated,
-                n_drafted: figures.generation.n_drafted,
-                n_accepted: figures.generation.n_accepted,
-                t_prefill_ms: figures.generation.t_prefill_ms,
-                t_decode_ms: figures.generation.t_decode_ms,
-                t_total_ms: figures.t_total_ms,
-                served_without_inference: figures.served_without_inference,
-                stop: convert::stop(figures.stop),
+            .map(|figures| {
+                let generation = &figures.generation;
+                CompletionFiguresResult {
+                    n_prompt: generation.n_prompt,
+                    n_reused: generation.n_reused,
+                    n_evaluated: generation.n_evaluated,
+                    n_generated: generation.n_generated,
+                    n_drafted: generation.n_drafted,
+                    n_accepted: generation.n_accepted,
+                    t_prefill_ms: generation.t_prefill_ms,
+                    t_decode_ms: generation.t_decode_ms,
+                    t_total_ms: figures.t_total_ms,
+                    served_without_inference: figures.served_without_inference,
+                    stop: convert::stop(figures.stop),
+                }
             })
             .collect(),
     })
