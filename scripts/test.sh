@@ -19,8 +19,8 @@ export WELLSPRING_TEST_MODEL="$PWD/models/tiny.gguf"
 # C (and llama.cpp) when it changes, so the default build and the portable one below share them
 # only if both see the same. The editor tests of the portable build run without
 # GGML_VK_VISIBLE_DEVICES, as a user's machine would (ggml then skips the CPU-type device).
-timed bash scripts/setup-vulkan.sh >/dev/null
-eval "$(bash scripts/setup-vulkan.sh 2>/dev/null)"
+vulkan_env=$(timed bash scripts/setup-vulkan.sh)
+eval "$vulkan_env"
 
 timed cargo fmt --all -- --check
 timed cargo clippy --all-targets --locked -- -D warnings
