@@ -122,7 +122,9 @@ pub enum FlashAttention {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// A GGUF path, `hf:OWNER/REPO/FILE.gguf`, `ollama:NAME[:TAG]` or a built-in name.
+    /// A GGUF path, `hf:OWNER/REPO/FILE.gguf`, `ollama:NAME[:TAG]`, a built-in name, or an
+    /// inference server: `llama-server+http://HOST:PORT`, `openai+https://HOST/v1#MODEL`,
+    /// `ollama+http://HOST:11434#MODEL` (docs/teams.md).
     pub path: String,
     /// A separate model for code actions and chat, in any form `path` takes; empty: `path`.
     pub chat_path: String,
@@ -153,6 +155,13 @@ pub struct ModelConfig {
     /// last few), checked by the model in one batch; greedy output stays the same. 0 turns it
     /// off.
     pub lookup_draft: u32,
+    /// A file holding the bearer token for an inference server (`WELLSPRING_API_TOKEN`
+    /// overrides it); never logged.
+    pub api_token_file: String,
+    /// The FIM markers of a model on an inference server: `auto` (llama-server's vocabulary
+    /// tells; elsewhere the model's name, else Qwen2.5-Coder's), `qwen`, `starcoder`,
+    /// `deepseek`, `codellama`, or `none` (prefix-only prompts).
+    pub remote_fim: String,
 }
 
 impl Default for ModelConfig {
@@ -171,6 +180,8 @@ impl Default for ModelConfig {
             kv_cache_type: KvCacheType::F16,
             mmap: false,
             lookup_draft: 8,
+            api_token_file: String::new(),
+            remote_fim: "auto".to_owned(),
         }
     }
 }

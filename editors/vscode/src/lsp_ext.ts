@@ -93,6 +93,10 @@ export interface ServerInfoResult {
     socket: string | null;
     /** Language servers using the engine now. */
     clients: number;
+    /** The inference server the model runs on (`model.path` names one); absent otherwise. */
+    endpoint?: string;
+    /** How prompt tokens are counted for a model on an inference server; absent otherwise. */
+    tokenCounting?: string;
   } | null;
   /** Whether the completion model has fill-in-the-middle tokens; null while no engine runs. */
   fim: boolean | null;

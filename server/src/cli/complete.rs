@@ -14,7 +14,7 @@ use super::prompt::{cursor_byte, default_workspace, open_document, parse_locatio
 use crate::assist::completion::{suggest, Trigger};
 use crate::config::Config;
 use crate::context::{ContextSnapshot, RecentChunks};
-use crate::engine::{CompletionFigures, Engine, FimPrompt, TokenCounter};
+use crate::engine::{http, CompletionFigures, Engine, FimPrompt, TokenCounter};
 use crate::index::{ScanConfig, WorkspaceIndex};
 use crate::model;
 
@@ -76,11 +76,26 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
 }
 
 /// Resolves the configured model (path, `hf:`, `ollama:` or a built-in name; downloading it with
-/// a progress bar when needed) and loads it off the async runtime's threads.
+/// a progress bar when needed) and loads it off the async runtime's threads, or connects to the
+/// inference server it names.
 pub async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
     let spec = config.model.path.clone();
     let model_config = config.model.clone();
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
+        if http::is_endpoint(&spec) {
+            let path = http::EndpointSpec::parse(&spec).map_err(anyhow::Error::msg)?;
+            let chat_path = model_config.chat_path.trim();
+            let chat_path = (!chat_path.is_empty())
+                .then(|| http::EndpointSpec::parse(chat_path))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            eprintln!("connecting to {path}");
+            let engine = Engine::connect_http(&model_config, path, chat_path)?;
+            if let Some(counting) = engine.token_counting() {
+                eprintln!("prompt tokens are counted with {counting}");
+            }
+            return Ok(engine);
+        }
         let options = model::ResolveOptions {
             progress_bar: true,
             allow_download: true,

@@ -14,6 +14,7 @@ mod backend;
 mod detok;
 mod devices;
 mod generate;
+pub mod http;
 mod llama_log;
 mod lookup;
 mod memory;
@@ -430,6 +431,8 @@ enum Runs {
     },
     /// In a shared engine process.
     Shared(Box<service::Remote>),
+    /// On an inference server reached over HTTP.
+    Http(Arc<http::HttpEngine>),
 }
 
 /// Which engine a handle talks to, for `wellspring/serverInfo`.
@@ -443,6 +446,8 @@ pub struct EngineInfo {
     pub socket: Option<String>,
     /// Language servers using the engine (1 in process).
     pub n_clients: u32,
+    /// The inference server, for a model served over HTTP.
+    pub endpoint: Option<String>,
     pub chat_model_state: ChatModelState,
     pub stats: EngineStats,
 }
@@ -464,6 +469,10 @@ pub struct Placement {
     pub device_memory_total: Option<u64>,
     /// What the memory plan expected the engine to take on the device (`wellspring doctor`).
     pub device_memory_planned: Option<u64>,
+    /// The inference server's URL, for a model served over HTTP (`backend` then names its API
+    /// and `device` the model).
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 impl Placement {
@@ -477,6 +486,7 @@ impl Placement {
             device_memory_used: None,
             device_memory_total: None,
             device_memory_planned: None,
+            endpoint: None,
         }
     }
 }
@@ -560,6 +570,35 @@ impl Engine {
         Ok(Engine::from_remote(service::connect(endpoint, None).await?))
     }
 
+    /// Reaches the inference server(s) `path` (and `chat_path`, when chat runs elsewhere) name,
+    /// reading the model's context and FIM markers from it. Blocking (network calls).
+    pub fn connect_http(
+        config: &ModelConfig,
+        path: http::EndpointSpec,
+        chat_path: Option<http::EndpointSpec>,
+    ) -> Result<Engine, Error> {
+        let engine = http::HttpEngine::connect(config, path, chat_path)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                caps: engine.caps(),
+                token_counter: engine.token_counter.clone(),
+                placement: engine.placement(),
+                model_path: PathBuf::from(engine.model_name()),
+                n_ctx_chat: engine.chat_n_ctx(),
+                runs: Runs::Http(Arc::new(engine)),
+            }),
+        })
+    }
+
+    /// How prompt tokens are counted for a model served over HTTP; `None` for the other homes,
+    /// which count with the model's own vocabulary.
+    pub fn token_counting(&self) -> Option<&'static str> {
+        match &self.inner.runs {
+            Runs::Http(engine) => Some(engine.counting.describe()),
+            Runs::InProcess { .. } | Runs::Shared(_) => None,
+        }
+    }
+
     fn from_remote(remote: service::Remote) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -587,7 +626,8 @@ impl Engine {
     ) -> impl Future<Output = Result<Completion, Error>> + Send + 'static {
         let (commands, shared) = match &self.inner.runs {
             Runs::InProcess { commands, shared } => (commands, shared),
-            Runs::Shared(remote) => return Either::Right(remote.complete(request)),
+            Runs::Shared(remote) => return Either::Right(Either::Left(remote.complete(request))),
+            Runs::Http(engine) => return Either::Right(Either::Right(engine.complete(request))),
         };
         let submitted_at = Instant::now();
         let typed_ahead = shared
@@ -636,7 +676,8 @@ impl Engine {
                     reply,
                 })
             })),
-            Runs::Shared(remote) => Either::Right(remote.chat(request, deltas)),
+            Runs::Shared(remote) => Either::Right(Either::Left(remote.chat(request, deltas))),
+            Runs::Http(engine) => Either::Right(Either::Right(engine.chat(request, deltas))),
         }
     }
 
@@ -667,6 +708,7 @@ impl Engine {
                 pid: std::process::id(),
                 socket: None,
                 n_clients: 1,
+                endpoint: None,
                 chat_model_state: shared.chat_model_state(),
                 stats: shared.stats().clone(),
             }),
@@ -677,10 +719,20 @@ impl Engine {
                     pid: remote.facts.pid,
                     socket: Some(remote.endpoint.to_string()),
                     n_clients: live.n_clients,
+                    endpoint: None,
                     chat_model_state: live.chat_model_state,
                     stats: live.stats,
                 })
             }
+            Runs::Http(engine) => Ok(EngineInfo {
+                shared: false,
+                pid: std::process::id(),
+                socket: None,
+                n_clients: 1,
+                endpoint: Some(engine.endpoint()),
+                chat_model_state: engine.shared().chat_model_state(),
+                stats: engine.shared().stats().clone(),
+            }),
         }
     }
 
@@ -694,6 +746,7 @@ impl Engine {
                 let _ = commands.send(Command::Warm(request));
             }
             Runs::Shared(remote) => remote.warm(request),
+            Runs::Http(engine) => engine.warm(request),
         }
     }
 
@@ -704,6 +757,9 @@ impl Engine {
                 shared.stats().n_tokens_discarded += u64::from(n_tokens);
             }
             Runs::Shared(remote) => remote.record_discarded(n_tokens),
+            Runs::Http(engine) => {
+                engine.shared().stats().n_tokens_discarded += u64::from(n_tokens);
+            }
         }
     }
 
@@ -722,12 +778,13 @@ impl Engine {
     }
 
     /// For a shared engine: resolves when it is gone for good (its process ended or the
-    /// connection broke), with the reason. The future holds no handle, so waiting on it keeps
+    /// connection broke), with the reason; for an inference server, when it stops answering. The future holds no handle, so waiting on it keeps
     /// neither the engine nor its connection alive. `None` for an engine in this process.
     pub fn stopped(&self) -> Option<impl Future<Output = String> + Send + 'static> {
         match &self.inner.runs {
             Runs::InProcess { .. } => None,
-            Runs::Shared(remote) => Some(remote.closed()),
+            Runs::Shared(remote) => Some(Either::Left(remote.closed())),
+            Runs::Http(engine) => Some(Either::Right(engine.closed())),
         }
     }
 }

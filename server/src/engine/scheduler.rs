@@ -868,7 +868,7 @@ fn next_suffix_line(suffix: &str) -> Option<&str> {
 /// Whether the token that just added `n_delta_bytes` to `text` ended a line or gave the line
 /// being written its first character that is not a space: the only places a suggestion can
 /// become complete, so the request's `done_when` is asked there and nowhere else.
-fn may_have_completed(text: &str, n_delta_bytes: usize) -> bool {
+pub(crate) fn may_have_completed(text: &str, n_delta_bytes: usize) -> bool {
     let delta_start = text.len().saturating_sub(n_delta_bytes);
     let Some(delta) = text.get(delta_start..) else {
         return true;
@@ -885,7 +885,7 @@ fn may_have_completed(text: &str, n_delta_bytes: usize) -> bool {
 /// Cuts `text` at the first end of line (single-line requests), stop string, or complete line
 /// that repeats the line below the cursor (models often write the suffix out again), and says
 /// which.
-fn apply_stops(text: &mut String, request: &CompletionRequest) -> Option<StopReason> {
+pub(crate) fn apply_stops(text: &mut String, request: &CompletionRequest) -> Option<StopReason> {
     let mut cut: Option<(usize, StopReason)> = None;
     if request.single_line {
         if let Some(byte_offset) = text.find('\n') {

@@ -195,6 +195,9 @@ pub(crate) fn device(placement: &crate::engine::Placement) -> crate::lsp::ext::D
 
 /// "cpu", or "vulkan (llvmpipe (LLVM 15.0.6, 256 bits), 24/24 layers)" for status messages.
 pub(crate) fn describe_placement(placement: &crate::engine::Placement) -> String {
+    if let Some(endpoint) = &placement.endpoint {
+        return format!("{} at {endpoint} ({})", placement.backend, placement.device);
+    }
     if placement.n_layers_offloaded == 0 || placement.device.is_empty() {
         return placement.backend.clone();
     }

@@ -18,7 +18,7 @@ use super::progress::Progress;
 use super::state::{EngineState, State};
 use crate::config::EngineMode;
 use crate::engine::service::{self, Launch};
-use crate::engine::{ChatModel, ChatModelResolver, Engine};
+use crate::engine::{http, ChatModel, ChatModelResolver, Engine};
 use crate::model;
 
 /// Sends the current state as a `wellspring/status` notification.
@@ -112,6 +112,10 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
     if spec.is_empty() {
         state.set_engine_state(generation, EngineState::Disabled);
         tokio::spawn(async move { send_status(&client, &state, None, None).await });
+        return;
+    }
+    if http::is_endpoint(&spec) {
+        connect_endpoint(client, state, generation, why);
         return;
     }
     tokio::spawn(async move {
@@ -253,6 +257,118 @@ fn load_attempt(client: Client, state: Arc<State>, restarts: u32, why: Option<St
             }
         }
     });
+}
+
+/// The longest wait between attempts at reaching an inference server that does not answer.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Connects to the inference server `model.path` names (and `model.chat_path`'s, when chat runs
+/// elsewhere), trying again with backoff while it does not answer: the status says so meanwhile,
+/// and completions come back on their own when it does. When a ready server stops answering,
+/// the same loop starts again.
+fn connect_endpoint(client: Client, state: Arc<State>, generation: u64, why: Option<String>) {
+    let config = state.config();
+    tokio::spawn(async move {
+        let specs = endpoint_specs(&config.model.path, &config.model.chat_path);
+        let (path, chat_path) = match specs {
+            Ok(specs) => specs,
+            Err(error) => {
+                let shown = format!("Wellspring: {error}");
+                fail(&client, &state, generation, error, shown).await;
+                return;
+            }
+        };
+        let connecting = why.unwrap_or_else(|| format!("connecting to {path}"));
+        if state.set_engine_state(generation, EngineState::Loading { progress: 0.0 }) {
+            send_status(&client, &state, Some(connecting), None).await;
+        }
+        let mut wait = Duration::from_secs(1);
+        let mut told_user = false;
+        loop {
+            if !state.is_current_engine_load(generation) {
+                return;
+            }
+            let model_config = config.model.clone();
+            let (attempt_path, attempt_chat_path) = (path.clone(), chat_path.clone());
+            let connected = tokio::task::spawn_blocking(move || {
+                Engine::connect_http(&model_config, attempt_path, attempt_chat_path)
+            })
+            .await
+            .unwrap_or_else(|panic| Err(crate::engine::Error::Internal(panic.to_string())));
+            match connected {
+                Ok(engine) => {
+                    tracing::info!(
+                        endpoint = %path,
+                        model = %engine.model_path().display(),
+                        counting = engine.token_counting().unwrap_or_default(),
+                        "the inference server is ready"
+                    );
+                    state.set_model_path(Some(engine.model_path().to_owned()));
+                    let stopped = engine.stopped();
+                    if state.set_engine_state(generation, EngineState::Ready(engine.clone())) {
+                        State::warm_token_counts_in_background(&engine, state.documents.all());
+                        send_status(&client, &state, None, None).await;
+                        if told_user {
+                            client
+                                .show_message(MessageType::INFO, format!("Wellspring: {path} answers again"))
+                                .await;
+                        }
+                        if let Some(stopped) = stopped {
+                            let (client, state) = (client.clone(), state.clone());
+                            tokio::spawn(async move {
+                                let reason = stopped.await;
+                                if state.is_current_engine_load(generation) {
+                                    tracing::warn!(%reason, "the inference server stopped answering");
+                                    let why = format!("{reason}; reconnecting");
+                                    connect_endpoint(client, state, generation, Some(why));
+                                }
+                            });
+                        }
+                    }
+                    return;
+                }
+                Err(error) => {
+                    let message = format!(
+                        "{error}; trying again in {} s",
+                        wait.as_secs()
+                    );
+                    tracing::warn!("{message}");
+                    if state.set_engine_state(generation, EngineState::Failed(message.clone())) {
+                        send_status(&client, &state, None, None).await;
+                        if !told_user {
+                            told_user = true;
+                            let shown = format!(
+                                "Wellspring: {error}. Completions resume when the server answers."
+                            );
+                            client.show_message(MessageType::WARNING, shown).await;
+                        }
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_RECONNECT_WAIT);
+                }
+            }
+        }
+    });
+}
+
+/// The endpoints of `model.path` and `model.chat_path` (`None`: chat on the completion model).
+fn endpoint_specs(
+    path: &str,
+    chat_path: &str,
+) -> Result<(http::EndpointSpec, Option<http::EndpointSpec>), String> {
+    let path = http::EndpointSpec::parse(path).map_err(|error| format!("model.path: {error}"))?;
+    let chat_path = chat_path.trim();
+    if chat_path.is_empty() {
+        return Ok((path, None));
+    }
+    if !http::is_endpoint(chat_path) {
+        return Err(format!(
+            "model.chat_path is {chat_path:?}, a model file, while model.path is an inference server: point chat_path at a server too, or leave it empty"
+        ));
+    }
+    let chat_path =
+        http::EndpointSpec::parse(chat_path).map_err(|error| format!("model.chat_path: {error}"))?;
+    Ok((path, Some(chat_path)))
 }
 
 /// Starts a new shared engine when this one stops (its process died, or was stopped by hand),

@@ -135,6 +135,12 @@ pub struct EngineInfoResult {
     pub socket: Option<String>,
     /// Language servers using the engine now.
     pub clients: u32,
+    /// The inference server the model runs on (`model.path` names one); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How prompt tokens are counted for a model on an inference server; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_counting: Option<String>,
 }
 
 /// `wellspring/status` notification: the engine's state, for status bars.

@@ -132,6 +132,7 @@ pub(crate) fn placement(
             device_memory_used: None,
             device_memory_total: None,
             device_memory_planned: None,
+            endpoint: None,
         };
     };
     // llama.cpp counts the output layer as one more layer, offloaded first: `g` layers are the
@@ -151,6 +152,7 @@ pub(crate) fn placement(
             .map(|(before, now)| before.saturating_sub(now)),
         device_memory_total: u64::try_from(gpu.memory_total).ok(),
         device_memory_planned: planned_device_bytes,
+        endpoint: None,
     }
 }
 

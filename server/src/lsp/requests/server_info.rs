@@ -56,6 +56,12 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
             pid: info.pid,
             socket: info.socket,
             clients: info.n_clients,
+            endpoint: info.endpoint,
+            token_counting: server
+                .state
+                .engine()
+                .and_then(|engine| engine.token_counting())
+                .map(str::to_owned),
         }),
         fim: server.state.engine().map(|engine| engine.caps().has_fim),
         binary: std::env::current_exe()
