@@ -34,3 +34,21 @@ fn model_file(env_var: &str, file: &str) -> PathBuf {
     );
     path
 }
+
+/// llama.cpp's `llama-server`, for the tests against a real inference server:
+/// `$WELLSPRING_LLAMA_SERVER`, else `<repo root>/target/llama-server/llama-server`, which
+/// `scripts/build-llama-server.sh` builds.
+#[allow(dead_code)] // The unit tests use stand-in servers only.
+pub fn llama_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("WELLSPRING_LLAMA_SERVER") {
+        return PathBuf::from(path);
+    }
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/llama-server/llama-server");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-llama-server.sh (or set WELLSPRING_LLAMA_SERVER)",
+        path.display()
+    );
+    path
+}

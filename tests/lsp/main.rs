@@ -12,6 +12,7 @@ mod doctor;
 mod faults;
 mod features;
 mod first_run;
+mod inference_server;
 mod lifecycle;
 mod model_cli;
 mod privacy;

@@ -21,7 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(120);
 mod testing;
 // The fuzz targets include this file too, and use the tiny model only.
 #[allow(unused_imports)]
-pub use testing::{real_model, tiny_model};
+pub use testing::{llama_server, real_model, tiny_model};
 
 pub struct TestServerBuilder {
     /// A command line the binary runs under (a tracer, a namespace), if any.

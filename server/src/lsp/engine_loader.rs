@@ -310,7 +310,10 @@ fn connect_endpoint(client: Client, state: Arc<State>, generation: u64, why: Opt
                         send_status(&client, &state, None, None).await;
                         if told_user {
                             client
-                                .show_message(MessageType::INFO, format!("Wellspring: {path} answers again"))
+                                .show_message(
+                                    MessageType::INFO,
+                                    format!("Wellspring: {path} answers again"),
+                                )
                                 .await;
                         }
                         if let Some(stopped) = stopped {
@@ -328,10 +331,7 @@ fn connect_endpoint(client: Client, state: Arc<State>, generation: u64, why: Opt
                     return;
                 }
                 Err(error) => {
-                    let message = format!(
-                        "{error}; trying again in {} s",
-                        wait.as_secs()
-                    );
+                    let message = format!("{error}; trying again in {} s", wait.as_secs());
                     tracing::warn!("{message}");
                     if state.set_engine_state(generation, EngineState::Failed(message.clone())) {
                         send_status(&client, &state, None, None).await;
@@ -366,8 +366,8 @@ fn endpoint_specs(
             "model.chat_path is {chat_path:?}, a model file, while model.path is an inference server: point chat_path at a server too, or leave it empty"
         ));
     }
-    let chat_path =
-        http::EndpointSpec::parse(chat_path).map_err(|error| format!("model.chat_path: {error}"))?;
+    let chat_path = http::EndpointSpec::parse(chat_path)
+        .map_err(|error| format!("model.chat_path: {error}"))?;
     Ok((path, Some(chat_path)))
 }
 

@@ -400,8 +400,9 @@ pub fn parse_line(api: Api, chat: bool, line: &str) -> Result<Option<Chunk>, Str
     if json_text.is_empty() {
         return Ok(None);
     }
-    let value: Value = serde_json::from_str(json_text)
-        .map_err(|error| format!("the server sent a line that is not JSON ({error}): {json_text:.200}"))?;
+    let value: Value = serde_json::from_str(json_text).map_err(|error| {
+        format!("the server sent a line that is not JSON ({error}): {json_text:.200}")
+    })?;
     if let Some(error) = value.get("error") {
         return Err(error_message(&error.to_string()));
     }
@@ -416,7 +417,11 @@ pub fn parse_line(api: Api, chat: bool, line: &str) -> Result<Option<Chunk>, Str
         Api::LlamaServer | Api::OpenAi => {
             let choice = value.get("choices").and_then(|choices| choices.get(0));
             if let Some(choice) = choice {
-                let path: &[&str] = if chat { &["delta", "content"] } else { &["text"] };
+                let path: &[&str] = if chat {
+                    &["delta", "content"]
+                } else {
+                    &["text"]
+                };
                 chunk.text = str_at(choice, path).to_owned();
                 chunk.finished = choice
                     .get("finish_reason")
@@ -474,7 +479,10 @@ pub fn render_text(markers: Option<&FimMarkers>, prompt: &FimPrompt) -> String {
         }
         for extra in &prompt.extra {
             let newline = if extra.text.ends_with('\n') { "" } else { "\n" };
-            text.push_str(&format!("{file_sep}{}\n{}{newline}", extra.path, extra.text));
+            text.push_str(&format!(
+                "{file_sep}{}\n{}{newline}",
+                extra.path, extra.text
+            ));
         }
         if !prompt.path.is_empty() {
             text.push_str(&format!("{file_sep}{}\n", prompt.path));
@@ -532,10 +540,10 @@ pub fn error_message(text: &str) -> String {
     let error = value.get("error").unwrap_or(&value);
     match error {
         Value::String(message) => message.clone(),
-        Value::Object(object) => object
-            .get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| Value::Object(Map::clone(object)).to_string(), str::to_owned),
+        Value::Object(object) => object.get("message").and_then(Value::as_str).map_or_else(
+            || Value::Object(Map::clone(object)).to_string(),
+            str::to_owned,
+        ),
         other => other.to_string(),
     }
 }
@@ -554,8 +562,12 @@ mod tests {
         assert_eq!(spec.api, Api::OpenAi);
         assert_eq!(spec.base_url, "https://vllm.lan/v1");
         assert_eq!(spec.model.as_deref(), Some("Qwen/Qwen2.5-Coder-7B"));
-        assert_eq!(spec.to_string(), "openai+https://vllm.lan/v1#Qwen/Qwen2.5-Coder-7B");
-        let spec = EndpointSpec::parse("ollama+http://localhost:11434#qwen2.5-coder:1.5b-base").unwrap();
+        assert_eq!(
+            spec.to_string(),
+            "openai+https://vllm.lan/v1#Qwen/Qwen2.5-Coder-7B"
+        );
+        let spec =
+            EndpointSpec::parse("ollama+http://localhost:11434#qwen2.5-coder:1.5b-base").unwrap();
         assert_eq!(spec.model.as_deref(), Some("qwen2.5-coder:1.5b-base"));
         assert!(is_endpoint(" ollama+http://x#m"));
         assert!(is_endpoint("http://x:8080"));
@@ -617,33 +629,56 @@ mod tests {
         assert_eq!(chunk.figures.n_evaluated, Some(2));
         assert_eq!(chunk.figures.t_decode_ms, Some(7.0));
         assert_eq!(parse_line(Api::LlamaServer, false, "").unwrap(), None);
-        assert_eq!(parse_line(Api::OpenAi, false, ": keep-alive").unwrap(), None);
+        assert_eq!(
+            parse_line(Api::OpenAi, false, ": keep-alive").unwrap(),
+            None
+        );
         let line = r#"data: {"choices":[{"text":"x","index":0,"finish_reason":"length"}],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":8}}}"#;
         let chunk = parse_line(Api::OpenAi, false, line).unwrap().unwrap();
-        assert_eq!((chunk.text.as_str(), chunk.finished, chunk.limit), ("x", true, true));
+        assert_eq!(
+            (chunk.text.as_str(), chunk.finished, chunk.limit),
+            ("x", true, true)
+        );
         assert_eq!(chunk.figures.n_evaluated, Some(2));
         assert_eq!(chunk.figures.n_generated, Some(3));
-        assert!(parse_line(Api::OpenAi, false, "data: [DONE]").unwrap().unwrap().done);
+        assert!(
+            parse_line(Api::OpenAi, false, "data: [DONE]")
+                .unwrap()
+                .unwrap()
+                .done
+        );
         let line = r#"data: {"choices":[{"delta":{"content":"hi"},"finish_reason":null}]}"#;
-        assert_eq!(parse_line(Api::OpenAi, true, line).unwrap().unwrap().text, "hi");
+        assert_eq!(
+            parse_line(Api::OpenAi, true, line).unwrap().unwrap().text,
+            "hi"
+        );
         let line = r#"{"response":"","done":true,"prompt_eval_count":12,"eval_count":4,"eval_duration":2000000}"#;
         let chunk = parse_line(Api::Ollama, false, line).unwrap().unwrap();
         assert!(chunk.done);
         assert_eq!(chunk.figures.n_evaluated, Some(12));
         assert_eq!(chunk.figures.t_decode_ms, Some(2.0));
         let line = r#"{"message":{"role":"assistant","content":"ok"},"done":false}"#;
-        assert_eq!(parse_line(Api::Ollama, true, line).unwrap().unwrap().text, "ok");
+        assert_eq!(
+            parse_line(Api::Ollama, true, line).unwrap().unwrap().text,
+            "ok"
+        );
     }
 
     #[test]
     fn streamed_errors_carry_the_servers_message() {
-        let line = r#"data: {"error":{"code":500,"message":"the slot is busy","type":"server_error"}}"#;
-        assert_eq!(parse_line(Api::LlamaServer, false, line).unwrap_err(), "the slot is busy");
+        let line =
+            r#"data: {"error":{"code":500,"message":"the slot is busy","type":"server_error"}}"#;
+        assert_eq!(
+            parse_line(Api::LlamaServer, false, line).unwrap_err(),
+            "the slot is busy"
+        );
         assert_eq!(
             parse_line(Api::Ollama, false, r#"{"error":"model 'x' not found"}"#).unwrap_err(),
             "model 'x' not found"
         );
-        assert!(parse_line(Api::Ollama, false, "<html>").unwrap_err().contains("not JSON"));
+        assert!(parse_line(Api::Ollama, false, "<html>")
+            .unwrap_err()
+            .contains("not JSON"));
     }
 
     #[test]
@@ -673,8 +708,14 @@ mod tests {
 
     #[test]
     fn model_names_suggest_their_family() {
-        assert_eq!(fim_family_of_name("qwen2.5-coder:1.5b").unwrap().family, "qwen");
-        assert_eq!(fim_family_of_name("bigcode/starcoder2-3b").unwrap().family, "starcoder");
+        assert_eq!(
+            fim_family_of_name("qwen2.5-coder:1.5b").unwrap().family,
+            "qwen"
+        );
+        assert_eq!(
+            fim_family_of_name("bigcode/starcoder2-3b").unwrap().family,
+            "starcoder"
+        );
         assert_eq!(fim_family_of_name("llama3"), None);
     }
 }

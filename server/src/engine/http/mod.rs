@@ -38,7 +38,8 @@ use crate::config::ModelConfig;
 
 /// A text whose tokenization by the server and by the bundled vocabulary must agree before the
 /// bundled one counts prompt tokens locally: code, prose, indentation, non-ASCII.
-const VOCABULARY_PROBE: &str = "fn main() {\n    let naïve = \"日本語\"; // 42\n\treturn x->y;\n}\n";
+const VOCABULARY_PROBE: &str =
+    "fn main() {\n    let naïve = \"日本語\"; // 42\n\treturn x->y;\n}\n";
 
 /// One model behind one endpoint.
 #[derive(Debug)]
@@ -136,7 +137,12 @@ fn unreachable(error: &CallError) -> Error {
 
 impl Target {
     /// Asks the server about the model: its context, slots, FIM markers and name. Blocking.
-    fn probe(spec: EndpointSpec, config: &ModelConfig, n_ctx: u32, token: Option<Token>) -> Result<Target, Error> {
+    fn probe(
+        spec: EndpointSpec,
+        config: &ModelConfig,
+        n_ctx: u32,
+        token: Option<Token>,
+    ) -> Result<Target, Error> {
         let client = Client::new(&spec.base_url, token);
         let forced = match config.remote_fim.trim() {
             "" | "auto" => None,
@@ -157,7 +163,10 @@ impl Target {
         };
         match target.spec.api {
             Api::LlamaServer => {
-                let props = target.client.get_json("/props").map_err(|error| unreachable(&error))?;
+                let props = target
+                    .client
+                    .get_json("/props")
+                    .map_err(|error| unreachable(&error))?;
                 if let Some(n_ctx) = props
                     .pointer("/default_generation_settings/n_ctx")
                     .and_then(Value::as_u64)
@@ -189,7 +198,11 @@ impl Target {
                         let listed: Vec<&str> = models
                             .get("data")
                             .and_then(Value::as_array)
-                            .map(|data| data.iter().filter_map(|model| model.get("id")?.as_str()).collect())
+                            .map(|data| {
+                                data.iter()
+                                    .filter_map(|model| model.get("id")?.as_str())
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         if !listed.is_empty() && !listed.contains(&target.model_name.as_str()) {
                             return Err(Error::Backend(format!(
@@ -242,9 +255,15 @@ impl Target {
             let text = format!("{}{}{}", markers.prefix, markers.suffix, markers.middle);
             let tokens = self
                 .client
-                .post_json("/tokenize", &json!({"content": text, "parse_special": true}))
+                .post_json(
+                    "/tokenize",
+                    &json!({"content": text, "parse_special": true}),
+                )
                 .map_err(|error| unreachable(&error))?;
-            let n_tokens = tokens.get("tokens").and_then(Value::as_array).map_or(0, Vec::len);
+            let n_tokens = tokens
+                .get("tokens")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             if n_tokens == 3 {
                 return Ok(Some(markers));
             }
@@ -255,8 +274,12 @@ impl Target {
     fn caps(&self) -> ModelCaps {
         ModelCaps {
             has_fim: self.markers.is_some(),
-            has_file_sep: self.markers.is_some_and(|markers| markers.file_sep.is_some()),
-            has_repo_name: self.markers.is_some_and(|markers| markers.repo_name.is_some()),
+            has_file_sep: self
+                .markers
+                .is_some_and(|markers| markers.file_sep.is_some()),
+            has_repo_name: self
+                .markers
+                .is_some_and(|markers| markers.repo_name.is_some()),
             n_ctx_per_slot: self.n_ctx,
         }
     }
@@ -318,7 +341,9 @@ impl SlotTable {
                 .find(|&slot_idx| self.owners[slot_idx].is_none())
                 .unwrap_or_else(|| {
                     (0..n_slots)
-                        .min_by_key(|&slot_idx| self.owners[slot_idx].as_ref().map(|(_, used)| *used))
+                        .min_by_key(|&slot_idx| {
+                            self.owners[slot_idx].as_ref().map(|(_, used)| *used)
+                        })
                         .expect("at least one slot")
                 })
         });
@@ -352,7 +377,12 @@ impl HttpEngine {
         chat: Option<EndpointSpec>,
     ) -> Result<HttpEngine, Error> {
         let token = token(config).map_err(Error::Backend)?;
-        let completion = Arc::new(Target::probe(completion, config, config.n_ctx, token.clone())?);
+        let completion = Arc::new(Target::probe(
+            completion,
+            config,
+            config.n_ctx,
+            token.clone(),
+        )?);
         let chat = match chat {
             Some(chat) if chat != completion.spec => {
                 Arc::new(Target::probe(chat, config, config.chat_n_ctx, token)?)
@@ -360,21 +390,31 @@ impl HttpEngine {
             _ => completion.clone(),
         };
         let vocab = Vocab::load_default().map_err(|error| Error::Backend(error.to_string()))?;
-        let (counting, token_counter): (Counting, Arc<dyn TokenCounter>) = match completion.spec.api {
+        let (counting, token_counter): (Counting, Arc<dyn TokenCounter>) = match completion.spec.api
+        {
             Api::LlamaServer => {
                 let answer = completion
                     .client
-                    .post_json("/tokenize", &json!({"content": VOCABULARY_PROBE, "parse_special": false}))
+                    .post_json(
+                        "/tokenize",
+                        &json!({"content": VOCABULARY_PROBE, "parse_special": false}),
+                    )
                     .map_err(|error| unreachable(&error))?;
                 let server_tokens: Vec<i64> = answer
                     .get("tokens")
                     .and_then(Value::as_array)
                     .map(|tokens| tokens.iter().filter_map(Value::as_i64).collect())
                     .unwrap_or_default();
-                let local_tokens: Vec<i64> =
-                    vocab.tokens(VOCABULARY_PROBE).into_iter().map(i64::from).collect();
+                let local_tokens: Vec<i64> = vocab
+                    .tokens(VOCABULARY_PROBE)
+                    .into_iter()
+                    .map(i64::from)
+                    .collect();
                 if server_tokens == local_tokens {
-                    (Counting::LocalChecked, Arc::new(CachedTokenCounter::new(vocab)))
+                    (
+                        Counting::LocalChecked,
+                        Arc::new(CachedTokenCounter::new(vocab)),
+                    )
                 } else {
                     let counter = ServerTokenCounter {
                         client: completion.client.clone(),
@@ -382,7 +422,10 @@ impl HttpEngine {
                     (Counting::Server, Arc::new(CachedTokenCounter::new(counter)))
                 }
             }
-            Api::OpenAi | Api::Ollama => (Counting::LocalAssumed, Arc::new(CachedTokenCounter::new(vocab))),
+            Api::OpenAi | Api::Ollama => (
+                Counting::LocalAssumed,
+                Arc::new(CachedTokenCounter::new(vocab)),
+            ),
         };
         tracing::info!(
             endpoint = %completion.spec,
@@ -473,7 +516,10 @@ impl HttpEngine {
 
     fn end(&self, document: &str, cancel: &Arc<Cancel>) {
         let mut running = lock(&self.running);
-        if running.get(document).is_some_and(|current| Arc::ptr_eq(current, cancel)) {
+        if running
+            .get(document)
+            .is_some_and(|current| Arc::ptr_eq(current, cancel))
+        {
             running.remove(document);
         }
     }
@@ -542,15 +588,24 @@ impl HttpEngine {
             t_max_predict_ms: Some(request.time_budget.as_millis() as u64),
             n_ctx: target.n_ctx,
         };
-        let (path, body) = api::completion_request(target.spec.api, target.spec.model.as_deref(), &call);
+        let (path, body) =
+            api::completion_request(target.spec.api, target.spec.model.as_deref(), &call);
         let deadline = submitted_at + request.time_budget;
-        let streamed = self.stream(target, path, &body, deadline, cancel, false, |text, n_delta| {
-            apply_stops(text, request).or_else(|| {
-                let done_when = request.done_when.as_ref()?;
-                (may_have_completed(text, n_delta) && (done_when.0)(text))
-                    .then_some(StopReason::SuggestionComplete)
-            })
-        });
+        let streamed = self.stream(
+            target,
+            path,
+            &body,
+            deadline,
+            cancel,
+            false,
+            |text, n_delta| {
+                apply_stops(text, request).or_else(|| {
+                    let done_when = request.done_when.as_ref()?;
+                    (may_have_completed(text, n_delta) && (done_when.0)(text))
+                        .then_some(StopReason::SuggestionComplete)
+                })
+            },
+        );
         self.end(&request.document, cancel);
         let streamed = match streamed {
             Ok(streamed) => streamed,
@@ -619,41 +674,46 @@ impl HttpEngine {
             n_chunks: 0,
         };
         let mut streamed_error = None;
-        let result = target.client.post_stream(path, body, deadline, &cancel.stop, |line| {
-            let chunk = match api::parse_line(target.spec.api, chat, line) {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Next::Read,
-                Err(message) => {
-                    streamed_error = Some(message);
+        let result = target
+            .client
+            .post_stream(path, body, deadline, &cancel.stop, |line| {
+                let chunk = match api::parse_line(target.spec.api, chat, line) {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => return Next::Read,
+                    Err(message) => {
+                        streamed_error = Some(message);
+                        return Next::Stop;
+                    }
+                };
+                api::merge_figures(&mut streamed.figures, &chunk);
+                if !chunk.text.is_empty() {
+                    streamed.n_chunks += 1;
+                    streamed.text.push_str(&chunk.text);
+                    streamed.token_ends.push(streamed.text.len());
+                    if let Some(stop) = check(&mut streamed.text, chunk.text.len()) {
+                        streamed.stop = Some(stop);
+                        return Next::Stop;
+                    }
+                }
+                // The server keeps to `max_tokens` itself; the stream goes on to its end after the
+                // answer is complete, since OpenAI-compatible servers send the usage figures last.
+                if chunk.finished || chunk.done {
+                    streamed.stop.get_or_insert(if chunk.limit {
+                        StopReason::MaxTokens
+                    } else {
+                        StopReason::EndOfGeneration
+                    });
+                }
+                if chunk.done {
                     return Next::Stop;
                 }
-            };
-            api::merge_figures(&mut streamed.figures, &chunk);
-            if !chunk.text.is_empty() {
-                streamed.n_chunks += 1;
-                streamed.text.push_str(&chunk.text);
-                streamed.token_ends.push(streamed.text.len());
-                if let Some(stop) = check(&mut streamed.text, chunk.text.len()) {
-                    streamed.stop = Some(stop);
-                    return Next::Stop;
-                }
-            }
-            // The server keeps to `max_tokens` itself; the stream goes on to its end after the
-            // answer is complete, since OpenAI-compatible servers send the usage figures last.
-            if chunk.finished || chunk.done {
-                streamed.stop.get_or_insert(if chunk.limit {
-                    StopReason::MaxTokens
-                } else {
-                    StopReason::EndOfGeneration
-                });
-            }
-            if chunk.done {
-                return Next::Stop;
-            }
-            Next::Read
-        });
+                Next::Read
+            });
         if let Some(message) = streamed_error {
-            return Err(Error::Backend(format!("{}: {message}", target.spec.base_url)));
+            return Err(Error::Backend(format!(
+                "{}: {message}",
+                target.spec.base_url
+            )));
         }
         match result {
             Ok(_) if cancel.stop.load(Ordering::Relaxed) && streamed.stop.is_none() => {
@@ -686,9 +746,10 @@ impl HttpEngine {
         async move {
             let guard = StopOnDrop(cancel.clone());
             let worker = engine.clone();
-            let result = tokio::task::spawn_blocking(move || worker.run_chat(&request, &deltas, &cancel))
-                .await
-                .unwrap_or_else(|panic| Err(Error::Internal(format!("chat crashed: {panic}"))));
+            let result =
+                tokio::task::spawn_blocking(move || worker.run_chat(&request, &deltas, &cancel))
+                    .await
+                    .unwrap_or_else(|panic| Err(Error::Internal(format!("chat crashed: {panic}"))));
             drop(guard);
             result
         }
@@ -796,7 +857,10 @@ impl HttpEngine {
 /// The figures of one answer from what the server reported, with `n_prompt_local` (the prompt
 /// counted here) where it reported nothing, as OpenAI-compatible servers do for a stream closed
 /// before its end.
-fn generation_figures(streamed: &Streamed, n_prompt_local: impl FnOnce() -> u32) -> GenerationFigures {
+fn generation_figures(
+    streamed: &Streamed,
+    n_prompt_local: impl FnOnce() -> u32,
+) -> GenerationFigures {
     let figures = &streamed.figures;
     let (n_prompt, n_reused, n_evaluated) = match (figures.n_evaluated, figures.n_cached) {
         (Some(n_evaluated), n_cached) => {

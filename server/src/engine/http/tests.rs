@@ -30,7 +30,10 @@ struct Recorded {
 enum Reply {
     Json(u16, Value),
     /// Lines written one by one, `pause` apart, then the connection is closed.
-    Stream { lines: Vec<String>, pause: Duration },
+    Stream {
+        lines: Vec<String>,
+        pause: Duration,
+    },
     Redirect(String),
 }
 
@@ -99,7 +102,12 @@ impl Recorder {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Recorded>>, closed: &Mutex<u32>) {
+fn serve(
+    stream: TcpStream,
+    handler: &Handler,
+    requests: &Mutex<Vec<Recorded>>,
+    closed: &Mutex<u32>,
+) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -155,7 +163,11 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Recorded>>, 
             );
             for line in &lines {
                 std::thread::sleep(pause);
-                if stream.write_all(line.as_bytes()).and_then(|()| stream.flush()).is_err() {
+                if stream
+                    .write_all(line.as_bytes())
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
                     *closed.lock().unwrap() += 1;
                     return;
                 }
@@ -196,16 +208,26 @@ fn request(document: &str, line_head: &str, single_line: bool) -> CompletionRequ
 /// `pieces` and end with usage figures.
 fn openai_server(pieces: &'static [&'static str]) -> Recorder {
     Recorder::start(move |request| match request.path.as_str() {
-        "/v1/models" => Reply::Json(200, json!({"object": "list", "data": [{"id": "m", "object": "model"}]})),
+        "/v1/models" => Reply::Json(
+            200,
+            json!({"object": "list", "data": [{"id": "m", "object": "model"}]}),
+        ),
         "/v1/completions" => {
             let mut lines: Vec<String> = pieces
                 .iter()
-                .map(|piece| sse(json!({"choices": [{"text": piece, "index": 0, "finish_reason": null}]})))
+                .map(|piece| {
+                    sse(json!({"choices": [{"text": piece, "index": 0, "finish_reason": null}]}))
+                })
                 .collect();
-            lines.push(sse(json!({"choices": [{"text": "", "index": 0, "finish_reason": "stop"}]})));
+            lines.push(sse(
+                json!({"choices": [{"text": "", "index": 0, "finish_reason": "stop"}]}),
+            ));
             lines.push(sse(json!({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": pieces.len(), "prompt_tokens_details": {"cached_tokens": 24}}})));
             lines.push("data: [DONE]\n\n".to_owned());
-            Reply::Stream { lines, pause: Duration::ZERO }
+            Reply::Stream {
+                lines,
+                pause: Duration::ZERO,
+            }
         }
         "/v1/chat/completions" => Reply::Stream {
             lines: vec![
@@ -236,13 +258,29 @@ async fn openai_completions_send_the_documented_request_and_read_usage() {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(engine.token_counting(), Some(super::Counting::LocalAssumed.describe()));
-    assert!(engine.caps().has_fim, "the bundled vocabulary's family is assumed");
-    let completion = engine.complete(request("file:///a.rs", "    ", false)).await.unwrap();
+    assert_eq!(
+        engine.token_counting(),
+        Some(super::Counting::LocalAssumed.describe())
+    );
+    assert!(
+        engine.caps().has_fim,
+        "the bundled vocabulary's family is assumed"
+    );
+    let completion = engine
+        .complete(request("file:///a.rs", "    ", false))
+        .await
+        .unwrap();
     assert_eq!(completion.text, "let x = 1;\n");
     assert_eq!(completion.token_ends, vec![3, 5, 10, 11]);
     let generation = completion.figures.generation;
-    assert_eq!((generation.n_prompt, generation.n_reused, generation.n_evaluated), (30, 24, 6));
+    assert_eq!(
+        (
+            generation.n_prompt,
+            generation.n_reused,
+            generation.n_evaluated
+        ),
+        (30, 24, 6)
+    );
     assert_eq!(generation.n_generated, 4);
     assert_eq!(completion.figures.stop, StopReason::EndOfGeneration);
 
@@ -257,7 +295,10 @@ async fn openai_completions_send_the_documented_request_and_read_usage() {
         "<|file_sep|>src/main.rs\n<|fim_prefix|>fn main() {\n<|fim_suffix|>\n}\n<|fim_middle|>    "
     );
     assert!(sent.body.get("id_slot").is_none() && sent.body.get("raw").is_none());
-    assert!(server.requests().iter().all(|request| request.authorization.as_deref() == Some("Bearer s3cret")));
+    assert!(server
+        .requests()
+        .iter()
+        .all(|request| request.authorization.as_deref() == Some("Bearer s3cret")));
 
     let (deltas, mut received) = tokio::sync::mpsc::unbounded_channel();
     let chat = ChatRequest {
@@ -278,8 +319,14 @@ async fn openai_completions_send_the_documented_request_and_read_usage() {
     assert_eq!(streamed, "Hello");
     let sent = server.last("/v1/chat/completions");
     assert_eq!(sent.body["model"], "m");
-    assert_eq!(sent.body["messages"], json!([{"role": "user", "content": "hi"}]));
-    assert!(sent.body.get("grammar").is_none(), "only llama-server takes a grammar");
+    assert_eq!(
+        sent.body["messages"],
+        json!([{"role": "user", "content": "hi"}])
+    );
+    assert!(
+        sent.body.get("grammar").is_none(),
+        "only llama-server takes a grammar"
+    );
     let stats = engine.stats().await;
     assert_eq!((stats.n_completions, stats.n_chats), (1, 1));
     assert_eq!(stats.n_tokens_evaluated, 6);
@@ -296,14 +343,23 @@ async fn ollama_generate_is_raw_and_its_figures_are_read() {
             lines: vec![
                 format!("{}\n", json!({"response": "x = ", "done": false})),
                 format!("{}\n", json!({"response": "1", "done": false})),
-                format!("{}\n", json!({"response": "", "done": true, "done_reason": "stop", "prompt_eval_count": 7, "prompt_eval_duration": 3_000_000, "eval_count": 2, "eval_duration": 8_000_000})),
+                format!(
+                    "{}\n",
+                    json!({"response": "", "done": true, "done_reason": "stop", "prompt_eval_count": 7, "prompt_eval_duration": 3_000_000, "eval_count": 2, "eval_duration": 8_000_000})
+                ),
             ],
             pause: Duration::ZERO,
         },
         "/api/chat" => Reply::Stream {
             lines: vec![
-                format!("{}\n", json!({"message": {"role": "assistant", "content": "ok"}, "done": false})),
-                format!("{}\n", json!({"message": {"role": "assistant", "content": ""}, "done": true, "eval_count": 1})),
+                format!(
+                    "{}\n",
+                    json!({"message": {"role": "assistant", "content": "ok"}, "done": false})
+                ),
+                format!(
+                    "{}\n",
+                    json!({"message": {"role": "assistant", "content": ""}, "done": true, "eval_count": 1})
+                ),
             ],
             pause: Duration::ZERO,
         },
@@ -316,26 +372,43 @@ async fn ollama_generate_is_raw_and_its_figures_are_read() {
     })
     .await
     .unwrap();
-    let Err(Error::Backend(message)) = missing else { panic!("connected to a missing model") };
+    let Err(Error::Backend(message)) = missing else {
+        panic!("connected to a missing model")
+    };
     assert!(message.contains("ollama pull nope"), "{message}");
     let engine = tokio::task::spawn_blocking(move || {
-        connect(&format!("ollama+{url}#qwen2.5-coder:1.5b-base"), &ModelConfig::default())
+        connect(
+            &format!("ollama+{url}#qwen2.5-coder:1.5b-base"),
+            &ModelConfig::default(),
+        )
     })
     .await
     .unwrap()
     .unwrap();
-    let completion = engine.complete(request("file:///a.py", "", false)).await.unwrap();
+    let completion = engine
+        .complete(request("file:///a.py", "", false))
+        .await
+        .unwrap();
     assert_eq!(completion.text, "x = 1");
     let generation = completion.figures.generation;
     assert_eq!((generation.n_evaluated, generation.n_generated), (7, 2));
-    assert_eq!((generation.t_prefill_ms, generation.t_decode_ms), (3.0, 8.0));
+    assert_eq!(
+        (generation.t_prefill_ms, generation.t_decode_ms),
+        (3.0, 8.0)
+    );
     let sent = server.last("/api/generate");
     assert_eq!(sent.body["raw"], true);
     assert_eq!(sent.body["stream"], true);
     assert_eq!(sent.body["model"], "qwen2.5-coder:1.5b-base");
     assert_eq!(sent.body["options"]["num_predict"], 32);
-    assert_eq!(sent.body["options"]["num_ctx"], ModelConfig::default().n_ctx);
-    assert!(sent.body["prompt"].as_str().unwrap().ends_with("<|fim_middle|>"));
+    assert_eq!(
+        sent.body["options"]["num_ctx"],
+        ModelConfig::default().n_ctx
+    );
+    assert!(sent.body["prompt"]
+        .as_str()
+        .unwrap()
+        .ends_with("<|fim_middle|>"));
     assert_eq!(sent.authorization, None);
     let (deltas, _received) = tokio::sync::mpsc::unbounded_channel();
     let chat = ChatRequest {
@@ -348,19 +421,27 @@ async fn ollama_generate_is_raw_and_its_figures_are_read() {
         sampling: SamplingConfig::default(),
     };
     assert_eq!(engine.chat(chat, deltas).await.unwrap().text, "ok");
-    assert_eq!(server.last("/api/chat").body["messages"][0]["content"], "hi");
+    assert_eq!(
+        server.last("/api/chat").body["messages"][0]["content"],
+        "hi"
+    );
 }
 
 /// A llama-server stand-in whose completions stream `n_lines` chunks of `piece`, `pause` apart.
 fn slow_llama_server(piece: &'static str, n_lines: usize, pause: Duration) -> Recorder {
     Recorder::start(move |request| match request.path.as_str() {
-        "/props" => Reply::Json(200, json!({"total_slots": 2, "model_path": "/m/tiny.gguf", "default_generation_settings": {"n_ctx": 2048}})),
+        "/props" => Reply::Json(
+            200,
+            json!({"total_slots": 2, "model_path": "/m/tiny.gguf", "default_generation_settings": {"n_ctx": 2048}}),
+        ),
         // Every FIM marker and every probe is one token: the vocabulary differs from the bundled
         // one, so counting goes to the server.
         "/tokenize" => Reply::Json(200, json!({"tokens": [1, 2, 3]})),
         "/completion" => {
             // Like llama-server, it stops at `n_predict` tokens.
-            let n_predict = request.body["n_predict"].as_u64().map_or(n_lines, |n| n as usize);
+            let n_predict = request.body["n_predict"]
+                .as_u64()
+                .map_or(n_lines, |n| n as usize);
             let n_sent = n_lines.min(n_predict);
             let lines = (1..=n_sent)
                 .map(|n| {
@@ -387,22 +468,47 @@ async fn connect_llama(server: &Recorder) -> Engine {
 async fn stop_rules_close_the_stream_and_slots_follow_documents() {
     let server = slow_llama_server("ab\n", 200, Duration::from_millis(5));
     let engine = connect_llama(&server).await;
-    assert_eq!(engine.token_counting(), Some(super::Counting::Server.describe()));
+    assert_eq!(
+        engine.token_counting(),
+        Some(super::Counting::Server.describe())
+    );
     assert_eq!(engine.caps().n_ctx_per_slot, 2048);
-    let completion = engine.complete(request("file:///one.rs", "x", true)).await.unwrap();
+    let completion = engine
+        .complete(request("file:///one.rs", "x", true))
+        .await
+        .unwrap();
     assert_eq!(completion.text, "ab");
     assert_eq!(completion.figures.stop, StopReason::EndOfLine);
     let generation = completion.figures.generation;
-    assert_eq!((generation.n_prompt, generation.n_reused, generation.n_evaluated), (105, 100, 5));
+    assert_eq!(
+        (
+            generation.n_prompt,
+            generation.n_reused,
+            generation.n_evaluated
+        ),
+        (105, 100, 5)
+    );
     let sent = server.last("/completion");
     assert_eq!(sent.body["cache_prompt"], true);
     assert_eq!(sent.body["stop"], json!(["\n"]));
     let first_slot = sent.body["id_slot"].as_u64().unwrap();
     // The same document keeps its slot; another one gets the other slot.
-    engine.complete(request("file:///one.rs", "y", true)).await.unwrap();
-    assert_eq!(server.last("/completion").body["id_slot"].as_u64(), Some(first_slot));
-    engine.complete(request("file:///two.rs", "z", true)).await.unwrap();
-    assert_eq!(server.last("/completion").body["id_slot"].as_u64(), Some(1 - first_slot));
+    engine
+        .complete(request("file:///one.rs", "y", true))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.last("/completion").body["id_slot"].as_u64(),
+        Some(first_slot)
+    );
+    engine
+        .complete(request("file:///two.rs", "z", true))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.last("/completion").body["id_slot"].as_u64(),
+        Some(1 - first_slot)
+    );
     // Each stream was closed after its first line, long before its 200th.
     for _ in 0..200 {
         if *server.n_closed_early.lock().unwrap() == 3 {
@@ -453,7 +559,11 @@ async fn the_time_budget_returns_what_came_so_far() {
     budgeted.max_tokens = 1000;
     let completion = engine.complete(budgeted).await.unwrap();
     assert_eq!(completion.figures.stop, StopReason::TimeBudget);
-    assert!(!completion.text.is_empty() && completion.text.len() < 100, "{:?}", completion.text);
+    assert!(
+        !completion.text.is_empty() && completion.text.len() < 100,
+        "{:?}",
+        completion.text
+    );
 }
 
 #[tokio::test]
@@ -467,23 +577,39 @@ async fn redirects_are_not_followed() {
         .unwrap();
     // `/models` redirected is a server without a model list; the completion itself then fails.
     let engine = result.unwrap();
-    let error = engine.complete(request("file:///a.rs", "", false)).await.unwrap_err();
+    let error = engine
+        .complete(request("file:///a.rs", "", false))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("302"), "{error}");
-    assert!(elsewhere.requests().is_empty(), "nothing went to the redirect's target");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "nothing went to the redirect's target"
+    );
 }
 
 #[tokio::test]
 async fn a_server_that_goes_away_is_reported_once_and_requests_fail_clearly() {
     let server = slow_llama_server("a", 3, Duration::ZERO);
     let engine = connect_llama(&server).await;
-    engine.complete(request("file:///one.rs", "x", false)).await.unwrap();
-    let stopped = engine.stopped().expect("an HTTP engine reports when its server goes away");
+    engine
+        .complete(request("file:///one.rs", "x", false))
+        .await
+        .unwrap();
+    let stopped = engine
+        .stopped()
+        .expect("an HTTP engine reports when its server goes away");
     server.stop();
     // The listener closes once the accept loop has seen the flag.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let error = engine.complete(request("file:///one.rs", "xy", false)).await.unwrap_err();
+    let error = engine
+        .complete(request("file:///one.rs", "xy", false))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("cannot reach"), "{error}");
-    let reason = tokio::time::timeout(Duration::from_secs(5), stopped).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .unwrap();
     assert!(reason.contains(&server.url()), "{reason}");
 }
 
