@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{llama_server, tiny_model, TestServer};
+use crate::support::{llama_server, tiny_model, TestServer, TestServerBuilder};
 
 const URI: &str = "file:///w/remote.py";
 const TEXT: &str = "def add(a, b):\n    return a + b\n\nresult = add(1, 2)\n";
@@ -117,6 +117,10 @@ fn free_port() -> u16 {
 }
 
 fn language_server(llama: &LlamaServer, completion: Value) -> TestServer {
+    builder(llama, completion).start()
+}
+
+fn builder(llama: &LlamaServer, completion: Value) -> TestServerBuilder {
     TestServer::builder()
         .env("WELLSPRING_API_TOKEN", llama.api_key.unwrap_or(""))
         .initialization_options(json!({
@@ -125,7 +129,6 @@ fn language_server(llama: &LlamaServer, completion: Value) -> TestServer {
             "chat": {"max_tokens": 4096},
         }))
         .capabilities(json!({"experimental": {"wellspring": {"chatProgress": true}}}))
-        .start()
 }
 
 /// The next status that says whether the engine is ready (statuses after completions carry a
@@ -157,7 +160,25 @@ fn type_at_end(server: &mut TestServer, version: i64, text: &str) {
 #[test]
 fn completions_and_chat_run_on_llama_server_and_cancelling_stops_its_work() {
     let llama = LlamaServer::start(free_port(), Some(API_KEY));
-    let mut server = language_server(&llama, json!({"max_tokens": 8}));
+    // Every connection the language server makes is traced: they must all go to the server.
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace_path = trace_dir.path().join("connect.trace");
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-e",
+        "trace=connect",
+        "-o",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([trace_path.display().to_string()])
+    .collect();
+    let mut server = builder(&llama, json!({"max_tokens": 8}))
+        .wrapper(wrapper)
+        .start();
     let status = settled(&mut server);
     assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
     assert!(
@@ -254,6 +275,25 @@ fn completions_and_chat_run_on_llama_server_and_cancelling_stops_its_work() {
     assert!(!streamed.is_empty());
     // Every request carried the key (llama-server refuses any without it), and no log shows it.
     assert!(!server.log().contains(API_KEY) && !server.stderr().contains(API_KEY));
+    assert_eq!(server.shutdown().code(), Some(0));
+    let trace = std::fs::read_to_string(&trace_path).expect("strace wrote its trace");
+    let network: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.contains("connect(") && !line.contains("AF_UNIX"))
+        .collect();
+    assert!(!network.is_empty(), "the trace saw no connection:\n{trace}");
+    let to_server = format!(
+        "sin_port=htons({}), sin_addr=inet_addr(\"127.0.0.1\")",
+        llama.port
+    );
+    let elsewhere: Vec<&&str> = network
+        .iter()
+        .filter(|line| !line.contains(&to_server))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "connections to anywhere but the server: {elsewhere:#?}"
+    );
 }
 
 #[test]

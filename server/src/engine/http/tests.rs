@@ -551,6 +551,36 @@ async fn a_newer_keystroke_supersedes_and_a_dropped_request_closes_its_stream() 
 }
 
 #[tokio::test]
+async fn warming_fills_the_documents_slot_without_generating_an_answer() {
+    let server = slow_llama_server("a", 50, Duration::ZERO);
+    let engine = connect_llama(&server).await;
+    engine.warm(request("file:///one.rs", "x", false));
+    for _ in 0..500 {
+        if engine.stats().await.n_warmings == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = engine.stats().await;
+    assert_eq!(
+        (stats.n_warmings, stats.n_tokens_warmed, stats.n_completions),
+        (1, 5, 0)
+    );
+    let warmed = server.last("/completion");
+    assert_eq!(warmed.body["n_predict"], 1);
+    assert_eq!(warmed.body["cache_prompt"], true);
+    // The keystroke that follows uses the same slot.
+    engine
+        .complete(request("file:///one.rs", "xy", true))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.last("/completion").body["id_slot"],
+        warmed.body["id_slot"]
+    );
+}
+
+#[tokio::test]
 async fn the_time_budget_returns_what_came_so_far() {
     let server = slow_llama_server("a", 100, Duration::from_millis(50));
     let engine = connect_llama(&server).await;
