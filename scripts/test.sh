@@ -15,6 +15,27 @@ timed() {
 timed bash scripts/setup.sh
 timed bash scripts/test-models.sh
 export WELLSPRING_TEST_MODEL="$PWD/models/tiny.gguf"
+
+# The background builds (llama-server here, the portable release further down): each runs in a
+# process group of its own, which is killed if this script stops before it has waited for it.
+llama_pid="" dist_pid=""
+kill_background() {
+  local pid
+  for pid in $llama_pid $dist_pid; do
+    kill -- -"$pid" 2>/dev/null || true
+  done
+}
+trap kill_background EXIT
+
+# llama-server for the tests against a real server (scripts/build-llama-server.sh: about 11 minutes
+# on 2 cores the first time, nothing once built), at the lowest priority while the lints below run.
+mkdir -p .test-artifacts
+llama_log="$PWD/.test-artifacts/llama-server-build.log"
+llama_path="$PWD/.test-artifacts/llama-server.path"
+setsid -w nice -n 19 bash -c 'start=$SECONDS; bash scripts/build-llama-server.sh >"$1" && echo "test: $(( SECONDS - start ))s for llama-server, in the background" >&2' \
+  bash "$llama_path" >"$llama_log" 2>&1 &
+llama_pid=$!
+
 # The Vulkan build's environment, for every cargo run here: cargo rebuilds the crates that compile
 # C (and llama.cpp) when it changes, so the default build and the portable one below share them
 # only if both see the same. The editor tests of the portable build run without
@@ -24,6 +45,17 @@ eval "$vulkan_env"
 
 timed cargo fmt --all -- --check
 timed cargo clippy --all-targets --locked -- -D warnings
+llama_status=0
+timed wait "$llama_pid" || llama_status=$?
+llama_pid=""
+if [ "$llama_status" != 0 ]; then
+  cat "$llama_log" >&2
+  echo "test: the llama-server build failed (exit $llama_status; its log is above)" >&2
+  exit 1
+fi
+tail -n 3 "$llama_log" >&2
+WELLSPRING_LLAMA_SERVER=$(cat "$llama_path")
+export WELLSPRING_LLAMA_SERVER
 timed cargo test --locked
 # The soak and the Neovim test drive the binary `cargo test` just built for the end-to-end tests (a
 # plain `cargo build` would build the dependencies again without the dev-dependencies' features,
@@ -45,7 +77,6 @@ dist_log="$PWD/.test-artifacts/dist.log"
 setsid -w nice -n 19 bash -c 'start=$SECONDS; bash scripts/dist.sh --profile dev --vsix && echo "test: $(( SECONDS - start ))s for the portable build, in the background" >&2' \
   >"$dist_log" 2>&1 &
 dist_pid=$!
-trap 'kill -- -"$dist_pid" 2>/dev/null || true' EXIT
 
 # Two minutes of the soak benchmark (docs/reliability.md): steady typing with completions, code
 # actions and chats, cancellations and a client hanging up mid-chat; it fails on any error
@@ -56,7 +87,7 @@ timed bash scripts/test-nvim.sh
 
 dist_status=0
 timed wait "$dist_pid" || dist_status=$?
-trap - EXIT
+dist_pid=""
 if [ "$dist_status" != 0 ]; then
   cat "$dist_log" >&2
   echo "test: the portable build failed (exit $dist_status; its log is above)" >&2
