@@ -109,6 +109,14 @@ pub fn run(config: &Config, _args: Args) -> anyhow::Result<()> {
 /// The local file a spec names, without downloading; `Err` says why there is none and how to
 /// get it.
 fn local_model(spec: &str) -> Result<PathBuf, String> {
+    if crate::engine::http::is_endpoint(spec) {
+        return Err(match crate::engine::http::EndpointSpec::parse(spec) {
+            Ok(endpoint) => format!(
+                "served by {endpoint}; its memory is that server's, and nothing is planned here"
+            ),
+            Err(error) => error,
+        });
+    }
     let options = ResolveOptions {
         allow_download: false,
         ..ResolveOptions::default()
