@@ -27,6 +27,19 @@ kill_background() {
 }
 trap kill_background EXIT
 
+# Waits for background build PID: its whole LOG and the end of the run if it failed (WHAT says
+# which), else the last N_TAIL lines of the log.
+await_build() {
+  local pid=$1 log=$2 what=$3 n_tail=$4 status=0
+  timed wait "$pid" || status=$?
+  if [ "$status" != 0 ]; then
+    cat "$log" >&2
+    echo "test: $what failed (exit $status; its log is above)" >&2
+    exit 1
+  fi
+  tail -n "$n_tail" "$log" >&2
+}
+
 # llama-server for the tests against a real server (scripts/build-llama-server.sh: about 11 minutes
 # on 2 cores the first time, nothing once built), at the lowest priority while the lints below run.
 mkdir -p .test-artifacts
@@ -45,15 +58,8 @@ eval "$vulkan_env"
 
 timed cargo fmt --all -- --check
 timed cargo clippy --all-targets --locked -- -D warnings
-llama_status=0
-timed wait "$llama_pid" || llama_status=$?
+await_build "$llama_pid" "$llama_log" "the llama-server build" 3
 llama_pid=""
-if [ "$llama_status" != 0 ]; then
-  cat "$llama_log" >&2
-  echo "test: the llama-server build failed (exit $llama_status; its log is above)" >&2
-  exit 1
-fi
-tail -n 3 "$llama_log" >&2
 WELLSPRING_LLAMA_SERVER=$(cat "$llama_path")
 export WELLSPRING_LLAMA_SERVER
 timed cargo test --locked
@@ -85,15 +91,8 @@ timed "$WELLSPRING_BIN" --model "$WELLSPRING_TEST_MODEL" bench soak --seconds 12
 
 timed bash scripts/test-nvim.sh
 
-dist_status=0
-timed wait "$dist_pid" || dist_status=$?
+await_build "$dist_pid" "$dist_log" "the portable build" 20
 dist_pid=""
-if [ "$dist_status" != 0 ]; then
-  cat "$dist_log" >&2
-  echo "test: the portable build failed (exit $dist_status; its log is above)" >&2
-  exit 1
-fi
-tail -n 20 "$dist_log" >&2
 timed env -u GGML_VK_VISIBLE_DEVICES bash scripts/test-dist.sh
 vsix="$(ls -t dist/wellspring-*-linux-x64.vsix | head -1)"
 WELLSPRING_BIN="" WELLSPRING_VSIX="$vsix" timed env -u GGML_VK_VISIBLE_DEVICES bash scripts/test-vscode.sh

@@ -325,6 +325,20 @@ pub struct Completion {
     pub figures: CompletionFigures,
 }
 
+impl Completion {
+    /// The rest of the document's last suggestion, answered without the model.
+    pub(crate) fn typed_ahead(text: String, submitted_at: Instant) -> Completion {
+        Completion {
+            text,
+            token_ends: Vec::new(),
+            figures: CompletionFigures::without_inference(
+                millis(submitted_at.elapsed()),
+                StopReason::TypedAhead,
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
@@ -646,14 +660,7 @@ impl Engine {
         let _ = commands.send(Command::Cancel {
             document: request.document.clone(),
         });
-        let completion = Completion {
-            text,
-            token_ends: Vec::new(),
-            figures: CompletionFigures::without_inference(
-                millis(submitted_at.elapsed()),
-                StopReason::TypedAhead,
-            ),
-        };
+        let completion = Completion::typed_ahead(text, submitted_at);
         tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
         shared.stats().record(&completion.figures);
         Either::Left(Either::Left(std::future::ready(Ok(completion))))

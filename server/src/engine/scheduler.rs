@@ -70,6 +70,34 @@ impl Shared {
     pub(crate) fn typed_ahead(&self) -> MutexGuard<'_, TypedAhead> {
         lock(&self.typed_ahead)
     }
+
+    /// Logs a completion's figures, remembers its text for typing ahead, and counts it; whatever
+    /// home the engine has.
+    pub(crate) fn finish_completion(
+        &self,
+        document: &str,
+        prompt: &FimPrompt,
+        completion: &Completion,
+    ) {
+        let figures = &completion.figures;
+        tracing::info!(
+            document = %document,
+            n_prompt = figures.generation.n_prompt,
+            n_reused = figures.generation.n_reused,
+            n_evaluated = figures.generation.n_evaluated,
+            n_generated = figures.generation.n_generated,
+            n_drafted = figures.generation.n_drafted,
+            n_accepted = figures.generation.n_accepted,
+            t_prefill_ms = figures.generation.t_prefill_ms,
+            t_decode_ms = figures.generation.t_decode_ms,
+            t_total_ms = figures.t_total_ms,
+            stop = ?figures.stop,
+            "completion"
+        );
+        self.typed_ahead()
+            .remember(document, prompt, &completion.text);
+        self.stats().record(figures);
+    }
 }
 
 /// The last suggestion per document, for answering keystrokes that type into it.
@@ -679,27 +707,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 
     fn finish_completion(&mut self, job: CompletionJob, completion: Completion) {
-        let figures = &completion.figures;
-        tracing::info!(
-            document = %job.request.document,
-            n_prompt = figures.generation.n_prompt,
-            n_reused = figures.generation.n_reused,
-            n_evaluated = figures.generation.n_evaluated,
-            n_generated = figures.generation.n_generated,
-            n_drafted = figures.generation.n_drafted,
-            n_accepted = figures.generation.n_accepted,
-            t_prefill_ms = figures.generation.t_prefill_ms,
-            t_decode_ms = figures.generation.t_decode_ms,
-            t_total_ms = figures.t_total_ms,
-            stop = ?figures.stop,
-            "completion"
-        );
-        self.shared.typed_ahead().remember(
-            &job.request.document,
-            &job.request.prompt,
-            &completion.text,
-        );
-        self.shared.stats().record(figures);
+        self.shared
+            .finish_completion(&job.request.document, &job.request.prompt, &completion);
         let _ = job.reply.send(Ok(completion));
     }
 

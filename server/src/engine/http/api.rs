@@ -248,25 +248,33 @@ pub fn completion_request(
             }
             ("/completions", body)
         }
-        Api::Ollama => (
-            "/api/generate",
-            json!({
-                "model": model,
-                "prompt": call.prompt,
-                "raw": true,
-                "stream": true,
-                "options": {
-                    "num_predict": call.max_tokens,
-                    "temperature": sampling.temperature,
-                    "top_k": sampling.top_k,
-                    "top_p": sampling.top_p,
-                    "seed": sampling.seed,
-                    "stop": call.stop,
-                    "num_ctx": call.n_ctx,
-                },
-            }),
-        ),
+        Api::Ollama => {
+            let mut options = ollama_options(call.max_tokens, sampling);
+            options["stop"] = json!(call.stop);
+            options["num_ctx"] = json!(call.n_ctx);
+            (
+                "/api/generate",
+                json!({
+                    "model": model,
+                    "prompt": call.prompt,
+                    "raw": true,
+                    "stream": true,
+                    "options": options,
+                }),
+            )
+        }
     }
+}
+
+/// Ollama's generation options for `max_tokens` tokens sampled as `sampling` says.
+fn ollama_options(max_tokens: u32, sampling: &SamplingConfig) -> Value {
+    json!({
+        "num_predict": max_tokens,
+        "temperature": sampling.temperature,
+        "top_k": sampling.top_k,
+        "top_p": sampling.top_p,
+        "seed": sampling.seed,
+    })
 }
 
 /// One streamed chat request.
@@ -321,13 +329,7 @@ pub fn chat_request(api: Api, model: Option<&str>, call: &ChatCall<'_>) -> (&'st
                 "model": model,
                 "messages": messages,
                 "stream": true,
-                "options": {
-                    "num_predict": call.max_tokens,
-                    "temperature": sampling.temperature,
-                    "top_k": sampling.top_k,
-                    "top_p": sampling.top_p,
-                    "seed": sampling.seed,
-                },
+                "options": ollama_options(call.max_tokens, sampling),
             }),
         ),
     }

@@ -540,14 +540,7 @@ impl HttpEngine {
         async move {
             if let Some(text) = typed_ahead {
                 engine.end(&request.document, &cancel);
-                let completion = Completion {
-                    text,
-                    token_ends: Vec::new(),
-                    figures: CompletionFigures::without_inference(
-                        millis(submitted_at.elapsed()),
-                        StopReason::TypedAhead,
-                    ),
-                };
+                let completion = Completion::typed_ahead(text, submitted_at);
                 engine.shared.stats().record(&completion.figures);
                 return Ok(completion);
             }
@@ -628,27 +621,13 @@ impl HttpEngine {
             slot: id_slot,
             truncated: false,
         };
-        tracing::info!(
-            document = %request.document,
-            n_prompt = figures.generation.n_prompt,
-            n_reused = figures.generation.n_reused,
-            n_evaluated = figures.generation.n_evaluated,
-            n_generated = figures.generation.n_generated,
-            t_prefill_ms = figures.generation.t_prefill_ms,
-            t_decode_ms = figures.generation.t_decode_ms,
-            t_total_ms = figures.t_total_ms,
-            stop = ?figures.stop,
-            "completion"
-        );
         let completion = Completion {
             text: streamed.text,
             token_ends: streamed.token_ends,
             figures,
         };
         self.shared
-            .typed_ahead()
-            .remember(&request.document, &request.prompt, &completion.text);
-        self.shared.stats().record(&completion.figures);
+            .finish_completion(&request.document, &request.prompt, &completion);
         Ok(completion)
     }
 
