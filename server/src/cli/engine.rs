@@ -42,6 +42,11 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => {
             let spec = model_config.path.clone();
+            if crate::engine::http::is_endpoint(&spec) {
+                anyhow::bail!(
+                    "{spec} is a model on an inference server, which needs no engine of Wellspring's: point the editors' model.path at it (docs/teams.md)"
+                );
+            }
             tokio::task::spawn_blocking(move || {
                 crate::lsp::engine_loader::resolve_model(&spec, |_| {})
             })
