@@ -29,7 +29,9 @@ struct GlobalArgs {
     /// Config file (default: $XDG_CONFIG_HOME/wellspring/config.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Model: a GGUF path, hf:OWNER/REPO/FILE.gguf, ollama:NAME[:TAG] or a built-in name.
+    /// Model: a GGUF path, hf:OWNER/REPO/FILE.gguf, ollama:NAME[:TAG], a built-in name, or an
+    /// inference server (llama-server+http://HOST:PORT, openai+https://HOST/v1#MODEL,
+    /// ollama+http://HOST:11434#MODEL).
     #[arg(long, global = true, value_name = "MODEL")]
     model: Option<String>,
     /// A separate model for code actions and chat, in the same forms as --model.
