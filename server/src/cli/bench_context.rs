@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use cpu_time::ThreadTime;
 use serde::Deserialize;
 
-use super::prompt::{cursor_byte, render_text, PromptSession};
+use super::prompt::{cursor_byte, PromptSession};
 use crate::config::Config;
 use crate::context;
 use crate::docs::Document;
@@ -157,7 +157,7 @@ pub fn run_context(
                 entry.n_cases += 1;
                 for (budget_idx, n_budget) in args.budgets.iter().enumerate() {
                     let built = session.build(Arc::clone(&document), cursor, *n_budget, u32::MAX);
-                    let rendered = render_text(&built.prompt, session.vocab.fim_texts());
+                    let rendered = built.prompt.render_text(session.vocab.fim_texts());
                     if normalized(&rendered).contains(&key) {
                         entry.n_hits[budget_idx] += 1;
                     }
@@ -272,7 +272,7 @@ fn run_timing(
                 keystroke_builds.time(|| session.build(typed, cursor, n_budget, u32::MAX))?;
             let tokens = session
                 .vocab
-                .tokens(&render_text(&built.prompt, session.vocab.fim_texts()));
+                .tokens(&built.prompt.render_text(session.vocab.fim_texts()));
             if let Some(previous) = &previous {
                 let n_common = previous
                     .iter()

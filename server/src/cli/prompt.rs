@@ -11,8 +11,8 @@ use anyhow::{bail, Context as _};
 use crate::config::Config;
 use crate::context::{self, Budget, BuiltPrompt, ContextSnapshot, RecentChunks};
 use crate::docs::{Document, DocumentStore};
-use crate::engine::vocab::{FimTokenTexts, Vocab};
-use crate::engine::{CachedTokenCounter, FimPrompt};
+use crate::engine::vocab::Vocab;
+use crate::engine::CachedTokenCounter;
 use crate::index::{ScanConfig, WorkspaceIndex};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -123,44 +123,6 @@ pub fn default_workspace(file: &Path) -> PathBuf {
         .unwrap_or(folder)
 }
 
-/// Renders a prompt as text, with the model's FIM tokens written out, in the layout documented
-/// on [`FimPrompt`]; this is what the engine tokenizes (with special tokens parsed).
-pub fn render_text(prompt: &FimPrompt, fim: &FimTokenTexts) -> String {
-    let mut text = String::new();
-    if let (Some(repo_token), Some(name)) = (&fim.repo_name, &prompt.repo_name) {
-        text.push_str(repo_token);
-        text.push_str(name);
-        text.push('\n');
-    }
-    if let Some(file_sep) = &fim.file_sep {
-        for chunk in &prompt.extra {
-            text.push_str(file_sep);
-            text.push_str(&chunk.path);
-            text.push('\n');
-            text.push_str(&chunk.text);
-        }
-        text.push_str(file_sep);
-        text.push_str(&prompt.path);
-        text.push('\n');
-    }
-    match (&fim.prefix, &fim.suffix, &fim.middle) {
-        (Some(prefix_token), Some(suffix_token), Some(middle_token)) => {
-            text.push_str(prefix_token);
-            text.push_str(&prompt.prefix);
-            text.push_str(suffix_token);
-            text.push_str(&prompt.suffix);
-            text.push_str(middle_token);
-            text.push_str(&prompt.line_head);
-        }
-        // Without FIM tokens the model continues the text before the cursor.
-        _ => {
-            text.push_str(&prompt.prefix);
-            text.push_str(&prompt.line_head);
-        }
-    }
-    text
-}
-
 /// Everything the command prepares before building: shared with the context benchmark.
 pub struct PromptSession {
     pub vocab: Arc<Vocab>,
@@ -263,7 +225,7 @@ pub fn run(args: &PromptArgs, model: Option<&str>, config: &Config) -> anyhow::R
     let started = Instant::now();
     let built = session.build(document, cursor_byte, n_budget, config.model.n_ctx);
     let n_build_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let rendered = render_text(&built.prompt, session.vocab.fim_texts());
+    let rendered = built.prompt.render_text(session.vocab.fim_texts());
 
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();

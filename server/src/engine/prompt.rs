@@ -35,6 +35,74 @@ pub struct FimPrompt {
     pub line_head: String,
 }
 
+impl FimPrompt {
+    /// The prompt as one text with the model's FIM tokens written out, in the layout documented
+    /// above (the one `render` lays out in tokens): what `wellspring prompt` prints and what an
+    /// inference server is sent. Prefix-only without FIM tokens.
+    pub fn render_text(&self, fim: &FimTokenTexts) -> String {
+        use std::fmt::Write as _;
+        let (Some(prefix_token), Some(suffix_token), Some(middle_token)) =
+            (&fim.prefix, &fim.suffix, &fim.middle)
+        else {
+            // Without FIM tokens the model continues the text before the cursor.
+            return format!("{}{}", self.prefix, self.line_head);
+        };
+        let n_extra: usize = self
+            .extra
+            .iter()
+            .map(|chunk| chunk.path.len() + chunk.text.len() + 32)
+            .sum();
+        let mut text = String::with_capacity(
+            n_extra + self.prefix.len() + self.suffix.len() + self.line_head.len() + 128,
+        );
+        if let Some(file_sep) = &fim.file_sep {
+            if let (Some(repo_token), Some(repo_name)) = (&fim.repo_name, &self.repo_name) {
+                let _ = writeln!(text, "{repo_token}{repo_name}");
+            }
+            for chunk in &self.extra {
+                let newline = if chunk.text.ends_with('\n') { "" } else { "\n" };
+                let _ = write!(text, "{file_sep}{}\n{}{newline}", chunk.path, chunk.text);
+            }
+            if !self.path.is_empty() {
+                let _ = writeln!(text, "{file_sep}{}", self.path);
+            }
+        }
+        for piece in [
+            prefix_token,
+            &self.prefix,
+            suffix_token,
+            &self.suffix,
+            middle_token,
+            &self.line_head,
+        ] {
+            text.push_str(piece);
+        }
+        text
+    }
+}
+
+/// The text of the model's FIM tokens, as the engine writes them into a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FimTokenTexts {
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub middle: Option<String>,
+    pub file_sep: Option<String>,
+    pub repo_name: Option<String>,
+}
+
+impl FimTokenTexts {
+    /// What the prompt builder may assume about a model with these tokens.
+    pub fn caps(&self, n_ctx_per_slot: u32) -> ModelCaps {
+        ModelCaps {
+            has_fim: self.prefix.is_some() && self.suffix.is_some() && self.middle.is_some(),
+            has_file_sep: self.file_sep.is_some(),
+            has_repo_name: self.repo_name.is_some(),
+            n_ctx_per_slot,
+        }
+    }
+}
+
 /// What prompt builders need to know about the loaded model.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelCaps {

@@ -12,6 +12,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+pub use super::prompt::FimTokenTexts;
 use super::{ModelCaps, TokenCounter};
 
 /// The default vocabulary, embedded so the binary needs no file beside it.
@@ -28,16 +29,6 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// The text of the model's FIM tokens, as the engine writes them into a prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FimTokenTexts {
-    pub prefix: Option<String>,
-    pub suffix: Option<String>,
-    pub middle: Option<String>,
-    pub file_sep: Option<String>,
-    pub repo_name: Option<String>,
 }
 
 /// A loaded vocabulary.
@@ -118,14 +109,7 @@ impl Vocab {
 
     /// What the prompt builder may assume about this model.
     pub fn caps(&self, n_ctx_per_slot: u32) -> ModelCaps {
-        ModelCaps {
-            has_fim: self.fim.prefix.is_some()
-                && self.fim.suffix.is_some()
-                && self.fim.middle.is_some(),
-            has_file_sep: self.fim.file_sep.is_some(),
-            has_repo_name: self.fim.repo_name.is_some(),
-            n_ctx_per_slot,
-        }
+        self.fim.caps(n_ctx_per_slot)
     }
 }
 

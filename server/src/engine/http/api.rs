@@ -6,7 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::{ChatMessage, FimPrompt, SamplingConfig};
+use crate::engine::vocab::FimTokenTexts;
+use crate::engine::{ChatMessage, SamplingConfig};
 
 /// Which API an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,19 @@ pub struct FimMarkers {
     /// Repo-level FIM: a file separator followed by the file's path, and the repository's name.
     pub file_sep: Option<&'static str>,
     pub repo_name: Option<&'static str>,
+}
+
+impl FimMarkers {
+    /// The markers as the token texts a prompt is rendered with.
+    pub fn texts(&self) -> FimTokenTexts {
+        FimTokenTexts {
+            prefix: Some(self.prefix.to_owned()),
+            suffix: Some(self.suffix.to_owned()),
+            middle: Some(self.middle.to_owned()),
+            file_sep: self.file_sep.map(str::to_owned),
+            repo_name: self.repo_name.map(str::to_owned),
+        }
+    }
 }
 
 /// The families whose FIM markers Wellspring knows, Qwen2.5-Coder (the bundled vocabulary's) first.
@@ -351,7 +365,7 @@ pub struct ServerFigures {
 
 impl ServerFigures {
     /// Takes every figure `newer` has.
-    fn update(&mut self, newer: ServerFigures) {
+    pub fn update(&mut self, newer: ServerFigures) {
         self.n_evaluated = newer.n_evaluated.or(self.n_evaluated);
         self.n_cached = newer.n_cached.or(self.n_cached);
         self.n_generated = newer.n_generated.or(self.n_generated);
@@ -466,45 +480,6 @@ pub fn parse_line(api: Api, chat: bool, line: &str) -> Result<Option<Chunk>, Str
         }
     }
     Ok(Some(chunk))
-}
-
-/// `prompt` as one raw text in the layout `FimPrompt` documents (the same as the in-process
-/// engine's tokens), with `markers`' FIM markers; prefix-only without them.
-pub fn render_text(markers: Option<&FimMarkers>, prompt: &FimPrompt) -> String {
-    let Some(markers) = markers else {
-        return format!("{}{}", prompt.prefix, prompt.line_head);
-    };
-    let mut text = String::new();
-    if let Some(file_sep) = markers.file_sep {
-        if let (Some(repo_marker), Some(repo_name)) = (markers.repo_name, &prompt.repo_name) {
-            text.push_str(&format!("{repo_marker}{repo_name}\n"));
-        }
-        for extra in &prompt.extra {
-            let newline = if extra.text.ends_with('\n') { "" } else { "\n" };
-            text.push_str(&format!(
-                "{file_sep}{}\n{}{newline}",
-                extra.path, extra.text
-            ));
-        }
-        if !prompt.path.is_empty() {
-            text.push_str(&format!("{file_sep}{}\n", prompt.path));
-        }
-    }
-    text.push_str(&format!(
-        "{}{}{}{}{}{}",
-        markers.prefix,
-        prompt.prefix,
-        markers.suffix,
-        prompt.suffix,
-        markers.middle,
-        prompt.line_head
-    ));
-    text
-}
-
-/// Folds `chunk`'s figures into `figures`.
-pub fn merge_figures(figures: &mut ServerFigures, chunk: &Chunk) {
-    figures.update(chunk.figures);
 }
 
 fn llama_timings(value: &Value) -> ServerFigures {
@@ -685,7 +660,7 @@ mod tests {
 
     #[test]
     fn prompts_render_as_the_in_process_engine_lays_them_out() {
-        let prompt = FimPrompt {
+        let prompt = crate::engine::FimPrompt {
             repo_name: Some("ws".into()),
             extra: vec![crate::engine::ContextChunk {
                 path: "a.rs".into(),
@@ -698,14 +673,17 @@ mod tests {
             line_head: "    let".into(),
         };
         assert_eq!(
-            render_text(fim_family("qwen"), &prompt),
+            prompt.render_text(&fim_family("qwen").unwrap().texts()),
             "<|repo_name|>ws\n<|file_sep|>a.rs\nfn a()\n<|file_sep|>m.rs\n<|fim_prefix|>fn main() {\n<|fim_suffix|>\n}\n<|fim_middle|>    let"
         );
         assert_eq!(
-            render_text(fim_family("codellama"), &prompt),
+            prompt.render_text(&fim_family("codellama").unwrap().texts()),
             "<PRE>fn main() {\n<SUF>\n}\n<MID>    let"
         );
-        assert_eq!(render_text(None, &prompt), "fn main() {\n    let");
+        assert_eq!(
+            prompt.render_text(&FimTokenTexts::default()),
+            "fn main() {\n    let"
+        );
     }
 
     #[test]

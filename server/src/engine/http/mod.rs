@@ -28,7 +28,7 @@ use api::{Api, ChatCall, CompletionCall, FimMarkers, ServerFigures};
 use client::{CallError, Client, Next, Token};
 
 use super::scheduler::{apply_stops, may_have_completed, Shared};
-use super::vocab::Vocab;
+use super::vocab::{FimTokenTexts, Vocab};
 use super::{
     lock, millis, CachedTokenCounter, ChatModelState, ChatOutcome, ChatRequest, Completion,
     CompletionFigures, CompletionRequest, Error, GenerationFigures, ModelCaps, Placement,
@@ -46,7 +46,10 @@ const VOCABULARY_PROBE: &str =
 pub(crate) struct Target {
     spec: EndpointSpec,
     client: Client,
-    markers: Option<&'static FimMarkers>,
+    /// The FIM markers prompts are rendered with (all `None`: prefix-only prompts).
+    fim: FimTokenTexts,
+    /// Their family, for the log.
+    fim_family: &'static str,
     /// Tokens one request's prompt and answer share.
     n_ctx: u32,
     /// llama-server's slots (one per document, so documents keep their caches); 0 elsewhere.
@@ -154,7 +157,8 @@ impl Target {
             })?)),
         };
         let mut target = Target {
-            markers: None,
+            fim: FimTokenTexts::default(),
+            fim_family: "none",
             n_ctx,
             n_slots: 0,
             model_name: spec.model.clone().unwrap_or_default(),
@@ -186,10 +190,11 @@ impl Target {
                     .next()
                     .unwrap_or(model_path)
                     .to_owned();
-                target.markers = match forced {
+                let markers = match forced {
                     Some(markers) => markers,
                     None => target.probe_markers()?,
                 };
+                target.set_markers(markers);
             }
             Api::OpenAi => {
                 // `/models` lists what the server serves; a server without it is still usable.
@@ -216,9 +221,10 @@ impl Target {
                     Err(error @ CallError::Unreachable { .. }) => return Err(unreachable(&error)),
                     Err(error) => tracing::info!(%error, "the server lists no models; going on"),
                 }
-                target.markers = forced.unwrap_or_else(|| {
+                let markers = forced.unwrap_or_else(|| {
                     api::fim_family_of_name(&target.model_name).or(api::fim_family("qwen"))
                 });
+                target.set_markers(markers);
             }
             Api::Ollama => {
                 let show = target
@@ -239,11 +245,12 @@ impl Target {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                target.markers = forced.unwrap_or_else(|| {
+                let markers = forced.unwrap_or_else(|| {
                     api::fim_family_of_name(&target.model_name)
                         .or_else(|| api::fim_family_of_name(&family))
                         .or(api::fim_family("qwen"))
                 });
+                target.set_markers(markers);
             }
         }
         Ok(target)
@@ -271,17 +278,15 @@ impl Target {
         Ok(None)
     }
 
-    fn caps(&self) -> ModelCaps {
-        ModelCaps {
-            has_fim: self.markers.is_some(),
-            has_file_sep: self
-                .markers
-                .is_some_and(|markers| markers.file_sep.is_some()),
-            has_repo_name: self
-                .markers
-                .is_some_and(|markers| markers.repo_name.is_some()),
-            n_ctx_per_slot: self.n_ctx,
+    fn set_markers(&mut self, markers: Option<&'static FimMarkers>) {
+        if let Some(markers) = markers {
+            self.fim = markers.texts();
+            self.fim_family = markers.family;
         }
+    }
+
+    fn caps(&self) -> ModelCaps {
+        self.fim.caps(self.n_ctx)
     }
 }
 
@@ -432,7 +437,7 @@ impl HttpEngine {
             model = %completion.model_name,
             n_ctx = completion.n_ctx,
             n_slots = completion.n_slots,
-            fim = completion.markers.map_or("none", |markers| markers.family),
+            fim = completion.fim_family,
             counting = counting.describe(),
             "connected to the inference server"
         );
@@ -563,7 +568,7 @@ impl HttpEngine {
         submitted_at: Instant,
     ) -> Result<Completion, Error> {
         let target = &self.completion;
-        let prompt = api::render_text(target.markers, &request.prompt);
+        let prompt = request.prompt.render_text(&target.fim);
         let mut stop = request.stop.clone();
         if request.single_line {
             stop.push("\n".to_owned());
@@ -664,7 +669,7 @@ impl HttpEngine {
                         return Next::Stop;
                     }
                 };
-                api::merge_figures(&mut streamed.figures, &chunk);
+                streamed.figures.update(chunk.figures);
                 if !chunk.text.is_empty() {
                     streamed.n_chunks += 1;
                     streamed.text.push_str(&chunk.text);
@@ -809,7 +814,7 @@ impl HttpEngine {
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
             let target = &engine.completion;
-            let prompt = api::render_text(target.markers, &request.prompt);
+            let prompt = request.prompt.render_text(&target.fim);
             let call = CompletionCall {
                 prompt: &prompt,
                 // llama-server generates at least one token whatever `n_predict` says.
