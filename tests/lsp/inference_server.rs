@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{llama_server, tiny_model, TestServer, TestServerBuilder};
+use crate::support::{connect_tracer, llama_server, tiny_model, TestServer, TestServerBuilder};
 
 const URI: &str = "file:///w/remote.py";
 const TEXT: &str = "def add(a, b):\n    return a + b\n\nresult = add(1, 2)\n";
@@ -163,19 +163,7 @@ fn completions_and_chat_run_on_llama_server_and_cancelling_stops_its_work() {
     // Every connection the language server makes is traced: they must all go to the server.
     let trace_dir = tempfile::tempdir().unwrap();
     let trace_path = trace_dir.path().join("connect.trace");
-    let wrapper = [
-        "strace",
-        "-f",
-        "-qq",
-        "--seccomp-bpf",
-        "-e",
-        "trace=connect",
-        "-o",
-    ]
-    .map(str::to_owned)
-    .into_iter()
-    .chain([trace_path.display().to_string()])
-    .collect();
+    let wrapper = connect_tracer(&trace_path);
     let mut server = builder(&llama, json!({"max_tokens": 8}))
         .wrapper(wrapper)
         .start();

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::{tiny_model, TestServer};
+use crate::support::{connect_tracer, tiny_model, TestServer};
 
 #[test]
 fn a_whole_editing_session_with_a_local_model_connects_to_nothing() {
@@ -21,19 +21,7 @@ fn a_whole_editing_session_with_a_local_model_connects_to_nothing() {
     if isolated {
         wrapper.extend(["unshare".to_owned(), "-n".to_owned()]);
     }
-    wrapper.extend(
-        [
-            "strace",
-            "-f",
-            "-qq",
-            "--seccomp-bpf",
-            "-e",
-            "trace=connect",
-            "-o",
-        ]
-        .map(str::to_owned),
-    );
-    wrapper.push(trace_path.display().to_string());
+    wrapper.extend(connect_tracer(&trace_path));
 
     // The tracer must see a connection when one is made, or the check below proves nothing.
     let probe = Command::new(&wrapper[0])

@@ -23,6 +23,24 @@ mod testing;
 #[allow(unused_imports)]
 pub use testing::{llama_server, real_model, tiny_model};
 
+/// A command line (for `TestServerBuilder::wrapper`) that runs the server under `strace`,
+/// recording every `connect` it and its threads make into `trace_path`.
+pub fn connect_tracer(trace_path: &std::path::Path) -> Vec<String> {
+    [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-e",
+        "trace=connect",
+        "-o",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([trace_path.display().to_string()])
+    .collect()
+}
+
 pub struct TestServerBuilder {
     /// A command line the binary runs under (a tracer, a namespace), if any.
     wrapper: Vec<String>,

@@ -83,12 +83,7 @@ pub async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
     let model_config = config.model.clone();
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
         if http::is_endpoint(&spec) {
-            let path = http::EndpointSpec::parse(&spec).map_err(anyhow::Error::msg)?;
-            let chat_path = model_config.chat_path.trim();
-            let chat_path = (!chat_path.is_empty())
-                .then(|| http::EndpointSpec::parse(chat_path))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let (path, chat_path) = http::endpoints(&model_config).map_err(anyhow::Error::msg)?;
             eprintln!("connecting to {path}");
             let engine = Engine::connect_http(&model_config, path, chat_path)?;
             if let Some(counting) = engine.token_counting() {

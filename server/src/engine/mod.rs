@@ -325,20 +325,6 @@ pub struct Completion {
     pub figures: CompletionFigures,
 }
 
-impl Completion {
-    /// The rest of the document's last suggestion, answered without the model.
-    pub(crate) fn typed_ahead(text: String, submitted_at: Instant) -> Completion {
-        Completion {
-            text,
-            token_ends: Vec::new(),
-            figures: CompletionFigures::without_inference(
-                millis(submitted_at.elapsed()),
-                StopReason::TypedAhead,
-            ),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
@@ -644,10 +630,9 @@ impl Engine {
             Runs::Http(engine) => return Either::Right(Either::Right(engine.complete(request))),
         };
         let submitted_at = Instant::now();
-        let typed_ahead = shared
-            .typed_ahead()
-            .lookup(&request.document, &request.prompt);
-        let Some(text) = typed_ahead else {
+        let typed_ahead =
+            shared.typed_ahead_answer(&request.document, &request.prompt, submitted_at);
+        let Some(completion) = typed_ahead else {
             return Either::Left(Either::Right(submit(commands, move |reply| {
                 Command::Complete(CompletionJob {
                     request,
@@ -660,9 +645,6 @@ impl Engine {
         let _ = commands.send(Command::Cancel {
             document: request.document.clone(),
         });
-        let completion = Completion::typed_ahead(text, submitted_at);
-        tracing::info!(document = %request.document, "completion served from the typed-ahead suggestion");
-        shared.stats().record(&completion.figures);
         Either::Left(Either::Left(std::future::ready(Ok(completion))))
     }
 
@@ -785,8 +767,9 @@ impl Engine {
     }
 
     /// For a shared engine: resolves when it is gone for good (its process ended or the
-    /// connection broke), with the reason; for an inference server, when it stops answering. The future holds no handle, so waiting on it keeps
-    /// neither the engine nor its connection alive. `None` for an engine in this process.
+    /// connection broke), with the reason; for an inference server, when it stops answering.
+    /// The future holds no handle, so waiting on it keeps neither the engine nor its connection
+    /// alive. `None` for an engine in this process.
     pub fn stopped(&self) -> Option<impl Future<Output = String> + Send + 'static> {
         match &self.inner.runs {
             Runs::InProcess { .. } => None,

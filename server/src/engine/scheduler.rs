@@ -71,6 +71,28 @@ impl Shared {
         lock(&self.typed_ahead)
     }
 
+    /// The rest of the document's last suggestion when `prompt` types into it, answered without
+    /// the model, logged and counted; whatever home the engine has.
+    pub(crate) fn typed_ahead_answer(
+        &self,
+        document: &str,
+        prompt: &FimPrompt,
+        submitted_at: Instant,
+    ) -> Option<Completion> {
+        let text = self.typed_ahead().lookup(document, prompt)?;
+        let completion = Completion {
+            text,
+            token_ends: Vec::new(),
+            figures: CompletionFigures::without_inference(
+                millis(submitted_at.elapsed()),
+                StopReason::TypedAhead,
+            ),
+        };
+        tracing::info!(document = %document, "completion served from the typed-ahead suggestion");
+        self.stats().record(&completion.figures);
+        Some(completion)
+    }
+
     /// Logs a completion's figures, remembers its text for typing ahead, and counts it; whatever
     /// home the engine has.
     pub(crate) fn finish_completion(

@@ -269,7 +269,7 @@ const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(30);
 fn connect_endpoint(client: Client, state: Arc<State>, generation: u64, why: Option<String>) {
     let config = state.config();
     tokio::spawn(async move {
-        let specs = endpoint_specs(&config.model.path, &config.model.chat_path);
+        let specs = http::endpoints(&config.model);
         let (path, chat_path) = match specs {
             Ok(specs) => specs,
             Err(error) => {
@@ -317,15 +317,7 @@ fn connect_endpoint(client: Client, state: Arc<State>, generation: u64, why: Opt
                                 .await;
                         }
                         if let Some(stopped) = stopped {
-                            let (client, state) = (client.clone(), state.clone());
-                            tokio::spawn(async move {
-                                let reason = stopped.await;
-                                if state.is_current_engine_load(generation) {
-                                    tracing::warn!(%reason, "the inference server stopped answering");
-                                    let why = format!("{reason}; reconnecting");
-                                    connect_endpoint(client, state, generation, Some(why));
-                                }
-                            });
+                            reconnect_when_down(client.clone(), state.clone(), generation, stopped);
                         }
                     }
                     return;
@@ -351,24 +343,22 @@ fn connect_endpoint(client: Client, state: Arc<State>, generation: u64, why: Opt
     });
 }
 
-/// The endpoints of `model.path` and `model.chat_path` (`None`: chat on the completion model).
-fn endpoint_specs(
-    path: &str,
-    chat_path: &str,
-) -> Result<(http::EndpointSpec, Option<http::EndpointSpec>), String> {
-    let path = http::EndpointSpec::parse(path).map_err(|error| format!("model.path: {error}"))?;
-    let chat_path = chat_path.trim();
-    if chat_path.is_empty() {
-        return Ok((path, None));
-    }
-    if !http::is_endpoint(chat_path) {
-        return Err(format!(
-            "model.chat_path is {chat_path:?}, a model file, while model.path is an inference server: point chat_path at a server too, or leave it empty"
-        ));
-    }
-    let chat_path = http::EndpointSpec::parse(chat_path)
-        .map_err(|error| format!("model.chat_path: {error}"))?;
-    Ok((path, Some(chat_path)))
+/// Connects to the inference server again (the same load) once it stops answering, unless a newer
+/// load replaced this one meanwhile.
+fn reconnect_when_down(
+    client: Client,
+    state: Arc<State>,
+    generation: u64,
+    stopped: impl Future<Output = String> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let reason = stopped.await;
+        if state.is_current_engine_load(generation) {
+            tracing::warn!(%reason, "the inference server stopped answering");
+            let why = format!("{reason}; reconnecting");
+            connect_endpoint(client, state, generation, Some(why));
+        }
+    });
 }
 
 /// Starts a new shared engine when this one stops (its process died, or was stopped by hand),

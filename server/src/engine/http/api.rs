@@ -4,7 +4,7 @@
 //! Pure: no IO. The network is `client.rs`'s; the engine's rules (stop strings, budgets,
 //! latest-wins) are `mod.rs`'s.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::engine::vocab::FimTokenTexts;
 use crate::engine::{ChatMessage, SamplingConfig};
@@ -320,22 +320,17 @@ pub fn chat_request(api: Api, model: Option<&str>, call: &ChatCall<'_>) -> (&'st
                 "top_p": sampling.top_p,
                 "seed": sampling.seed,
             });
-            if api == Api::LlamaServer {
-                body["timings_per_token"] = json!(true);
-                body["cache_prompt"] = json!(true);
-                body["top_k"] = json!(sampling.top_k);
-                if let Some(grammar) = call.grammar {
-                    body["grammar"] = json!(grammar);
-                }
-            } else {
+            if api == Api::OpenAi {
                 body["model"] = json!(model);
+                return ("/chat/completions", body);
             }
-            let path = if api == Api::LlamaServer {
-                "/v1/chat/completions"
-            } else {
-                "/chat/completions"
-            };
-            (path, body)
+            body["timings_per_token"] = json!(true);
+            body["cache_prompt"] = json!(true);
+            body["top_k"] = json!(sampling.top_k);
+            if let Some(grammar) = call.grammar {
+                body["grammar"] = json!(grammar);
+            }
+            ("/v1/chat/completions", body)
         }
         Api::Ollama => (
             "/api/chat",
@@ -419,8 +414,8 @@ pub fn parse_line(api: Api, chat: bool, line: &str) -> Result<Option<Chunk>, Str
     let value: Value = serde_json::from_str(json_text).map_err(|error| {
         format!("the server sent a line that is not JSON ({error}): {json_text:.200}")
     })?;
-    if let Some(error) = value.get("error") {
-        return Err(error_message(&error.to_string()));
+    if value.get("error").is_some() {
+        return Err(error_message_of(&value));
     }
     let mut chunk = Chunk::default();
     match api {
@@ -509,18 +504,23 @@ fn u32_at(value: &Value, path: &[&str]) -> Option<u32> {
         .map(|number| u32::try_from(number).unwrap_or(u32::MAX))
 }
 
-/// The message of an error object or string the server sent (`{"message": …}`, `"…"`).
+/// The message of an error body the server sent: JSON (see [`error_message_of`]), else the text.
 pub fn error_message(text: &str) -> String {
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return text.chars().take(500).collect();
-    };
-    let error = value.get("error").unwrap_or(&value);
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => error_message_of(&value),
+        Err(_) => text.chars().take(500).collect(),
+    }
+}
+
+/// The message of an error value (`{"error": …}`, `{"message": …}`, `"…"`).
+fn error_message_of(value: &Value) -> String {
+    let error = value.get("error").unwrap_or(value);
     match error {
         Value::String(message) => message.clone(),
-        Value::Object(object) => object.get("message").and_then(Value::as_str).map_or_else(
-            || Value::Object(Map::clone(object)).to_string(),
-            str::to_owned,
-        ),
+        Value::Object(object) => object
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| error.to_string(), str::to_owned),
         other => other.to_string(),
     }
 }

@@ -134,6 +134,23 @@ fn token(config: &ModelConfig) -> Result<Option<Token>, String> {
     Ok(Some(Token::new(token)))
 }
 
+/// The endpoints of `model.path` and `model.chat_path` (`None`: chat on the completion model).
+pub fn endpoints(config: &ModelConfig) -> Result<(EndpointSpec, Option<EndpointSpec>), String> {
+    let path = EndpointSpec::parse(&config.path).map_err(|error| format!("model.path: {error}"))?;
+    let chat_path = config.chat_path.trim();
+    if chat_path.is_empty() {
+        return Ok((path, None));
+    }
+    if !is_endpoint(chat_path) {
+        return Err(format!(
+            "model.chat_path is {chat_path:?}, a model file, while model.path is an inference server: point chat_path at a server too, or leave it empty"
+        ));
+    }
+    let chat_path =
+        EndpointSpec::parse(chat_path).map_err(|error| format!("model.chat_path: {error}"))?;
+    Ok((path, Some(chat_path)))
+}
+
 fn unreachable(error: &CallError) -> Error {
     Error::Backend(error.to_string())
 }
@@ -370,7 +387,6 @@ struct Streamed {
     token_ends: Vec<usize>,
     figures: ServerFigures,
     stop: Option<StopReason>,
-    n_chunks: u32,
 }
 
 impl HttpEngine {
@@ -536,17 +552,14 @@ impl HttpEngine {
         request: CompletionRequest,
     ) -> impl Future<Output = Result<Completion, Error>> + Send + 'static {
         let submitted_at = Instant::now();
-        let typed_ahead = self
-            .shared
-            .typed_ahead()
-            .lookup(&request.document, &request.prompt);
+        let typed_ahead =
+            self.shared
+                .typed_ahead_answer(&request.document, &request.prompt, submitted_at);
         let cancel = self.begin(&request.document);
         let engine = self.clone();
         async move {
-            if let Some(text) = typed_ahead {
+            if let Some(completion) = typed_ahead {
                 engine.end(&request.document, &cancel);
-                let completion = Completion::typed_ahead(text, submitted_at);
-                engine.shared.stats().record(&completion.figures);
                 return Ok(completion);
             }
             let guard = StopOnDrop(cancel.clone());
@@ -655,7 +668,6 @@ impl HttpEngine {
             token_ends: Vec::new(),
             figures: ServerFigures::default(),
             stop: None,
-            n_chunks: 0,
         };
         let mut streamed_error = None;
         let result = target
@@ -671,7 +683,6 @@ impl HttpEngine {
                 };
                 streamed.figures.update(chunk.figures);
                 if !chunk.text.is_empty() {
-                    streamed.n_chunks += 1;
                     streamed.text.push_str(&chunk.text);
                     streamed.token_ends.push(streamed.text.len());
                     if let Some(stop) = check(&mut streamed.text, chunk.text.len()) {
@@ -860,7 +871,10 @@ fn generation_figures(
         n_prompt,
         n_reused,
         n_evaluated,
-        n_generated: figures.n_generated.unwrap_or(streamed.n_chunks),
+        // A chunk with text is a token, near enough, where the server does not count.
+        n_generated: figures
+            .n_generated
+            .unwrap_or(streamed.token_ends.len() as u32),
         n_drafted: 0,
         n_accepted: 0,
         t_prefill_ms: figures.t_prefill_ms.unwrap_or(0.0),
