@@ -198,3 +198,22 @@ fn a_mangled_code_action_range_is_refused() {
     }
     assert_alive_and_intact(&mut server);
 }
+
+/// Found by the fuzz target `dispatch_engine_failed`: a diagnostic on the last line a `u32` can
+/// name overflowed while its line number was written for the model (a panic, reported as an
+/// internal error).
+#[test]
+fn a_diagnostic_on_the_largest_line_number_is_no_panic() {
+    let mut server = server_with_a_document();
+    let uri = "file:///w/d.py";
+    server.open(uri, "python", "x = 1\n");
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 1}});
+    let far = json!({"start": {"line": u32::MAX, "character": 0}, "end": {"line": u32::MAX, "character": 0}});
+    let actions = server.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": range,
+               "context": {"diagnostics": [{"range": far, "message": "far away", "severity": 1}]}}),
+    );
+    assert!(actions.is_ok(), "{actions:?}");
+    assert_alive_and_intact(&mut server);
+}

@@ -53,7 +53,7 @@ pub(crate) async fn handle(
         .map(|diagnostic| {
             format!(
                 "line {}: {}",
-                diagnostic.range.start.line + 1,
+                u64::from(diagnostic.range.start.line) + 1,
                 diagnostic.message
             )
         })
