@@ -138,6 +138,9 @@ pub struct ModelConfig {
     pub n_threads: u32,
     /// CPU threads evaluating prompts (many tokens a step); 0 takes `n_threads`'s value.
     pub n_threads_batch: u32,
+    /// Use fewer of those threads while other programs keep cores busy (the share of cores
+    /// they leave free, read from the kernel's counters every quarter second while evaluating).
+    pub adapt_threads: bool,
     /// Parallel sequences (one per recently active document).
     pub n_slots: u32,
     /// Context size in tokens for chat and code actions, which get a context of their own so
@@ -174,6 +177,7 @@ impl Default for ModelConfig {
             n_batch: 512,
             n_threads: 0,
             n_threads_batch: 0,
+            adapt_threads: true,
             n_slots: 4,
             chat_n_ctx: 4096,
             flash_attention: FlashAttention::Auto,

@@ -40,6 +40,8 @@ pub enum BenchCommand {
     Soak(super::bench_soak::SoakArgs),
     /// Simulated typists at once against one engine: latency and throughput per typist count.
     Users(super::bench_users::UsersArgs),
+    /// Decoding while other programs hold cores: configured thread counts against adaptive ones.
+    Contention(super::bench_contention::ContentionArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +87,7 @@ pub async fn run(config: &Config, args: Args, model_given: bool) -> anyhow::Resu
         ),
         BenchCommand::Quality(args) => super::bench_quality::run_quality(config, &args).await,
         BenchCommand::Users(args) => super::bench_users::run_users(config, &args).await,
+        BenchCommand::Contention(args) => super::bench_contention::run(config, &args).await,
         BenchCommand::Soak(args) => {
             let config = config.clone();
             tokio::task::spawn_blocking(move || super::bench_soak::run_soak(&config, &args))

@@ -1,6 +1,7 @@
 //! Subcommands other than `serve`: each file implements one, called from `main.rs`.
 
 pub mod bench;
+pub mod bench_contention;
 pub mod bench_context;
 pub mod bench_quality;
 pub mod bench_soak;

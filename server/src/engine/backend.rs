@@ -88,6 +88,13 @@ pub(crate) trait Backend {
     fn tunes_drafts(&self) -> bool {
         true
     }
+    /// Called while the engine is idle: looks at the machine's load, so that the next step starts
+    /// with thread counts that fit it (`cpu_share`). True while it wants to be called again
+    /// (`cpu_share::INTERVAL` later): for a while after the last step, not for an engine left
+    /// idle.
+    fn watch_load(&mut self) -> bool {
+        false
+    }
     /// Drops positions `n_keep..` of `seq`; false when the model cannot cut a sequence partway.
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool;
     /// Drops the whole sequence.

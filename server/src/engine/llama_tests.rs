@@ -376,6 +376,48 @@ fn one_sequence(model: &llama_cpp_2::model::LlamaModel) -> super::backend::llama
     super::backend::llama::LlamaCpp::new(model, texts, &test_config(), shape).expect("a context")
 }
 
+/// `adapt_threads` reaches llama.cpp: the context pointer recovered from llama-cpp-2's `Debug`
+/// form reads back the configured counts, and counts set through it take effect without
+/// changing what the model computes. A new llama-cpp-2 that prints something else fails here.
+#[cfg(target_os = "linux")]
+#[test]
+fn thread_counts_change_on_a_live_context() {
+    use super::backend::Backend;
+
+    let model = tiny_model();
+    let mut backend = one_sequence(&model);
+    assert_eq!(backend.context_threads(), Some((2, 2)));
+    let prompt = backend.tokenize("fn main() {\n    let x = ", false);
+    let greedy = |backend: &mut super::backend::llama::LlamaCpp<'_>| {
+        backend.clear(0);
+        backend.evaluate(0, 0, &prompt).expect("evaluates");
+        let mut sampler = backend
+            .new_sampler(&SamplingConfig::default(), None)
+            .expect("a greedy sampler");
+        backend.sample(&mut sampler)
+    };
+    let on_two = greedy(&mut backend);
+    backend.set_context_threads(1, 1);
+    assert_eq!(backend.context_threads(), Some((1, 1)));
+    assert_eq!(greedy(&mut backend), on_two);
+
+    let without = super::backend::llama::LlamaCpp::new(
+        &model,
+        std::sync::Arc::new(super::backend::llama::TokenTexts::of(&model)),
+        &ModelConfig {
+            adapt_threads: false,
+            ..test_config()
+        },
+        super::backend::llama::ContextShape {
+            n_ctx: 512,
+            n_seq: 1,
+            n_ctx_setting: "model.n_ctx",
+        },
+    )
+    .expect("a context");
+    assert_eq!(without.context_threads(), None);
+}
+
 /// Token healing on the real vocabulary: whatever the (random) logits say, the token picked
 /// under a prefix starts with that prefix or is a start of it, for a prefix that is one token
 /// (`uint`) and one that several tokens could begin (`ui`).

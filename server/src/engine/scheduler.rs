@@ -302,6 +302,17 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             && self.warming.is_none()
     }
 
+    /// While idle: lets the contexts look at the machine's load (`Backend::watch_load`); true
+    /// while either wants to be called again.
+    pub(crate) fn watch_load(&mut self) -> bool {
+        let completion = self.backend.watch_load();
+        let chat = match &mut self.chat {
+            ChatSide::Ready { backend, .. } => backend.watch_load(),
+            _ => false,
+        };
+        completion || chat
+    }
+
     /// Whether the only work left is chats waiting for their model to arrive: nothing to step,
     /// but the chat model has to be asked again now and then.
     pub(crate) fn waits_for_chat_model(&self) -> bool {

@@ -788,6 +788,47 @@ fn fake_engine(options: FakeOptions) -> (Engine, Arc<Mutex<FakeState>>) {
     )
 }
 
+/// An idle engine thread lets the backend look at the machine's load for as long as it asks
+/// (`Backend::watch_load`, every `cpu_share::INTERVAL`), then waits for commands alone.
+#[tokio::test]
+async fn an_idle_engine_watches_the_load_only_while_the_backend_asks() {
+    let (engine, state) = fake_engine(FakeOptions {
+        load_watches_after_step: 2,
+        ..FakeOptions::default()
+    });
+    let (listener, mut watches) = mpsc::unbounded_channel();
+    state.lock().unwrap().load_watches = Some(listener);
+    let request = CompletionRequest {
+        document: "a.rs".into(),
+        prompt: FimPrompt {
+            prefix: "fn a".into(),
+            ..FimPrompt::default()
+        },
+        max_tokens: 2,
+        single_line: false,
+        stop: Vec::new(),
+        time_budget: Duration::from_secs(5),
+        sampling: SamplingConfig::default(),
+        client: 0,
+        done_when: None,
+    };
+    engine.complete(request).await.unwrap();
+    // Once at start (nothing evaluated yet: no more; it may have come before the listener),
+    // then after the completion twice asking again and once not.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&4) {
+        seen.push(watches.recv().await.unwrap());
+    }
+    assert!(seen == [2, 3, 4] || seen == [1, 2, 3, 4], "{seen:?}");
+    assert!(watches.try_recv().is_err());
+    assert!(state
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .any(|call| matches!(call, Call::Evaluate { .. } | Call::Batch { .. })));
+}
+
 struct ByteCounter;
 
 impl TokenCounter for ByteCounter {

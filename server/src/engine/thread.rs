@@ -266,9 +266,17 @@ pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<C
             if !connected {
                 return;
             }
-            match inbox.recv() {
-                Ok(command) => scheduler.submit(command),
-                Err(_) => return,
+            if scheduler.watch_load() {
+                match inbox.recv_timeout(super::cpu_share::INTERVAL) {
+                    Ok(command) => scheduler.submit(command),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match inbox.recv() {
+                    Ok(command) => scheduler.submit(command),
+                    Err(_) => return,
+                }
             }
         } else if scheduler.waits_for_chat_model() {
             // Nothing to step until the chat model arrives; new commands still wake the loop.

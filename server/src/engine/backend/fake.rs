@@ -52,6 +52,9 @@ pub(crate) struct FakeState {
     pub replies: VecDeque<Vec<Token>>,
     /// What each sequence's cache holds.
     pub contents: Vec<Vec<Token>>,
+    /// `watch_load` calls so far, each also sent here when a test listens.
+    pub n_load_watches: u32,
+    pub load_watches: Option<tokio::sync::mpsc::UnboundedSender<u32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +73,8 @@ pub(crate) struct FakeOptions {
     pub longer_tokens: Vec<String>,
     /// `Backend::max_draft`: 0 (no speculative decoding) unless a test is about it.
     pub max_draft: usize,
+    /// How many `watch_load` calls after an evaluation ask to be called again.
+    pub load_watches_after_step: u32,
 }
 
 impl Default for FakeOptions {
@@ -83,6 +88,7 @@ impl Default for FakeOptions {
             token_healing: false,
             longer_tokens: Vec::new(),
             max_draft: 0,
+            load_watches_after_step: 0,
         }
     }
 }
@@ -90,6 +96,9 @@ impl Default for FakeOptions {
 pub(crate) struct Fake {
     options: FakeOptions,
     pub state: Arc<Mutex<FakeState>>,
+    /// `watch_load` calls since the last evaluation, and the call log's length then.
+    watched_since_step: u32,
+    n_calls_seen: usize,
 }
 
 pub(crate) struct FakeSampler {
@@ -111,6 +120,8 @@ impl Fake {
             ..FakeState::default()
         };
         Fake {
+            watched_since_step: options.load_watches_after_step,
+            n_calls_seen: 0,
             options,
             state: Arc::new(Mutex::new(state)),
         }
@@ -228,6 +239,27 @@ impl Backend for Fake {
 
     fn max_draft(&self) -> usize {
         self.options.max_draft
+    }
+
+    fn watch_load(&mut self) -> bool {
+        let n_calls = {
+            let mut state = self.state();
+            state.n_load_watches += 1;
+            if let Some(listener) = &state.load_watches {
+                let _ = listener.send(state.n_load_watches);
+            }
+            state.calls.len()
+        };
+        if n_calls != self.n_calls_seen {
+            self.n_calls_seen = n_calls;
+            self.watched_since_step = 0;
+        }
+        if self.watched_since_step < self.options.load_watches_after_step {
+            self.watched_since_step += 1;
+            true
+        } else {
+            false
+        }
     }
 
     fn tunes_drafts(&self) -> bool {

@@ -6,7 +6,9 @@
 
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
@@ -22,6 +24,7 @@ use llama_cpp_2::{LlamaBackendDeviceType, LogOptions};
 
 use super::{Backend, SpecialTokens, Token};
 use crate::config::{FlashAttention, KvCacheType as ConfigKvCacheType, ModelConfig};
+use crate::engine::cpu_share::{ThreadGovernor, Threads};
 use crate::engine::llama_log;
 use crate::engine::memory::{kv_cache_bytes, mib, Available, KvShape};
 use crate::engine::{ChatMessage, Error, Placement, SamplingConfig, TokenCounter};
@@ -259,7 +262,22 @@ pub(crate) struct LlamaCpp<'m> {
     /// `evaluate_each`: of each token).
     outputs: Vec<i32>,
     max_draft: usize,
+    /// Fewer threads while other programs keep cores busy (`model.adapt_threads`).
+    threads: Option<ThreadControl>,
 }
+
+/// The thread counts of one context, chosen step by step from the machine's load.
+struct ThreadControl {
+    governor: ThreadGovernor,
+    /// The context's own pointer, for `llama_set_n_threads` (see `raw_context`).
+    raw: NonNull<llama_cpp_sys_2::llama_context>,
+    /// When the context last evaluated anything.
+    last_step: Instant,
+}
+
+/// How long after its last step an idle context keeps looking at the load: a typist's pauses
+/// are shorter, so the next keystroke starts with counts that fit the load of the moment.
+const WATCH_AFTER_STEP: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
     match kv_type {
@@ -461,7 +479,11 @@ impl<'m> LlamaCpp<'m> {
             } else {
                 config.lookup_draft as usize
             },
+            threads: None,
         };
+        if config.adapt_threads {
+            backend.threads = thread_control(&backend.context, n_threads, n_threads_batch);
+        }
         if let Err(error) = backend.reserve_draft_outputs() {
             tracing::warn!(%error, "speculative decoding is off: the context cannot hold a draft's logits");
             backend.max_draft = 0;
@@ -493,9 +515,35 @@ impl<'m> LlamaCpp<'m> {
         }
         // `sample` reads the last token's logits until `select_output` picks another.
         self.output = -1;
+        if let Some(control) = &mut self.threads {
+            control.last_step = Instant::now();
+            control.adapt(control.last_step);
+        }
         self.context
             .decode(&mut self.batch)
             .map_err(|error| Error::Backend(format!("decode failed: {error}")))
+    }
+
+    /// The thread counts llama.cpp holds for this context, read through the pointer recovered
+    /// by `raw_context`; `None` without one.
+    #[cfg(test)]
+    pub(crate) fn context_threads(&self) -> Option<(i32, i32)> {
+        let raw = self.threads.as_ref()?.raw;
+        // SAFETY: see `ThreadControl::adapt`; these calls only read.
+        unsafe {
+            Some((
+                llama_cpp_sys_2::llama_n_threads(raw.as_ptr()),
+                llama_cpp_sys_2::llama_n_threads_batch(raw.as_ptr()),
+            ))
+        }
+    }
+
+    /// Sets the thread counts as the governor would.
+    #[cfg(test)]
+    pub(crate) fn set_context_threads(&mut self, n_threads: i32, n_threads_batch: i32) {
+        let raw = self.threads.as_ref().expect("thread control").raw;
+        // SAFETY: see `ThreadControl::adapt`.
+        unsafe { llama_cpp_sys_2::llama_set_n_threads(raw.as_ptr(), n_threads, n_threads_batch) };
     }
 
     /// Has llama.cpp size its output buffer for a whole draft's logits now, with one throwaway
@@ -622,6 +670,18 @@ impl Backend for LlamaCpp<'_> {
 
     fn max_draft(&self) -> usize {
         self.max_draft
+    }
+
+    fn watch_load(&mut self) -> bool {
+        let Some(control) = &mut self.threads else {
+            return false;
+        };
+        let now = Instant::now();
+        if now.saturating_duration_since(control.last_step) > WATCH_AFTER_STEP {
+            return false;
+        }
+        control.adapt(now);
+        true
     }
 
     fn trim(&mut self, seq: u32, n_keep: u32) -> bool {
@@ -813,6 +873,77 @@ pub(crate) struct VocabCounter(pub Arc<LlamaModel>);
 impl TokenCounter for VocabCounter {
     fn count_tokens(&self, text: &str) -> usize {
         self.0.vocab().tokenize(text.as_bytes(), false, false).len()
+    }
+}
+
+/// The control of a context's thread counts, when the machine's load can be read and the
+/// context's pointer recovered.
+fn thread_control(
+    context: &LlamaContext<'_>,
+    n_threads: i32,
+    n_threads_batch: i32,
+) -> Option<ThreadControl> {
+    let Some(raw) = raw_context(context) else {
+        tracing::warn!(
+            "thread counts stay as configured: this llama-cpp-2 does not show its context pointer"
+        );
+        return None;
+    };
+    let governor = ThreadGovernor::new(Threads {
+        decode: n_threads.max(1) as u32,
+        batch: n_threads_batch.max(1) as u32,
+    })?;
+    Some(ThreadControl {
+        governor,
+        raw,
+        last_step: Instant::now(),
+    })
+}
+
+/// The `llama_context` pointer inside a `LlamaContext`. llama-cpp-2 0.1.160 wraps neither
+/// `llama_set_n_threads` nor a threadpool to attach, and keeps the pointer to itself, but its
+/// `Debug` form prints it (`LlamaContext { context: 0x… }`, a `NonNull`'s address). Read back
+/// from there and checked against the context (the same `n_ctx` through the pointer), it serves
+/// the one call the binding lacks; a binding that prints something else gets `None`, and the
+/// thread counts stay as configured. `tests` pins the form, so a new binding shows up at once.
+fn raw_context(context: &LlamaContext<'_>) -> Option<NonNull<llama_cpp_sys_2::llama_context>> {
+    let printed = format!("{context:?}");
+    let hex = printed.strip_prefix("LlamaContext { context: 0x")?;
+    let end = hex.find(|c: char| !c.is_ascii_hexdigit())?;
+    if !hex[end..].starts_with(" }") {
+        return None;
+    }
+    let address = usize::from_str_radix(&hex[..end], 16).ok()?;
+    let raw = NonNull::new(address as *mut llama_cpp_sys_2::llama_context)?;
+    // SAFETY: the address is the one `context` holds (printed from its `NonNull`), alive while
+    // `context` is; `llama_n_ctx` only reads.
+    let n_ctx = unsafe { llama_cpp_sys_2::llama_n_ctx(raw.as_ptr()) };
+    (n_ctx == context.n_ctx()).then_some(raw)
+}
+
+impl ThreadControl {
+    /// Before a step, and while idle: new thread counts when the load changed them.
+    fn adapt(&mut self, now: Instant) {
+        let Some((threads, others)) = self.governor.poll(now) else {
+            return;
+        };
+        // SAFETY: `raw` is the pointer of the context this control belongs to (`raw_context`),
+        // which outlives it (both are fields of one `LlamaCpp`), and the engine thread that
+        // owns the context is the one calling; the call only stores the two counts.
+        unsafe {
+            llama_cpp_sys_2::llama_set_n_threads(
+                self.raw.as_ptr(),
+                threads.decode as i32,
+                threads.batch as i32,
+            );
+        }
+        tracing::info!(
+            threads = threads.decode,
+            threads_batch = threads.batch,
+            "other programs keep {others:.1} cores busy: decoding on {} threads, prompts on {}",
+            threads.decode,
+            threads.batch
+        );
     }
 }
 
