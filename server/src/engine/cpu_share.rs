@@ -73,12 +73,24 @@ pub(crate) fn others_busy(
     ((n_cpus as f64 * elapsed_ticks - idle - own) / elapsed_ticks).clamp(0.0, n_cpus as f64)
 }
 
+/// How far past a count's midpoint the load must go before the count changes: without it, a
+/// load hovering at half a core (on 2 CPUs, a language server and an editor at work) switched
+/// between one and two threads several times a minute.
+const HYSTERESIS: f64 = 0.15;
+
 /// The configured `max` scaled by the share of `n_cpus` left free when others keep `others`
 /// cores busy, rounded to the nearest count and never below one: with one of two cores busy,
-/// 2 threads become 1; one core's worth busy out of 16, 16 become 15. When other programs'
-/// runnable tasks (`others_runnable`, smoothed) fill every CPU, `max`: the CPUs are shared
-/// out by time then, and fewer threads would only get less of it.
-pub(crate) fn threads_for(max: u32, n_cpus: usize, others: f64, others_runnable: f64) -> u32 {
+/// 2 threads become 1; one core's worth busy out of 16, 16 become 15. The `current` count stays
+/// unless the scaled count passes the midpoint to the next by `HYSTERESIS`. When other
+/// programs' runnable tasks (`others_runnable`, smoothed) fill every CPU, `max`: the CPUs are
+/// shared out by time then, and fewer threads would only get less of it.
+pub(crate) fn threads_for(
+    max: u32,
+    current: u32,
+    n_cpus: usize,
+    others: f64,
+    others_runnable: f64,
+) -> u32 {
     if n_cpus == 0 || max <= 1 {
         return max.max(1);
     }
@@ -86,7 +98,13 @@ pub(crate) fn threads_for(max: u32, n_cpus: usize, others: f64, others_runnable:
         return max;
     }
     let free_share = ((n_cpus as f64 - others) / n_cpus as f64).clamp(0.0, 1.0);
-    ((f64::from(max) * free_share + 0.5).floor() as u32).clamp(1, max)
+    let scaled = f64::from(max) * free_share;
+    let current = current.clamp(1, max);
+    if (scaled - f64::from(current)).abs() > 0.5 + HYSTERESIS {
+        ((scaled + 0.5).floor() as u32).clamp(1, max)
+    } else {
+        current
+    }
 }
 
 /// Sums idle and iowait over the per-CPU lines of `/proc/stat` for the CPUs in `cpus`, and
@@ -219,12 +237,14 @@ impl ThreadGovernor {
         let wanted = Threads {
             decode: threads_for(
                 self.max.decode,
+                self.current.decode,
                 self.cpus.len(),
                 others,
                 self.others_runnable,
             ),
             batch: threads_for(
                 self.max.batch,
+                self.current.batch,
                 self.cpus.len(),
                 others,
                 self.others_runnable,
@@ -350,31 +370,36 @@ procs_blocked 0
 
     #[test]
     fn threads_scale_with_the_free_share() {
-        let cases: &[(u32, usize, f64, f64, u32)] = &[
-            // (configured, cpus, others busy, others runnable, chosen)
-            (2, 2, 0.0, 0.0, 2),
-            (2, 2, 0.4, 0.5, 2),
-            (2, 2, 0.6, 1.0, 1),
-            (2, 2, 1.0, 1.0, 1),
-            (2, 2, 1.3, 1.4, 1),
+        let cases: &[(u32, u32, usize, f64, f64, u32)] = &[
+            // (configured, current, cpus, others busy, others runnable, chosen)
+            (2, 2, 2, 0.0, 0.0, 2),
+            (2, 2, 2, 0.4, 0.5, 2),
+            (2, 2, 2, 1.0, 1.0, 1),
+            (2, 2, 2, 1.3, 1.4, 1),
+            // Half a core either way of the midpoint: the count stays, whichever it is.
+            (2, 2, 2, 0.6, 0.5, 2),
+            (2, 1, 2, 0.6, 0.5, 1),
+            (2, 1, 2, 0.4, 0.5, 1),
+            (2, 2, 2, 0.7, 0.5, 1),
+            (2, 1, 2, 0.3, 0.5, 2),
             // Every CPU wanted by others: shared out by time, so all threads.
-            (2, 2, 1.3, 1.6, 2),
-            (2, 2, 2.0, 2.0, 2),
-            (1, 2, 0.0, 0.0, 1),
-            (1, 2, 2.0, 0.0, 1),
-            (16, 16, 1.0, 1.0, 15),
-            (16, 16, 8.0, 8.0, 8),
-            (16, 16, 12.0, 40.0, 16),
-            (4, 8, 3.0, 3.0, 3),
-            (4, 8, 5.0, 5.0, 2),
-            (4, 8, 0.5, 0.0, 4),
-            (8, 8, 7.4, 7.0, 1),
+            (2, 1, 2, 1.3, 1.6, 2),
+            (2, 2, 2, 2.0, 2.0, 2),
+            (1, 1, 2, 0.0, 0.0, 1),
+            (1, 1, 2, 2.0, 0.0, 1),
+            (16, 16, 16, 1.0, 1.0, 15),
+            (16, 16, 16, 8.0, 8.0, 8),
+            (16, 1, 16, 12.0, 40.0, 16),
+            (4, 4, 8, 3.0, 3.0, 3),
+            (4, 4, 8, 5.0, 5.0, 2),
+            (4, 4, 8, 0.5, 0.0, 4),
+            (8, 8, 8, 7.4, 7.0, 1),
         ];
-        for &(max, n_cpus, others, others_runnable, chosen) in cases {
+        for &(max, current, n_cpus, others, others_runnable, chosen) in cases {
             assert_eq!(
-                threads_for(max, n_cpus, others, others_runnable),
+                threads_for(max, current, n_cpus, others, others_runnable),
                 chosen,
-                "{max} threads on {n_cpus} CPUs, {others} busy, {others_runnable} runnable"
+                "{max} threads ({current} now) on {n_cpus} CPUs, {others} busy, {others_runnable} runnable"
             );
         }
     }
