@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _};
 use super::bench::bench_request;
 use super::complete::{simple_fim_prompt, start_engine};
 use crate::config::Config;
-use crate::engine::{Engine, GenerationFigures};
+use crate::engine::{Engine, FimPrompt, GenerationFigures};
 
 #[derive(clap::Args, Debug)]
 pub struct ContentionArgs {
@@ -149,6 +149,16 @@ pub async fn run(config: &Config, args: &ContentionArgs) -> anyhow::Result<()> {
         })
         .collect();
     let document = args.file.display().to_string();
+    // Both engines load the same model, so one count of its tokens lays out the prompt for both.
+    let prompt = simple_fim_prompt(
+        &text,
+        line_idx,
+        0,
+        &document,
+        args.prompt_tokens,
+        engines[0].1.token_counter().as_ref(),
+    )?
+    .prompt;
     let mut n_asked = 0;
     for round in 0..args.rounds {
         let order: Vec<usize> = if round % 2 == 0 {
@@ -165,7 +175,7 @@ pub async fn run(config: &Config, args: &ContentionArgs) -> anyhow::Result<()> {
             tokio::time::sleep(SETTLE).await;
             for &engine_idx in &order {
                 let engine = &engines[engine_idx].1;
-                let figures = answer(engine, &text, line_idx, &document, args, n_asked).await?;
+                let figures = answer(engine, &prompt, &document, args.n_predict, n_asked).await?;
                 n_asked += 1;
                 let phase = &mut sums[engine_idx];
                 if busy {
@@ -196,28 +206,20 @@ pub async fn run(config: &Config, args: &ContentionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One answer from a prompt no slot holds (a line naming the request heads it), so the prompt
-/// is evaluated under the load being measured too.
+/// One answer from `prompt` headed by a line naming the request, so that no slot holds it and
+/// it is evaluated under the load being measured too.
 async fn answer(
     engine: &Engine,
-    text: &str,
-    line_idx: usize,
+    prompt: &FimPrompt,
     document: &str,
-    args: &ContentionArgs,
+    n_predict: u32,
     n_asked: usize,
 ) -> anyhow::Result<GenerationFigures> {
-    let counter = engine.token_counter();
-    let mut prompt = simple_fim_prompt(
-        text,
-        line_idx,
-        0,
-        document,
-        args.prompt_tokens,
-        counter.as_ref(),
-    )?
-    .prompt;
-    prompt.prefix = format!("// request {n_asked}\n{}", prompt.prefix);
-    let request = bench_request(format!("{document}#{n_asked}"), prompt, args.n_predict);
+    let prompt = FimPrompt {
+        prefix: format!("// request {n_asked}\n{}", prompt.prefix),
+        ..prompt.clone()
+    };
+    let request = bench_request(format!("{document}#{n_asked}"), prompt, n_predict);
     Ok(engine.complete(request).await?.figures.generation)
 }
 

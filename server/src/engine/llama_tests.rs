@@ -379,16 +379,28 @@ fn one_sequence(model: &llama_cpp_2::model::LlamaModel) -> super::backend::llama
 /// `adapt_threads` reaches llama.cpp: the context pointer recovered from llama-cpp-2's `Debug`
 /// form reads back the configured counts, and counts set through it take effect without
 /// changing what the model computes. A new llama-cpp-2 that prints something else fails here.
+/// On the CPU: with every layer on a GPU the counts are left alone.
 #[cfg(target_os = "linux")]
 #[test]
 fn thread_counts_change_on_a_live_context() {
+    use super::backend::llama::{load_model, ContextShape, LlamaCpp, TokenTexts};
     use super::backend::Backend;
 
-    let model = tiny_model();
-    let mut backend = one_sequence(&model);
+    let on_cpu = ModelConfig {
+        n_gpu_layers: 0,
+        ..test_config()
+    };
+    let model = load_model(&tiny_model_path(), &on_cpu, None).expect("the tiny model loads");
+    let texts = std::sync::Arc::new(TokenTexts::of(&model));
+    let shape = ContextShape {
+        n_ctx: 512,
+        n_seq: 1,
+        n_ctx_setting: "model.n_ctx",
+    };
+    let mut backend = LlamaCpp::new(&model, texts.clone(), &on_cpu, shape).expect("a context");
     assert_eq!(backend.context_threads(), Some((2, 2)));
     let prompt = backend.tokenize("fn main() {\n    let x = ", false);
-    let greedy = |backend: &mut super::backend::llama::LlamaCpp<'_>| {
+    let greedy = |backend: &mut LlamaCpp<'_>| {
         backend.clear(0);
         backend.evaluate(0, 0, &prompt).expect("evaluates");
         let mut sampler = backend
@@ -401,20 +413,11 @@ fn thread_counts_change_on_a_live_context() {
     assert_eq!(backend.context_threads(), Some((1, 1)));
     assert_eq!(greedy(&mut backend), on_two);
 
-    let without = super::backend::llama::LlamaCpp::new(
-        &model,
-        std::sync::Arc::new(super::backend::llama::TokenTexts::of(&model)),
-        &ModelConfig {
-            adapt_threads: false,
-            ..test_config()
-        },
-        super::backend::llama::ContextShape {
-            n_ctx: 512,
-            n_seq: 1,
-            n_ctx_setting: "model.n_ctx",
-        },
-    )
-    .expect("a context");
+    let fixed = ModelConfig {
+        adapt_threads: false,
+        ..on_cpu
+    };
+    let without = LlamaCpp::new(&model, texts, &fixed, shape).expect("a context");
     assert_eq!(without.context_threads(), None);
 }
 

@@ -266,17 +266,17 @@ pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<C
             if !connected {
                 return;
             }
-            if scheduler.watch_load() {
-                match inbox.recv_timeout(super::cpu_share::INTERVAL) {
-                    Ok(command) => scheduler.submit(command),
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
+            // While a context wants to watch the load, wake up to let it (`Duration::MAX` waits
+            // for good).
+            let wait = if scheduler.watch_load() {
+                super::cpu_share::INTERVAL
             } else {
-                match inbox.recv() {
-                    Ok(command) => scheduler.submit(command),
-                    Err(_) => return,
-                }
+                Duration::MAX
+            };
+            match inbox.recv_timeout(wait) {
+                Ok(command) => scheduler.submit(command),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         } else if scheduler.waits_for_chat_model() {
             // Nothing to step until the chat model arrives; new commands still wake the loop.

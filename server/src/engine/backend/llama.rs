@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
@@ -103,6 +103,16 @@ pub(crate) fn device_name(config: &ModelConfig) -> String {
     gpu_device().map_or_else(|| "cpu".to_owned(), |device| device.backend.to_lowercase())
 }
 
+/// The repeating layers `n_gpu_layers` puts on a GPU out of `n_layers`. llama.cpp counts the
+/// output layer as one more layer, offloaded first: `g` layers are the output layer and the last
+/// `g - 1` repeating ones; -1 is all of them.
+fn layers_offloaded(n_gpu_layers: i32, n_layers: u32) -> u32 {
+    match u32::try_from(n_gpu_layers) {
+        Ok(layers) => layers.saturating_sub(1).min(n_layers),
+        Err(_) => n_layers,
+    }
+}
+
 /// The GPU's free memory now, when layers are to be offloaded to it: taken before the model
 /// loads, so that [`placement`] can tell what the engine took.
 pub(crate) fn device_memory_free(config: &ModelConfig) -> Option<u64> {
@@ -138,12 +148,7 @@ pub(crate) fn placement(
             endpoint: None,
         };
     };
-    // llama.cpp counts the output layer as one more layer, offloaded first: `g` layers are the
-    // output layer and the last `g - 1` repeating ones.
-    let n_layers_offloaded = match u32::try_from(config.n_gpu_layers) {
-        Ok(layers) => layers.saturating_sub(1).min(n_layers),
-        Err(_) => n_layers,
-    };
+    let n_layers_offloaded = layers_offloaded(config.n_gpu_layers, n_layers);
     let free_now = u64::try_from(gpu.memory_free).ok();
     Placement {
         backend: gpu.backend.to_lowercase(),
@@ -277,7 +282,7 @@ struct ThreadControl {
 
 /// How long after its last step an idle context keeps looking at the load: a typist's pauses
 /// are shorter, so the next keystroke starts with counts that fit the load of the moment.
-const WATCH_AFTER_STEP: std::time::Duration = std::time::Duration::from_secs(30);
+const WATCH_AFTER_STEP: Duration = Duration::from_secs(30);
 
 fn kv_type(kv_type: ConfigKvCacheType) -> KvCacheType {
     match kv_type {
@@ -432,7 +437,8 @@ impl<'m> LlamaCpp<'m> {
         } else {
             (shape.n_ctx_setting.to_owned(), "it")
         };
-        if device_name(config) == "cpu" {
+        let device = device_name(config);
+        if device == "cpu" {
             check_context_memory(model, n_ctx, n_batch, config.kv_cache_type, type_v).map_err(
                 |shortfall| {
                     let lower = if shortfall.kv_cache_dominates {
@@ -481,7 +487,11 @@ impl<'m> LlamaCpp<'m> {
             },
             threads: None,
         };
-        if config.adapt_threads {
+        // With every layer on a GPU the CPU threads carry next to nothing: their count is not
+        // worth a look at the machine's load before each step.
+        let all_on_gpu = device != "cpu"
+            && layers_offloaded(config.n_gpu_layers, model.n_layer()) == model.n_layer();
+        if config.adapt_threads && !all_on_gpu {
             backend.threads = thread_control(&backend.context, n_threads, n_threads_batch);
         }
         if let Err(error) = backend.reserve_draft_outputs() {
