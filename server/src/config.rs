@@ -158,6 +158,10 @@ pub struct ModelConfig {
     /// last few), checked by the model in one batch; greedy output stays the same. 0 turns it
     /// off.
     pub lookup_draft: u32,
+    /// A draft model for speculative decoding, in any form `path` takes: a smaller model of the
+    /// same family and vocabulary (Qwen2.5-Coder 0.5B for 1.5B or 7B) that proposes the next
+    /// tokens for the model to check in one batch; greedy output stays the same. Empty: none.
+    pub draft_path: String,
     /// A file holding the bearer token for an inference server (`WELLSPRING_API_TOKEN`
     /// overrides it); never logged.
     pub api_token_file: String,
@@ -184,6 +188,7 @@ impl Default for ModelConfig {
             kv_cache_type: KvCacheType::F16,
             mmap: false,
             lookup_draft: 8,
+            draft_path: String::new(),
             api_token_file: String::new(),
             remote_fim: "auto".to_owned(),
         }

@@ -37,6 +37,10 @@ struct GlobalArgs {
     /// A separate model for code actions and chat, in the same forms as --model.
     #[arg(long, global = true, value_name = "MODEL")]
     chat_model: Option<String>,
+    /// A draft model for speculative decoding (smaller, same vocabulary), in the same forms as
+    /// --model.
+    #[arg(long, global = true, value_name = "MODEL")]
+    draft_model: Option<String>,
     /// Layers to offload to the GPU (-1 = all).
     #[arg(long, global = true, allow_hyphen_values = true)]
     n_gpu_layers: Option<i32>,
@@ -81,6 +85,9 @@ impl GlobalArgs {
         }
         if let Some(chat_path) = &self.chat_model {
             model.insert("chat_path".into(), json!(chat_path));
+        }
+        if let Some(draft_path) = &self.draft_model {
+            model.insert("draft_path".into(), json!(draft_path));
         }
         if let Some(n_gpu_layers) = self.n_gpu_layers {
             model.insert("n_gpu_layers".into(), json!(n_gpu_layers));

@@ -53,7 +53,8 @@ pub struct QualityBenchArgs {
     #[arg(long)]
     pub multi_line: bool,
     /// Speculative decoding against plain decoding: two engines on the model, one with
-    /// `model.lookup_draft` as configured and one with it off, answer every case in turn with
+    /// `model.lookup_draft` and `model.draft_path` (--draft-model) as configured and one with
+    /// both off, answer every case in turn with
     /// multi-line suggestions; the table says whether the answers were identical and each side's
     /// decode speed and acceptance.
     #[arg(long, conflicts_with_all = ["vs_llama_server", "only_llama_server"])]

@@ -1,8 +1,8 @@
-//! `wellspring bench quality --vs-plain-decoding`: speculative decoding by prompt lookup against
-//! plain decoding, on the quality set's cases.
+//! `wellspring bench quality --vs-plain-decoding`: speculative decoding (prompt lookup, a draft
+//! model, or both) against plain decoding, on the quality set's cases.
 //!
-//! Two engines load the same model, one with `model.lookup_draft` as configured and one with it
-//! off, and answer every case in turn (which one goes first alternates, since the machine's load
+//! Two engines load the same model, one with `model.lookup_draft` and `model.draft_path` as
+//! configured and one with both off, and answer every case in turn (which one goes first alternates, since the machine's load
 //! drifts). Suggestions run past the first line as in an editor, so a draft has room to pay off.
 //! Greedy decoding makes both answers the same text; the table says how many were, and each
 //! side's decode speed (tokens generated over decode time), tokens drafted and accepted.
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::bench_quality::{wellspring_case, Answer, Case, QualityBenchArgs};
 use super::complete::start_engine;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{DraftModelState, Engine};
 use crate::index::WorkspaceIndex;
 
 /// One side's sums over the answered cases.
@@ -51,15 +51,16 @@ impl DecodeSums {
 }
 
 pub async fn run(config: &Config, args: &QualityBenchArgs, cases: &[Case]) -> anyhow::Result<()> {
-    let lookup_draft = config.model.lookup_draft;
-    if lookup_draft == 0 {
-        anyhow::bail!(
-            "model.lookup_draft is 0, so there is no speculative decoding to compare: set it (e.g. --config with lookup_draft = 8)"
-        );
-    }
+    let label = label(config.model.lookup_draft, &config.model.draft_path).ok_or_else(|| {
+        anyhow::anyhow!(
+            "model.lookup_draft is 0 and there is no draft model, so there is no speculative decoding to compare: set lookup_draft (e.g. --config with lookup_draft = 8) or --draft-model"
+        )
+    })?;
     let mut plain_config = config.clone();
     plain_config.model.lookup_draft = 0;
+    plain_config.model.draft_path.clear();
     let speculative = start_engine(config).await?;
+    wait_for_the_draft_model(&speculative).await?;
     let plain = start_engine(&plain_config).await?;
 
     let mut indexes: BTreeMap<String, Arc<WorkspaceIndex>> = BTreeMap::new();
@@ -87,8 +88,37 @@ pub async fn run(config: &Config, args: &QualityBenchArgs, cases: &[Case]) -> an
         pairs.push(pair);
     }
     eprintln!();
-    print!("{}", table(lookup_draft, cases, &pairs));
+    print!("{}", table(&label, cases, &pairs));
     Ok(())
+}
+
+/// What the speculative side does, for the table; `None` when it does nothing speculative.
+fn label(lookup_draft: u32, draft_path: &str) -> Option<String> {
+    let draft_path = draft_path.trim();
+    match (lookup_draft, draft_path.is_empty()) {
+        (0, true) => None,
+        (lookup_draft, true) => Some(format!("prompt lookup, draft {lookup_draft}")),
+        (0, false) => Some(format!("draft model {draft_path}")),
+        (lookup_draft, false) => Some(format!(
+            "prompt lookup, draft {lookup_draft}, and draft model {draft_path}"
+        )),
+    }
+}
+
+/// Waits until the engine's draft model, if any, is loaded (it loads beside the model, and
+/// completions would draft without it meanwhile); an error when it cannot be had.
+async fn wait_for_the_draft_model(engine: &Engine) -> anyhow::Result<()> {
+    loop {
+        match engine.stats().await.draft_model {
+            DraftModelState::None | DraftModelState::Ready => return Ok(()),
+            DraftModelState::Loading => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            DraftModelState::Unavailable(reason) => {
+                anyhow::bail!("the draft model cannot be had: {reason}")
+            }
+        }
+    }
 }
 
 /// One case's answer from one engine; an error becomes a failed answer.
@@ -105,7 +135,7 @@ async fn answer(
 
 /// The comparison table, the identical-answer count and the speed-up, with the cases whose
 /// answers differed listed by file and line.
-pub fn table(lookup_draft: u32, cases: &[Case], pairs: &[(Answer, Answer)]) -> String {
+pub fn table(label: &str, cases: &[Case], pairs: &[(Answer, Answer)]) -> String {
     let mut speculative = DecodeSums::default();
     let mut plain = DecodeSums::default();
     let mut differing = Vec::new();
@@ -124,7 +154,7 @@ pub fn table(lookup_draft: u32, cases: &[Case], pairs: &[(Answer, Answer)]) -> S
         "| decoding | answers | failed | generated | decode s | tokens/s | drafted | accepted | acceptance |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (name, sums) in [
-        (format!("prompt lookup, draft {lookup_draft}"), &speculative),
+        (label.to_owned(), &speculative),
         ("plain".to_owned(), &plain),
     ] {
         let acceptance = if sums.n_drafted > 0 {
@@ -205,7 +235,7 @@ mod tests {
             ),
             (Answer::failed("no such file"), answer("z", 5, 50.0, (0, 0))),
         ];
-        let table = table(8, &[case(1), case(2), case(3)], &pairs);
+        let table = table(&label(8, "").unwrap(), &[case(1), case(2), case(3)], &pairs);
         assert!(
             table.contains(
                 "| prompt lookup, draft 8 | 2 | 1 | 20 | 0.20 | 100.0 | 12 | 6 | 50.0% |"
@@ -221,5 +251,19 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("Differing: r/f.rs:2"), "{table}");
+    }
+
+    #[test]
+    fn the_speculative_side_is_named_by_what_it_does() {
+        assert_eq!(label(0, " "), None);
+        assert_eq!(label(8, "").as_deref(), Some("prompt lookup, draft 8"));
+        assert_eq!(
+            label(0, "models/0.5b.gguf").as_deref(),
+            Some("draft model models/0.5b.gguf")
+        );
+        assert_eq!(
+            label(4, "qwen").as_deref(),
+            Some("prompt lookup, draft 4, and draft model qwen")
+        );
     }
 }

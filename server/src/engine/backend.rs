@@ -82,6 +82,11 @@ pub(crate) trait Backend {
     /// Most tokens a prompt-lookup draft may propose (`model.lookup_draft`); 0 when this
     /// context cannot take back the rejected part of a draft (a recurrent model).
     fn max_draft(&self) -> usize;
+    /// Most tokens a draft model's draft may have (`model.draft_path`); 0 without a draft model,
+    /// or when this context cannot take back a rejected draft.
+    fn max_model_draft(&self) -> usize {
+        0
+    }
     /// Whether how many drafted tokens to check is chosen from measured step times (see
     /// `lookup::DraftTuner`); the fake backend's steps take no time worth measuring, so it checks
     /// whole drafts.

@@ -3,7 +3,8 @@
 //! scheduler cancel, preempt and interleave between steps.
 //!
 //! Speculative decoding: when the sampler is greedy, a step that evaluates the last sampled token
-//! may append a draft (`lookup`) and keep every position's logits. The model's choice after each
+//! may append a draft (`lookup`'s, else the draft model's, `draft`) and keep every position's
+//! logits. The model's choice after each
 //! position is compared with the draft's next token; the agreeing prefix stays in the cache, the
 //! rest is trimmed, and the verified tokens plus the model's own next one are handed out one per
 //! step without evaluating anything, so callers see the same tokens in the same order as without
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Input, Token};
 use super::detok::Detokenizer;
-use super::lookup::{self, Draft, DraftTuner};
+use super::draft::Drafting;
+use super::lookup::{self, Draft, DraftTuner, Source};
 use super::session::{Placement, Sessions};
 use super::{millis, Error, GenerationFigures, StopReason};
 
@@ -118,11 +120,11 @@ impl<S> Generation<S> {
     pub(crate) fn step<B: Backend<Sampler = S>>(
         &mut self,
         backend: &mut B,
-        (sessions, tuner): (&mut Sessions, &mut DraftTuner),
+        (sessions, drafting): (&mut Sessions, &mut Drafting<'_, B>),
         max_chunk: usize,
     ) -> Result<Event, Error> {
         let started = Instant::now();
-        let result = self.step_inner(backend, sessions, tuner, max_chunk);
+        let result = self.step_inner(backend, sessions, drafting, max_chunk);
         if self.prefilled && !matches!(result, Ok(Event::Prefilled)) {
             self.t_decode += started.elapsed();
         } else {
@@ -138,7 +140,7 @@ impl<S> Generation<S> {
         &mut self,
         backend: &mut B,
         sessions: &mut Sessions,
-        tuner: &mut DraftTuner,
+        drafting: &mut Drafting<'_, B>,
         max_chunk: usize,
     ) -> Result<Event, Error> {
         if !self.verified.is_empty() {
@@ -150,16 +152,17 @@ impl<S> Generation<S> {
         };
         if let Some(input) = input {
             if self.prefilled {
-                let mut draft = self.draft(backend, sessions);
-                draft.tokens.truncate(tuner.choose(&draft));
+                let draft = self.draft(backend, sessions, drafting);
                 if !draft.tokens.is_empty() {
-                    return self.verify(backend, sessions, tuner, &draft);
+                    return self.verify(backend, sessions, &mut drafting.tuner, &draft);
                 }
             }
             let started = Instant::now();
             backend.evaluate(input.seq, input.n_past, input.tokens)?;
             if self.prefilled {
-                tuner.record_plain(started.elapsed().as_secs_f64() * 1000.0);
+                drafting
+                    .tuner
+                    .record_plain(started.elapsed().as_secs_f64() * 1000.0);
             }
             let n_tokens = input.tokens.len();
             if !self.evaluated(sessions, n_tokens) {
@@ -169,31 +172,56 @@ impl<S> Generation<S> {
         Ok(self.sample(backend))
     }
 
-    /// A draft to check after the pending token: empty unless the sampler is greedy, token
-    /// healing is done and some earlier n-gram matches. It fits the sequence and one batch, and
-    /// stops before an end-of-generation or control token (the prompt's own markers), which
-    /// only the model itself may choose.
-    fn draft<B: Backend<Sampler = S>>(&self, backend: &B, sessions: &Sessions) -> Draft {
-        let max = backend.max_draft();
+    /// A draft to check after the pending token, as long as `drafting`'s tuner finds worth
+    /// checking: empty unless the sampler is greedy and token healing is done. Prompt lookup's
+    /// comes first (it costs nothing to find); without one, the draft model's. It fits the
+    /// sequence and one batch, and stops before an end-of-generation or control token (the
+    /// prompt's own markers), which only the model itself may choose.
+    fn draft<B: Backend<Sampler = S>>(
+        &self,
+        backend: &B,
+        sessions: &Sessions,
+        drafting: &mut Drafting<'_, B>,
+    ) -> Draft {
         let Some(pending) = self.pending else {
             return Draft::default();
         };
-        if max == 0 || !self.healing.is_empty() || !backend.is_greedy(&self.sampler) {
+        if !self.healing.is_empty() || !backend.is_greedy(&self.sampler) {
             return Draft::default();
         }
-        let held = &sessions.slots[self.slot_idx].tokens;
+        let slot = &sessions.slots[self.slot_idx];
+        let held = &slot.tokens;
         let room = (backend.n_ctx_per_seq() as usize)
             .saturating_sub(held.len() + 1)
             .min((backend.n_batch() as usize).saturating_sub(1));
-        let mut draft = lookup::draft(held, pending, max.min(room));
-        if let Some(end) = draft
-            .tokens
-            .iter()
-            .position(|&token| !backend.has_text(token))
-        {
-            draft.tokens.truncate(end);
+        let mut draft = lookup::draft(held, pending, backend.max_draft().min(room));
+        draft.tokens.truncate(n_with_text(backend, &draft.tokens));
+        draft.tokens.truncate(drafting.tuner.choose(&draft));
+        if !draft.tokens.is_empty() {
+            return draft;
         }
-        draft
+        let max = backend.max_model_draft().min(room);
+        if max == 0 {
+            return Draft::default();
+        }
+        let Some(model) = drafting.model.get(backend.n_seq()) else {
+            return Draft::default();
+        };
+        let n_wanted = drafting.tuner.choose_model(max);
+        if n_wanted == 0 {
+            return Draft::default();
+        }
+        let started = Instant::now();
+        let mut tokens = model.propose(slot.seq, held, pending, n_wanted);
+        drafting
+            .tuner
+            .record_model(tokens.len(), started.elapsed().as_secs_f64() * 1000.0);
+        // Ids the draft model has past the end of this vocabulary have no text here.
+        tokens.truncate(n_with_text(backend, &tokens));
+        Draft {
+            tokens,
+            source: Source::Model,
+        }
     }
 
     /// Evaluates the pending token and `draft` in one batch, keeps the part of the draft the
@@ -205,7 +233,7 @@ impl<S> Generation<S> {
         tuner: &mut DraftTuner,
         Draft {
             tokens: draft,
-            ngram,
+            source,
         }: &Draft,
     ) -> Result<Event, Error> {
         let started = Instant::now();
@@ -236,7 +264,7 @@ impl<S> Generation<S> {
         }
         slot.tokens.extend_from_slice(&tokens[..n_kept]);
         tuner.record_check(
-            *ngram,
+            *source,
             draft.len(),
             n_accepted,
             started.elapsed().as_secs_f64() * 1000.0,
@@ -352,4 +380,13 @@ impl<S> Generation<S> {
             self.t_prefill += elapsed;
         }
     }
+}
+
+/// How many of `tokens` come before the first without text (an end of generation, a control
+/// token, an id the vocabulary lacks).
+fn n_with_text<B: Backend>(backend: &B, tokens: &[Token]) -> usize {
+    tokens
+        .iter()
+        .position(|&token| !backend.has_text(token))
+        .unwrap_or(tokens.len())
 }

@@ -781,3 +781,66 @@ async fn drafted_decoding_writes_what_plain_decoding_writes() {
         "{n_same} of 4 texts agree\nplain:   {plain:?}\ndrafted: {drafted:?}"
     );
 }
+
+/// A draft model writes what plain decoding writes: the tiny model drafting for itself (the
+/// same vocabulary, and the same choices but for rounding) on fixed prompts with long answers.
+/// It is loaded on a thread of its own, so the first completions may go without it; the test
+/// asks again until drafts have been checked. As above, at least 3 of the 4 texts agree.
+#[tokio::test]
+async fn a_draft_model_writes_what_plain_decoding_writes() {
+    let line_heads = [
+        "    let total = add",
+        "    let x",
+        "    println!(",
+        "    for i in",
+    ];
+    let request = |idx: usize, line_head: &str| CompletionRequest {
+        max_tokens: 48,
+        ..request(&format!("file:///{idx}.rs"), prompt(line_head))
+    };
+    let plain_config = ModelConfig {
+        lookup_draft: 0,
+        ..test_config()
+    };
+    let plain = Engine::start(&plain_config, &tiny_model_path()).unwrap();
+    let mut expected = Vec::new();
+    for (idx, line_head) in line_heads.iter().enumerate() {
+        expected.push(plain.complete(request(idx, line_head)).await.unwrap().text);
+    }
+    drop(plain);
+
+    let drafting_config = ModelConfig {
+        draft_path: tiny_model_path().display().to_string(),
+        ..plain_config
+    };
+    let engine = Engine::start(&drafting_config, &tiny_model_path()).unwrap();
+    let mut n_tries = 0;
+    while engine.stats().await.n_tokens_drafted == 0 {
+        n_tries += 1;
+        assert!(n_tries <= 50, "the draft model never drafted");
+        engine
+            .complete(request(100 + n_tries, "    let y"))
+            .await
+            .unwrap();
+    }
+    let mut drafted = Vec::new();
+    for (idx, line_head) in line_heads.iter().enumerate() {
+        drafted.push(engine.complete(request(idx, line_head)).await.unwrap().text);
+    }
+    let stats = engine.stats().await;
+    assert!(
+        stats.n_tokens_accepted * 2 > stats.n_tokens_drafted,
+        "a model drafting for itself was agreed with {} times in {}",
+        stats.n_tokens_accepted,
+        stats.n_tokens_drafted
+    );
+    let n_same = expected
+        .iter()
+        .zip(&drafted)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        n_same >= 3,
+        "{n_same} of 4 texts agree\nplain:   {expected:?}\ndrafted: {drafted:?}"
+    );
+}

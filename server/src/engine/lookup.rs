@@ -11,11 +11,22 @@ use super::backend::Token;
 /// The n-grams matched, longest first: a single token matches too often to predict anything.
 const NGRAMS: std::ops::RangeInclusive<usize> = 2..=4;
 
-/// A draft and the length of the n-gram that found it (longer matches are agreed with more often).
+/// A draft and where it came from: each source is agreed with at its own rate (longer n-gram
+/// matches more often than shorter ones).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Draft {
     pub tokens: Vec<Token>,
-    pub ngram: usize,
+    pub source: Source,
+}
+
+/// Where a draft came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Source {
+    /// Prompt lookup, by an n-gram of this length (in `NGRAMS`).
+    Lookup(usize),
+    /// The draft model (`draft`).
+    #[default]
+    Model,
 }
 
 /// Up to `max` tokens that followed the latest earlier occurrence of the last n tokens of `held`
@@ -39,7 +50,7 @@ pub(crate) fn draft(held: &[Token], last: Token, max: usize) -> Draft {
             let from = start + n;
             return Draft {
                 tokens: (from..len.min(from + max)).map(at).collect(),
-                ngram: n,
+                source: Source::Lookup(n),
             };
         }
     }
@@ -57,7 +68,9 @@ const EXPLORE_EVERY: u32 = 32;
 /// when each is agreed with at rate `p` (its n-gram length's), for a step that costs
 /// `step + d × per_draft`; the best `d` is taken when it beats a plain step's one token per
 /// `step`. On a GPU a draft adds almost nothing to a step, so whole drafts are checked; on a CPU
-/// each drafted token costs a good part of a step, so only likely ones are.
+/// each drafted token costs a good part of a step, so only likely ones are. A draft model's
+/// tokens cost their own steps on the draft model too, so how many to ask it for is chosen the
+/// same way before it drafts (`choose_model`).
 #[derive(Debug, Clone)]
 pub(crate) struct DraftTuner {
     adaptive: bool,
@@ -65,9 +78,12 @@ pub(crate) struct DraftTuner {
     step_ms: Option<f64>,
     /// Milliseconds each checked draft token adds to a step.
     per_draft_ms: Option<f64>,
-    /// Per n-gram length in `NGRAMS`: drafted tokens agreed with, and disagreements (decayed).
-    agreed: [f64; 3],
-    disagreed: [f64; 3],
+    /// Milliseconds the draft model takes per token it drafts.
+    model_ms: Option<f64>,
+    /// Per source (each n-gram length in `NGRAMS`, then the draft model): drafted tokens agreed
+    /// with, and disagreements (decayed).
+    agreed: [f64; N_SOURCES],
+    disagreed: [f64; N_SOURCES],
     /// Steps since the last check that declined a draft on offer.
     n_declined: u32,
 }
@@ -80,15 +96,30 @@ impl DraftTuner {
             adaptive,
             step_ms: None,
             per_draft_ms: None,
-            agreed: [0.0; 3],
-            disagreed: [0.0; 3],
+            model_ms: None,
+            agreed: [0.0; N_SOURCES],
+            disagreed: [0.0; N_SOURCES],
             n_declined: 0,
         }
     }
 
     /// How many tokens of `draft` to check now; 0 for a plain step.
     pub(crate) fn choose(&mut self, draft: &Draft) -> usize {
-        let available = draft.tokens.len();
+        self.best_length(draft.tokens.len(), draft.source, 0.0)
+    }
+
+    /// How many tokens to ask the draft model for, at most `max`; 0 for a plain step. Until its
+    /// cost per token is known it is asked for all of them.
+    pub(crate) fn choose_model(&mut self, max: usize) -> usize {
+        match self.model_ms {
+            Some(model_ms) => self.best_length(max, Source::Model, model_ms),
+            None => max,
+        }
+    }
+
+    /// The draft length, at most `available`, that yields the most tokens per millisecond when
+    /// each drafted token costs `extra_ms` besides checking it.
+    fn best_length(&mut self, available: usize, source: Source, extra_ms: f64) -> usize {
         if !self.adaptive || available == 0 {
             return available;
         }
@@ -96,14 +127,14 @@ impl DraftTuner {
             // Nothing measured yet: check it, and learn what it costs.
             return available;
         };
-        let p = self.agreement(draft.ngram);
+        let p = self.agreement(source);
         let mut expected = 1.0;
         let mut best = (0, 1.0 / step_ms.max(1e-6));
         let mut p_run = 1.0;
         for d in 1..=available {
             p_run *= p;
             expected += p_run;
-            let rate = expected / (step_ms + per_draft_ms * d as f64).max(1e-6);
+            let rate = expected / (step_ms + (per_draft_ms + extra_ms) * d as f64).max(1e-6);
             if rate > best.1 {
                 best = (d, rate);
             }
@@ -120,10 +151,10 @@ impl DraftTuner {
         0
     }
 
-    /// The rate at which drafts found by an n-gram of this length are agreed with, token by
-    /// token; one half before anything is known.
-    pub(crate) fn agreement(&self, ngram: usize) -> f64 {
-        let idx = ngram_idx(ngram);
+    /// The rate at which drafts from `source` are agreed with, token by token; one half before
+    /// anything is known.
+    pub(crate) fn agreement(&self, source: Source) -> f64 {
+        let idx = source_idx(source);
         (self.agreed[idx] + 1.0) / (self.agreed[idx] + self.disagreed[idx] + 2.0)
     }
 
@@ -132,11 +163,18 @@ impl DraftTuner {
         self.step_ms = Some(blend(self.step_ms, ms));
     }
 
-    /// A step checked `n_drafted` tokens found by an n-gram of length `ngram`, the model agreed
-    /// with `n_accepted` of them, and it took `ms`.
+    /// The draft model drafted `n_drafted` tokens in `ms`.
+    pub(crate) fn record_model(&mut self, n_drafted: usize, ms: f64) {
+        if n_drafted > 0 {
+            self.model_ms = Some(blend(self.model_ms, ms / n_drafted as f64));
+        }
+    }
+
+    /// A step checked `n_drafted` tokens from `source`, the model agreed with `n_accepted` of
+    /// them, and it took `ms`.
     pub(crate) fn record_check(
         &mut self,
-        ngram: usize,
+        source: Source,
         n_drafted: usize,
         n_accepted: usize,
         ms: f64,
@@ -148,16 +186,22 @@ impl DraftTuner {
             let per_draft = ((ms - step_ms) / n_drafted as f64).max(0.0);
             self.per_draft_ms = Some(blend(self.per_draft_ms, per_draft));
         }
-        let idx = ngram_idx(ngram);
+        let idx = source_idx(source);
         self.agreed[idx] = self.agreed[idx] * DECAY + n_accepted as f64;
         self.disagreed[idx] =
             self.disagreed[idx] * DECAY + f64::from(u8::from(n_accepted < n_drafted));
     }
 }
 
-/// Where an n-gram length's record is kept.
-fn ngram_idx(ngram: usize) -> usize {
-    ngram.clamp(*NGRAMS.start(), *NGRAMS.end()) - NGRAMS.start()
+/// Each n-gram length in `NGRAMS`, and the draft model.
+const N_SOURCES: usize = 4;
+
+/// Where a source's record is kept.
+fn source_idx(source: Source) -> usize {
+    match source {
+        Source::Lookup(ngram) => ngram.clamp(*NGRAMS.start(), *NGRAMS.end()) - NGRAMS.start(),
+        Source::Model => N_SOURCES - 1,
+    }
 }
 
 /// The running estimate after `sample`: a tenth of the way towards it.
@@ -178,7 +222,7 @@ mod tests {
         // (the 4-gram "d? a b c" does not occur), so "d e" follows, cut at `max`.
         let held = [1, 2, 3, 4, 5, 9, 2, 3, 6, 1, 2];
         assert_eq!(draft(&held, 3, 2).tokens, vec![4, 5]);
-        assert_eq!(draft(&held, 3, 2).ngram, 3);
+        assert_eq!(draft(&held, 3, 2).source, Source::Lookup(3));
         assert_eq!(draft(&held, 3, 8).tokens, vec![4, 5, 9, 2, 3, 6, 1, 2]);
     }
 
@@ -201,7 +245,7 @@ mod tests {
     fn offer(n_tokens: usize, ngram: usize) -> Draft {
         Draft {
             tokens: vec![1; n_tokens],
-            ngram,
+            source: Source::Lookup(ngram),
         }
     }
 
@@ -220,7 +264,7 @@ mod tests {
         // A GPU: one token 10 ms, eight drafted tokens on top cost 0.8 ms; half agreed with.
         let mut gpu = DraftTuner::new(true);
         gpu.record_plain(10.0);
-        gpu.record_check(2, 8, 4, 10.8);
+        gpu.record_check(Source::Lookup(2), 8, 4, 10.8);
         assert_eq!(gpu.choose(&offer(8, 2)), 8);
 
         // A CPU: each drafted token costs 4 ms on a 10 ms step. Agreement 5/7 (4 of 8, then a
@@ -228,8 +272,8 @@ mod tests {
         // 1 + 0.71 + 0.51 = 2.22 tokens in 18 ms beats one in 10 and 2.59 in 22.
         let mut cpu = DraftTuner::new(true);
         cpu.record_plain(10.0);
-        cpu.record_check(2, 8, 4, 42.0);
-        assert!((cpu.agreement(2) - 5.0 / 7.0).abs() < 1e-9);
+        cpu.record_check(Source::Lookup(2), 8, 4, 42.0);
+        assert!((cpu.agreement(Source::Lookup(2)) - 5.0 / 7.0).abs() < 1e-9);
         assert_eq!(cpu.choose(&offer(8, 2)), 2);
         // Drafts found by longer n-grams have their own record: nothing yet, so one half, which
         // pays for one token (1.5 expected in 14 ms), not two (1.75 in 18).
@@ -240,7 +284,7 @@ mod tests {
     fn a_declined_draft_is_tried_again_now_and_then() {
         let mut tuner = DraftTuner::new(true);
         tuner.record_plain(10.0);
-        tuner.record_check(3, 8, 0, 90.0);
+        tuner.record_check(Source::Lookup(3), 8, 0, 90.0);
         let choices: Vec<usize> = (0..EXPLORE_EVERY)
             .map(|_| tuner.choose(&offer(8, 3)))
             .collect();
@@ -248,5 +292,29 @@ mod tests {
             .iter()
             .all(|&n| n == 0));
         assert_eq!(choices[EXPLORE_EVERY as usize - 1], 2);
+    }
+
+    #[test]
+    fn a_draft_model_is_asked_for_what_its_own_steps_leave_worth_checking() {
+        let mut tuner = DraftTuner::new(true);
+        // Until anything is measured, the whole draft.
+        assert_eq!(tuner.choose_model(8), 8);
+        // A GPU: a 10 ms step, 0.1 ms per checked token; the draft model takes 0.2 ms a token and
+        // is agreed with 7 times in 8 (prior included: 6 agreed, 1 disagreement, over 9 + 2).
+        tuner.record_plain(10.0);
+        tuner.record_check(Source::Model, 8, 6, 10.8);
+        tuner.record_model(8, 1.6);
+        assert!((tuner.agreement(Source::Model) - 7.0 / 9.0).abs() < 1e-9);
+        assert_eq!(tuner.choose_model(8), 8);
+        // Its record is its own: prompt lookup's 2-grams know nothing yet.
+        assert!((tuner.agreement(Source::Lookup(2)) - 0.5).abs() < 1e-9);
+        // A draft model as slow as the model itself is never worth asking.
+        let mut slow = DraftTuner::new(true);
+        slow.record_plain(10.0);
+        slow.record_check(Source::Model, 8, 6, 10.8);
+        slow.record_model(4, 40.0);
+        assert_eq!(slow.choose_model(8), 0);
+        // Without adapting (the fake backend), the whole draft.
+        assert_eq!(DraftTuner::new(false).choose_model(5), 5);
     }
 }

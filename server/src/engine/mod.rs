@@ -14,6 +14,7 @@ mod backend;
 mod cpu_share;
 mod detok;
 mod devices;
+mod draft;
 mod generate;
 pub mod http;
 mod llama_log;
@@ -131,6 +132,19 @@ impl PartialEq for ChatModelResolver {
 }
 
 impl Eq for ChatModelResolver {}
+
+/// Where the draft model (`model.draft_path`) stands, in the engine's stats.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DraftModelState {
+    /// None configured.
+    #[default]
+    None,
+    /// Being found, downloaded or loaded; completions draft without it meanwhile.
+    Loading,
+    Ready,
+    /// It cannot be had, or cannot draft for the model (why); completions go on without it.
+    Unavailable(String),
+}
 
 /// Where a separate chat model stands, for `wellspring/serverInfo`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -276,7 +290,7 @@ pub struct GenerationFigures {
     /// Prompt tokens evaluated for this request (generated tokens are not counted here).
     pub n_evaluated: u32,
     pub n_generated: u32,
-    /// Tokens drafted by prompt lookup and checked by the model, and those it agreed with
+    /// Tokens drafted (by prompt lookup or the draft model) and checked by the model, and those it agreed with
     /// (speculative decoding; see `generate`).
     #[serde(default)]
     pub n_drafted: u32,
@@ -367,12 +381,15 @@ pub struct EngineStats {
     pub n_tokens_generated: u64,
     /// Generated tokens that post-processing cut off (see `Engine::record_discarded`).
     pub n_tokens_discarded: u64,
-    /// Tokens drafted by prompt lookup and checked by the model, and those it agreed with,
+    /// Tokens drafted (by prompt lookup or the draft model) and checked by the model, and those it agreed with,
     /// completions and chats together.
     #[serde(default)]
     pub n_tokens_drafted: u64,
     #[serde(default)]
     pub n_tokens_accepted: u64,
+    /// The draft model, when one is configured.
+    #[serde(default)]
+    pub draft_model: DraftModelState,
     /// Prompt tokens evaluated ahead of a keystroke (see `Engine::warm`).
     pub n_tokens_warmed: u64,
     /// Warmings that ran to the end of their prompt.

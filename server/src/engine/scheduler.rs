@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
+use super::draft::{Drafting, MakeDraftBackend};
 use super::generate::{Event, Generation};
-use super::lookup::DraftTuner;
 use super::render::{render, take_back_line_head_tokens, Rendered, TokenCache};
 use super::session::Sessions;
 use super::{
@@ -228,17 +228,19 @@ struct RunningChat<S> {
     text: String,
 }
 
-/// Creates the chat side's backend: `Ok(None)` while its model is still being fetched or loaded
-/// (asked again later, never waited for), an error when it cannot be had.
-pub(crate) type MakeChatBackend<'m, B> = Box<dyn FnMut() -> Result<Option<B>, Error> + 'm>;
+/// Creates the chat side's backend, and what makes its draft model's context when it has one:
+/// `Ok(None)` while its model is still being fetched or loaded (asked again later, never waited
+/// for), an error when it cannot be had.
+pub(crate) type MakeChatBackend<'m, B> =
+    Box<dyn FnMut() -> Result<Option<(B, Option<MakeDraftBackend<'m, B>>)>, Error> + 'm>;
 
 /// The chat side: its own context (created on first use) so chat never evicts completion slots.
-enum ChatSide<'m, B> {
+enum ChatSide<'m, B: Backend> {
     NotStarted(MakeChatBackend<'m, B>),
     Ready {
         backend: B,
         sessions: Sessions,
-        tuner: DraftTuner,
+        drafting: Drafting<'m, B>,
     },
     Failed(Error),
 }
@@ -246,8 +248,9 @@ enum ChatSide<'m, B> {
 pub(crate) struct Scheduler<'m, B: Backend> {
     backend: B,
     sessions: Sessions,
-    /// How much of a draft the completions' steps check (speculative decoding).
-    tuner: DraftTuner,
+    /// Speculative decoding on the completion context: how much of a draft to check, and the
+    /// draft model.
+    drafting: Drafting<'m, B>,
     token_cache: TokenCache,
     queue: VecDeque<CompletionJob>,
     /// Completions in flight, each in a slot of its own; stepped together, one batch a step.
@@ -264,15 +267,17 @@ pub(crate) struct Scheduler<'m, B: Backend> {
 }
 
 impl<'m, B: Backend> Scheduler<'m, B> {
-    /// `make_chat_backend` creates the chat context once a chat arrives and its model is there.
+    /// `make_chat_backend` creates the chat context once a chat arrives and its model is there;
+    /// `make_draft_backend`, the draft model's context for completions, once its model is there.
     pub(crate) fn new(
         backend: B,
         make_chat_backend: MakeChatBackend<'m, B>,
+        make_draft_backend: Option<MakeDraftBackend<'m, B>>,
         shared: Arc<Shared>,
     ) -> Scheduler<'m, B> {
         Scheduler {
             sessions: Sessions::new(backend.n_seq()),
-            tuner: DraftTuner::new(backend.tunes_drafts()),
+            drafting: Drafting::new(&backend, make_draft_backend),
             backend,
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
@@ -306,11 +311,14 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// while either wants to be called again.
     pub(crate) fn watch_load(&mut self) -> bool {
         let completion = self.backend.watch_load();
+        let draft = self.drafting.model.watch_load();
         let chat = match &mut self.chat {
-            ChatSide::Ready { backend, .. } => backend.watch_load(),
+            ChatSide::Ready {
+                backend, drafting, ..
+            } => backend.watch_load() | drafting.model.watch_load(),
             _ => false,
         };
-        completion || chat
+        completion || draft || chat
     }
 
     /// Whether the only work left is chats waiting for their model to arrive: nothing to step,
@@ -551,7 +559,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let n_evaluated_before = warming.generation.n_evaluated;
         let stepped = warming.generation.step(
             &mut self.backend,
-            (&mut self.sessions, &mut self.tuner),
+            (&mut self.sessions, &mut self.drafting),
             WARM_CHUNK,
         );
         self.shared.stats().n_tokens_warmed +=
@@ -582,7 +590,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     fn step_completion(&mut self) {
         let event = self.running[0].generation.step(
             &mut self.backend,
-            (&mut self.sessions, &mut self.tuner),
+            (&mut self.sessions, &mut self.drafting),
             usize::MAX,
         );
         self.completion_event(0, event);
@@ -750,9 +758,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         if let ChatSide::NotStarted(make) = &mut self.chat {
             self.chat = match make() {
                 Ok(None) => return false,
-                Ok(Some(backend)) => ChatSide::Ready {
+                Ok(Some((backend, make_draft))) => ChatSide::Ready {
                     sessions: Sessions::new(1),
-                    tuner: DraftTuner::new(backend.tunes_drafts()),
+                    drafting: Drafting::new(&backend, make_draft),
                     backend,
                 },
                 Err(error) => ChatSide::Failed(error),
@@ -807,7 +815,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let ChatSide::Ready {
             backend,
             sessions,
-            tuner,
+            drafting,
         } = &mut self.chat
         else {
             unreachable!("a chat runs only once its backend is ready")
@@ -826,7 +834,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         };
         let stop = match running
             .generation
-            .step(backend, (sessions, tuner), max_chunk)
+            .step(backend, (sessions, drafting), max_chunk)
         {
             Err(error) => {
                 let running = self.chat_running.take().expect("still running");

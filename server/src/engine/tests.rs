@@ -19,6 +19,11 @@ struct Harness {
 }
 
 fn harness(options: FakeOptions) -> Harness {
+    harness_drafting(options, None)
+}
+
+/// A harness whose completions have the draft model `draft` (ready at once).
+fn harness_drafting(options: FakeOptions, draft: Option<Fake>) -> Harness {
     let chat_backend = Fake::new(FakeOptions {
         n_seq: 1,
         max_draft: options.max_draft,
@@ -29,10 +34,15 @@ fn harness(options: FakeOptions) -> Harness {
     let chat_fake = chat_backend.state.clone();
     let mut chat_backend = Some(chat_backend);
     let shared = Arc::new(Shared::default());
+    let make_draft = draft.map(|draft| {
+        let mut draft = Some(draft);
+        Box::new(move || Ok(draft.take())) as super::draft::MakeDraftBackend<'static, Fake>
+    });
     Harness {
         scheduler: Scheduler::new(
             backend,
-            Box::new(move || Ok(chat_backend.take())),
+            Box::new(move || Ok(chat_backend.take().map(|backend| (backend, None)))),
+            make_draft,
             shared.clone(),
         ),
         fake,
@@ -730,11 +740,12 @@ fn chats_wait_for_a_chat_model_still_loading_while_completions_go_on() {
         Fake::new(FakeOptions::default()),
         Box::new(move || {
             Ok(if model_arrived.load(AtomicOrdering::SeqCst) {
-                chat_backend.take()
+                chat_backend.take().map(|backend| (backend, None))
             } else {
                 None
             })
         }),
+        None,
         h.shared.clone(),
     );
     let (mut answer, _deltas) = h.submit_chat(chat(None));
@@ -1248,4 +1259,225 @@ fn chat_answers_that_copy_the_prompt_are_drafted_from_it() {
     let stats = h.shared.stats().clone();
     assert_eq!((stats.n_tokens_drafted, stats.n_tokens_accepted), (16, 10));
     assert_eq!(verifications(&h.chat_fake), vec![1 + 8, 1 + 8]);
+}
+
+/// A draft model's fake, as wide as the completions' context; `drafts` are what its calls
+/// propose, one a call.
+fn draft_model(drafts: &[&str], n_batch: u32) -> Fake {
+    let draft = Fake::new(FakeOptions {
+        n_batch,
+        ..FakeOptions::default()
+    });
+    for text in drafts {
+        draft.state.lock().unwrap().push_reply(text);
+    }
+    draft
+}
+
+fn drafting_with_a_model() -> FakeOptions {
+    FakeOptions {
+        max_model_draft: 8,
+        ..FakeOptions::default()
+    }
+}
+
+#[test]
+fn a_draft_models_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
+    let mut plain = harness(FakeOptions::default());
+    plain.reply("hello world");
+    let expected = plain.complete(request("a", prompt("x")));
+    assert_eq!(expected.text, "hello world");
+
+    let draft = draft_model(&["ello", "wxrld", "rld"], 64);
+    let draft_state = draft.state.clone();
+    let mut h = harness_drafting(drafting_with_a_model(), Some(draft));
+    h.reply("hello world");
+    let completion = h.complete(request("a", prompt("x")));
+    assert_eq!(completion.text, expected.text);
+    let n_prompt = completion.figures.generation.n_prompt;
+    // After `h`, the draft model's `ello` is agreed with whole and the model picks ` `; after
+    // ` `, `w` of `wxrld` and the model picks `o`; after `o`, `rld`, and the model ends.
+    assert_eq!(
+        (
+            completion.figures.generation.n_drafted,
+            completion.figures.generation.n_accepted
+        ),
+        (4 + 5 + 3, 4 + 1 + 3)
+    );
+    assert_eq!(verifications(&h.fake), vec![1 + 4, 1 + 5, 1 + 3]);
+    // The draft model catches up with the prompt and `h` in one batch, then drafts a token a
+    // step; the next time it evaluates the model's ` ` after its own agreed `ello`, and the time
+    // after it cuts its rejected `xrld` back before evaluating the model's `o`. The last token
+    // of each draft is evaluated too, as the draft model looks at what follows it (the end).
+    let single = |n_past: u32| Call::Evaluate {
+        seq: 0,
+        n_past,
+        n_tokens: 1,
+    };
+    let mut expected_calls = vec![Call::Evaluate {
+        seq: 0,
+        n_past: 0,
+        n_tokens: n_prompt + 1,
+    }];
+    expected_calls.extend((1..=4).map(|idx| single(n_prompt + idx)));
+    expected_calls.extend((5..=10).map(|idx| single(n_prompt + idx)));
+    expected_calls.push(Call::Trim {
+        seq: 0,
+        n_keep: n_prompt + 7,
+    });
+    expected_calls.extend((7..=10).map(|idx| single(n_prompt + idx)));
+    assert_eq!(draft_state.lock().unwrap().take_calls(), expected_calls);
+    // What the draft model holds: the prompt, the answer up to `rld`'s last token.
+    let held = draft_state.lock().unwrap().contents[0].clone();
+    assert_eq!(held[n_prompt as usize..], tokens("hello world")[..]);
+    let main_held = h.fake.lock().unwrap().contents[0].clone();
+    assert_eq!(main_held, h.scheduler.slot_tokens(0));
+}
+
+#[test]
+fn a_draft_model_catches_up_with_a_long_prompt_a_batch_a_step() {
+    let answer = "abcdefghijklmnop";
+    let mut plain = harness(FakeOptions::default());
+    plain.reply(answer);
+    let n_prompt = plain
+        .complete(request("a", prompt("x")))
+        .figures
+        .generation
+        .n_prompt;
+    // Batches of 16 on the draft model: each step evaluates the next 16 tokens of what the
+    // main sequence holds (the prompt, then the answer so far, one token longer each step) while
+    // the model decodes that step's token plainly, until it has caught up; that step drafts.
+    let mut chunks = Vec::new();
+    let (mut n_done, mut n_target) = (0, n_prompt + 1);
+    loop {
+        let end = n_target.min(n_done + 16);
+        chunks.push((n_done, end - n_done));
+        n_done = end;
+        if end == n_target {
+            break;
+        }
+        n_target += 1;
+    }
+    assert!(chunks.len() > 1, "the prompt needs more than one batch");
+    let caught_up_after = chunks.len();
+    let mut drafts = vec![&answer[caught_up_after..caught_up_after + 2]];
+    drafts.extend(std::iter::repeat_n("", answer.len()));
+    let draft = draft_model(&drafts, 16);
+    let draft_state = draft.state.clone();
+    let mut h = harness_drafting(drafting_with_a_model(), Some(draft));
+    h.reply(answer);
+    let completion = h.complete(request("a", prompt("x")));
+    assert_eq!(completion.text, answer);
+    let catch_up: Vec<(u32, u32)> = evaluations(&draft_state.lock().unwrap().take_calls())
+        .into_iter()
+        .take(chunks.len())
+        .collect();
+    assert_eq!(catch_up, chunks);
+    assert_eq!(
+        (
+            completion.figures.generation.n_drafted,
+            completion.figures.generation.n_accepted
+        ),
+        (2, 2)
+    );
+    // The steps before it decoded plainly, one token each; the draft went with the token after.
+    let calls = h.calls();
+    let n_plain = calls
+        .iter()
+        .filter(|call| {
+            matches!(call, Call::Evaluate { n_past, n_tokens: 1, .. } if *n_past >= n_prompt)
+        })
+        .count();
+    assert!(n_plain >= caught_up_after - 1);
+    let checks: Vec<u32> = calls
+        .iter()
+        .filter_map(|call| match call {
+            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(checks, vec![1 + 2]);
+}
+
+#[test]
+fn completions_decode_plainly_until_the_draft_model_arrives_and_without_one_that_fails() {
+    let arrived = Arc::new(AtomicBool::new(false));
+    let draft_arrived = arrived.clone();
+    let mut draft = Some(draft_model(&["bc"], 64));
+    let mut h = harness(drafting_with_a_model());
+    let backend = Fake::new(drafting_with_a_model());
+    h.fake = backend.state.clone();
+    h.scheduler = Scheduler::new(
+        backend,
+        Box::new(|| Ok(None)),
+        Some(Box::new(move || {
+            Ok(if draft_arrived.load(AtomicOrdering::SeqCst) {
+                draft.take()
+            } else {
+                None
+            })
+        })),
+        h.shared.clone(),
+    );
+    h.reply("abcd");
+    let loading = h.complete(request("a", prompt("x")));
+    assert_eq!(loading.text, "abcd");
+    assert_eq!(loading.figures.generation.n_drafted, 0);
+    arrived.store(true, AtomicOrdering::SeqCst);
+    h.reply("abcd");
+    let ready = h.complete(request("b", prompt("y")));
+    assert_eq!(ready.text, "abcd");
+    assert_eq!(ready.figures.generation.n_accepted, 2);
+
+    let backend = Fake::new(drafting_with_a_model());
+    h.fake = backend.state.clone();
+    h.scheduler = Scheduler::new(
+        backend,
+        Box::new(|| Ok(None)),
+        Some(Box::new(|| Err("no such file".to_owned()))),
+        h.shared.clone(),
+    );
+    h.reply("abcd");
+    let failed = h.complete(request("a", prompt("x")));
+    assert_eq!(failed.text, "abcd");
+    assert_eq!(failed.figures.generation.n_drafted, 0);
+    assert!(verifications(&h.fake).is_empty());
+}
+
+#[test]
+fn chats_draft_with_the_draft_model_too() {
+    let mut h = harness(FakeOptions::default());
+    let chat_backend = Fake::new(FakeOptions {
+        n_seq: 1,
+        max_model_draft: 8,
+        ..FakeOptions::default()
+    });
+    let chat_fake = chat_backend.state.clone();
+    let draft = draft_model(&["rint(to", "al)"], 64);
+    let draft_state = draft.state.clone();
+    let mut chat_parts = Some((chat_backend, draft));
+    h.scheduler = Scheduler::new(
+        Fake::new(FakeOptions::default()),
+        Box::new(move || {
+            Ok(chat_parts.take().map(|(backend, draft)| {
+                let mut draft = Some(draft);
+                let make_draft: super::draft::MakeDraftBackend<'static, Fake> =
+                    Box::new(move || Ok(draft.take()));
+                (backend, Some(make_draft))
+            }))
+        }),
+        None,
+        h.shared.clone(),
+    );
+    chat_fake.lock().unwrap().push_reply("print(total)");
+    let (mut answer, _deltas) = h.submit_chat(chat(None));
+    h.run_until_idle();
+    let outcome = answer.try_recv().unwrap().unwrap();
+    assert_eq!(outcome.text, "print(total)");
+    // After `p`, `rint(to` is agreed with whole and the model picks `t`; after `t`, `al)` too,
+    // and the model ends the answer.
+    assert_eq!(verifications(&chat_fake), vec![1 + 7, 1 + 3]);
+    let stats = h.shared.stats().clone();
+    assert_eq!((stats.n_tokens_drafted, stats.n_tokens_accepted), (10, 10));
+    assert!(!draft_state.lock().unwrap().take_calls().is_empty());
 }

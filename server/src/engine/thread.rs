@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use super::backend::llama::{self, ContextShape, LlamaCpp, TokenTexts, VocabCounter};
 use super::backend::Backend;
+use super::draft::MakeDraftBackend;
 use super::scheduler::{Command, MakeChatBackend, Scheduler, Shared};
 use super::{
-    budget_now, plan_model, Budget, CachedTokenCounter, ChatModel, ChatModelState, Error,
-    ModelCaps, PlanError, Request, Started,
+    budget_now, plan_model, Budget, CachedTokenCounter, ChatModel, ChatModelState, DraftModelState,
+    Error, ModelCaps, PlanError, Request, Started,
 };
 use crate::config::ModelConfig;
 
@@ -68,6 +69,7 @@ pub(crate) fn spawn_llama(
                 chat_budget,
                 shared.clone(),
             );
+            let draft_loading = load_draft_model(&config.draft_path, &config, shared.clone());
             let config = planned;
             let device_free_before = llama::device_memory_free(&config);
             let model = match llama::load_model(&model_path, &config, on_progress) {
@@ -130,9 +132,19 @@ pub(crate) fn spawn_llama(
                 n_seq: 1,
                 n_ctx_setting: "model.chat_n_ctx",
             };
-            // Declared before the scheduler so the chat context can borrow the chat model for
-            // as long as the scheduler lives.
+            // Declared before the scheduler so the chat and draft contexts can borrow their
+            // models for as long as the scheduler lives.
             let chat_model_slot = OnceCell::new();
+            let draft_load = draft_loading.map(DraftLoad::new);
+            let make_draft = draft_load.as_ref().map(|load| {
+                make_draft_backend(
+                    load,
+                    (&model, Arc::clone(&texts)),
+                    (&config, shape),
+                    Some(shared.clone()),
+                )
+            });
+            let draft_load_ref = draft_load.as_ref();
             let model_ref = &model;
             let chat_model_ref = &chat_model_slot;
             let config_ref = &config;
@@ -161,9 +173,23 @@ pub(crate) fn spawn_llama(
                         }
                     },
                 };
-                LlamaCpp::new(chat_model, chat_texts, chat_config, chat_shape).map(Some)
+                // Chats draft with the draft model too, when its vocabulary fits the chat
+                // model's; whether it does is for the completions' side to report.
+                let make_chat_draft = draft_load_ref.map(|load| {
+                    make_draft_backend(
+                        load,
+                        (chat_model, Arc::clone(&chat_texts)),
+                        (chat_config, chat_shape),
+                        None,
+                    )
+                });
+                LlamaCpp::new(chat_model, chat_texts, chat_config, chat_shape)
+                    .map(|backend| Some((backend, make_chat_draft)))
             });
-            run(Scheduler::new(backend, make_chat, shared), inbox);
+            run(
+                Scheduler::new(backend, make_chat, make_draft, shared),
+                inbox,
+            );
         })
         .map_err(|error| Error::Internal(format!("cannot spawn the engine thread: {error}")))?;
     let started = started_rx.recv().map_err(|_| {
@@ -255,6 +281,136 @@ fn load_chat_model(
     }
 }
 
+/// Starts getting the draft model `spec` names (`model.draft_path`) on a thread of its own:
+/// resolving it (which may mean a download) and loading it, placed as `config` places the model.
+/// `None` when no draft model is configured. Completions never wait for it: they draft from the
+/// prompt alone until it is there.
+fn load_draft_model(
+    spec: &str,
+    config: &ModelConfig,
+    shared: Arc<Shared>,
+) -> Option<Receiver<Result<llama_cpp_2::model::LlamaModel, String>>> {
+    let spec = spec.trim().to_owned();
+    if spec.is_empty() {
+        return None;
+    }
+    shared.stats().draft_model = DraftModelState::Loading;
+    let (loaded_tx, loaded_rx) = mpsc::channel();
+    let config = config.clone();
+    let loader_shared = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wellspring-draft-model".to_owned())
+        .spawn(move || {
+            let options = crate::model::ResolveOptions {
+                allow_download: true,
+                ..crate::model::ResolveOptions::default()
+            };
+            let loaded = crate::model::resolve(&spec, &options)
+                .map_err(|error| format!("{spec}: {error}"))
+                .and_then(|resolved| {
+                    llama::load_model(&resolved.path, &config, None)
+                        .map_err(|error| format!("{spec}: {error}"))
+                });
+            match &loaded {
+                Ok(_) => tracing::info!(spec = %spec, "draft model loaded"),
+                Err(reason) => {
+                    loader_shared.stats().draft_model =
+                        DraftModelState::Unavailable(reason.clone());
+                }
+            }
+            let _ = loaded_tx.send(loaded);
+        });
+    match spawned {
+        Ok(_) => Some(loaded_rx),
+        Err(error) => {
+            let reason = format!("cannot spawn its loading thread: {error}");
+            tracing::error!("no draft model: {reason}");
+            shared.stats().draft_model = DraftModelState::Unavailable(reason);
+            None
+        }
+    }
+}
+
+/// The draft model as its loading thread delivers it, kept for as long as the scheduler lives
+/// and lent to every context that drafts with it.
+struct DraftLoad {
+    loading: Receiver<Result<llama_cpp_2::model::LlamaModel, String>>,
+    model: OnceCell<Result<llama_cpp_2::model::LlamaModel, String>>,
+}
+
+impl DraftLoad {
+    fn new(loading: Receiver<Result<llama_cpp_2::model::LlamaModel, String>>) -> DraftLoad {
+        DraftLoad {
+            loading,
+            model: OnceCell::new(),
+        }
+    }
+
+    /// The model once it is there (`None` until then), or why it cannot be had.
+    fn get(&self) -> Option<Result<&llama_cpp_2::model::LlamaModel, String>> {
+        if self.model.get().is_none() {
+            let delivered = match self.loading.try_recv() {
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => {
+                    Err("its loading thread ended without a result".to_owned())
+                }
+                Ok(delivered) => delivered,
+            };
+            let _ = self.model.set(delivered);
+        }
+        self.model
+            .get()
+            .map(|delivered| delivered.as_ref().map_err(Clone::clone))
+    }
+}
+
+/// A draft model's context for one context of the model, made once `load` has the draft model:
+/// checked against that model's vocabulary (`texts`) and shaped like its context (`shape`, a
+/// sequence per slot). The outcome goes to `shared`'s stats when given.
+fn make_draft_backend<'m>(
+    load: &'m DraftLoad,
+    (model, texts): (&'m llama_cpp_2::model::LlamaModel, Arc<TokenTexts>),
+    (config, shape): (&'m ModelConfig, ContextShape),
+    shared: Option<Arc<Shared>>,
+) -> MakeDraftBackend<'m, LlamaCpp<'m>> {
+    let make = move || -> Result<Option<LlamaCpp<'m>>, String> {
+        let draft = match load.get() {
+            None => return Ok(None),
+            Some(loaded) => loaded?,
+        };
+        let draft_texts = TokenTexts::of(draft);
+        if let Some(mismatch) = texts.draft_mismatch(&draft_texts) {
+            return Err(format!("it cannot draft for this model: {mismatch}"));
+        }
+        if llama::special_tokens(draft) != llama::special_tokens(model) {
+            return Err(
+                "it cannot draft for this model: their FIM and control tokens differ".to_owned(),
+            );
+        }
+        let draft_config = ModelConfig {
+            lookup_draft: 0,
+            draft_path: String::new(),
+            ..config.clone()
+        };
+        LlamaCpp::new(draft, Arc::new(draft_texts), &draft_config, shape)
+            .map(Some)
+            .map_err(|error| format!("its context: {error}"))
+    };
+    Box::new(move || {
+        let made = make();
+        if let Some(shared) = &shared {
+            match &made {
+                Ok(None) => {}
+                Ok(Some(_)) => shared.stats().draft_model = DraftModelState::Ready,
+                Err(reason) => {
+                    shared.stats().draft_model = DraftModelState::Unavailable(reason.clone());
+                }
+            }
+        }
+        made
+    })
+}
+
 /// How often chats waiting for their model look again whether it has arrived.
 const CHAT_MODEL_POLL: Duration = Duration::from_millis(50);
 
@@ -322,8 +478,8 @@ pub(crate) fn spawn_fake(
     let (commands, inbox) = mpsc::channel();
     std::thread::spawn(move || {
         let mut chat_backend = Some(chat_backend);
-        let make_chat = Box::new(move || Ok(chat_backend.take()));
-        run(Scheduler::new(backend, make_chat, shared), inbox);
+        let make_chat = Box::new(move || Ok(chat_backend.take().map(|backend| (backend, None))));
+        run(Scheduler::new(backend, make_chat, None, shared), inbox);
     });
     commands
 }

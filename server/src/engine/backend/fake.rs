@@ -73,6 +73,8 @@ pub(crate) struct FakeOptions {
     pub longer_tokens: Vec<String>,
     /// `Backend::max_draft`: 0 (no speculative decoding) unless a test is about it.
     pub max_draft: usize,
+    /// `Backend::max_model_draft`: 0 unless a test gives the engine a draft model.
+    pub max_model_draft: usize,
     /// How many `watch_load` calls after an evaluation ask to be called again.
     pub load_watches_after_step: u32,
 }
@@ -88,6 +90,7 @@ impl Default for FakeOptions {
             token_healing: false,
             longer_tokens: Vec::new(),
             max_draft: 0,
+            max_model_draft: 0,
             load_watches_after_step: 0,
         }
     }
@@ -239,6 +242,10 @@ impl Backend for Fake {
 
     fn max_draft(&self) -> usize {
         self.options.max_draft
+    }
+
+    fn max_model_draft(&self) -> usize {
+        self.options.max_model_draft
     }
 
     fn watch_load(&mut self) -> bool {

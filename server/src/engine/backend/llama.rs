@@ -267,6 +267,8 @@ pub(crate) struct LlamaCpp<'m> {
     /// `evaluate_each`: of each token).
     outputs: Vec<i32>,
     max_draft: usize,
+    /// `Backend::max_model_draft`.
+    max_model_draft: usize,
     /// Fewer threads while other programs keep cores busy (`model.adapt_threads`).
     threads: Option<ThreadControl>,
 }
@@ -279,6 +281,10 @@ struct ThreadControl {
     /// When the context last evaluated anything.
     last_step: Instant,
 }
+
+/// Most tokens a draft model drafts for one check (llama-server's default too); how many of them
+/// are worth it on this machine is the draft tuner's to say.
+const MAX_MODEL_DRAFT: usize = 16;
 
 /// How long after its last step an idle context keeps looking at the load: a typist's pauses
 /// are shorter, so the next keystroke starts with counts that fit the load of the moment.
@@ -341,6 +347,27 @@ impl TokenTexts {
         let mut sorted: Vec<u32> = (0..pieces.len() as u32).collect();
         sorted.sort_by(|a, b| pieces[*a as usize].cmp(&pieces[*b as usize]));
         TokenTexts { pieces, sorted }
+    }
+}
+
+impl TokenTexts {
+    /// Why a draft model with the tokens `draft` cannot draft for a model with these, if it
+    /// cannot: vocabularies that differ by more than a little padding at the end (Qwen2.5-Coder
+    /// 7B has 128 more ids than 0.5B), or any token of both whose text differs. Drafted ids past
+    /// the end of this vocabulary are never checked (they have no text here).
+    pub(crate) fn draft_mismatch(&self, draft: &TokenTexts) -> Option<String> {
+        let (n_ours, n_draft) = (self.pieces.len(), draft.pieces.len());
+        if n_ours.abs_diff(n_draft) > 128 {
+            return Some(format!(
+                "its vocabulary has {n_draft} tokens, the model's {n_ours}"
+            ));
+        }
+        let differs = (0..n_ours.min(n_draft)).find(|&id| self.pieces[id] != draft.pieces[id])?;
+        Some(format!(
+            "token {differs} is {:?} in the draft model and {:?} in the model",
+            String::from_utf8_lossy(&draft.pieces[differs]),
+            String::from_utf8_lossy(&self.pieces[differs])
+        ))
     }
 }
 
@@ -468,6 +495,8 @@ impl<'m> LlamaCpp<'m> {
             }
         })?;
         let n_ctx_actual = context.n_ctx();
+        // A recurrent model's state cannot be rolled back to a position within a draft.
+        let takes_back_drafts = !(model.is_recurrent() || model.is_hybrid());
         let mut backend = LlamaCpp {
             model,
             context,
@@ -479,11 +508,15 @@ impl<'m> LlamaCpp<'m> {
             texts,
             output: -1,
             outputs: Vec::new(),
-            // A recurrent model's state cannot be rolled back to a position within a draft.
-            max_draft: if model.is_recurrent() || model.is_hybrid() {
-                0
-            } else {
+            max_draft: if takes_back_drafts {
                 config.lookup_draft as usize
+            } else {
+                0
+            },
+            max_model_draft: if takes_back_drafts && !config.draft_path.trim().is_empty() {
+                MAX_MODEL_DRAFT
+            } else {
+                0
             },
             threads: None,
         };
@@ -497,6 +530,7 @@ impl<'m> LlamaCpp<'m> {
         if let Err(error) = backend.reserve_draft_outputs() {
             tracing::warn!(%error, "speculative decoding is off: the context cannot hold a draft's logits");
             backend.max_draft = 0;
+            backend.max_model_draft = 0;
         }
         Ok(backend)
     }
@@ -561,10 +595,11 @@ impl<'m> LlamaCpp<'m> {
     /// and on Mesa's llvmpipe a buffer replaced while the device still worked on the old one
     /// crashed the process (the first draft checked, mid-session).
     fn reserve_draft_outputs(&mut self) -> Result<(), Error> {
-        if self.max_draft == 0 {
+        let max_draft = self.max_draft.max(self.max_model_draft);
+        if max_draft == 0 {
             return Ok(());
         }
-        let n_tokens = (self.max_draft + 1).min(self.n_batch as usize);
+        let n_tokens = (max_draft + 1).min(self.n_batch as usize);
         let tokens = vec![0; n_tokens];
         let reserved = self.evaluate_each(0, 0, &tokens);
         self.clear(0);
@@ -680,6 +715,10 @@ impl Backend for LlamaCpp<'_> {
 
     fn max_draft(&self) -> usize {
         self.max_draft
+    }
+
+    fn max_model_draft(&self) -> usize {
+        self.max_model_draft
     }
 
     fn watch_load(&mut self) -> bool {
@@ -966,7 +1005,39 @@ fn default_n_threads() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::argmax;
+    use super::{argmax, TokenTexts};
+
+    fn texts(pieces: &[&str]) -> TokenTexts {
+        TokenTexts {
+            pieces: pieces
+                .iter()
+                .map(|piece| piece.as_bytes().to_vec())
+                .collect(),
+            sorted: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_draft_model_needs_the_same_token_texts_and_at_most_a_little_padding() {
+        let ours = texts(&["a", "b", "", "cd"]);
+        assert_eq!(ours.draft_mismatch(&texts(&["a", "b", "", "cd"])), None);
+        // Padding past the end of either vocabulary is allowed.
+        assert_eq!(ours.draft_mismatch(&texts(&["a", "b"])), None);
+        let padded: Vec<&str> = std::iter::repeat_n("x", 4 + 128).collect();
+        let mut long = texts(&padded);
+        long.pieces[..4].clone_from_slice(&ours.pieces);
+        assert_eq!(ours.draft_mismatch(&long), None);
+        long.pieces.push(b"y".to_vec());
+        assert_eq!(
+            ours.draft_mismatch(&long).as_deref(),
+            Some("its vocabulary has 133 tokens, the model's 4")
+        );
+        assert_eq!(
+            ours.draft_mismatch(&texts(&["a", "B", "", "cd"]))
+                .as_deref(),
+            Some("token 1 is \"B\" in the draft model and \"b\" in the model")
+        );
+    }
 
     #[test]
     fn argmax_takes_the_first_of_equal_maxima_and_skips_nan() {
