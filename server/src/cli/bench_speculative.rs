@@ -4,6 +4,10 @@
 //! Two engines load the same model, one with `model.lookup_draft` and `model.draft_path` as
 //! configured and one with both off, and answer every case in turn (which one goes first alternates, since the machine's load
 //! drifts). Suggestions run past the first line as in an editor, so a draft has room to pay off.
+//! With a draft model, each case is typed rather than opened: both engines first complete at the
+//! start of the case's line, and the case waits until the draft model has caught up with that
+//! (as it does in a typing pause), so the measured completion is a keystroke's a few characters
+//! later. (One character later, the suggestion typed ahead would often answer without the model.)
 //! Greedy decoding makes both answers the same text; the table says how many were, and each
 //! side's decode speed (tokens generated over decode time), tokens drafted and accepted.
 //! Numbers go to stdout; nothing is asserted.
@@ -65,9 +69,15 @@ pub async fn run(config: &Config, args: &QualityBenchArgs, cases: &[Case]) -> an
 
     let mut indexes: BTreeMap<String, Arc<WorkspaceIndex>> = BTreeMap::new();
     let mut pairs: Vec<(Answer, Answer)> = Vec::with_capacity(cases.len());
+    let typed = !config.model.draft_path.trim().is_empty();
     for (case_idx, case) in cases.iter().enumerate() {
         let ours = (&speculative, config);
         let theirs = (&plain, &plain_config);
+        if typed {
+            type_up_to(ours, args, case, &mut indexes).await;
+            type_up_to(theirs, args, case, &mut indexes).await;
+            wait_for_the_draft_model_to_catch_up(&speculative).await;
+        }
         let pair = if case_idx % 2 == 0 {
             let ours = answer(ours, args, case, &mut indexes).await;
             (ours, answer(theirs, args, case, &mut indexes).await)
@@ -118,6 +128,31 @@ async fn wait_for_the_draft_model(engine: &Engine) -> anyhow::Result<()> {
                 anyhow::bail!("the draft model cannot be had: {reason}")
             }
         }
+    }
+}
+
+/// Completes at the start of `case`'s line, as the keystrokes before the case's cursor would.
+async fn type_up_to(
+    side: (&Engine, &Config),
+    args: &QualityBenchArgs,
+    case: &Case,
+    indexes: &mut BTreeMap<String, Arc<WorkspaceIndex>>,
+) {
+    if case.column > 1 {
+        let before = Case {
+            column: 1,
+            ..case.clone()
+        };
+        answer(side, args, &before, indexes).await;
+    }
+}
+
+/// Waits until the draft model has caught up with the completion slots (the engine does that
+/// while idle), at most a minute.
+async fn wait_for_the_draft_model_to_catch_up(engine: &Engine) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while engine.stats().await.n_draft_lag > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -3,15 +3,22 @@
 //! each, and `generate` has the main model check them in one batch, as it checks prompt lookup's.
 //!
 //! The draft model has a context of its own, with as many sequences as the main context, and
-//! follows each main sequence lazily: when asked for a draft it compares what its sequence holds
-//! with what the main one holds, cuts back to where they part and evaluates the difference. While
-//! typing, that is the keystroke's own token or two; a prompt it has never seen (a file just
-//! opened) is caught up a batch per step, the main model decoding plainly meanwhile, so a step
-//! never waits for a whole prompt on the draft model.
+//! follows each main sequence lazily: it compares what its sequence holds with what the main one
+//! holds, cuts back to where they part and evaluates the difference. A prompt it has not seen
+//! (a file just opened) costs it a prefill of its own, so a completion never waits for that:
+//! completions draft only when the draft model lags by a keystroke's few tokens
+//! (`MAX_LAG_WHILE_TYPING`), and the scheduler catches it up a batch at a time while the engine
+//! has nothing else to do (`catch_up`), as typing pauses. Chats, long and not waited on token by
+//! token, catch it up a batch a step as they go.
 
 use super::backend::{Backend, Token};
 use super::lookup::DraftTuner;
 use super::SamplingConfig;
+
+/// How many tokens a completion's step evaluates on the draft model to bring it level before
+/// drafting: the keystroke's token or two and the end of the last suggestion. A draft model
+/// further behind waits for idle time.
+pub(crate) const MAX_LAG_WHILE_TYPING: usize = 16;
 
 /// A draft model's context and what each of its sequences holds.
 pub(crate) struct DraftModel<B: Backend> {
@@ -19,8 +26,8 @@ pub(crate) struct DraftModel<B: Backend> {
     /// Per sequence: the main sequence's tokens it has evaluated, then the drafted ones it has
     /// evaluated since.
     held: Vec<Vec<Token>>,
-    /// Tokens evaluated on the draft model, catching up included.
-    pub n_evaluated: u64,
+    /// Set when its context failed: it drafts no more (logged once).
+    failed: bool,
 }
 
 impl<B: Backend> DraftModel<B> {
@@ -36,45 +43,57 @@ impl<B: Backend> DraftModel<B> {
         Ok(DraftModel {
             held: vec![Vec::new(); backend.n_seq() as usize],
             backend,
-            n_evaluated: 0,
+            failed: false,
         })
     }
 
+    /// How many of `tokens` (what main sequence `seq` holds) the draft model has yet to
+    /// evaluate; 0 once it has failed.
+    pub(crate) fn lag(&self, seq: u32, tokens: &[Token]) -> usize {
+        match self.held.get(seq as usize) {
+            Some(evaluated) if !self.failed => tokens.len() - common_len(evaluated, tokens),
+            _ => 0,
+        }
+    }
+
+    /// Evaluates the next batch of `tokens` that sequence `seq` lags behind, after cutting it
+    /// back to where the two part.
+    pub(crate) fn catch_up(&mut self, seq: u32, tokens: &[Token]) {
+        let n_common = self.cut_back(seq, tokens, tokens.len());
+        let end = tokens.len().min(n_common + self.backend.n_batch() as usize);
+        if n_common < end {
+            self.evaluate(seq, &tokens[n_common..end]);
+        }
+    }
+
     /// Up to `max` tokens the draft model picks greedily after `held` followed by `last`, the
-    /// contents of main sequence `seq`. Empty while it is still catching up with a long prompt,
-    /// when it would first pick an end of generation or a control token (which only the main
-    /// model may choose), and when its context fails (the sequence starts over next time).
+    /// contents of main sequence `seq`, when it lags behind them by at most `max_lag` tokens
+    /// (evaluated first, at most a batch of them: the rest waits for the next call). Empty while
+    /// it lags, when it would first pick an end of generation or a control token (which only the
+    /// main model may choose), and once its context has failed.
     pub(crate) fn propose(
         &mut self,
         seq: u32,
-        held: &[Token],
-        last: Token,
+        (held, last): (&[Token], Token),
         max: usize,
+        max_lag: usize,
     ) -> Vec<Token> {
-        let Some(evaluated) = self.held.get_mut(seq as usize) else {
+        if self.failed || seq as usize >= self.held.len() {
             return Vec::new();
-        };
+        }
         let n_target = held.len() + 1;
-        let at = |idx: usize| if idx < held.len() { held[idx] } else { last };
-        // The logits after `last` are needed, so at least `last` is evaluated again.
-        let mut n_common = evaluated
-            .iter()
-            .zip(held.iter().chain(std::iter::once(&last)))
-            .take_while(|(ours, theirs)| ours == theirs)
-            .count()
-            .min(n_target - 1);
-        if n_common < evaluated.len() {
-            if !self.backend.trim(seq, n_common as u32) {
-                self.backend.clear(seq);
-                n_common = 0;
-            }
-            evaluated.truncate(n_common);
+        // The logits after `last` are needed, so `last` is evaluated again even when held.
+        let n_common = common_len(&self.held[seq as usize], held);
+        if n_target - n_common > max_lag {
+            return Vec::new();
         }
         let max = max.min((self.backend.n_ctx_per_seq() as usize).saturating_sub(n_target));
         if max == 0 {
             return Vec::new();
         }
+        let n_common = self.cut_back(seq, held, n_common);
         let chunk_end = n_target.min(n_common + self.backend.n_batch() as usize);
+        let at = |idx: usize| if idx < held.len() { held[idx] } else { last };
         let chunk: Vec<Token> = (n_common..chunk_end).map(at).collect();
         if !self.evaluate(seq, &chunk) || chunk_end < n_target {
             return Vec::new();
@@ -101,19 +120,34 @@ impl<B: Backend> DraftModel<B> {
         draft
     }
 
-    /// Evaluates `tokens` after what sequence `seq` holds; on failure the sequence is cleared.
+    /// Cuts sequence `seq` back to what it shares with `tokens`, and to at most `n_keep`
+    /// tokens; returns how many it keeps.
+    fn cut_back(&mut self, seq: u32, tokens: &[Token], n_keep: usize) -> usize {
+        let evaluated = &mut self.held[seq as usize];
+        let mut n_common = common_len(evaluated, tokens).min(n_keep);
+        if n_common < evaluated.len() {
+            if !self.backend.trim(seq, n_common as u32) {
+                self.backend.clear(seq);
+                n_common = 0;
+            }
+            evaluated.truncate(n_common);
+        }
+        n_common
+    }
+
+    /// Evaluates `tokens` after what sequence `seq` holds. A failure turns the draft model off.
     fn evaluate(&mut self, seq: u32, tokens: &[Token]) -> bool {
         let evaluated = &mut self.held[seq as usize];
         match self.backend.evaluate(seq, evaluated.len() as u32, tokens) {
             Ok(()) => {
                 evaluated.extend_from_slice(tokens);
-                self.n_evaluated += tokens.len() as u64;
                 true
             }
             Err(error) => {
-                tracing::warn!(%error, "the draft model failed; its sequence starts over");
+                tracing::error!(%error, "the draft model failed: speculative decoding goes on without it");
                 self.backend.clear(seq);
                 evaluated.clear();
+                self.failed = true;
                 false
             }
         }
@@ -123,6 +157,14 @@ impl<B: Backend> DraftModel<B> {
     pub(crate) fn watch_load(&mut self) -> bool {
         self.backend.watch_load()
     }
+}
+
+/// How many leading tokens `ours` and `theirs` share.
+fn common_len(ours: &[Token], theirs: &[Token]) -> usize {
+    ours.iter()
+        .zip(theirs)
+        .take_while(|(ours, theirs)| ours == theirs)
+        .count()
 }
 
 /// Creates the draft model's context: `Ok(None)` while its model is still being fetched or
@@ -173,19 +215,26 @@ impl<'m, B: Backend> DraftSource<'m, B> {
     }
 }
 
-/// What speculative decoding keeps for one context: how much of a draft is worth checking, and
-/// the draft model.
+/// What speculative decoding keeps for one context: how much of a draft is worth checking, the
+/// draft model, and how far it may lag for a step to catch it up before drafting.
 pub(crate) struct Drafting<'m, B: Backend> {
     pub tuner: DraftTuner,
     pub model: DraftSource<'m, B>,
+    pub max_lag: usize,
 }
 
 impl<'m, B: Backend> Drafting<'m, B> {
-    /// Drafting for `backend`'s context, with the draft model `make_draft` brings, if any.
-    pub(crate) fn new(backend: &B, make_draft: Option<MakeDraftBackend<'m, B>>) -> Drafting<'m, B> {
+    /// Drafting for `backend`'s context, with the draft model `make_draft` brings, if any,
+    /// caught up by a step when it lags by at most `max_lag` tokens.
+    pub(crate) fn new(
+        backend: &B,
+        make_draft: Option<MakeDraftBackend<'m, B>>,
+        max_lag: usize,
+    ) -> Drafting<'m, B> {
         Drafting {
             tuner: DraftTuner::new(backend.tunes_drafts()),
             model: make_draft.map_or(DraftSource::Off, DraftSource::Pending),
+            max_lag,
         }
     }
 }

@@ -212,7 +212,7 @@ impl<S> Generation<S> {
             return Draft::default();
         }
         let started = Instant::now();
-        let mut tokens = model.propose(slot.seq, held, pending, n_wanted);
+        let mut tokens = model.propose(slot.seq, (held, pending), n_wanted, drafting.max_lag);
         drafting
             .tuner
             .record_model(tokens.len(), started.elapsed().as_secs_f64() * 1000.0);

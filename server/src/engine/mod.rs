@@ -141,8 +141,10 @@ pub enum DraftModelState {
     None,
     /// Being found, downloaded or loaded; completions draft without it meanwhile.
     Loading,
+    /// Loaded; the first draft makes its context.
     Ready,
-    /// It cannot be had, or cannot draft for the model (why); completions go on without it.
+    /// It cannot be had, or cannot draft for the model (why: a vocabulary that differs is found
+    /// at the first draft); completions go on without it.
     Unavailable(String),
 }
 
@@ -390,6 +392,10 @@ pub struct EngineStats {
     /// The draft model, when one is configured.
     #[serde(default)]
     pub draft_model: DraftModelState,
+    /// Tokens of the completion slots the draft model has yet to evaluate, caught up while the
+    /// engine is idle (as of the last completion or catching-up step).
+    #[serde(default)]
+    pub n_draft_lag: u64,
     /// Prompt tokens evaluated ahead of a keystroke (see `Engine::warm`).
     pub n_tokens_warmed: u64,
     /// Warmings that ran to the end of their prompt.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
-use super::draft::{Drafting, MakeDraftBackend};
+use super::draft::{DraftSource, Drafting, MakeDraftBackend, MAX_LAG_WHILE_TYPING};
 use super::generate::{Event, Generation};
 use super::render::{render, take_back_line_head_tokens, Rendered, TokenCache};
 use super::session::Sessions;
@@ -277,7 +277,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     ) -> Scheduler<'m, B> {
         Scheduler {
             sessions: Sessions::new(backend.n_seq()),
-            drafting: Drafting::new(&backend, make_draft_backend),
+            drafting: Drafting::new(&backend, make_draft_backend, MAX_LAG_WHILE_TYPING),
             backend,
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
@@ -305,6 +305,40 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             && self.chat_running.is_none()
             && self.warm_queue.is_empty()
             && self.warming.is_none()
+            && self.draft_lagging_slot().is_none()
+    }
+
+    /// The most recently used completion slot the draft model has yet to catch up with.
+    fn draft_lagging_slot(&self) -> Option<usize> {
+        let DraftSource::Ready(model) = &self.drafting.model else {
+            return None;
+        };
+        let slots = &self.sessions.slots;
+        (0..slots.len())
+            .filter(|&idx| model.lag(slots[idx].seq, &slots[idx].tokens) > 0)
+            .max_by_key(|&idx| slots[idx].last_used)
+    }
+
+    /// With nothing else to do: a batch of the draft model's catching up with a slot.
+    fn step_draft_catch_up(&mut self) {
+        let Some(slot_idx) = self.draft_lagging_slot() else {
+            return;
+        };
+        if let DraftSource::Ready(model) = &mut self.drafting.model {
+            let slot = &self.sessions.slots[slot_idx];
+            model.catch_up(slot.seq, &slot.tokens);
+        }
+        self.record_draft_lag();
+    }
+
+    /// Puts how far the draft model lags behind the completion slots in the stats.
+    fn record_draft_lag(&self) {
+        if let DraftSource::Ready(model) = &self.drafting.model {
+            let lag: usize = (self.sessions.slots.iter())
+                .map(|slot| model.lag(slot.seq, &slot.tokens))
+                .sum();
+            self.shared.stats().n_draft_lag = lag as u64;
+        }
     }
 
     /// While idle: lets the contexts look at the machine's load (`Backend::watch_load`); true
@@ -433,7 +467,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         }
         if self.chat_running.is_some() {
             self.step_chat();
+            return;
         }
+        self.step_draft_catch_up();
     }
 
     fn drop_abandoned(&mut self) {
@@ -748,6 +784,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 
     fn finish_completion(&mut self, job: CompletionJob, completion: Completion) {
+        self.record_draft_lag();
         self.shared
             .finish_completion(&job.request.document, &job.request.prompt, &completion);
         let _ = job.reply.send(Ok(completion));
@@ -760,7 +797,9 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                 Ok(None) => return false,
                 Ok(Some((backend, make_draft))) => ChatSide::Ready {
                     sessions: Sessions::new(1),
-                    drafting: Drafting::new(&backend, make_draft),
+                    // Chats are long and nobody waits on them token by token: they catch
+                    // the draft model up as they go.
+                    drafting: Drafting::new(&backend, make_draft, usize::MAX),
                     backend,
                 },
                 Err(error) => ChatSide::Failed(error),

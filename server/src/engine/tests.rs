@@ -1281,20 +1281,42 @@ fn drafting_with_a_model() -> FakeOptions {
     }
 }
 
+/// The draft model's calls since the last look: evaluations (position, tokens) and trims.
+fn draft_calls(draft: &Mutex<FakeState>) -> Vec<Call> {
+    draft.lock().unwrap().take_calls()
+}
+
 #[test]
-fn a_draft_models_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
+fn a_draft_model_catches_up_while_idle_and_its_drafts_are_checked_in_one_batch() {
     let mut plain = harness(FakeOptions::default());
     plain.reply("hello world");
-    let expected = plain.complete(request("a", prompt("x")));
+    plain.complete(request("a", prompt("x")));
+    plain.reply("hello world");
+    let expected = plain.complete(request("a", prompt("xy")));
     assert_eq!(expected.text, "hello world");
 
     let draft = draft_model(&["ello", "wxrld", "rld"], 64);
     let draft_state = draft.state.clone();
     let mut h = harness_drafting(drafting_with_a_model(), Some(draft));
+    // The first completion in a file: the draft model has never seen the prompt, so the
+    // completion decodes plainly, and once it is done the draft model catches up with what the
+    // slot holds (the prompt and the answer) while the engine is idle.
     h.reply("hello world");
-    let completion = h.complete(request("a", prompt("x")));
+    let first = h.complete(request("a", prompt("x")));
+    assert_eq!(first.figures.generation.n_drafted, 0);
+    let n_held = h.scheduler.slot_tokens(0).len() as u32;
+    assert_eq!(
+        draft_calls(&draft_state),
+        vec![Call::Evaluate {
+            seq: 0,
+            n_past: 0,
+            n_tokens: n_held
+        }]
+    );
+    // A keystroke: the draft model evaluates the few tokens it lags by, then drafts.
+    h.reply("hello world");
+    let completion = h.complete(request("a", prompt("xy")));
     assert_eq!(completion.text, expected.text);
-    let n_prompt = completion.figures.generation.n_prompt;
     // After `h`, the draft model's `ello` is agreed with whole and the model picks ` `; after
     // ` `, `w` of `wxrld` and the model picks `o`; after `o`, `rld`, and the model ends.
     assert_eq!(
@@ -1305,20 +1327,30 @@ fn a_draft_models_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
         (4 + 5 + 3, 4 + 1 + 3)
     );
     assert_eq!(verifications(&h.fake), vec![1 + 4, 1 + 5, 1 + 3]);
-    // The draft model catches up with the prompt and `h` in one batch, then drafts a token a
-    // step; the next time it evaluates the model's ` ` after its own agreed `ello`, and the time
-    // after it cuts its rejected `xrld` back before evaluating the model's `o`. The last token
-    // of each draft is evaluated too, as the draft model looks at what follows it (the end).
+    let n_prompt = completion.figures.generation.n_prompt;
+    let calls = draft_calls(&draft_state);
+    // It cut back to where the new prompt parts from the old one and evaluated the rest of the
+    // prompt and `h` in one batch, a few tokens; then a token a step, each draft's last one
+    // included (the draft model looks at what follows it: the end); the second time it evaluated
+    // the model's ` ` after its own agreed `ello`; the third, it cut its rejected `xrld` back
+    // before evaluating the model's `o`.
+    let Call::Trim { n_keep, .. } = calls[0] else {
+        panic!("{calls:?}")
+    };
     let single = |n_past: u32| Call::Evaluate {
         seq: 0,
         n_past,
         n_tokens: 1,
     };
-    let mut expected_calls = vec![Call::Evaluate {
-        seq: 0,
-        n_past: 0,
-        n_tokens: n_prompt + 1,
-    }];
+    let mut expected_calls = vec![
+        Call::Trim { seq: 0, n_keep },
+        Call::Evaluate {
+            seq: 0,
+            n_past: n_keep,
+            n_tokens: n_prompt + 1 - n_keep,
+        },
+    ];
+    assert!(n_prompt + 1 - n_keep <= 4, "{calls:?}");
     expected_calls.extend((1..=4).map(|idx| single(n_prompt + idx)));
     expected_calls.extend((5..=10).map(|idx| single(n_prompt + idx)));
     expected_calls.push(Call::Trim {
@@ -1326,77 +1358,60 @@ fn a_draft_models_drafts_are_checked_in_one_batch_and_the_text_is_the_same() {
         n_keep: n_prompt + 7,
     });
     expected_calls.extend((7..=10).map(|idx| single(n_prompt + idx)));
-    assert_eq!(draft_state.lock().unwrap().take_calls(), expected_calls);
-    // What the draft model holds: the prompt, the answer up to `rld`'s last token.
+    assert_eq!(calls, expected_calls);
+    // Level with the slot again: nothing to catch up.
     let held = draft_state.lock().unwrap().contents[0].clone();
-    assert_eq!(held[n_prompt as usize..], tokens("hello world")[..]);
+    assert_eq!(held, h.scheduler.slot_tokens(0));
     let main_held = h.fake.lock().unwrap().contents[0].clone();
     assert_eq!(main_held, h.scheduler.slot_tokens(0));
 }
 
 #[test]
-fn a_draft_model_catches_up_with_a_long_prompt_a_batch_a_step() {
-    let answer = "abcdefghijklmnop";
-    let mut plain = harness(FakeOptions::default());
-    plain.reply(answer);
-    let n_prompt = plain
-        .complete(request("a", prompt("x")))
-        .figures
-        .generation
-        .n_prompt;
-    // Batches of 16 on the draft model: each step evaluates the next 16 tokens of what the
-    // main sequence holds (the prompt, then the answer so far, one token longer each step) while
-    // the model decodes that step's token plainly, until it has caught up; that step drafts.
-    let mut chunks = Vec::new();
-    let (mut n_done, mut n_target) = (0, n_prompt + 1);
-    loop {
-        let end = n_target.min(n_done + 16);
-        chunks.push((n_done, end - n_done));
-        n_done = end;
-        if end == n_target {
-            break;
-        }
-        n_target += 1;
-    }
-    assert!(chunks.len() > 1, "the prompt needs more than one batch");
-    let caught_up_after = chunks.len();
-    let mut drafts = vec![&answer[caught_up_after..caught_up_after + 2]];
-    drafts.extend(std::iter::repeat_n("", answer.len()));
-    let draft = draft_model(&drafts, 16);
+fn a_draft_model_far_behind_is_caught_up_a_batch_a_step_and_only_while_idle() {
+    // Batches of 16 on the draft model, fewer than the prompt: the completion decodes plainly
+    // and evaluates nothing on the draft model; the idle steps after it catch it up 16 tokens at
+    // a time, most recently used slot first.
+    let draft = draft_model(&[], 16);
     let draft_state = draft.state.clone();
     let mut h = harness_drafting(drafting_with_a_model(), Some(draft));
-    h.reply(answer);
-    let completion = h.complete(request("a", prompt("x")));
-    assert_eq!(completion.text, answer);
-    let catch_up: Vec<(u32, u32)> = evaluations(&draft_state.lock().unwrap().take_calls())
-        .into_iter()
-        .take(chunks.len())
-        .collect();
-    assert_eq!(catch_up, chunks);
-    assert_eq!(
-        (
-            completion.figures.generation.n_drafted,
-            completion.figures.generation.n_accepted
-        ),
-        (2, 2)
-    );
-    // The steps before it decoded plainly, one token each; the draft went with the token after.
-    let calls = h.calls();
-    let n_plain = calls
+    h.reply("abc");
+    h.reply("abcdefgh");
+    let mut first = h.submit(request("a", prompt("x")));
+    let mut second = h.submit(request("b", prompt("y")));
+    let (mut first_done, mut second_done) = (false, false);
+    let mut n_steps = 0;
+    while !(first_done && second_done) {
+        h.scheduler.step();
+        first_done |= first.try_recv().is_ok();
+        second_done |= second.try_recv().is_ok();
+        n_steps += 1;
+        assert!(n_steps < 100);
+    }
+    assert!(draft_calls(&draft_state).is_empty());
+    h.run_until_idle();
+    let chunks = |n_held: usize| -> Vec<(u32, u32)> {
+        (0..n_held)
+            .step_by(16)
+            .map(|start| (start as u32, (n_held - start).min(16) as u32))
+            .collect()
+    };
+    let (a, b) = (h.scheduler.slot_tokens(0), h.scheduler.slot_tokens(1));
+    let calls = draft_calls(&draft_state);
+    let seqs: Vec<u32> = calls
         .iter()
-        .filter(|call| {
-            matches!(call, Call::Evaluate { n_past, n_tokens: 1, .. } if *n_past >= n_prompt)
-        })
-        .count();
-    assert!(n_plain >= caught_up_after - 1);
-    let checks: Vec<u32> = calls
-        .iter()
-        .filter_map(|call| match call {
-            Call::EvaluateEach { n_tokens, .. } => Some(*n_tokens),
-            _ => None,
+        .map(|call| match call {
+            Call::Evaluate { seq, .. } => *seq,
+            other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(checks, vec![1 + 2]);
+    // `b` was used last: its slot first.
+    let n_b = chunks(b.len()).len();
+    assert!(seqs[..n_b].iter().all(|&seq| seq == 1), "{seqs:?}");
+    assert!(seqs[n_b..].iter().all(|&seq| seq == 0), "{seqs:?}");
+    assert_eq!(evaluations(&calls[..n_b]), chunks(b.len()));
+    assert_eq!(evaluations(&calls[n_b..]), chunks(a.len()));
+    let contents = draft_state.lock().unwrap().contents.clone();
+    assert_eq!((contents[0].clone(), contents[1].clone()), (a, b));
 }
 
 #[test]
@@ -1423,9 +1438,14 @@ fn completions_decode_plainly_until_the_draft_model_arrives_and_without_one_that
     let loading = h.complete(request("a", prompt("x")));
     assert_eq!(loading.text, "abcd");
     assert_eq!(loading.figures.generation.n_drafted, 0);
+    // It arrives: the next completion finds it (too far behind to draft yet), the idle time
+    // after catches it up, and the one after that drafts.
     arrived.store(true, AtomicOrdering::SeqCst);
     h.reply("abcd");
-    let ready = h.complete(request("b", prompt("y")));
+    let arriving = h.complete(request("a", prompt("xy")));
+    assert_eq!(arriving.figures.generation.n_drafted, 0);
+    h.reply("abcd");
+    let ready = h.complete(request("a", prompt("xyz")));
     assert_eq!(ready.text, "abcd");
     assert_eq!(ready.figures.generation.n_accepted, 2);
 

@@ -312,7 +312,10 @@ fn load_draft_model(
                         .map_err(|error| format!("{spec}: {error}"))
                 });
             match &loaded {
-                Ok(_) => tracing::info!(spec = %spec, "draft model loaded"),
+                Ok(_) => {
+                    tracing::info!(spec = %spec, "draft model loaded");
+                    loader_shared.stats().draft_model = DraftModelState::Ready;
+                }
                 Err(reason) => {
                     loader_shared.stats().draft_model =
                         DraftModelState::Unavailable(reason.clone());
