@@ -299,13 +299,18 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 
     pub(crate) fn is_idle(&self) -> bool {
+        self.nothing_waited_for() && self.draft_lagging_slot().is_none()
+    }
+
+    /// Whether nothing is left but catching the draft model up, which nobody waits for: an
+    /// engine whose callers are gone stops rather than finishing it.
+    pub(crate) fn nothing_waited_for(&self) -> bool {
         self.queue.is_empty()
             && self.running.is_empty()
             && self.chat_queue.is_empty()
             && self.chat_running.is_none()
             && self.warm_queue.is_empty()
             && self.warming.is_none()
-            && self.draft_lagging_slot().is_none()
     }
 
     /// The most recently used completion slot the draft model has yet to catch up with.

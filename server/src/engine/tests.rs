@@ -1501,3 +1501,33 @@ fn chats_draft_with_the_draft_model_too() {
     assert_eq!((stats.n_tokens_drafted, stats.n_tokens_accepted), (10, 10));
     assert!(!draft_state.lock().unwrap().take_calls().is_empty());
 }
+
+#[test]
+fn an_engine_whose_callers_are_gone_stops_without_catching_the_draft_model_up() {
+    let draft = draft_model(&[], 4);
+    let draft_state = draft.state.clone();
+    let mut draft = Some(draft);
+    let backend = Fake::new(drafting_with_a_model());
+    backend.state.lock().unwrap().push_reply("abc");
+    let scheduler = Scheduler::new(
+        backend,
+        Box::new(|| Ok(None)),
+        Some(Box::new(move || Ok(draft.take()))),
+        Arc::new(Shared::default()),
+    );
+    let (commands, inbox) = std::sync::mpsc::channel();
+    let (reply, mut answer) = oneshot::channel();
+    commands
+        .send(Command::Complete(CompletionJob {
+            request: request("a", prompt("x")),
+            reply,
+            submitted_at: Instant::now(),
+        }))
+        .unwrap();
+    drop(commands);
+    super::thread::run(scheduler, inbox);
+    assert_eq!(answer.try_recv().unwrap().unwrap().text, "abc");
+    // The draft model, made during the completion, lags by the whole slot; catching it up would
+    // speed up a keystroke nobody is left to type, and would hold the models meanwhile.
+    assert!(draft_state.lock().unwrap().take_calls().is_empty());
+}

@@ -421,6 +421,9 @@ const CHAT_MODEL_POLL: Duration = Duration::from_millis(50);
 pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<Command>) {
     let mut connected = true;
     loop {
+        if !connected && scheduler.nothing_waited_for() {
+            return;
+        }
         if scheduler.is_idle() {
             if !connected {
                 return;
