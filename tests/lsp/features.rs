@@ -355,6 +355,35 @@ fn a_chat_model_still_downloading_holds_back_chats_but_not_completions() {
 }
 
 #[test]
+fn a_draft_model_that_cannot_be_had_is_reported_and_completions_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.gguf");
+    std::fs::write(&notes, "not a model").unwrap();
+    let mut server = TestServer::builder()
+        .initialization_options(json!({
+            "model": {"path": tiny_model(), "draft_path": notes, "n_ctx": 2048, "n_slots": 2},
+            "completion": {"max_tokens": 8},
+        }))
+        .start();
+    let status = server.notification("wellspring/status", |params| {
+        params["state"] == "ready" || params["state"] == "error"
+    });
+    assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
+    server.open(URI, "python", TEXT);
+    assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
+    // Its loading thread, started before the model's, found no GGUF header long before the
+    // model was ready.
+    let info = server
+        .request("wellspring/serverInfo", json!(null))
+        .unwrap();
+    assert_eq!(info["draftModelState"], "unavailable", "{info}");
+    let error = info["draftModelError"].as_str().unwrap();
+    assert!(error.contains("notes.gguf"), "{info}");
+    assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
+    assert!(server.shutdown().success());
+}
+
+#[test]
 fn a_broken_model_file_is_reported_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.gguf");

@@ -81,6 +81,10 @@ export interface ServerInfoResult {
   chatModelState: "same" | "loading" | "ready" | "unavailable" | null;
   /** Why the separate chat model is unavailable. */
   chatModelError: string | null;
+  /** Where the draft model (model.draft_path) stands; "none" when none is configured, null while no engine runs. */
+  draftModelState: "none" | "loading" | "ready" | "unavailable" | null;
+  /** Why the draft model is unavailable; completions go on without it. */
+  draftModelError: string | null;
   backend: string;
   /** The device the completion model's layers run on; null while no engine runs. */
   device: DeviceInfo | null;

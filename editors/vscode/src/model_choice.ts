@@ -192,5 +192,6 @@ export function healthReport(
   }
   if (info.engine) ok(`engine: ${info.engine.mode === "shared" ? `shared process ${info.engine.pid}, ${info.engine.clients} window(s)` : "inside this server"}`);
   if (info.chatModelState === "unavailable") missing(`chat model: unavailable (${info.chatModelError})`);
+  if (info.draftModelState === "unavailable") missing(`draft model: unavailable (${info.draftModelError}); completions go on without it`);
   return { lines, problems };
 }

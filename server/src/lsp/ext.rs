@@ -25,6 +25,10 @@ pub struct ServerInfoResult {
     pub chat_model_state: Option<ChatModelStateResult>,
     /// Why the separate chat model is unavailable.
     pub chat_model_error: Option<String>,
+    /// Where the draft model (`model.draft_path`) stands; `null` while no engine runs.
+    pub draft_model_state: Option<DraftModelStateResult>,
+    /// Why the draft model is unavailable.
+    pub draft_model_error: Option<String>,
     pub backend: String,
     /// The device the completion model's layers run on; `null` while no engine runs.
     pub device: Option<DeviceResult>,
@@ -71,6 +75,18 @@ pub enum ChatModelStateResult {
     Same,
     Loading,
     Ready,
+    Unavailable,
+}
+
+/// Where the draft model for speculative decoding stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum DraftModelStateResult {
+    /// None is configured.
+    None,
+    Loading,
+    Ready,
+    /// It cannot be had, or cannot draft for the model; completions go on without it.
     Unavailable,
 }
 

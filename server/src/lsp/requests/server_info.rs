@@ -2,8 +2,10 @@
 
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::engine::ChatModelState;
-use crate::lsp::ext::{ChatModelStateResult, EngineInfoResult, EngineMode, ServerInfoResult};
+use crate::engine::{ChatModelState, DraftModelState};
+use crate::lsp::ext::{
+    ChatModelStateResult, DraftModelStateResult, EngineInfoResult, EngineMode, ServerInfoResult,
+};
 use crate::lsp::state::EngineState;
 use crate::lsp::Server;
 
@@ -16,6 +18,9 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
     let chat_model = engine_info
         .as_ref()
         .map(|info| info.chat_model_state.clone());
+    let draft_model = engine_info
+        .as_ref()
+        .map(|info| info.stats.draft_model.clone());
     Ok(ServerInfoResult {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         position_encoding: encoding.as_str().to_owned(),
@@ -37,6 +42,16 @@ pub(crate) async fn handle(server: &Server) -> Result<ServerInfoResult> {
         }),
         chat_model_error: match chat_model {
             Some(ChatModelState::Unavailable(reason)) => Some(reason),
+            _ => None,
+        },
+        draft_model_state: draft_model.as_ref().map(|state| match state {
+            DraftModelState::None => DraftModelStateResult::None,
+            DraftModelState::Loading => DraftModelStateResult::Loading,
+            DraftModelState::Ready => DraftModelStateResult::Ready,
+            DraftModelState::Unavailable(_) => DraftModelStateResult::Unavailable,
+        }),
+        draft_model_error: match draft_model {
+            Some(DraftModelState::Unavailable(reason)) => Some(reason),
             _ => None,
         },
         backend: server.state.engine().map_or_else(
