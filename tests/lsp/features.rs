@@ -359,16 +359,7 @@ fn a_draft_model_that_cannot_be_had_is_reported_and_completions_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let notes = dir.path().join("notes.gguf");
     std::fs::write(&notes, "not a model").unwrap();
-    let mut server = TestServer::builder()
-        .initialization_options(json!({
-            "model": {"path": tiny_model(), "draft_path": notes, "n_ctx": 2048, "n_slots": 2},
-            "completion": {"max_tokens": 8},
-        }))
-        .start();
-    let status = server.notification("wellspring/status", |params| {
-        params["state"] == "ready" || params["state"] == "error"
-    });
-    assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
+    let mut server = ready_server(json!({"model": {"draft_path": notes}}));
     server.open(URI, "python", TEXT);
     assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
     // Its loading thread, started before the model's, found no GGUF header long before the
