@@ -53,6 +53,36 @@ fn doctor_prints_the_devices_and_the_plan() {
 }
 
 #[test]
+fn doctor_plans_a_draft_model_in_the_models_shape_on_what_they_leave() {
+    let tiny = tiny_model();
+    let output = doctor(&["--n-ctx", "4096", "--draft-model", tiny.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let (completion, draft) = stdout
+        .split_once(&format!("\ndraft model: {}\n", tiny.display()))
+        .expect("a draft model section");
+    // A sequence per slot of the model, in its KV type, and a chat context.
+    for expected in [
+        "  slots        4 × 1024 tokens\n",
+        "  kv cache     f16\n",
+        "  chat kv      2 MiB",
+    ] {
+        assert!(completion.contains(expected), "{expected:?} in\n{stdout}");
+        assert!(draft.contains(expected), "{expected:?} in\n{stdout}");
+    }
+    // On what the model leaves: its budget is smaller by the model's total.
+    let budget = |section: &str| -> String {
+        let total = section
+            .lines()
+            .find(|line| line.starts_with("  total "))
+            .unwrap_or_else(|| panic!("a total in\n{stdout}"));
+        total.rsplit(" of ").next().unwrap().to_owned()
+    };
+    assert_ne!(budget(completion), budget(draft), "{stdout}");
+}
+
+#[test]
 fn doctor_refuses_a_context_the_machine_cannot_hold_and_says_what_fits() {
     let output = doctor(&["--n-ctx", "4000000000", "--n-gpu-layers", "0"]);
     let stdout = String::from_utf8_lossy(&output.stdout);

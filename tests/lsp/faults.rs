@@ -1,5 +1,5 @@
 //! Engine faults end to end: a model file llama.cpp refuses, a model file truncated while it is
-//! loaded, a context too big for the memory there is, and a download cut off. Each one is said
+//! loaded, a context or a draft model too big for the memory there is, and a download cut off. Each one is said
 //! through `wellspring/status` and `window/showMessage`, and the server keeps serving what it
 //! can: documents stay intact, and everything but the model goes on working.
 
@@ -216,6 +216,56 @@ fn a_server_under_an_address_space_limit_refuses_what_does_not_fit_and_keeps_ser
     );
     serves_without_a_model(&mut server);
     assert!(server.shutdown().success());
+}
+
+#[test]
+fn a_draft_model_that_does_not_fit_beside_the_model_is_refused_and_completions_go_on() {
+    let idle = builder(json!({"path": ""}))
+        .env("MALLOC_ARENA_MAX", "2")
+        .start();
+    let idle_bytes = vm_size_bytes(idle.pid());
+    assert!(idle.shutdown().success());
+    // The tiny model's plan with these settings takes 637 MiB (`wellspring doctor`: its weights
+    // and the output buffers of a completion and a chat context), and the plan keeps 256 MiB
+    // free under the limit. 320 MiB more leaves the draft model, the same file planned in the
+    // same shape, far less than its 637 MiB, and the model room to load.
+    let limit_bytes = idle_bytes + ((256 + 637 + 320) << 20);
+    let model = json!({"path": tiny_model(), "draft_path": tiny_model(), "n_ctx": 1024, "n_slots": 1, "n_batch": 512, "n_gpu_layers": 0});
+    let mut server = builder(model)
+        .env("MALLOC_ARENA_MAX", "2")
+        .wrapper(vec!["prlimit".into(), format!("--as={limit_bytes}")])
+        .start();
+    let status = settled_status(&mut server);
+    assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
+    server.open(URI, "python", TEXT);
+    assert!(inline_at(&mut server, 3, 11).unwrap()["items"].is_array());
+    let info = server_info_once_the_draft_model_settles(&mut server);
+    assert_eq!(info["draftModelState"], "unavailable", "{info}");
+    let error = info["draftModelError"].as_str().unwrap();
+    for part in [
+        "does not fit beside the model: ",
+        "left under the process's address-space limit (ulimit -v)",
+    ] {
+        assert!(error.contains(part), "{info}");
+    }
+    assert!(inline_at(&mut server, 3, 11).unwrap()["items"].is_array());
+    let state = server.document_state(URI).unwrap();
+    assert_eq!(state["text"], TEXT);
+    assert!(server.shutdown().success());
+}
+
+/// `wellspring/serverInfo` once the draft model is no longer loading: it is planned and loaded
+/// after the model is ready, so the first answers may still say so.
+fn server_info_once_the_draft_model_settles(server: &mut TestServer) -> Value {
+    for _ in 0..100_000 {
+        let info = server
+            .request("wellspring/serverInfo", json!(null))
+            .unwrap();
+        if info["draftModelState"] != "loading" {
+            return info;
+        }
+    }
+    panic!("the draft model is still loading after 100000 requests")
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `wellspring doctor`: what this machine offers and how the configured models would use it.
 //! It prints ggml's devices with their free memory, the memory plan for the completion model
-//! (and the chat model when it is a separate one), and how many windows of a given context the
+//! (and the chat model when it is a separate one, and the draft model when there is one, each
+//! planned on what the ones before it leave), and how many windows of a given context the
 //! device holds beside the weights.
 //!
 //! Nothing is downloaded and no model is loaded: the plan comes from the GGUF headers and the
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::engine::{
-    budget_now, devices, kv_name, plan_model, size, Budget, Plan, PlanError, Request, Split,
+    budget_now, devices, kv_name, plan_draft_model, plan_model, size, Budget, Plan, PlanError,
+    Request, Split,
 };
 use crate::model::{self, ResolveOptions};
 
@@ -83,22 +85,41 @@ pub fn run(config: &Config, _args: Args) -> anyhow::Result<()> {
     if let Some(plan) = &completion_plan {
         print_windows(plan, &budget);
     }
+    let mut left = match &completion_plan {
+        Some(plan) => budget.after(plan),
+        None => budget.clone(),
+    };
     match chat_path {
         Some(Ok(path)) if !chat_on_same_model => {
             println!();
-            let chat_budget = match &completion_plan {
-                Some(plan) => budget.after(plan),
-                None => budget.clone(),
-            };
-            report(
+            let chat_plan = report(
                 "chat model",
                 &path,
-                plan_model(&path, &Request::chat(model_config), &chat_budget),
+                plan_model(&path, &Request::chat(model_config), &left),
                 &mut refusals,
             );
+            if let Some(plan) = &chat_plan {
+                left = left.after(plan);
+            }
         }
         Some(Err(message)) => println!("\nchat model: {message}"),
         _ => {}
+    }
+    if !model_config.draft_path.trim().is_empty() {
+        println!();
+        match local_model(model_config.draft_path.trim()) {
+            Ok(path) => {
+                // Its contexts are shaped like the completion model's as planned.
+                let planned = match &completion_plan {
+                    Some(plan) => plan.apply(model_config),
+                    None => model_config.clone(),
+                };
+                let request = Request::draft(&planned, model_config.n_gpu_layers);
+                let planned = plan_draft_model(&path, &request, &left).map(|(plan, _)| plan);
+                report("draft model", &path, planned, &mut refusals);
+            }
+            Err(message) => println!("draft model: {message}"),
+        }
     }
     if !refusals.is_empty() {
         anyhow::bail!("{}", refusals.join("; "));

@@ -1,5 +1,6 @@
 //! The machine as the memory plan sees it: ggml's backend devices with their free memory, and the
-//! host memory available; and [`plan_model`], which plans a model file for a configuration.
+//! host memory available; and [`plan_model`], which plans a model file for a configuration
+//! ([`plan_draft_model`] a draft model's).
 //!
 //! The planning itself is `plan.rs`, pure and tested on its own; this module only reads the
 //! figures (through `llama_cpp_2`, which is why it lives in `engine/`) and the GGUF header.
@@ -74,10 +75,24 @@ pub(crate) fn plan_model(
     request: &Request,
     budget: &Budget,
 ) -> Result<Plan, PlanError> {
+    plan::plan(&model_shape(path)?, budget, request).map_err(PlanError::Refused)
+}
+
+/// Plans the draft model at `path` for `request` (from [`Request::draft`]) within `budget`;
+/// the flag says whether its chat context fits too (see [`plan::plan_draft`]).
+pub(crate) fn plan_draft_model(
+    path: &Path,
+    request: &Request,
+    budget: &Budget,
+) -> Result<(Plan, bool), PlanError> {
+    plan::plan_draft(&model_shape(path)?, budget, request).map_err(PlanError::Refused)
+}
+
+/// The shape the plan needs, from the GGUF header of the model at `path`.
+fn model_shape(path: &Path) -> Result<ModelShape, PlanError> {
     let summary =
         crate::model::inspect(path).map_err(|error| PlanError::Model(error.to_string()))?;
-    let shape = ModelShape::from_summary(&summary).map_err(|reason| {
+    ModelShape::from_summary(&summary).map_err(|reason| {
         PlanError::Unplannable(format!("{} cannot be planned: {reason}", path.display()))
-    })?;
-    plan::plan(&shape, budget, request).map_err(PlanError::Refused)
+    })
 }

@@ -22,7 +22,8 @@
 //!   attention, so with `flash_attention = "off"` only K is quantised and V stays F16.
 //! - Contexts: the completion context of `n_slots × n_ctx_per_slot` cells, and the chat context
 //!   of `chat_n_ctx` cells when chat runs on the same model. A separate chat model is planned on
-//!   what the completion model leaves.
+//!   what the completion model leaves, and a draft model on what both leave, its contexts in the
+//!   completion model's planned shape ([`Request::draft`], [`plan_draft`]).
 //! - Compute buffers, an estimate: each context takes `4 × n_ubatch × (n_vocab + 4 n_embd + 2
 //!   n_ff)` bytes (the logits of a batch dominate; `n_ff` is one expert's width times the experts
 //!   used for a mixture of experts) where its output layer is, plus `4 × n_ubatch × n_head ×
@@ -340,6 +341,24 @@ impl Request {
             n_ctx: 0,
             chat_n_ctx: Some(config.chat_n_ctx),
             ..Request::completion(config, true)
+        }
+    }
+
+    /// A draft model's request: a context shaped like the completion context its plan made
+    /// (`planned`, the completion model's settings with the plan applied: a sequence per slot,
+    /// the same cells and KV type) and a chat context, since chats draft with it too, with
+    /// `n_gpu_layers` as configured. The shape is fixed: the draft model follows the model's
+    /// slots, so the plan never gives it fewer or another KV type.
+    pub(crate) fn draft(planned: &ModelConfig, n_gpu_layers: i32) -> Request {
+        Request {
+            n_gpu_layers,
+            chat_n_ctx: (planned.chat_n_ctx > 0).then_some(planned.chat_n_ctx),
+            kv_cache_type: match planned.kv_cache_type {
+                // What the engine makes of `auto` when nothing planned it.
+                KvCacheType::Auto => KvCacheType::F16,
+                kv_cache_type => kv_cache_type,
+            },
+            ..Request::completion(planned, false)
         }
     }
 
@@ -1003,6 +1022,39 @@ pub(crate) fn plan(model: &ModelShape, budget: &Budget, request: &Request) -> Re
                 request.chat_n_ctx.unwrap_or(0)
             ));
             Ok(plan)
+        }
+        Err(refusal) => Err(refusal),
+    }
+}
+
+/// Plans a draft model (`request` from [`Request::draft`]) within what the models leave of
+/// `budget`. Its completion-shaped context must fit; a chat context that does not fit beside it
+/// is left out, and the flag says whether chats draft with it (`false`: they go undrafted, and
+/// nothing else changes).
+pub(crate) fn plan_draft(
+    model: &ModelShape,
+    budget: &Budget,
+    request: &Request,
+) -> Result<(Plan, bool), String> {
+    let planner = Planner {
+        model,
+        budget,
+        request,
+        chat_n_ctx: request.chat_n_ctx,
+    };
+    match planner.plan() {
+        Ok(plan) => Ok((plan, request.chat_n_ctx.is_some())),
+        Err(refusal) if request.chat_n_ctx.is_some() => {
+            let without_chat = Planner {
+                chat_n_ctx: None,
+                ..planner
+            };
+            let mut plan = without_chat.plan().map_err(|_| refusal)?;
+            plan.notes.push(format!(
+                "its chat context of {} tokens does not fit beside the models: chats are not drafted for",
+                request.chat_n_ctx.unwrap_or(0)
+            ));
+            Ok((plan, false))
         }
         Err(refusal) => Err(refusal),
     }

@@ -18,8 +18,8 @@ use super::backend::Backend;
 use super::draft::MakeDraftBackend;
 use super::scheduler::{Command, MakeChatBackend, Scheduler, Shared};
 use super::{
-    budget_now, plan_model, Budget, CachedTokenCounter, ChatModel, ChatModelState, DraftModelState,
-    Error, ModelCaps, PlanError, Request, Started,
+    budget_now, plan_draft_model, plan_model, Budget, CachedTokenCounter, ChatModel,
+    ChatModelState, DraftModelState, Error, ModelCaps, PlanError, Request, Started,
 };
 use crate::config::ModelConfig;
 
@@ -62,14 +62,25 @@ pub(crate) fn spawn_llama(
                         (config.clone(), budget, None)
                     }
                 };
-            let chat_loading = load_chat_model(
+            let (chat_loading, left_for_draft) = load_chat_model(
                 chat_model,
                 &model_path,
                 &config,
                 chat_budget,
                 shared.clone(),
             );
-            let draft_loading = load_draft_model(&config.draft_path, &config, shared.clone());
+            // The draft model is resolved (a download, say) while the model loads, and planned
+            // and loaded once it has: on what the models leave, without taking memory from under
+            // the model's load or competing with it for the disk.
+            let (completion_ready, completion_ready_rx) = mpsc::channel();
+            let draft_loading = load_draft_model(
+                &config,
+                DraftTurn {
+                    completion_ready: completion_ready_rx,
+                    left: left_for_draft,
+                },
+                shared.clone(),
+            );
             let config = planned;
             let device_free_before = llama::device_memory_free(&config);
             let model = match llama::load_model(&model_path, &config, on_progress) {
@@ -127,6 +138,7 @@ pub(crate) fn spawn_llama(
             if started_tx.send(Ok(started)).is_err() {
                 return;
             }
+            let _ = completion_ready.send(config.clone());
             let chat_shape = ContextShape {
                 n_ctx: config.chat_n_ctx,
                 n_seq: 1,
@@ -141,7 +153,7 @@ pub(crate) fn spawn_llama(
                     load,
                     (&model, Arc::clone(&texts)),
                     (&config, shape),
-                    Some(shared.clone()),
+                    DraftFor::Completions(shared.clone()),
                 )
             });
             let draft_load_ref = draft_load.as_ref();
@@ -174,13 +186,14 @@ pub(crate) fn spawn_llama(
                     },
                 };
                 // Chats draft with the draft model too, when its vocabulary fits the chat
-                // model's; whether it does is for the completions' side to report.
+                // model's and its plan had room for a chat context; whether it drafts at all is
+                // for the completions' side to report.
                 let make_chat_draft = draft_load_ref.map(|load| {
                     make_draft_backend(
                         load,
                         (chat_model, Arc::clone(&chat_texts)),
                         (chat_config, chat_shape),
-                        None,
+                        DraftFor::Chats,
                     )
                 });
                 LlamaCpp::new(chat_model, chat_texts, chat_config, chat_shape)
@@ -213,23 +226,45 @@ enum LoadedChat {
     SameAsCompletion,
 }
 
+/// What the models loaded before it leave a draft model of the memory budget.
+enum LeftForDraft {
+    /// Known at once: there is no separate chat model.
+    Known(Budget),
+    /// Sent once the separate chat model is planned; when nothing comes (it is not loaded, or
+    /// loaded unplanned), the budget before it.
+    AfterChat(Receiver<Budget>, Budget),
+}
+
+impl LeftForDraft {
+    fn wait(self) -> Budget {
+        match self {
+            LeftForDraft::Known(budget) => budget,
+            LeftForDraft::AfterChat(planned, before) => planned.recv().unwrap_or(before),
+        }
+    }
+}
+
 /// Starts getting a separate chat model on a thread of its own: resolving it (which may mean a
 /// download) and loading it. The completion model is ready as soon as it can be, and a missing
 /// or broken chat model never holds completions back. The outcome goes to `shared` for
-/// `wellspring/serverInfo` as well.
+/// `wellspring/serverInfo` as well. Also returns what the chat model's plan leaves of `budget`.
 fn load_chat_model(
     chat_model: ChatModel,
     completion_model: &Path,
     config: &ModelConfig,
     budget: Budget,
     shared: Arc<Shared>,
-) -> ChatLoading {
+) -> (ChatLoading, LeftForDraft) {
     let find_file: Box<dyn FnOnce() -> Result<PathBuf, String> + Send> = match chat_model {
-        ChatModel::SameAsCompletion => return ChatLoading::Same,
-        ChatModel::Unavailable(reason) => return ChatLoading::Failed(reason),
+        ChatModel::SameAsCompletion => return (ChatLoading::Same, LeftForDraft::Known(budget)),
+        ChatModel::Unavailable(reason) => {
+            return (ChatLoading::Failed(reason), LeftForDraft::Known(budget))
+        }
         ChatModel::File(path) => Box::new(move || Ok(path)),
         ChatModel::Resolve(resolver) => Box::new(move || resolver.resolve()),
     };
+    let (left_tx, left_rx) = mpsc::channel();
+    let left = LeftForDraft::AfterChat(left_rx, budget.clone());
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let config = config.clone();
     let completion_model = completion_model.to_owned();
@@ -243,6 +278,7 @@ fn load_chat_model(
                 let config = match plan_model(&path, &Request::chat(&config), &budget) {
                     Ok(plan) => {
                         tracing::info!("chat model memory plan: {}", plan.summary());
+                        let _ = left_tx.send(budget.after(&plan));
                         plan.apply(&config)
                     }
                     Err(PlanError::Refused(message)) => {
@@ -275,28 +311,46 @@ fn load_chat_model(
             };
             let _ = loaded_tx.send(loaded);
         });
-    match spawned {
+    let loading = match spawned {
         Ok(_) => ChatLoading::Pending(loaded_rx),
         Err(error) => ChatLoading::Failed(format!("cannot spawn its loading thread: {error}")),
-    }
+    };
+    (loading, left)
 }
 
-/// Starts getting the draft model `spec` names (`model.draft_path`) on a thread of its own:
-/// resolving it (which may mean a download) and loading it, placed as `config` places the model.
+/// What the draft model's loading thread waits for before it plans and loads.
+struct DraftTurn {
+    /// The model's settings as its plan applied them, sent once it is loaded and its context
+    /// made; nothing comes when it fails.
+    completion_ready: Receiver<ModelConfig>,
+    /// What the model and a separate chat model leave of the memory.
+    left: LeftForDraft,
+}
+
+/// The draft model as planned and loaded.
+struct LoadedDraft {
+    model: llama_cpp_2::model::LlamaModel,
+    /// Whether its plan had room for a chat context too.
+    drafts_for_chats: bool,
+}
+
+/// Starts getting the draft model `config.draft_path` names on a thread of its own: resolving it
+/// (which may mean a download) at once, then, when `turn` comes, planning it on what the models
+/// leave (its contexts shaped like theirs, `config.n_gpu_layers` as configured) and loading it.
 /// `None` when no draft model is configured. Completions never wait for it: they draft from the
 /// prompt alone until it is there.
 fn load_draft_model(
-    spec: &str,
     config: &ModelConfig,
+    turn: DraftTurn,
     shared: Arc<Shared>,
-) -> Option<Receiver<Result<llama_cpp_2::model::LlamaModel, String>>> {
-    let spec = spec.trim().to_owned();
+) -> Option<Receiver<Result<LoadedDraft, String>>> {
+    let spec = config.draft_path.trim().to_owned();
     if spec.is_empty() {
         return None;
     }
     shared.stats().draft_model = DraftModelState::Loading;
     let (loaded_tx, loaded_rx) = mpsc::channel();
-    let config = config.clone();
+    let n_gpu_layers = config.n_gpu_layers;
     let loader_shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("wellspring-draft-model".to_owned())
@@ -308,7 +362,47 @@ fn load_draft_model(
             let loaded = crate::model::resolve(&spec, &options)
                 .map_err(|error| format!("{spec}: {error}"))
                 .and_then(|resolved| {
+                    // A file that is no model is reported now, not after the model's load.
+                    crate::model::inspect(&resolved.path)
+                        .map_err(|error| format!("{spec}: {error}"))?;
+                    let planned = turn
+                        .completion_ready
+                        .recv()
+                        .map_err(|_| "the model did not load".to_owned())?;
+                    let budget = turn.left.wait();
+                    let request = Request::draft(&planned, n_gpu_layers);
+                    let as_configured = ModelConfig {
+                        n_gpu_layers,
+                        ..planned.clone()
+                    };
+                    let (config, drafts_for_chats) =
+                        match plan_draft_model(&resolved.path, &request, &budget) {
+                            Ok((plan, drafts_for_chats)) => {
+                                tracing::info!("draft model memory plan: {}", plan.summary());
+                                for note in &plan.notes {
+                                    tracing::warn!("draft model memory plan: {note}");
+                                }
+                                (plan.apply(&as_configured), drafts_for_chats)
+                            }
+                            Err(PlanError::Refused(message)) => {
+                                return Err(format!(
+                                    "{spec} does not fit beside the model: {message}"
+                                ))
+                            }
+                            // Loading the file reports what is wrong with it.
+                            Err(PlanError::Model(_)) => (as_configured, true),
+                            Err(error @ PlanError::Unplannable(_)) => {
+                                tracing::warn!(
+                                    "no memory plan for the draft model, loading as configured: {error}"
+                                );
+                                (as_configured, true)
+                            }
+                        };
                     llama::load_model(&resolved.path, &config, None)
+                        .map(|model| LoadedDraft {
+                            model,
+                            drafts_for_chats,
+                        })
                         .map_err(|error| format!("{spec}: {error}"))
                 });
             match &loaded {
@@ -337,12 +431,12 @@ fn load_draft_model(
 /// The draft model as its loading thread delivers it, kept for as long as the scheduler lives
 /// and lent to every context that drafts with it.
 struct DraftLoad {
-    loading: Receiver<Result<llama_cpp_2::model::LlamaModel, String>>,
-    model: OnceCell<Result<llama_cpp_2::model::LlamaModel, String>>,
+    loading: Receiver<Result<LoadedDraft, String>>,
+    model: OnceCell<Result<LoadedDraft, String>>,
 }
 
 impl DraftLoad {
-    fn new(loading: Receiver<Result<llama_cpp_2::model::LlamaModel, String>>) -> DraftLoad {
+    fn new(loading: Receiver<Result<LoadedDraft, String>>) -> DraftLoad {
         DraftLoad {
             loading,
             model: OnceCell::new(),
@@ -350,7 +444,7 @@ impl DraftLoad {
     }
 
     /// The model once it is there (`None` until then), or why it cannot be had.
-    fn get(&self) -> Option<Result<&llama_cpp_2::model::LlamaModel, String>> {
+    fn get(&self) -> Option<Result<&LoadedDraft, String>> {
         if self.model.get().is_none() {
             let delivered = match self.loading.try_recv() {
                 Err(TryRecvError::Empty) => return None,
@@ -367,20 +461,33 @@ impl DraftLoad {
     }
 }
 
+/// Which context of the model a draft model's context drafts for.
+enum DraftFor {
+    /// The completion context; the outcome goes to the stats for `wellspring/serverInfo`.
+    Completions(Arc<Shared>),
+    /// The chat context, when the draft model's plan had room for one.
+    Chats,
+}
+
 /// A draft model's context for one context of the model, made once `load` has the draft model:
 /// checked against that model's vocabulary (`texts`) and shaped like its context (`shape`, a
-/// sequence per slot). The outcome goes to `shared`'s stats when given.
+/// sequence per slot).
 fn make_draft_backend<'m>(
     load: &'m DraftLoad,
     (model, texts): (&'m llama_cpp_2::model::LlamaModel, Arc<TokenTexts>),
     (config, shape): (&'m ModelConfig, ContextShape),
-    shared: Option<Arc<Shared>>,
+    drafts_for: DraftFor,
 ) -> MakeDraftBackend<'m, LlamaCpp<'m>> {
+    let for_chats = matches!(drafts_for, DraftFor::Chats);
     let make = move || -> Result<Option<LlamaCpp<'m>>, String> {
-        let draft = match load.get() {
+        let loaded = match load.get() {
             None => return Ok(None),
             Some(loaded) => loaded?,
         };
+        if for_chats && !loaded.drafts_for_chats {
+            return Err("its chat context does not fit beside the models".to_owned());
+        }
+        let draft = &loaded.model;
         let draft_texts = TokenTexts::of(draft);
         if let Some(mismatch) = texts.draft_mismatch(&draft_texts) {
             return Err(format!("it cannot draft for this model: {mismatch}"));
@@ -401,7 +508,7 @@ fn make_draft_backend<'m>(
     };
     Box::new(move || {
         let made = make();
-        if let Some(shared) = &shared {
+        if let DraftFor::Completions(shared) = &drafts_for {
             match &made {
                 Ok(None) => {}
                 Ok(Some(_)) => shared.stats().draft_model = DraftModelState::Ready,

@@ -1123,3 +1123,160 @@ fn the_tiny_models_shape_comes_from_its_header() {
         Err("its GGUF header has no `attention.head_count`".to_owned())
     );
 }
+
+/// `outcome` for a draft model's plan, with ` nochat` when chats go undrafted.
+fn draft_outcome(model: &ModelShape, budget: &Budget, request: &Request) -> String {
+    match plan_draft(model, budget, request) {
+        Ok((plan, drafts_for_chats)) => format!(
+            "{} {} {}x{}{}",
+            plan.n_gpu_layers,
+            kv_name(plan.kv_cache_type),
+            plan.n_slots,
+            plan.n_ctx_per_slot,
+            if drafts_for_chats { "" } else { " nochat" }
+        ),
+        Err(_) => "refused".to_owned(),
+    }
+}
+
+#[test]
+fn a_draft_model_is_planned_on_what_the_model_leaves_in_the_models_shape() {
+    // 0.5B drafting for 7B, both Q8_0, default settings: the 7B model's plan comes first, and the
+    // draft model gets what it leaves. 8 GiB holds 24 of the 7B model's blocks (the module doc
+    // of the tests works it out), so nothing is left and the draft model runs on the CPU; from
+    // 12 GiB on, the 7B model (7.5 GiB of weights, 0.8 GiB of buffers, 0.7 GiB of KV) leaves
+    // more than the 0.5B model's 1.3 GiB. The draft model always gets the model's 4 slots of
+    // 2048 tokens in F16, as the model's plan made them, and a chat context of 4096.
+    let draft = model("0.5B Q8_0");
+    let table: &[(u64, &str, &str)] = &[
+        (8, "25 f16 4x2048", "0 f16 4x2048"),
+        (12, "29 f16 4x2048", "25 f16 4x2048"),
+        (16, "29 f16 4x2048", "25 f16 4x2048"),
+        (24, "29 f16 4x2048", "25 f16 4x2048"),
+    ];
+    for &(gib, expected_model, expected_draft) in table {
+        let budget = machine(gib, 64);
+        let main = plan(&model("7B Q8_0"), &budget, &request(DEFAULT)).unwrap();
+        assert_eq!(
+            outcome(&model("7B Q8_0"), &budget, &request(DEFAULT)),
+            expected_model,
+            "{gib} GiB"
+        );
+        let planned = main.apply(&ModelConfig {
+            n_slots: 4,
+            n_ctx: 8192,
+            chat_n_ctx: 4096,
+            kv_cache_type: KvCacheType::F16,
+            mmap: false,
+            ..ModelConfig::default()
+        });
+        let left = budget.after(&main);
+        let request = Request::draft(&planned, -1);
+        assert_eq!(
+            draft_outcome(&draft, &left, &request),
+            expected_draft,
+            "{gib} GiB"
+        );
+        // Both plans together stay within the card.
+        let (draft_plan, _) = plan_draft(&draft, &left, &request).unwrap();
+        let usable = budget.device_bytes().unwrap();
+        assert!(
+            main.device_bytes() + draft_plan.device_bytes() <= usable,
+            "{gib} GiB"
+        );
+    }
+}
+
+#[test]
+fn a_draft_model_follows_the_models_slots_whatever_its_kv_setting() {
+    let planned = ModelConfig {
+        n_gpu_layers: 20,
+        n_slots: 3,
+        n_ctx: 3 * 4096,
+        chat_n_ctx: 0,
+        kv_cache_type: KvCacheType::Auto,
+        ..ModelConfig::default()
+    };
+    let request = Request::draft(&planned, -1);
+    assert_eq!(
+        (
+            request.n_gpu_layers,
+            request.n_slots,
+            request.n_ctx,
+            request.chat_n_ctx,
+            request.kv_cache_type
+        ),
+        (-1, 3, 3 * 4096, None, KvCacheType::F16)
+    );
+    // With `auto`, a completion model's plan would give fewer slots a Q4_0 cache; a draft model
+    // keeps the model's shape or is refused.
+    let host_for_one_slot = Budget::new(
+        &[cpu()],
+        Some(Available {
+            bytes: 2 * GIB,
+            limit: Limit::Ram,
+        }),
+    );
+    let huge = Request::draft(
+        &ModelConfig {
+            n_slots: 4,
+            n_ctx: 4 * 131_072,
+            chat_n_ctx: 0,
+            kv_cache_type: KvCacheType::Auto,
+            ..ModelConfig::default()
+        },
+        -1,
+    );
+    assert_eq!(
+        draft_outcome(&model("0.5B Q8_0"), &host_for_one_slot, &huge),
+        "refused"
+    );
+}
+
+#[test]
+fn a_draft_model_that_does_not_fit_beside_the_model_is_refused() {
+    // No GPU and 3 GiB of host memory: the 1.5B model at Q8_0 (1.6 GiB of weights, 0.3 GiB of
+    // KV, 0.6 GiB of buffers) fits and leaves too little for the 0.5B model's 0.5 GiB of weights.
+    let budget = machine(0, 3);
+    let main = plan(&model("1.5B Q8_0"), &budget, &request(DEFAULT)).unwrap();
+    let planned = main.apply(&ModelConfig {
+        n_slots: 4,
+        n_ctx: 8192,
+        chat_n_ctx: 4096,
+        mmap: false,
+        ..ModelConfig::default()
+    });
+    let refusal = plan_draft(
+        &model("0.5B Q8_0"),
+        &budget.after(&main),
+        &Request::draft(&planned, -1),
+    )
+    .expect_err("the draft model does not fit beside the model");
+    assert!(
+        refusal.starts_with("the weights of Qwen2.5-Coder-0.5B Q8_0 need "),
+        "{refusal}"
+    );
+}
+
+#[test]
+fn a_draft_models_chat_context_that_does_not_fit_is_left_out() {
+    let planned = ModelConfig {
+        n_slots: 4,
+        n_ctx: 8192,
+        chat_n_ctx: 2_000_000_000,
+        mmap: false,
+        ..ModelConfig::default()
+    };
+    let (plan, drafts_for_chats) = plan_draft(
+        &model("0.5B Q8_0"),
+        &machine(0, 32),
+        &Request::draft(&planned, -1),
+    )
+    .unwrap();
+    assert!(!drafts_for_chats);
+    assert_eq!((plan.chat_n_ctx, plan.chat_kv), (None, Split::default()));
+    assert_eq!(
+        plan.notes,
+        vec!["its chat context of 2000000000 tokens does not fit beside the models: chats are not drafted for"]
+    );
+}
