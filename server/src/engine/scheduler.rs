@@ -313,14 +313,16 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             && self.warming.is_none()
     }
 
-    /// The most recently used completion slot the draft model has yet to catch up with.
+    /// The most recently used completion slot whose prompt the draft model has yet to catch up
+    /// with. A slot's generated tokens are left alone: the next keystroke's prompt usually drops
+    /// them, and a completion that keeps them catches up with them itself.
     fn draft_lagging_slot(&self) -> Option<usize> {
         let DraftSource::Ready(model) = &self.drafting.model else {
             return None;
         };
         let slots = &self.sessions.slots;
         (0..slots.len())
-            .filter(|&idx| model.lag(slots[idx].seq, &slots[idx].tokens) > 0)
+            .filter(|&idx| model.lag(slots[idx].seq, slots[idx].prompt_tokens()) > 0)
             .max_by_key(|&idx| slots[idx].last_used)
     }
 
@@ -331,7 +333,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         };
         if let DraftSource::Ready(model) = &mut self.drafting.model {
             let slot = &self.sessions.slots[slot_idx];
-            model.catch_up(slot.seq, &slot.tokens);
+            model.catch_up(slot.seq, slot.prompt_tokens());
         }
         self.record_draft_lag();
     }
@@ -340,7 +342,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     fn record_draft_lag(&self) {
         if let DraftSource::Ready(model) = &self.drafting.model {
             let lag: usize = (self.sessions.slots.iter())
-                .map(|slot| model.lag(slot.seq, &slot.tokens))
+                .map(|slot| model.lag(slot.seq, slot.prompt_tokens()))
                 .sum();
             self.shared.stats().n_draft_lag = lag as u64;
         }

@@ -11,6 +11,9 @@ use super::backend::{Backend, Token};
 pub(crate) struct Slot {
     pub seq: u32,
     pub tokens: Vec<Token>,
+    /// How many of `tokens` the last prompt placed here had; those after it were generated (an
+    /// answer, which the next keystroke's prompt usually drops).
+    pub n_prompt: usize,
     /// The document that used the slot last.
     pub document: Option<String>,
     /// Logical clock of the last use; smaller is older.
@@ -41,6 +44,13 @@ pub(crate) fn common_prefix_len(cached: &[Token], tokens: &[Token]) -> usize {
         .count()
 }
 
+impl Slot {
+    /// The tokens of the last prompt placed here, as far as they were evaluated.
+    pub(crate) fn prompt_tokens(&self) -> &[Token] {
+        &self.tokens[..self.n_prompt.min(self.tokens.len())]
+    }
+}
+
 impl Sessions {
     pub(crate) fn new(n_seq: u32) -> Sessions {
         Sessions {
@@ -48,6 +58,7 @@ impl Sessions {
                 .map(|seq| Slot {
                     seq,
                     tokens: Vec::new(),
+                    n_prompt: 0,
                     document: None,
                     last_used: 0,
                     client: 0,
@@ -153,6 +164,7 @@ impl Sessions {
         slot.last_used = self.clock;
         slot.client = client;
         slot.document = Some(document.to_owned());
+        slot.n_prompt = tokens.len();
         let mut n_past = common_prefix_len(&slot.tokens, tokens);
         if n_past == tokens.len() {
             n_past = n_past.saturating_sub(1);
