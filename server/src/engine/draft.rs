@@ -7,8 +7,9 @@
 //! holds, cuts back to where they part and evaluates the difference. A prompt it has not seen
 //! (a file just opened) costs it a prefill of its own, so a completion never waits for that:
 //! completions draft only when the draft model lags by a keystroke's few tokens
-//! (`MAX_LAG_WHILE_TYPING`), and the scheduler catches it up a batch at a time while the engine
-//! has nothing else to do (`catch_up`), as typing pauses. Chats, long and not waited on token by
+//! (`MAX_LAG_WHILE_TYPING`), and the scheduler catches it up with a slot's prompt (not the
+//! answer after it, which the next keystroke drops) a batch at a time while the engine has
+//! nothing else to do (`catch_up`), as typing pauses. Chats, long and not waited on token by
 //! token, catch it up a batch a step as they go.
 
 use super::backend::{Backend, Token};

@@ -392,8 +392,8 @@ pub struct EngineStats {
     /// The draft model, when one is configured.
     #[serde(default)]
     pub draft_model: DraftModelState,
-    /// Tokens of the completion slots the draft model has yet to evaluate, caught up while the
-    /// engine is idle (as of the last completion or catching-up step).
+    /// Tokens of the completion slots' prompts the draft model has yet to evaluate, caught up
+    /// while the engine is idle (as of the last completion or catching-up step).
     #[serde(default)]
     pub n_draft_lag: u64,
     /// Prompt tokens evaluated ahead of a keystroke (see `Engine::warm`).
