@@ -192,14 +192,20 @@ fn vm_size_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
-#[test]
-fn a_server_under_an_address_space_limit_refuses_what_does_not_fit_and_keeps_serving() {
+/// The address space of a server with no model, started as the tests below start theirs.
+fn idle_address_space() -> u64 {
     // glibc reserves address space per malloc arena; fewer arenas make the idle size steadier.
     let idle = builder(json!({"path": ""}))
         .env("MALLOC_ARENA_MAX", "2")
         .start();
     let idle_bytes = vm_size_bytes(idle.pid());
     assert!(idle.shutdown().success());
+    idle_bytes
+}
+
+#[test]
+fn a_server_under_an_address_space_limit_refuses_what_does_not_fit_and_keeps_serving() {
+    let idle_bytes = idle_address_space();
     // Room for the weights of the tiny model and llama.cpp's loading, not for its 300 MiB of
     // output buffers (151936 logits for each of 512 batch tokens) on top.
     let limit_bytes = idle_bytes + (400 << 20);
@@ -220,11 +226,7 @@ fn a_server_under_an_address_space_limit_refuses_what_does_not_fit_and_keeps_ser
 
 #[test]
 fn a_draft_model_that_does_not_fit_beside_the_model_is_refused_and_completions_go_on() {
-    let idle = builder(json!({"path": ""}))
-        .env("MALLOC_ARENA_MAX", "2")
-        .start();
-    let idle_bytes = vm_size_bytes(idle.pid());
-    assert!(idle.shutdown().success());
+    let idle_bytes = idle_address_space();
     // The tiny model's plan with these settings takes 637 MiB (`wellspring doctor`: its weights
     // and the output buffers of a completion and a chat context), and the plan keeps 256 MiB
     // free under the limit. 320 MiB more leaves the draft model, the same file planned in the

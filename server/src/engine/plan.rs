@@ -1002,29 +1002,15 @@ fn kv_row_width(kv_cache_type: KvCacheType) -> u64 {
 
 /// Plans `request` for `model` within `budget`; `Err` is the refusal, saying what would fit.
 pub(crate) fn plan(model: &ModelShape, budget: &Budget, request: &Request) -> Result<Plan, String> {
-    let planner = Planner {
-        model,
-        budget,
-        request,
-        chat_n_ctx: request.chat_n_ctx,
-    };
-    match planner.plan() {
-        Ok(plan) => Ok(plan),
-        Err(refusal) if request.chat_n_ctx.is_some() && request.n_slots > 0 => {
-            // Without the chat context? Completions can still run; the chat says what to lower.
-            let without_chat = Planner {
-                chat_n_ctx: None,
-                ..planner
-            };
-            let mut plan = without_chat.plan().map_err(|_| refusal)?;
-            plan.notes.push(format!(
-                "the chat context of {} tokens does not fit beside it: chat and code actions will fail until model.chat_n_ctx is lowered",
-                request.chat_n_ctx.unwrap_or(0)
-            ));
-            Ok(plan)
-        }
-        Err(refusal) => Err(refusal),
+    let (mut plan, chat_fits) = plan_leaving_out_chat(model, budget, request)?;
+    if !chat_fits {
+        // Completions can still run; the chat says what to lower.
+        plan.notes.push(format!(
+            "the chat context of {} tokens does not fit beside it: chat and code actions will fail until model.chat_n_ctx is lowered",
+            request.chat_n_ctx.unwrap_or(0)
+        ));
     }
+    Ok(plan)
 }
 
 /// Plans a draft model (`request` from [`Request::draft`]) within what the models leave of
@@ -1036,6 +1022,23 @@ pub(crate) fn plan_draft(
     budget: &Budget,
     request: &Request,
 ) -> Result<(Plan, bool), String> {
+    let (mut plan, chat_fits) = plan_leaving_out_chat(model, budget, request)?;
+    if !chat_fits {
+        plan.notes.push(format!(
+            "its chat context of {} tokens does not fit beside the models: chats are not drafted for",
+            request.chat_n_ctx.unwrap_or(0)
+        ));
+    }
+    Ok((plan, chat_fits && request.chat_n_ctx.is_some()))
+}
+
+/// Plans `request`, or, when it asks for completion slots and a chat context and that does not
+/// fit, the slots alone: then the flag is `false`. The refusal is the one of the whole request.
+fn plan_leaving_out_chat(
+    model: &ModelShape,
+    budget: &Budget,
+    request: &Request,
+) -> Result<(Plan, bool), String> {
     let planner = Planner {
         model,
         budget,
@@ -1043,17 +1046,13 @@ pub(crate) fn plan_draft(
         chat_n_ctx: request.chat_n_ctx,
     };
     match planner.plan() {
-        Ok(plan) => Ok((plan, request.chat_n_ctx.is_some())),
-        Err(refusal) if request.chat_n_ctx.is_some() => {
+        Ok(plan) => Ok((plan, true)),
+        Err(refusal) if request.chat_n_ctx.is_some() && request.n_slots > 0 => {
             let without_chat = Planner {
                 chat_n_ctx: None,
                 ..planner
             };
-            let mut plan = without_chat.plan().map_err(|_| refusal)?;
-            plan.notes.push(format!(
-                "its chat context of {} tokens does not fit beside the models: chats are not drafted for",
-                request.chat_n_ctx.unwrap_or(0)
-            ));
+            let plan = without_chat.plan().map_err(|_| refusal)?;
             Ok((plan, false))
         }
         Err(refusal) => Err(refusal),
