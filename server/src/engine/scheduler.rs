@@ -326,8 +326,27 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .max_by_key(|&idx| slots[idx].last_used)
     }
 
+    /// Whether the engine, idle, should look again soon whether the draft model has arrived: it
+    /// is on its way, and a slot holds a prompt to catch it up with.
+    pub(crate) fn waits_for_draft_model(&self) -> bool {
+        matches!(self.drafting.model, DraftSource::Pending(_))
+            && (self.sessions.slots.iter()).any(|slot| !slot.prompt_tokens().is_empty())
+    }
+
+    /// While idle: takes the draft model if it has arrived (making its context), so that it
+    /// catches up with the slots before the next keystroke, which then drafts, rather than
+    /// after it.
+    pub(crate) fn poll_draft_model(&mut self) {
+        if matches!(self.drafting.model, DraftSource::Pending(_)) {
+            let n_seq = self.backend.n_seq();
+            self.drafting.model.get(n_seq);
+            self.record_draft_lag();
+        }
+    }
+
     /// With nothing else to do: a batch of the draft model's catching up with a slot.
     fn step_draft_catch_up(&mut self) {
+        self.poll_draft_model();
         let Some(slot_idx) = self.draft_lagging_slot() else {
             return;
         };

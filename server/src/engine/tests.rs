@@ -82,7 +82,14 @@ impl Harness {
 
     fn run_until_idle(&mut self) {
         let mut n_steps = 0;
-        while !self.scheduler.is_idle() {
+        loop {
+            if self.scheduler.is_idle() {
+                // As the engine's loop does while idle: look whether the draft model arrived.
+                self.scheduler.poll_draft_model();
+                if self.scheduler.is_idle() {
+                    break;
+                }
+            }
             self.scheduler.step();
             n_steps += 1;
             assert!(n_steps < 10_000, "the scheduler does not finish");
@@ -1362,6 +1369,39 @@ fn a_draft_model_catches_up_while_idle_and_its_drafts_are_checked_in_one_batch()
     assert_eq!(main_held, h.scheduler.slot_tokens(0));
 }
 
+/// Warming a document brings the draft model level with its prompt too, while idle, so its
+/// first keystroke drafts at once.
+#[test]
+fn a_warmed_document_is_caught_up_on_the_draft_model_and_its_first_keystroke_drafts() {
+    let draft = draft_model(&[" x = 2;"], 64);
+    let draft_state = draft.state.clone();
+    let mut h = harness_drafting(drafting_with_a_model(), Some(draft));
+    warm(&mut h, "a", "    ");
+    h.run_until_idle();
+    assert_eq!(evaluations(&h.calls()), [(0, 64), (64, 64), (128, 53)]);
+    // The warming first, then the draft model's catching up, a batch of 64 a step.
+    assert_eq!(
+        evaluations(&draft_calls(&draft_state)),
+        [(0, 64), (64, 64), (128, 53)]
+    );
+    h.reply("t x = 2;");
+    let completion = h.complete(request("a", long_prompt("    l")));
+    assert_eq!(completion.text, "t x = 2;");
+    assert_eq!(completion.figures.generation.n_evaluated, 1);
+    // The draft model evaluated the typed `l` with the model's first token, `t`, and drafted
+    // the rest of the answer, which the model agreed with whole.
+    let generation = &completion.figures.generation;
+    assert_eq!((generation.n_drafted, generation.n_accepted), (7, 7));
+    assert_eq!(
+        draft_calls(&draft_state).first(),
+        Some(&Call::Evaluate {
+            seq: 0,
+            n_past: 181,
+            n_tokens: 2
+        })
+    );
+}
+
 #[test]
 fn a_draft_model_far_behind_is_caught_up_a_batch_a_step_and_only_while_idle() {
     // Batches of 16 on the draft model, fewer than the prompt: the completion decodes plainly
@@ -1417,11 +1457,11 @@ fn a_draft_model_far_behind_is_caught_up_a_batch_a_step_and_only_while_idle() {
     assert_eq!((contents[0].clone(), contents[1].clone()), (a, b));
 }
 
-#[test]
-fn completions_decode_plainly_until_the_draft_model_arrives_and_without_one_that_fails() {
+/// A harness whose draft model, `draft`, arrives when the flag returned is set.
+fn harness_with_a_late_draft_model(draft: Fake) -> (Harness, Arc<AtomicBool>) {
     let arrived = Arc::new(AtomicBool::new(false));
     let draft_arrived = arrived.clone();
-    let mut draft = Some(draft_model(&["bc"], 64));
+    let mut draft = Some(draft);
     let mut h = harness(drafting_with_a_model());
     let backend = Fake::new(drafting_with_a_model());
     h.fake = backend.state.clone();
@@ -1437,6 +1477,12 @@ fn completions_decode_plainly_until_the_draft_model_arrives_and_without_one_that
         })),
         h.shared.clone(),
     );
+    (h, arrived)
+}
+
+#[test]
+fn completions_decode_plainly_until_the_draft_model_arrives_and_without_one_that_fails() {
+    let (mut h, arrived) = harness_with_a_late_draft_model(draft_model(&["bc"], 64));
     h.reply("abcd");
     let loading = h.complete(request("a", prompt("x")));
     assert_eq!(loading.text, "abcd");
@@ -1465,6 +1511,38 @@ fn completions_decode_plainly_until_the_draft_model_arrives_and_without_one_that
     assert_eq!(failed.text, "abcd");
     assert_eq!(failed.figures.generation.n_drafted, 0);
     assert!(verifications(&h.fake).is_empty());
+}
+
+/// A draft model that arrives while the engine is idle is taken then, and caught up with the
+/// slots' prompts before the next keystroke, which drafts.
+#[test]
+fn a_draft_model_that_arrives_while_idle_is_caught_up_before_the_next_keystroke() {
+    let draft = draft_model(&["bc"], 64);
+    let draft_state = draft.state.clone();
+    let (mut h, arrived) = harness_with_a_late_draft_model(draft);
+    h.reply("abcd");
+    let before = h.complete(request("a", prompt("x")));
+    assert_eq!(before.figures.generation.n_drafted, 0);
+    // Nothing arrived yet: an idle engine with a prompt to catch up waits for it, looking again.
+    assert!(h.scheduler.is_idle() && h.scheduler.waits_for_draft_model());
+    arrived.store(true, AtomicOrdering::SeqCst);
+    h.run_until_idle();
+    assert!(!h.scheduler.waits_for_draft_model());
+    let n_prompt = before.figures.generation.n_prompt;
+    assert_eq!(evaluations(&draft_calls(&draft_state)), [(0, n_prompt)]);
+    assert_eq!(h.shared.stats().n_draft_lag, 0);
+    h.reply("abcd");
+    let after = h.complete(request("a", prompt("xy")));
+    assert_eq!(after.text, "abcd");
+    // After the model's `a`, its `bc` is agreed with; after the model's `d`, with nothing
+    // scripted, it drafts eight `x`, which the model's end rejects.
+    assert_eq!(
+        (
+            after.figures.generation.n_drafted,
+            after.figures.generation.n_accepted
+        ),
+        (2 + 8, 2)
+    );
 }
 
 #[test]

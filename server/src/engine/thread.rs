@@ -523,6 +523,8 @@ fn make_draft_backend<'m>(
 
 /// How often chats waiting for their model look again whether it has arrived.
 const CHAT_MODEL_POLL: Duration = Duration::from_millis(50);
+/// How often an idle engine looks again whether the draft model has arrived.
+const DRAFT_MODEL_POLL: Duration = Duration::from_millis(50);
 
 /// The loop: take every waiting command, then advance the work by one step.
 pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<Command>) {
@@ -535,16 +537,22 @@ pub(crate) fn run<B: Backend>(mut scheduler: Scheduler<'_, B>, inbox: Receiver<C
             if !connected {
                 return;
             }
-            // While a context wants to watch the load, wake up to let it (`Duration::MAX` waits
-            // for good).
-            let wait = if scheduler.watch_load() {
+            // While the draft model is on its way with prompts to catch it up with, or a context
+            // wants to watch the load, wake up to let them (`Duration::MAX` waits for good).
+            let watching = scheduler.watch_load();
+            let wait = if scheduler.waits_for_draft_model() {
+                DRAFT_MODEL_POLL
+            } else if watching {
                 super::cpu_share::INTERVAL
             } else {
                 Duration::MAX
             };
             match inbox.recv_timeout(wait) {
                 Ok(command) => scheduler.submit(command),
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    scheduler.poll_draft_model();
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         } else if scheduler.waits_for_chat_model() {
