@@ -93,6 +93,12 @@ pub(crate) trait Backend {
     fn tunes_drafts(&self) -> bool {
         true
     }
+    /// Whether the decoding sequences go into one step together or take turns by measured step
+    /// times (see `batching::BatchTuner`); the fake backend's steps take no time worth measuring,
+    /// so its sequences always go together.
+    fn tunes_batches(&self) -> bool {
+        true
+    }
     /// Called while the engine is idle: looks at the machine's load, so that the next step starts
     /// with thread counts that fit it (`cpu_share`). True while it wants to be called again
     /// (`cpu_share::INTERVAL` later): for a while after the last step, not for an engine left

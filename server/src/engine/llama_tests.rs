@@ -655,7 +655,11 @@ async fn completions_decoded_together_write_what_each_writes_alone() {
     )
     .await;
     let stats = engine.stats().await;
-    assert!(stats.n_batches > 0 && stats.n_batched_sequences >= 2 * stats.n_batches);
+    // Some steps carried several sequences (where taking turns measures faster, others one).
+    assert!(
+        stats.n_batches > 0 && stats.n_batched_sequences > stats.n_batches,
+        "{stats:?}"
+    );
     let mut n_same = 0;
     for (alone, together) in alone.iter().zip(together) {
         let together = together.unwrap();

@@ -11,6 +11,7 @@
 //! `FimPrompt` and a local GGUF path.
 
 mod backend;
+mod batching;
 mod cpu_share;
 mod detok;
 mod devices;

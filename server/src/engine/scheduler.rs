@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
+use super::batching::BatchTuner;
 use super::draft::{DraftSource, Drafting, MakeDraftBackend, MAX_LAG_WHILE_TYPING};
 use super::generate::{Event, Generation};
 use super::render::{render, take_back_line_head_tokens, Rendered, TokenCache};
@@ -199,6 +200,9 @@ impl TypedAhead {
 struct RunningCompletion<S> {
     job: CompletionJob,
     generation: Generation<S>,
+    /// The batched step (`Scheduler::n_batch_steps`) that last took its token: when the
+    /// decoding sequences take turns, the one that waited longest goes next.
+    last_batched: u64,
     text: String,
     token_ends: Vec<usize>,
     truncated: bool,
@@ -255,6 +259,10 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     queue: VecDeque<CompletionJob>,
     /// Completions in flight, each in a slot of its own; stepped together, one batch a step.
     running: Vec<RunningCompletion<B::Sampler>>,
+    /// Whether the decoding completions go into one step together or take turns.
+    batching: BatchTuner,
+    /// Batched steps so far.
+    n_batch_steps: u64,
     chat: ChatSide<'m, B>,
     chat_queue: VecDeque<ChatJob>,
     chat_running: Option<RunningChat<B::Sampler>>,
@@ -282,6 +290,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
             running: Vec::new(),
+            batching: BatchTuner::default(),
+            n_batch_steps: 0,
             chat: ChatSide::NotStarted(make_chat_backend),
             chat_queue: VecDeque::new(),
             chat_running: None,
@@ -290,6 +300,13 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             last_completion_at: None,
             shared,
         }
+    }
+
+    /// Tells the batch tuner what a decode-only step of `n_sequences` took, as a measured one
+    /// would (the fake backend's steps are not measured).
+    #[cfg(test)]
+    pub(crate) fn record_batch_step(&mut self, n_sequences: usize, ms: f64) {
+        self.batching.record(n_sequences, ms);
     }
 
     /// What the completion context's slot `slot_idx` holds, by its bookkeeping.
@@ -574,6 +591,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         self.running.push(RunningCompletion {
             generation: Generation::new(placement, rendered.tokens, sampler).with_healing(healed),
             job,
+            last_batched: 0,
             text: String::new(),
             token_ends: Vec::new(),
             truncated: rendered.truncated,
@@ -684,6 +702,18 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .filter(|idx| !sampled.contains(idx))
             .collect();
         order.sort_by_key(|idx| !decoding(&self.running[*idx]));
+        // Only decoding, a token each: together, or in turns when that is faster here (see
+        // `batching`), the one that waited longest first.
+        let decode_only =
+            sampled.is_empty() && order.iter().all(|idx| decoding(&self.running[*idx]));
+        if decode_only {
+            let n_together = self.batching.sequences_per_step(order.len());
+            if n_together < order.len() {
+                order.sort_by_key(|idx| self.running[*idx].last_batched);
+                order.truncate(n_together);
+            }
+        }
+        self.n_batch_steps += 1;
         let mut room = self.backend.n_batch() as usize;
         let mut inputs = Vec::new();
         // Which completion each input is, whether it was decoding, and how many tokens it has.
@@ -736,10 +766,13 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         let elapsed = started.elapsed();
+        if decode_only && !owners.is_empty() && self.backend.tunes_batches() {
+            (self.batching).record(owners.len(), elapsed.as_secs_f64() * 1000.0);
+        }
         for (idx, was_decoding, _) in &owners {
-            self.running[*idx]
-                .generation
-                .add_time(elapsed, *was_decoding);
+            let running = &mut self.running[*idx];
+            running.generation.add_time(elapsed, *was_decoding);
+            running.last_batched = self.n_batch_steps;
         }
         // Highest index first, so finishing one (which removes it) leaves the others in place.
         events.sort_by_key(|(idx, _)| std::cmp::Reverse(*idx));

@@ -993,6 +993,49 @@ fn completions_for_different_documents_decode_together_one_batch_a_step() {
     );
 }
 
+/// Where a step of two sequences costs more than two steps of one (llama.cpp on some CPUs), the
+/// decoding sequences take turns, the one that waited longest first; prompts still go together.
+#[test]
+fn decoding_completions_take_turns_where_a_batch_costs_more_than_its_steps_alone() {
+    let mut h = harness(FakeOptions {
+        n_seq: 2,
+        ..FakeOptions::default()
+    });
+    h.scheduler.record_batch_step(2, 52.0);
+    h.scheduler.record_batch_step(1, 19.0);
+    let other = FimPrompt {
+        path: "other.rs".into(),
+        ..prompt("x")
+    };
+    h.reply("xyz");
+    h.reply("12");
+    let mut a = h.submit(request("a", prompt("x")));
+    let mut b = h.submit(request("b", other));
+    h.run_until_idle();
+    assert_eq!(a.try_recv().unwrap().unwrap().text, "xyz");
+    assert_eq!(b.try_recv().unwrap().unwrap().text, "12");
+    let batch = |inputs: &[(u32, u32, u32)]| Call::Batch {
+        inputs: inputs.to_vec(),
+    };
+    assert_eq!(
+        h.calls(),
+        vec![
+            batch(&[(0, 0, 28), (1, 0, 29)]),
+            // Then a token each, in turns.
+            batch(&[(0, 28, 1)]),
+            batch(&[(1, 29, 1)]),
+            batch(&[(0, 29, 1)]),
+            // "b" samples its end after its `2`; "a" goes on alone.
+            batch(&[(1, 30, 1)]),
+            Call::Evaluate {
+                seq: 0,
+                n_past: 30,
+                n_tokens: 1
+            },
+        ]
+    );
+}
+
 /// A long prompt arriving while another completion decodes joins its batches 32 tokens at a
 /// time, after the decoding token; the decode never waits for the whole prompt.
 #[test]

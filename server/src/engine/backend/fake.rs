@@ -273,6 +273,10 @@ impl Backend for Fake {
         false
     }
 
+    fn tunes_batches(&self) -> bool {
+        false
+    }
+
     fn evaluate_batch(&mut self, inputs: &[super::Input<'_>]) -> Result<(), Error> {
         let n_ctx_per_seq = self.options.n_ctx_per_seq;
         let n_batch = self.options.n_batch;
