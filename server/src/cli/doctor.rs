@@ -115,7 +115,7 @@ pub fn run(config: &Config, _args: Args) -> anyhow::Result<()> {
                     None => model_config.clone(),
                 };
                 let request = Request::draft(&planned, model_config.n_gpu_layers);
-                let planned = plan_draft_model(&path, &request, &left).map(|(plan, _)| plan);
+                let planned = plan_draft_model(&path, &request, &left);
                 report("draft model", &path, planned, &mut refusals);
             }
             Err(message) => println!("draft model: {message}"),

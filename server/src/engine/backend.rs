@@ -87,16 +87,11 @@ pub(crate) trait Backend {
     fn max_model_draft(&self) -> usize {
         0
     }
-    /// Whether how many drafted tokens to check is chosen from measured step times (see
-    /// `lookup::DraftTuner`); the fake backend's steps take no time worth measuring, so it checks
-    /// whole drafts.
-    fn tunes_drafts(&self) -> bool {
-        true
-    }
-    /// Whether the decoding sequences go into one step together or take turns by measured step
-    /// times (see `batching::BatchTuner`); the fake backend's steps take no time worth measuring,
-    /// so its sequences always go together.
-    fn tunes_batches(&self) -> bool {
+    /// Whether choices follow measured step times: how many drafted tokens to check
+    /// (`lookup::DraftTuner`), and whether decoding sequences go into one step together or take
+    /// turns (`batching::BatchTuner`). The fake backend's steps take no time worth measuring, so
+    /// it checks whole drafts and batches every sequence.
+    fn tunes_by_step_times(&self) -> bool {
         true
     }
     /// Called while the engine is idle: looks at the machine's load, so that the next step starts

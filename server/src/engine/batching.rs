@@ -12,18 +12,19 @@
 //! [`BatchTuner::sequences_per_step`] picks the faster of the two ways, trying the other now and
 //! then to follow the machine.
 
+use super::lookup::blend;
+
 /// After this many steps decided the same way, the other way is tried once to measure it again.
 const EXPLORE_EVERY: u32 = 64;
 /// Taking turns must beat batching by this factor (and batching turns by it) to switch: step
 /// times are noisy.
 const MARGIN: f64 = 1.1;
-/// Weight of a new measurement in the running averages.
-const BLEND: f64 = 0.2;
 
 /// Step times by the number of sequences in a decode-only step, and the choice they make.
 #[derive(Debug, Default)]
 pub(crate) struct BatchTuner {
-    /// Milliseconds a step of `index` sequences took, one token each, as a running average.
+    /// Milliseconds a step of `index` sequences took, one token each, as a running average
+    /// (`blend`, as the draft tuner's).
     step_ms: Vec<Option<f64>>,
     /// Steps decided in a row without trying the other way.
     n_since_explored: u32,
@@ -76,11 +77,8 @@ impl BatchTuner {
         if self.step_ms.len() <= n_sequences {
             self.step_ms.resize(n_sequences + 1, None);
         }
-        let slot = &mut self.step_ms[n_sequences];
-        *slot = Some(match *slot {
-            Some(average) => average + BLEND * (ms - average),
-            None => ms,
-        });
+        let average = &mut self.step_ms[n_sequences];
+        *average = Some(blend(*average, ms));
     }
 
     fn ms(&self, n_sequences: usize) -> Option<f64> {

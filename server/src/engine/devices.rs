@@ -78,18 +78,18 @@ pub(crate) fn plan_model(
     plan::plan(&model_shape(path)?, budget, request).map_err(PlanError::Refused)
 }
 
-/// Plans the draft model at `path` for `request` (from [`Request::draft`]) within `budget`;
-/// the flag says whether its chat context fits too (see [`plan::plan_draft`]).
+/// Plans the draft model at `path` for `request` (from [`Request::draft`]) within `budget` (see
+/// [`plan::plan_draft`]).
 pub(crate) fn plan_draft_model(
     path: &Path,
     request: &Request,
     budget: &Budget,
-) -> Result<(Plan, bool), PlanError> {
+) -> Result<Plan, PlanError> {
     plan::plan_draft(&model_shape(path)?, budget, request).map_err(PlanError::Refused)
 }
 
 /// The shape the plan needs, from the GGUF header of the model at `path`.
-fn model_shape(path: &Path) -> Result<ModelShape, PlanError> {
+pub(crate) fn model_shape(path: &Path) -> Result<ModelShape, PlanError> {
     let summary =
         crate::model::inspect(path).map_err(|error| PlanError::Model(error.to_string()))?;
     ModelShape::from_summary(&summary).map_err(|reason| {

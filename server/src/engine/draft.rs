@@ -233,7 +233,7 @@ impl<'m, B: Backend> Drafting<'m, B> {
         max_lag: usize,
     ) -> Drafting<'m, B> {
         Drafting {
-            tuner: DraftTuner::new(backend.tunes_drafts()),
+            tuner: DraftTuner::new(backend.tunes_by_step_times()),
             model: make_draft.map_or(DraftSource::Off, DraftSource::Pending),
             max_lag,
         }

@@ -205,7 +205,7 @@ fn source_idx(source: Source) -> usize {
 }
 
 /// The running estimate after `sample`: a tenth of the way towards it.
-fn blend(estimate: Option<f64>, sample: f64) -> f64 {
+pub(crate) fn blend(estimate: Option<f64>, sample: f64) -> f64 {
     match estimate {
         None => sample,
         Some(estimate) => estimate + (sample - estimate) / 10.0,

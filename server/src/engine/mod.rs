@@ -39,7 +39,9 @@ use futures::future::Either;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-pub(crate) use devices::{budget_now, devices, plan_draft_model, plan_model, PlanError};
+pub(crate) use devices::{
+    budget_now, devices, model_shape, plan_draft_model, plan_model, PlanError,
+};
 pub use llama_log::LlamaErrors;
 pub(crate) use plan::{kv_name, size, Budget, Plan, Request, Split};
 pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};

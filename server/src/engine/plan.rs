@@ -1002,8 +1002,8 @@ fn kv_row_width(kv_cache_type: KvCacheType) -> u64 {
 
 /// Plans `request` for `model` within `budget`; `Err` is the refusal, saying what would fit.
 pub(crate) fn plan(model: &ModelShape, budget: &Budget, request: &Request) -> Result<Plan, String> {
-    let (mut plan, chat_fits) = plan_leaving_out_chat(model, budget, request)?;
-    if !chat_fits {
+    let mut plan = plan_leaving_out_chat(model, budget, request)?;
+    if plan.chat_n_ctx.is_none() && request.chat_n_ctx.is_some() {
         // Completions can still run; the chat says what to lower.
         plan.notes.push(format!(
             "the chat context of {} tokens does not fit beside it: chat and code actions will fail until model.chat_n_ctx is lowered",
@@ -1015,30 +1015,31 @@ pub(crate) fn plan(model: &ModelShape, budget: &Budget, request: &Request) -> Re
 
 /// Plans a draft model (`request` from [`Request::draft`]) within what the models leave of
 /// `budget`. Its completion-shaped context must fit; a chat context that does not fit beside it
-/// is left out, and the flag says whether chats draft with it (`false`: they go undrafted, and
-/// nothing else changes).
+/// is left out (the plan's `chat_n_ctx` is `None`: chats go undrafted, and nothing else
+/// changes).
 pub(crate) fn plan_draft(
     model: &ModelShape,
     budget: &Budget,
     request: &Request,
-) -> Result<(Plan, bool), String> {
-    let (mut plan, chat_fits) = plan_leaving_out_chat(model, budget, request)?;
-    if !chat_fits {
+) -> Result<Plan, String> {
+    let mut plan = plan_leaving_out_chat(model, budget, request)?;
+    if plan.chat_n_ctx.is_none() && request.chat_n_ctx.is_some() {
         plan.notes.push(format!(
             "its chat context of {} tokens does not fit beside the models: chats are not drafted for",
             request.chat_n_ctx.unwrap_or(0)
         ));
     }
-    Ok((plan, chat_fits && request.chat_n_ctx.is_some()))
+    Ok(plan)
 }
 
 /// Plans `request`, or, when it asks for completion slots and a chat context and that does not
-/// fit, the slots alone: then the flag is `false`. The refusal is the one of the whole request.
+/// fit, the slots alone (the plan then has no `chat_n_ctx`). The refusal is the one of the
+/// whole request.
 fn plan_leaving_out_chat(
     model: &ModelShape,
     budget: &Budget,
     request: &Request,
-) -> Result<(Plan, bool), String> {
+) -> Result<Plan, String> {
     let planner = Planner {
         model,
         budget,
@@ -1046,14 +1047,13 @@ fn plan_leaving_out_chat(
         chat_n_ctx: request.chat_n_ctx,
     };
     match planner.plan() {
-        Ok(plan) => Ok((plan, true)),
+        Ok(plan) => Ok(plan),
         Err(refusal) if request.chat_n_ctx.is_some() && request.n_slots > 0 => {
             let without_chat = Planner {
                 chat_n_ctx: None,
                 ..planner
             };
-            let plan = without_chat.plan().map_err(|_| refusal)?;
-            Ok((plan, false))
+            without_chat.plan().map_err(|_| refusal)
         }
         Err(refusal) => Err(refusal),
     }

@@ -766,7 +766,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         let elapsed = started.elapsed();
-        if decode_only && !owners.is_empty() && self.backend.tunes_batches() {
+        if decode_only && !owners.is_empty() && self.backend.tunes_by_step_times() {
             (self.batching).record(owners.len(), elapsed.as_secs_f64() * 1000.0);
         }
         for (idx, was_decoding, _) in &owners {

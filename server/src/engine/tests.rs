@@ -941,14 +941,8 @@ fn chat_prefill_takes_small_steps_while_the_user_types() {
     );
 }
 
-/// Two documents in flight share every step: one batch carries both prompts, then both next
-/// tokens, until one ends and the other goes on alone.
-#[test]
-fn completions_for_different_documents_decode_together_one_batch_a_step() {
-    let mut h = harness(FakeOptions {
-        n_seq: 2,
-        ..FakeOptions::default()
-    });
+/// Completes `a` (`xyz`) and `b` (`12`, its path a token longer) submitted together.
+fn complete_two_documents_at_once(h: &mut Harness) {
     let other = FimPrompt {
         path: "other.rs".into(),
         ..prompt("x")
@@ -960,6 +954,17 @@ fn completions_for_different_documents_decode_together_one_batch_a_step() {
     h.run_until_idle();
     assert_eq!(a.try_recv().unwrap().unwrap().text, "xyz");
     assert_eq!(b.try_recv().unwrap().unwrap().text, "12");
+}
+
+/// Two documents in flight share every step: one batch carries both prompts, then both next
+/// tokens, until one ends and the other goes on alone.
+#[test]
+fn completions_for_different_documents_decode_together_one_batch_a_step() {
+    let mut h = harness(FakeOptions {
+        n_seq: 2,
+        ..FakeOptions::default()
+    });
+    complete_two_documents_at_once(&mut h);
     assert_eq!(
         h.calls(),
         vec![
@@ -1003,17 +1008,7 @@ fn decoding_completions_take_turns_where_a_batch_costs_more_than_its_steps_alone
     });
     h.scheduler.record_batch_step(2, 52.0);
     h.scheduler.record_batch_step(1, 19.0);
-    let other = FimPrompt {
-        path: "other.rs".into(),
-        ..prompt("x")
-    };
-    h.reply("xyz");
-    h.reply("12");
-    let mut a = h.submit(request("a", prompt("x")));
-    let mut b = h.submit(request("b", other));
-    h.run_until_idle();
-    assert_eq!(a.try_recv().unwrap().unwrap().text, "xyz");
-    assert_eq!(b.try_recv().unwrap().unwrap().text, "12");
+    complete_two_documents_at_once(&mut h);
     let batch = |inputs: &[(u32, u32, u32)]| Call::Batch {
         inputs: inputs.to_vec(),
     };

@@ -18,7 +18,7 @@ use super::backend::Backend;
 use super::draft::MakeDraftBackend;
 use super::scheduler::{Command, MakeChatBackend, Scheduler, Shared};
 use super::{
-    budget_now, plan_draft_model, plan_model, Budget, CachedTokenCounter, ChatModel,
+    budget_now, model_shape, plan, plan_model, Budget, CachedTokenCounter, ChatModel,
     ChatModelState, DraftModelState, Error, ModelCaps, PlanError, Request, Started,
 };
 use crate::config::ModelConfig;
@@ -362,9 +362,12 @@ fn load_draft_model(
             let loaded = crate::model::resolve(&spec, &options)
                 .map_err(|error| format!("{spec}: {error}"))
                 .and_then(|resolved| {
-                    // A file that is no model is reported now, not after the model's load.
-                    crate::model::inspect(&resolved.path)
-                        .map_err(|error| format!("{spec}: {error}"))?;
+                    // The header is read once, now: a file that is no model is reported at once,
+                    // not after the model's load.
+                    let shape = match model_shape(&resolved.path) {
+                        Err(PlanError::Model(error)) => return Err(format!("{spec}: {error}")),
+                        shape => shape,
+                    };
                     let planned = turn
                         .completion_ready
                         .recv()
@@ -375,29 +378,27 @@ fn load_draft_model(
                         n_gpu_layers,
                         ..planned.clone()
                     };
-                    let (config, drafts_for_chats) =
-                        match plan_draft_model(&resolved.path, &request, &budget) {
-                            Ok((plan, drafts_for_chats)) => {
-                                tracing::info!("draft model memory plan: {}", plan.summary());
-                                for note in &plan.notes {
-                                    tracing::warn!("draft model memory plan: {note}");
-                                }
-                                (plan.apply(&as_configured), drafts_for_chats)
+                    let planned = shape.and_then(|shape| {
+                        plan::plan_draft(&shape, &budget, &request).map_err(PlanError::Refused)
+                    });
+                    let (config, drafts_for_chats) = match planned {
+                        Ok(plan) => {
+                            tracing::info!("draft model memory plan: {}", plan.summary());
+                            for note in &plan.notes {
+                                tracing::warn!("draft model memory plan: {note}");
                             }
-                            Err(PlanError::Refused(message)) => {
-                                return Err(format!(
-                                    "{spec} does not fit beside the model: {message}"
-                                ))
-                            }
-                            // Loading the file reports what is wrong with it.
-                            Err(PlanError::Model(_)) => (as_configured, true),
-                            Err(error @ PlanError::Unplannable(_)) => {
-                                tracing::warn!(
-                                    "no memory plan for the draft model, loading as configured: {error}"
-                                );
-                                (as_configured, true)
-                            }
-                        };
+                            (plan.apply(&as_configured), plan.chat_n_ctx.is_some())
+                        }
+                        Err(PlanError::Refused(message)) => {
+                            return Err(format!("{spec} does not fit beside the model: {message}"))
+                        }
+                        Err(error) => {
+                            tracing::warn!(
+                                "no memory plan for the draft model, loading as configured: {error}"
+                            );
+                            (as_configured, true)
+                        }
+                    };
                     llama::load_model(&resolved.path, &config, None)
                         .map(|model| LoadedDraft {
                             model,

@@ -269,11 +269,7 @@ impl Backend for Fake {
         }
     }
 
-    fn tunes_drafts(&self) -> bool {
-        false
-    }
-
-    fn tunes_batches(&self) -> bool {
+    fn tunes_by_step_times(&self) -> bool {
         false
     }
 

@@ -228,7 +228,12 @@ fn request(settings: Settings) -> Request {
 /// `n_gpu_layers kv slotsxtokens`, with ` nochat` when the chat context was left out, or
 /// `refused`.
 fn outcome(model: &ModelShape, budget: &Budget, request: &Request) -> String {
-    match plan(model, budget, request) {
+    describe(plan(model, budget, request), request)
+}
+
+/// `outcome`'s words for what planning `request` gave.
+fn describe(planned: Result<Plan, String>, request: &Request) -> String {
+    match planned {
         Ok(plan) => format!(
             "{} {} {}x{}{}",
             plan.n_gpu_layers,
@@ -1126,17 +1131,7 @@ fn the_tiny_models_shape_comes_from_its_header() {
 
 /// `outcome` for a draft model's plan, with ` nochat` when chats go undrafted.
 fn draft_outcome(model: &ModelShape, budget: &Budget, request: &Request) -> String {
-    match plan_draft(model, budget, request) {
-        Ok((plan, drafts_for_chats)) => format!(
-            "{} {} {}x{}{}",
-            plan.n_gpu_layers,
-            kv_name(plan.kv_cache_type),
-            plan.n_slots,
-            plan.n_ctx_per_slot,
-            if drafts_for_chats { "" } else { " nochat" }
-        ),
-        Err(_) => "refused".to_owned(),
-    }
+    describe(plan_draft(model, budget, request), request)
 }
 
 #[test]
@@ -1178,7 +1173,7 @@ fn a_draft_model_is_planned_on_what_the_model_leaves_in_the_models_shape() {
             "{gib} GiB"
         );
         // Both plans together stay within the card.
-        let (draft_plan, _) = plan_draft(&draft, &left, &request).unwrap();
+        let draft_plan = plan_draft(&draft, &left, &request).unwrap();
         let usable = budget.device_bytes().unwrap();
         assert!(
             main.device_bytes() + draft_plan.device_bytes() <= usable,
@@ -1267,12 +1262,13 @@ fn a_draft_models_chat_context_that_does_not_fit_is_left_out() {
         mmap: false,
         ..ModelConfig::default()
     };
-    let (plan, drafts_for_chats) = plan_draft(
+    let plan = plan_draft(
         &model("0.5B Q8_0"),
         &machine(0, 32),
         &Request::draft(&planned, -1),
     )
     .unwrap();
+    let drafts_for_chats = plan.chat_n_ctx.is_some();
     assert!(!drafts_for_chats);
     assert_eq!((plan.chat_n_ctx, plan.chat_kv), (None, Split::default()));
     assert_eq!(
