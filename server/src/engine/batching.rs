@@ -14,6 +14,10 @@
 
 use super::lookup::blend;
 
+/// How far the step-time averages move towards each new measurement: a fifth. With the draft
+/// tuner's tenth, two typists on the 0.5B shape stayed batched (1.94 sequences a step, against
+/// 1.29 with a fifth; docs/benchmarks.md).
+const BLEND: f64 = 0.2;
 /// After this many steps decided the same way, the other way is tried once to measure it again.
 const EXPLORE_EVERY: u32 = 64;
 /// Taking turns must beat batching by this factor (and batching turns by it) to switch: step
@@ -23,8 +27,7 @@ const MARGIN: f64 = 1.1;
 /// Step times by the number of sequences in a decode-only step, and the choice they make.
 #[derive(Debug, Default)]
 pub(crate) struct BatchTuner {
-    /// Milliseconds a step of `index` sequences took, one token each, as a running average
-    /// (`blend`, as the draft tuner's).
+    /// Milliseconds a step of `index` sequences took, one token each, as a running average.
     step_ms: Vec<Option<f64>>,
     /// Steps decided in a row without trying the other way.
     n_since_explored: u32,
@@ -78,7 +81,7 @@ impl BatchTuner {
             self.step_ms.resize(n_sequences + 1, None);
         }
         let average = &mut self.step_ms[n_sequences];
-        *average = Some(blend(*average, ms));
+        *average = Some(blend(*average, ms, BLEND));
     }
 
     fn ms(&self, n_sequences: usize) -> Option<f64> {

@@ -160,13 +160,13 @@ impl DraftTuner {
 
     /// A plain decode step of one token took `ms`.
     pub(crate) fn record_plain(&mut self, ms: f64) {
-        self.step_ms = Some(blend(self.step_ms, ms));
+        self.step_ms = Some(blend(self.step_ms, ms, BLEND));
     }
 
     /// The draft model drafted `n_drafted` tokens in `ms`.
     pub(crate) fn record_model(&mut self, n_drafted: usize, ms: f64) {
         if n_drafted > 0 {
-            self.model_ms = Some(blend(self.model_ms, ms / n_drafted as f64));
+            self.model_ms = Some(blend(self.model_ms, ms / n_drafted as f64, BLEND));
         }
     }
 
@@ -184,7 +184,7 @@ impl DraftTuner {
         }
         if let Some(step_ms) = self.step_ms {
             let per_draft = ((ms - step_ms) / n_drafted as f64).max(0.0);
-            self.per_draft_ms = Some(blend(self.per_draft_ms, per_draft));
+            self.per_draft_ms = Some(blend(self.per_draft_ms, per_draft, BLEND));
         }
         let idx = source_idx(source);
         self.agreed[idx] = self.agreed[idx] * DECAY + n_accepted as f64;
@@ -204,11 +204,15 @@ fn source_idx(source: Source) -> usize {
     }
 }
 
-/// The running estimate after `sample`: a tenth of the way towards it.
-pub(crate) fn blend(estimate: Option<f64>, sample: f64) -> f64 {
+/// How far the draft tuner's estimates move towards each new measurement.
+const BLEND: f64 = 0.1;
+
+/// The running estimate after `sample`: `weight` of the way towards it (the first sample is
+/// taken as it is).
+pub(crate) fn blend(estimate: Option<f64>, sample: f64, weight: f64) -> f64 {
     match estimate {
         None => sample,
-        Some(estimate) => estimate + (sample - estimate) / 10.0,
+        Some(estimate) => estimate + (sample - estimate) * weight,
     }
 }
 
