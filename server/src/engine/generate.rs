@@ -309,6 +309,15 @@ impl<S> Generation<S> {
         }
     }
 
+    /// Prompt tokens still to evaluate.
+    pub(crate) fn n_prompt_left(&self, sessions: &Sessions) -> usize {
+        if self.prefilled {
+            return 0;
+        }
+        let n_done = sessions.slots[self.slot_idx].tokens.len();
+        self.prompt.len().saturating_sub(n_done)
+    }
+
     /// Records that the `n_tokens` of `next_input`'s input were evaluated. Returns whether a
     /// token is to be sampled from their logits now: false while the prompt is being prefilled.
     pub(crate) fn evaluated(&mut self, sessions: &mut Sessions, n_tokens: usize) -> bool {

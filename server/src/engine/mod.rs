@@ -21,6 +21,7 @@ pub mod http;
 mod llama_log;
 mod lookup;
 mod memory;
+mod pace;
 mod plan;
 mod prompt;
 mod render;

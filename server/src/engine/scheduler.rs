@@ -16,6 +16,7 @@ use super::backend::Backend;
 use super::batching::BatchTuner;
 use super::draft::{DraftSource, Drafting, MakeDraftBackend, MAX_LAG_WHILE_TYPING};
 use super::generate::{Event, Generation};
+use super::pace::{PromptPace, MIN_CHUNK};
 use super::render::{render, take_back_line_head_tokens, Rendered, TokenCache};
 use super::session::Sessions;
 use super::{
@@ -142,8 +143,9 @@ struct Suggestion {
 const TYPED_AHEAD_DOCUMENTS: usize = 32;
 
 /// While the user is typing (a completion arrived less than `TYPING_PAUSE` ago), a chat's
-/// prompt is evaluated in chunks this small, so a keystroke never waits behind a long chat
-/// prefill step; afterwards chunks go back to the full batch size.
+/// prompt is evaluated in chunks of what fits a short step (`pace`), so a keystroke never waits
+/// behind a long chat prefill step; afterwards chunks go back to the full batch size. This many
+/// tokens until a step has been measured.
 const CHAT_CHUNK_WHILE_TYPING: usize = 32;
 const TYPING_PAUSE: Duration = Duration::from_secs(2);
 
@@ -200,8 +202,9 @@ impl TypedAhead {
 struct RunningCompletion<S> {
     job: CompletionJob,
     generation: Generation<S>,
-    /// The batched step (`Scheduler::n_batch_steps`) that last took its token: when the
-    /// decoding sequences take turns, the one that waited longest goes next.
+    /// The batched step (`Scheduler::n_batch_steps`, from 1) that last took its token or a
+    /// chunk of its prompt, 0 before any: when the decoding sequences take turns, the one that
+    /// waited longest goes next, and a long prompt joins one step in `LONG_PROMPT_EVERY`.
     last_batched: u64,
     text: String,
     token_ends: Vec<usize>,
@@ -214,16 +217,24 @@ struct RunningWarm<S> {
     generation: Generation<S>,
 }
 
-/// While other completions decode, a prompt joins their batches this many tokens at a time, so
-/// each step (everyone's next token) stays short.
-const PREFILL_CHUNK_WHILE_DECODING: usize = 32;
+/// While other completions are in flight, or other documents typed lately, a prompt is
+/// evaluated in chunks of what fits a short step (`pace`), so each step (everyone's next token,
+/// another window's keystroke) stays short. This many tokens until a step has been measured.
+const PREFILL_CHUNK_WHILE_OTHERS_TYPE: usize = 32;
+
+/// While other completions decode, a prompt of more than `MIN_CHUNK` tokens joins one step in
+/// this many. With every step carrying a chunk, another typist's keystroke (a token and a short
+/// answer, nine steps) took 1.3 to 1.7 s beside a long prompt on 2 CPU cores instead of 0.25 s
+/// (docs/benchmarks.md).
+const LONG_PROMPT_EVERY: u64 = 4;
 
 /// Completions waiting for a slot, per slot, beyond which a new one is refused as busy rather
 /// than queued (each document has one at most; this bounds the rest).
 const MAX_QUEUED_PER_SLOT: usize = 4;
 
-/// Warming evaluates its prompt in chunks this small, so a keystroke that arrives meanwhile
-/// waits for one chunk at most before it takes the engine.
+/// Warming evaluates its prompt in chunks of what fits a short step (`pace`), so a keystroke that
+/// arrives meanwhile waits for one short step at most before it takes the engine. This many
+/// tokens until a step has been measured.
 const WARM_CHUNK: usize = 64;
 
 struct RunningChat<S> {
@@ -245,6 +256,8 @@ enum ChatSide<'m, B: Backend> {
         backend: B,
         sessions: Sessions,
         drafting: Drafting<'m, B>,
+        /// The chat context's measured pace of evaluation.
+        pace: PromptPace,
     },
     Failed(Error),
 }
@@ -263,6 +276,9 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     batching: BatchTuner,
     /// Batched steps so far.
     n_batch_steps: u64,
+    /// The completion context's measured pace of evaluation, which sizes prompt chunks while
+    /// others wait.
+    pace: PromptPace,
     chat: ChatSide<'m, B>,
     chat_queue: VecDeque<ChatJob>,
     chat_running: Option<RunningChat<B::Sampler>>,
@@ -271,6 +287,9 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     warming: Option<RunningWarm<B::Sampler>>,
     /// When the last completion request arrived.
     last_completion_at: Option<Instant>,
+    /// Documents that asked for or got a completion less than `TYPING_PAUSE` ago, with when
+    /// they last did: their next keystroke may come at any moment.
+    typing: Vec<(String, Instant)>,
     shared: Arc<Shared>,
 }
 
@@ -292,12 +311,14 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             running: Vec::new(),
             batching: BatchTuner::default(),
             n_batch_steps: 0,
+            pace: PromptPace::default(),
             chat: ChatSide::NotStarted(make_chat_backend),
             chat_queue: VecDeque::new(),
             chat_running: None,
             warm_queue: VecDeque::new(),
             warming: None,
             last_completion_at: None,
+            typing: Vec::new(),
             shared,
         }
     }
@@ -307,6 +328,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     #[cfg(test)]
     pub(crate) fn record_batch_step(&mut self, n_sequences: usize, ms: f64) {
         self.batching.record(n_sequences, ms);
+    }
+
+    /// Tells the prompt pace what a step of `n_tokens` took, as a measured one would.
+    #[cfg(test)]
+    pub(crate) fn record_prompt_pace(&mut self, n_tokens: usize, ms: f64) {
+        self.pace.record(n_tokens, ms);
     }
 
     /// What the completion context's slot `slot_idx` holds, by its bookkeeping.
@@ -414,6 +441,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         match command {
             Command::Complete(job) => {
                 self.last_completion_at = Some(job.submitted_at);
+                self.mark_typing(&job.request.document, job.submitted_at);
                 self.cancel_document(&job.request.document);
                 if self.queue.len() >= MAX_QUEUED_PER_SLOT * self.backend.n_seq() as usize {
                     self.shared.stats().n_busy += 1;
@@ -637,10 +665,13 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     fn step_warming(&mut self) {
         let warming = self.warming.as_mut().expect("called while warming");
         let n_evaluated_before = warming.generation.n_evaluated;
-        let stepped = warming.generation.step(
+        let max_chunk = self.pace.chunk(self.backend.n_batch() as usize, WARM_CHUNK);
+        let stepped = step_paced(
+            &mut warming.generation,
             &mut self.backend,
             (&mut self.sessions, &mut self.drafting),
-            WARM_CHUNK,
+            &mut self.pace,
+            max_chunk,
         );
         self.shared.stats().n_tokens_warmed +=
             u64::from(warming.generation.n_evaluated - n_evaluated_before);
@@ -666,14 +697,41 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         }
     }
 
-    /// One completion in flight: its generation steps alone.
+    /// One completion in flight: its generation steps alone, its prompt a whole batch a step
+    /// unless other documents typed lately (their next keystroke would wait for the step).
     fn step_completion(&mut self) {
-        let event = self.running[0].generation.step(
+        let max_chunk = if self.others_typing(&self.running[0].job.request.document) {
+            self.pace.chunk(
+                self.backend.n_batch() as usize,
+                PREFILL_CHUNK_WHILE_OTHERS_TYPE,
+            )
+        } else {
+            usize::MAX
+        };
+        let event = step_paced(
+            &mut self.running[0].generation,
             &mut self.backend,
             (&mut self.sessions, &mut self.drafting),
-            usize::MAX,
+            &mut self.pace,
+            max_chunk,
         );
         self.completion_event(0, event);
+    }
+
+    /// Notes that `document` asked for or got a completion `at`, and forgets documents that did
+    /// neither for `TYPING_PAUSE`.
+    fn mark_typing(&mut self, document: &str, at: Instant) {
+        self.typing
+            .retain(|(other, then)| other != document && then.elapsed() < TYPING_PAUSE);
+        self.typing.push((document.to_owned(), at));
+    }
+
+    /// Whether documents other than `document` asked for or got a completion less than
+    /// `TYPING_PAUSE` ago.
+    fn others_typing(&self, document: &str) -> bool {
+        self.typing
+            .iter()
+            .any(|(other, at)| other != document && at.elapsed() < TYPING_PAUSE)
     }
 
     /// Several completions in flight: the next token (or prompt chunk) of each goes into one
@@ -689,19 +747,33 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         let sampled: Vec<usize> = events.iter().map(|(idx, _)| *idx).collect();
-        // Tokens being decoded go first (one each); prompts share what is left of the batch, in
-        // small chunks while others decode, so a long prompt does not stall everyone's next token.
+        // Tokens being decoded go first (one each); prompts share what is left of a short step
+        // (`pace`), the shortest first: a keystroke's few tokens go before a long prompt, which
+        // takes the rest, so a long prompt stalls neither everyone's next token nor a prompt of
+        // a token or two about to decode, and several long prompts go one after another.
         let decoding = |running: &RunningCompletion<B::Sampler>| running.generation.is_prefilled();
-        let anyone_decodes = self.running.iter().any(decoding);
-        let max_chunk = if anyone_decodes {
-            PREFILL_CHUNK_WHILE_DECODING
-        } else {
-            usize::MAX
-        };
         let mut order: Vec<usize> = (0..self.running.len())
             .filter(|idx| !sampled.contains(idx))
             .collect();
-        order.sort_by_key(|idx| !decoding(&self.running[*idx]));
+        order.sort_by_key(|idx| {
+            let running = &self.running[*idx];
+            (
+                !decoding(running),
+                running.generation.n_prompt_left(&self.sessions),
+            )
+        });
+        // While others decode, a long prompt joins one step in `LONG_PROMPT_EVERY`: the short
+        // answers in flight finish first (most of what a keystroke costs), and the long prompt
+        // still moves on, in steps no longer than the pace allows.
+        if order.iter().any(|idx| decoding(&self.running[*idx])) {
+            let step = self.n_batch_steps + 1;
+            order.retain(|idx| {
+                let running = &self.running[*idx];
+                running.generation.n_prompt_left(&self.sessions) <= MIN_CHUNK
+                    || running.last_batched == 0
+                    || step.saturating_sub(running.last_batched) >= LONG_PROMPT_EVERY
+            });
+        }
         // Only decoding, a token each: together, or in turns when that is faster here (see
         // `batching`), the one that waited longest first.
         let decode_only =
@@ -715,17 +787,32 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         }
         self.n_batch_steps += 1;
         let mut room = self.backend.n_batch() as usize;
+        let mut prompt_room = self.pace.chunk(room, PREFILL_CHUNK_WHILE_OTHERS_TYPE);
         let mut inputs = Vec::new();
         // Which completion each input is, whether it was decoding, and how many tokens it has.
         let mut owners = Vec::new();
         for idx in order {
             let generation = &self.running[idx].generation;
-            match generation.next_input(&self.backend, &self.sessions, max_chunk.min(room)) {
+            let was_decoding = generation.is_prefilled();
+            let max_tokens = if was_decoding {
+                room
+            } else {
+                prompt_room.min(room)
+            };
+            if max_tokens == 0 {
+                // No room left in this step: the next one takes it.
+                continue;
+            }
+            match generation.next_input(&self.backend, &self.sessions, max_tokens) {
                 Err(stop) => events.push((idx, Ok(Event::End(stop)))),
                 Ok(None) => {}
                 Ok(Some(input)) if input.tokens.len() <= room => {
-                    room -= input.tokens.len();
-                    owners.push((idx, generation.is_prefilled(), input.tokens.len()));
+                    let n_tokens = input.tokens.len();
+                    room -= n_tokens;
+                    if !was_decoding {
+                        prompt_room = prompt_room.saturating_sub(n_tokens);
+                    }
+                    owners.push((idx, was_decoding, n_tokens));
                     inputs.push(input);
                 }
                 // No room left in this batch: the next step takes it.
@@ -766,8 +853,18 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         let elapsed = started.elapsed();
-        if decode_only && !owners.is_empty() && self.backend.tunes_by_step_times() {
-            (self.batching).record(owners.len(), elapsed.as_secs_f64() * 1000.0);
+        tracing::trace!(
+            n_sequences = owners.len(),
+            n_tokens = owners.iter().map(|(_, _, n)| n).sum::<usize>(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "batched step"
+        );
+        if !owners.is_empty() && self.backend.tunes_by_step_times() {
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            if decode_only {
+                self.batching.record(owners.len(), ms);
+            }
+            self.pace.record(owners.iter().map(|(_, _, n)| n).sum(), ms);
         }
         for (idx, was_decoding, _) in &owners {
             let running = &mut self.running[*idx];
@@ -844,6 +941,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
     fn finish_completion(&mut self, job: CompletionJob, completion: Completion) {
         self.record_draft_lag();
+        // Its next keystroke is likely soon: a typist reads the answer and types on.
+        self.mark_typing(&job.request.document, Instant::now());
         self.shared
             .finish_completion(&job.request.document, &job.request.prompt, &completion);
         let _ = job.reply.send(Ok(completion));
@@ -859,6 +958,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                     // Chats are long and nobody waits on them token by token: they catch
                     // the draft model up as they go.
                     drafting: Drafting::new(&backend, make_draft, usize::MAX),
+                    pace: PromptPace::default(),
                     backend,
                 },
                 Err(error) => ChatSide::Failed(error),
@@ -914,6 +1014,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             backend,
             sessions,
             drafting,
+            pace,
         } = &mut self.chat
         else {
             unreachable!("a chat runs only once its backend is ready")
@@ -926,14 +1027,17 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .last_completion_at
             .is_some_and(|at| at.elapsed() < TYPING_PAUSE);
         let max_chunk = if typing {
-            CHAT_CHUNK_WHILE_TYPING
+            pace.chunk(backend.n_batch() as usize, CHAT_CHUNK_WHILE_TYPING)
         } else {
             usize::MAX
         };
-        let stop = match running
-            .generation
-            .step(backend, (sessions, drafting), max_chunk)
-        {
+        let stop = match step_paced(
+            &mut running.generation,
+            backend,
+            (sessions, drafting),
+            pace,
+            max_chunk,
+        ) {
             Err(error) => {
                 let running = self.chat_running.take().expect("still running");
                 self.shared.stats().n_errors += 1;
@@ -1005,6 +1109,28 @@ impl<'m, B: Backend> Scheduler<'m, B> {
 
 /// The first non-blank line below the cursor's line, which a multi-line completion must not
 /// write again.
+/// Steps `generation` with prompt chunks of at most `max_chunk` tokens, and tells `pace` what a
+/// step of its prompt took where the backend's steps are worth measuring.
+fn step_paced<B: Backend>(
+    generation: &mut Generation<B::Sampler>,
+    backend: &mut B,
+    contexts: (&mut Sessions, &mut Drafting<'_, B>),
+    pace: &mut PromptPace,
+    max_chunk: usize,
+) -> Result<Event, Error> {
+    let measured = !generation.is_prefilled() && backend.tunes_by_step_times();
+    let n_evaluated_before = generation.n_evaluated;
+    let started = Instant::now();
+    let event = generation.step(backend, contexts, max_chunk);
+    if measured {
+        let n_tokens = generation.n_evaluated.saturating_sub(n_evaluated_before) as usize;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::trace!(n_tokens, ms, "prompt step");
+        pace.record(n_tokens, ms);
+    }
+    event
+}
+
 fn next_suffix_line(suffix: &str) -> Option<&str> {
     suffix
         .split('\n')

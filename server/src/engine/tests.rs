@@ -941,8 +941,10 @@ fn chat_prefill_takes_small_steps_while_the_user_types() {
     );
 }
 
-/// Completes `a` (`xyz`) and `b` (`12`, its path a token longer) submitted together.
+/// Completes `a` (`xyz`) and `b` (`12`, its path a token longer) submitted together, on a
+/// machine fast enough for both prompts in one step (64 tokens measured at 16 ms).
 fn complete_two_documents_at_once(h: &mut Harness) {
+    h.scheduler.record_prompt_pace(64, 16.0);
     let other = FimPrompt {
         path: "other.rs".into(),
         ..prompt("x")
@@ -1031,8 +1033,9 @@ fn decoding_completions_take_turns_where_a_batch_costs_more_than_its_steps_alone
     );
 }
 
-/// A long prompt arriving while another completion decodes joins its batches 32 tokens at a
-/// time, after the decoding token; the decode never waits for the whole prompt.
+/// A long prompt arriving while another completion decodes joins one of its steps in four, 32
+/// tokens at a time (until a step is measured), after the decoding token: the decode never waits
+/// for the whole prompt, and most of its steps carry its token alone.
 #[test]
 fn a_prompt_joins_a_running_decode_in_small_chunks() {
     let mut h = harness(FakeOptions {
@@ -1054,23 +1057,134 @@ fn a_prompt_joins_a_running_decode_in_small_chunks() {
     h.run_until_idle();
     assert_eq!(a.try_recv().unwrap().unwrap().text, "abcdefghijklmnop");
     assert_eq!(b.try_recv().unwrap().unwrap().text, "");
-    let batches: Vec<Vec<(u32, u32, u32)>> = h
-        .calls()
-        .into_iter()
+    let calls = h.calls();
+    let batches: Vec<Vec<(u32, u32, u32)>> = calls
+        .iter()
         .filter_map(|call| match call {
-            Call::Batch { inputs } => Some(inputs),
+            Call::Batch { inputs } => Some(inputs.clone()),
             _ => None,
         })
         .collect();
-    // 178 prompt tokens: five chunks of 32 and one of 18, each beside one token of "a".
-    assert_eq!(batches.len(), 6);
-    for (step, inputs) in batches.iter().enumerate() {
-        let n_chunk = if step < 5 { 32 } else { 18 };
-        assert_eq!(
-            inputs,
-            &vec![(0, 28 + step as u32, 1), (1, 32 * step as u32, n_chunk)]
-        );
-    }
+    // "a"'s last 15 tokens, one a step; "b"'s 178 prompt tokens join every fourth step.
+    let expected: Vec<Vec<(u32, u32, u32)>> = (0..15u32)
+        .map(|step| {
+            let mut inputs = vec![(0, 28 + step, 1)];
+            if step % 4 == 0 {
+                inputs.push((1, 32 * (step / 4), 32));
+            }
+            inputs
+        })
+        .collect();
+    assert_eq!(batches, expected);
+    // Then "b" alone, still in short steps since "a" typed just now.
+    assert_eq!(evaluations(&calls), [(128, 32), (160, 18)]);
+}
+
+/// A prompt goes a whole batch a step while no other document typed lately; while one did, a step
+/// takes what fits the step budget at the measured pace (32 tokens until a step is measured), so
+/// the other document's next keystroke does not wait behind a long step.
+#[test]
+fn a_prompt_takes_short_steps_while_another_document_types() {
+    let long = |path: &str| FimPrompt {
+        path: path.into(),
+        ..long_prompt("x")
+    };
+    let options = FakeOptions {
+        n_seq: 3,
+        ..FakeOptions::default()
+    };
+    let mut alone = harness(options.clone());
+    alone.reply("");
+    alone.complete(request("a", long("a.rs")));
+    assert_eq!(evaluations(&alone.calls()), [(0, 64), (64, 64), (128, 47)]);
+
+    let mut h = harness(options);
+    h.reply("");
+    h.complete(request("b", prompt("x")));
+    h.calls();
+    h.reply("");
+    h.complete(request("a", long("a.rs")));
+    assert_eq!(
+        evaluations(&h.calls()),
+        [(0, 32), (32, 32), (64, 32), (96, 32), (128, 32), (160, 15)]
+    );
+    // Measured: 200 ms for 32 tokens, so 40 tokens fill the 250 ms budget.
+    h.scheduler.record_prompt_pace(32, 200.0);
+    h.reply("");
+    h.complete(request("c", long("c.rs")));
+    assert_eq!(
+        evaluations(&h.calls()),
+        [(0, 40), (40, 40), (80, 40), (120, 40), (160, 15)]
+    );
+}
+
+/// Prompts in flight together share one short step, the shortest first: two long prompts are
+/// evaluated one after the other, 32 tokens a step until a step is measured, and the second
+/// takes what the first leaves of its last step.
+#[test]
+fn prompts_in_flight_together_share_a_short_step_the_shortest_first() {
+    let mut h = harness(FakeOptions {
+        n_seq: 2,
+        ..FakeOptions::default()
+    });
+    let long = |path: &str| FimPrompt {
+        path: path.into(),
+        ..long_prompt("x")
+    };
+    h.reply("");
+    h.reply("");
+    let mut a = h.submit(request("a", long("a/longer/path.rs")));
+    let mut b = h.submit(request("b", long("b.rs")));
+    h.run_until_idle();
+    assert_eq!(a.try_recv().unwrap().unwrap().text, "");
+    assert_eq!(b.try_recv().unwrap().unwrap().text, "");
+    let batch = |inputs: &[(u32, u32, u32)]| Call::Batch {
+        inputs: inputs.to_vec(),
+    };
+    assert_eq!(
+        h.calls(),
+        vec![
+            // "b" (175 tokens) is the shorter.
+            batch(&[(1, 0, 32)]),
+            batch(&[(1, 32, 32)]),
+            batch(&[(1, 64, 32)]),
+            batch(&[(1, 96, 32)]),
+            batch(&[(1, 128, 32)]),
+            batch(&[(1, 160, 15), (0, 0, 17)]),
+            // "b" samples its end; "a" goes on alone, in short steps still, since "b" typed
+            // just now.
+            Call::Evaluate {
+                seq: 0,
+                n_past: 17,
+                n_tokens: 32
+            },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 49,
+                n_tokens: 32
+            },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 81,
+                n_tokens: 32
+            },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 113,
+                n_tokens: 32
+            },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 145,
+                n_tokens: 32
+            },
+            Call::Evaluate {
+                seq: 0,
+                n_past: 177,
+                n_tokens: 10
+            },
+        ]
+    );
 }
 
 /// With every slot busy and enough waiting, a new completion is refused at once.
