@@ -700,7 +700,11 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// One completion in flight: its generation steps alone, its prompt a whole batch a step
     /// unless other documents typed lately (their next keystroke would wait for the step).
     fn step_completion(&mut self) {
-        let max_chunk = if self.others_typing(&self.running[0].job.request.document) {
+        let running = &self.running[0];
+        // Only a prompt is chunked: a decoding step does not look at the others at all.
+        let max_chunk = if !running.generation.is_prefilled()
+            && self.others_typing(&running.job.request.document)
+        {
             self.pace.chunk(
                 self.backend.n_batch() as usize,
                 PREFILL_CHUNK_WHILE_OTHERS_TYPE,
@@ -853,18 +857,14 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             }
         }
         let elapsed = started.elapsed();
-        tracing::trace!(
-            n_sequences = owners.len(),
-            n_tokens = owners.iter().map(|(_, _, n)| n).sum::<usize>(),
-            ms = elapsed.as_secs_f64() * 1000.0,
-            "batched step"
-        );
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let n_tokens: usize = owners.iter().map(|(_, _, n)| n).sum();
+        tracing::trace!(n_sequences = owners.len(), n_tokens, ms, "batched step");
         if !owners.is_empty() && self.backend.tunes_by_step_times() {
-            let ms = elapsed.as_secs_f64() * 1000.0;
             if decode_only {
                 self.batching.record(owners.len(), ms);
             }
-            self.pace.record(owners.iter().map(|(_, _, n)| n).sum(), ms);
+            self.pace.record(n_tokens, ms);
         }
         for (idx, was_decoding, _) in &owners {
             let running = &mut self.running[*idx];
@@ -1107,8 +1107,6 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 }
 
-/// The first non-blank line below the cursor's line, which a multi-line completion must not
-/// write again.
 /// Steps `generation` with prompt chunks of at most `max_chunk` tokens, and tells `pace` what a
 /// step of its prompt took where the backend's steps are worth measuring.
 fn step_paced<B: Backend>(
@@ -1118,11 +1116,11 @@ fn step_paced<B: Backend>(
     pace: &mut PromptPace,
     max_chunk: usize,
 ) -> Result<Event, Error> {
-    let measured = !generation.is_prefilled() && backend.tunes_by_step_times();
+    // Decoding steps are not measured: they would only read the clock for nothing.
+    let started = (!generation.is_prefilled() && backend.tunes_by_step_times()).then(Instant::now);
     let n_evaluated_before = generation.n_evaluated;
-    let started = Instant::now();
     let event = generation.step(backend, contexts, max_chunk);
-    if measured {
+    if let Some(started) = started {
         let n_tokens = generation.n_evaluated.saturating_sub(n_evaluated_before) as usize;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::trace!(n_tokens, ms, "prompt step");
@@ -1131,6 +1129,8 @@ fn step_paced<B: Backend>(
     event
 }
 
+/// The first non-blank line below the cursor's line, which a multi-line completion must not
+/// write again.
 fn next_suffix_line(suffix: &str) -> Option<&str> {
     suffix
         .split('\n')
