@@ -6,6 +6,7 @@
 //! vocabulary. The inference thread loads full models elsewhere; this module only tokenizes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -83,24 +84,7 @@ impl Vocab {
     /// Loads the bundled Qwen2.5-Coder vocabulary, writing it once to the temp directory because
     /// llama.cpp reads models from paths only.
     pub fn load_default() -> Result<Vocab, Error> {
-        let path = std::env::temp_dir().join(format!(
-            "wellspring-{}-qwen2.5-coder-vocab.gguf",
-            env!("CARGO_PKG_VERSION")
-        ));
-        let up_to_date = std::fs::metadata(&path)
-            .map(|metadata| metadata.len() == DEFAULT_VOCAB_GGUF.len() as u64)
-            .unwrap_or(false);
-        if !up_to_date {
-            // Write beside and rename, so a concurrent reader never sees half a file.
-            let partial = path.with_extension(format!("{}.partial", std::process::id()));
-            std::fs::write(&partial, DEFAULT_VOCAB_GGUF)
-                .and_then(|()| std::fs::rename(&partial, &path))
-                .map_err(|source| Error::WriteDefault {
-                    path: path.clone(),
-                    source,
-                })?;
-        }
-        Vocab::load(&path)
+        Vocab::load(&write_default(&std::env::temp_dir())?)
     }
 
     pub fn fim_texts(&self) -> &FimTokenTexts {
@@ -133,6 +117,39 @@ impl TokenCounter for Vocab {
             .tokenize(text.as_bytes(), false, false)
             .len()
     }
+}
+
+/// Writes the bundled vocabulary into `dir` unless a whole copy is there already; returns its
+/// path.
+fn write_default(dir: &Path) -> Result<PathBuf, Error> {
+    let path = dir.join(format!(
+        "wellspring-{}-qwen2.5-coder-vocab.gguf",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let up_to_date = std::fs::metadata(&path)
+        .map(|metadata| metadata.len() == DEFAULT_VOCAB_GGUF.len() as u64)
+        .unwrap_or(false);
+    if !up_to_date {
+        // Written beside and renamed, so a concurrent reader never sees half a file. The file
+        // written is this call's own: two threads of one process (two engines connecting at once)
+        // writing one file would rename it from under each other, half written or gone.
+        static N_WRITES: AtomicU64 = AtomicU64::new(0);
+        let partial = path.with_extension(format!(
+            "{}.{}.partial",
+            std::process::id(),
+            N_WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&partial, DEFAULT_VOCAB_GGUF)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&partial);
+                Error::WriteDefault {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -174,5 +191,26 @@ mod tests {
         let broken = dir.path().join("broken.gguf");
         std::fs::write(&broken, b"GGUF but not really").expect("write");
         assert!(Vocab::load(&broken).is_err());
+    }
+
+    #[test]
+    fn threads_writing_the_bundled_vocabulary_at_once_all_get_a_whole_file() {
+        // Each round starts from a directory without the file, so every thread writes it.
+        for _ in 0..8 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let written: Vec<PathBuf> = std::thread::scope(|scope| {
+                let writers: Vec<_> = (0..4)
+                    .map(|_| scope.spawn(|| write_default(dir.path())))
+                    .collect();
+                writers
+                    .into_iter()
+                    .map(|writer| writer.join().unwrap().expect("written"))
+                    .collect()
+            });
+            assert!(written.iter().all(|path| path == &written[0]));
+            assert_eq!(std::fs::read(&written[0]).unwrap(), DEFAULT_VOCAB_GGUF);
+            // No partial file is left behind.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
     }
 }
