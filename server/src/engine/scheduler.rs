@@ -142,10 +142,10 @@ struct Suggestion {
 
 const TYPED_AHEAD_DOCUMENTS: usize = 32;
 
-/// While the user is typing (a completion arrived less than `TYPING_PAUSE` ago), a chat's
-/// prompt is evaluated in chunks of what fits a short step (`pace`), so a keystroke never waits
-/// behind a long chat prefill step; afterwards chunks go back to the full batch size. This many
-/// tokens until a step has been measured.
+/// While the user is typing (a document asked for or got a completion less than `TYPING_PAUSE`
+/// ago), a chat's prompt is evaluated in chunks of what fits a short step (`pace`), so a
+/// keystroke never waits behind a long chat prefill step; afterwards chunks go back to the full
+/// batch size. This many tokens until a step has been measured.
 const CHAT_CHUNK_WHILE_TYPING: usize = 32;
 const TYPING_PAUSE: Duration = Duration::from_secs(2);
 
@@ -285,8 +285,6 @@ pub(crate) struct Scheduler<'m, B: Backend> {
     /// Documents to warm, at most one request each, oldest first.
     warm_queue: VecDeque<CompletionRequest>,
     warming: Option<RunningWarm<B::Sampler>>,
-    /// When the last completion request arrived.
-    last_completion_at: Option<Instant>,
     /// Documents that asked for or got a completion less than `TYPING_PAUSE` ago, with when
     /// they last did: their next keystroke may come at any moment.
     typing: Vec<(String, Instant)>,
@@ -317,7 +315,6 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             chat_running: None,
             warm_queue: VecDeque::new(),
             warming: None,
-            last_completion_at: None,
             typing: Vec::new(),
             shared,
         }
@@ -440,7 +437,6 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     pub(crate) fn submit(&mut self, command: Command) {
         match command {
             Command::Complete(job) => {
-                self.last_completion_at = Some(job.submitted_at);
                 self.mark_typing(&job.request.document, job.submitted_at);
                 self.cancel_document(&job.request.document);
                 if self.queue.len() >= MAX_QUEUED_PER_SLOT * self.backend.n_seq() as usize {
@@ -703,7 +699,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         let running = &self.running[0];
         // Only a prompt is chunked: a decoding step does not look at the others at all.
         let max_chunk = if !running.generation.is_prefilled()
-            && self.others_typing(&running.job.request.document)
+            && self.typing_besides(Some(&running.job.request.document))
         {
             self.pace.chunk(
                 self.backend.n_batch() as usize,
@@ -730,12 +726,12 @@ impl<'m, B: Backend> Scheduler<'m, B> {
         self.typing.push((document.to_owned(), at));
     }
 
-    /// Whether documents other than `document` asked for or got a completion less than
-    /// `TYPING_PAUSE` ago.
-    fn others_typing(&self, document: &str) -> bool {
+    /// Whether documents other than `document` (any document, for `None`) asked for or got a
+    /// completion less than `TYPING_PAUSE` ago.
+    fn typing_besides(&self, document: Option<&str>) -> bool {
         self.typing
             .iter()
-            .any(|(other, at)| other != document && at.elapsed() < TYPING_PAUSE)
+            .any(|(other, at)| Some(other.as_str()) != document && at.elapsed() < TYPING_PAUSE)
     }
 
     /// Several completions in flight: the next token (or prompt chunk) of each goes into one
@@ -1010,6 +1006,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 
     fn step_chat(&mut self) {
+        let typing = self.typing_besides(None);
         let ChatSide::Ready {
             backend,
             sessions,
@@ -1023,9 +1020,6 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             .chat_running
             .as_mut()
             .expect("called with a running chat");
-        let typing = self
-            .last_completion_at
-            .is_some_and(|at| at.elapsed() < TYPING_PAUSE);
         let max_chunk = if typing {
             pace.chunk(backend.n_batch() as usize, CHAT_CHUNK_WHILE_TYPING)
         } else {
