@@ -65,9 +65,7 @@ fn serves_without_a_model(server: &mut TestServer) {
     let state = server.document_state(URI).unwrap();
     assert_eq!(state["text"], TEXT);
     assert_eq!(state["version"], 1);
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["state"], "error", "{info}");
 }
 
@@ -260,9 +258,7 @@ fn a_draft_model_that_does_not_fit_beside_the_model_is_refused_and_completions_g
 /// after the model is ready, so the first answers may still say so.
 fn server_info_once_the_draft_model_settles(server: &mut TestServer) -> Value {
     for _ in 0..100_000 {
-        let info = server
-            .request("wellspring/serverInfo", json!(null))
-            .unwrap();
+        let info = server.server_info();
         if info["draftModelState"] != "loading" {
             return info;
         }

@@ -106,9 +106,7 @@ fn server_info_and_status_report_the_device() {
         params["state"] == "ready" || params["state"] == "error"
     });
     assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     let device = &info["device"];
     assert_eq!(status["device"], *device, "{status}");
     let layers = device["layers"].as_u64().unwrap();
@@ -327,9 +325,7 @@ fn a_chat_model_still_downloading_holds_back_chats_but_not_completions() {
     assert_eq!(status["state"], "ready", "{status}\n{}", server.log());
     server.open(URI, "python", TEXT);
     assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["chatModelState"], "loading", "{info}");
     assert_eq!(info["chatModel"], Value::Null, "{info}");
 
@@ -345,9 +341,7 @@ fn a_chat_model_still_downloading_holds_back_chats_but_not_completions() {
     gate.open();
     let answer = server.response(json!(chat)).unwrap();
     assert_eq!(answer["chatId"], "after-download");
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["chatModelState"], "ready", "{info}");
     let cached = info["chatModel"].as_str().unwrap();
     assert!(cached.starts_with(home.path().to_str().unwrap()), "{info}");
@@ -364,9 +358,7 @@ fn a_draft_model_that_cannot_be_had_is_reported_and_completions_go_on() {
     assert!(inline_at(&mut server, URI, 3, 11).unwrap()["items"].is_array());
     // Its loading thread, started before the model's, found no GGUF header long before the
     // model was ready.
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["draftModelState"], "unavailable", "{info}");
     let error = info["draftModelError"].as_str().unwrap();
     assert!(error.contains("notes.gguf"), "{info}");
@@ -393,9 +385,7 @@ fn a_broken_model_file_is_reported_and_the_server_keeps_serving() {
     );
     server.open(URI, "python", TEXT);
     assert_eq!(inline_at(&mut server, URI, 3, 11).unwrap(), Value::Null);
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["state"], "error");
     assert!(server.shutdown().success());
 }

@@ -56,9 +56,7 @@ fn with_no_model_configured_the_default_is_offered_and_downloaded_only_when_aske
         "{message}"
     );
 
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["state"], "noModel", "{info}");
     assert_eq!(info["offer"], *offer, "{info}");
     assert_eq!(info["fim"], Value::Null, "{info}");
@@ -100,9 +98,7 @@ fn with_no_model_configured_the_default_is_offered_and_downloaded_only_when_aske
         fetched.iter().any(|path| path == DEFAULT_MODEL_URL_PATH),
         "{fetched:?}"
     );
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert!(
         info["model"]
             .as_str()

@@ -176,9 +176,7 @@ fn completions_and_chat_run_on_llama_server_and_cancelling_stops_its_work() {
             .contains("llama-server at http://127.0.0.1"),
         "{status}"
     );
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["engine"]["endpoint"], llama.spec(), "{info}");
     assert_eq!(info["backend"], "llama-server");
     assert_eq!(

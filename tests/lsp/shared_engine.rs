@@ -32,9 +32,7 @@ fn ready(server: &mut TestServer) {
 }
 
 fn engine_info(server: &mut TestServer) -> Value {
-    let info = server
-        .request("wellspring/serverInfo", json!(null))
-        .unwrap();
+    let info = server.server_info();
     assert_eq!(info["engine"]["mode"], "shared", "{info}");
     info["engine"].clone()
 }

@@ -249,6 +249,12 @@ impl TestServer {
         self.response(json!(id))
     }
 
+    /// `wellspring/serverInfo`'s answer.
+    pub fn server_info(&mut self) -> Value {
+        self.request("wellspring/serverInfo", json!(null))
+            .unwrap_or_else(|error| panic!("wellspring/serverInfo failed: {error}"))
+    }
+
     /// Waits for the response with this id, buffering notifications and answering server requests.
     pub fn response(&mut self, id: Value) -> Result<Value, Value> {
         let is_it = |message: &Value| message.get("method").is_none() && message["id"] == id;
