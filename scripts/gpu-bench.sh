@@ -292,11 +292,11 @@ run() {
       log "typists at once on $shape ($(elapsed) s)"
       start_server "$model" 8 $((8192 * 8))
       {
-        echo 'Typists at once (each with a 150 ms pause after an answer), the engine shared through its socket; llama-server with `-np 8`:'
+        echo 'Typists at once (each with a 150 ms pause after an answer), the engine shared through its socket; llama-server with `-np 8`; how many fit under a 250 ms keystroke p95:'
         echo
         echo '```text'
         "${ws[@]}" bench users --model "$model" --file server/src/engine/scheduler.rs --users 1,4,8 \
-          --lines 2 --n-predict 16 --pause-ms 150 --shared --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log"
+          --lines 2 --n-predict 16 --pause-ms 150 --p95-ms 250 --shared --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log"
         echo '```'
         echo
       } >>"$report"
