@@ -176,21 +176,23 @@ pub(crate) type MakeDraftBackend<'m, B> = Box<dyn FnMut() -> Result<Option<B>, S
 pub(crate) enum DraftSource<'m, B: Backend> {
     /// None configured, or it could not be had (logged once).
     Off,
-    Pending(MakeDraftBackend<'m, B>),
+    /// Being fetched or loaded; the generations that will draft with it ("completions",
+    /// "chats"), for the log.
+    Pending(MakeDraftBackend<'m, B>, &'static str),
     Ready(DraftModel<B>),
 }
 
 impl<'m, B: Backend> DraftSource<'m, B> {
     /// The draft model, once it is there, for a context of `n_seq` sequences.
     pub(crate) fn get(&mut self, n_seq: u32) -> Option<&mut DraftModel<B>> {
-        if let DraftSource::Pending(make) = self {
+        if let DraftSource::Pending(make, generations) = self {
             match make().and_then(|made| {
                 made.map(|backend| DraftModel::new(backend, n_seq))
                     .transpose()
             }) {
                 Ok(None) => return None,
                 Ok(Some(model)) => {
-                    tracing::info!("the draft model is ready: completions draft with it");
+                    tracing::info!("the draft model is ready: {generations} draft with it");
                     *self = DraftSource::Ready(model);
                 }
                 Err(reason) => {
@@ -225,16 +227,19 @@ pub(crate) struct Drafting<'m, B: Backend> {
 }
 
 impl<'m, B: Backend> Drafting<'m, B> {
-    /// Drafting for `backend`'s context, with the draft model `make_draft` brings, if any,
-    /// caught up by a step when it lags by at most `max_lag` tokens.
+    /// Drafting for `backend`'s context (its `generations`: "completions" or "chats"), with the
+    /// draft model `make_draft` brings, if any, caught up by a step when it lags by at most
+    /// `max_lag` tokens.
     pub(crate) fn new(
         backend: &B,
-        make_draft: Option<MakeDraftBackend<'m, B>>,
+        (make_draft, generations): (Option<MakeDraftBackend<'m, B>>, &'static str),
         max_lag: usize,
     ) -> Drafting<'m, B> {
         Drafting {
             tuner: DraftTuner::new(backend.tunes_by_step_times()),
-            model: make_draft.map_or(DraftSource::Off, DraftSource::Pending),
+            model: make_draft.map_or(DraftSource::Off, |make| {
+                DraftSource::Pending(make, generations)
+            }),
             max_lag,
         }
     }

@@ -302,7 +302,11 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     ) -> Scheduler<'m, B> {
         Scheduler {
             sessions: Sessions::new(backend.n_seq()),
-            drafting: Drafting::new(&backend, make_draft_backend, MAX_LAG_WHILE_TYPING),
+            drafting: Drafting::new(
+                &backend,
+                (make_draft_backend, "completions"),
+                MAX_LAG_WHILE_TYPING,
+            ),
             backend,
             token_cache: TokenCache::default(),
             queue: VecDeque::new(),
@@ -370,7 +374,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// Whether the engine, idle, should look again soon whether the draft model has arrived: it
     /// is on its way, and a slot holds a prompt to catch it up with.
     pub(crate) fn waits_for_draft_model(&self) -> bool {
-        matches!(self.drafting.model, DraftSource::Pending(_))
+        matches!(self.drafting.model, DraftSource::Pending(..))
             && (self.sessions.slots.iter()).any(|slot| !slot.prompt_tokens().is_empty())
     }
 
@@ -378,7 +382,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     /// catches up with the slots before the next keystroke, which then drafts, rather than
     /// after it.
     pub(crate) fn poll_draft_model(&mut self) {
-        if matches!(self.drafting.model, DraftSource::Pending(_)) {
+        if matches!(self.drafting.model, DraftSource::Pending(..)) {
             let n_seq = self.backend.n_seq();
             self.drafting.model.get(n_seq);
             self.record_draft_lag();
@@ -953,7 +957,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                     sessions: Sessions::new(1),
                     // Chats are long and nobody waits on them token by token: they catch
                     // the draft model up as they go.
-                    drafting: Drafting::new(&backend, make_draft, usize::MAX),
+                    drafting: Drafting::new(&backend, (make_draft, "chats"), usize::MAX),
                     pace: PromptPace::default(),
                     backend,
                 },
