@@ -103,7 +103,7 @@ pub(crate) fn resolve(
             spec: model.name.to_owned(),
         });
     }
-    let _guard = cache::download_lock();
+    let _lock = cache::download_lock(&cache_dir, &path)?;
     if path.is_file() {
         return ResolvedModel::inspect(path, source(false));
     }

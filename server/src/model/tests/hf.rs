@@ -292,6 +292,50 @@ fn unreachable_host() {
 }
 
 #[test]
+fn a_download_holds_a_lock_other_processes_see_and_waits_for_theirs() {
+    let bytes = model_bytes();
+    let (server, cache, options) = setup(Route::file(bytes.clone()));
+    let cached = cache.path().join(CACHED);
+    let lock_path = crate::model::cache::lock_path(cache.path(), &cached);
+    // The lock is the operating system's, on a file of its own: another process opening that
+    // file cannot take it while this one holds it.
+    let held = crate::model::cache::download_lock(cache.path(), &cached).expect("locked");
+    let other = std::fs::File::open(&lock_path).expect("the lock file is there");
+    assert!(matches!(
+        other.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    drop(held);
+    other.try_lock().expect("free once dropped");
+
+    // Another process is downloading (it holds the lock): this one waits for it, then finds the
+    // file it wrote, and asks the server for nothing.
+    let waiter = std::thread::spawn({
+        let options = options.clone();
+        move || resolve(SPEC, &options)
+    });
+    std::fs::create_dir_all(cached.parent().expect("has parent")).expect("mkdir");
+    // It writes a `.part` file and renames it, as a download does.
+    let part = cache.path().join(format!("{CACHED}.part"));
+    std::fs::write(&part, &bytes).expect("the other process's download");
+    std::fs::rename(&part, &cached).expect("renamed");
+    drop(other);
+    let resolved = waiter.join().expect("no panic").expect("resolved");
+    assert_eq!(resolved.path, cached);
+    assert!(matches!(
+        resolved.source,
+        ModelSource::HuggingFace {
+            downloaded: false,
+            ..
+        }
+    ));
+    assert_eq!(server.requests(), Vec::<SeenRequest>::new());
+    // The lock stays out of the list of cached models.
+    let listed = crate::model::cached_models(&options).expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+}
+
+#[test]
 fn list_shows_partial_downloads() {
     let cache = tempfile::tempdir().expect("temp dir");
     let part = cache.path().join(format!("{CACHED}.part"));

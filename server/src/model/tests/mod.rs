@@ -36,6 +36,8 @@ pub(crate) fn recorder() -> (super::ProgressCallback, Arc<Mutex<Vec<Progress>>>)
 }
 
 /// Every regular file under `dir`, relative to it, sorted.
+/// The files under `dir`, relative to it, sorted; the download locks (`.locks/`, bookkeeping
+/// that stays) left out.
 pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, files: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -44,7 +46,9 @@ pub(crate) fn files_under(dir: &Path) -> Vec<String> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                walk(&path, root, files);
+                if path != root.join(".locks") {
+                    walk(&path, root, files);
+                }
             } else if let Ok(relative) = path.strip_prefix(root) {
                 files.push(relative.display().to_string());
             }
