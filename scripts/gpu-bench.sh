@@ -136,6 +136,13 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
 }
 
+# A benchmark that fails says so in the report, and the run goes on to the next one: a device
+# session is one try.
+failed() {
+  echo "(this run failed with exit status $1; its log is in logs.tar.gz)"
+  log "a benchmark failed with exit status $1"
+}
+
 # Seconds since the run started; later shapes are skipped when the budget runs short.
 elapsed() { echo $(($(date +%s) - started)); }
 
@@ -268,14 +275,14 @@ run() {
       echo
       echo '```text'
       "${ws[@]}" bench keystrokes --model "$model" --file server/src/engine/scheduler.rs --lines 3 \
-        --n-predict 16 --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log"
+        --n-predict 16 --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log" || failed $?
       echo '```'
       echo
       echo "With a chat generating meanwhile:"
       echo
       echo '```text'
       "${ws[@]}" bench keystrokes --model "$model" --file server/src/engine/scheduler.rs --lines 3 \
-        --n-predict 16 --with-chat 2>>"$logs/wellspring-$shape.log"
+        --n-predict 16 --with-chat 2>>"$logs/wellspring-$shape.log" || failed $?
       echo '```'
       echo
       echo "The plan (\`wellspring doctor\`):"
@@ -296,7 +303,7 @@ run() {
         echo
         echo '```text'
         "${ws[@]}" bench users --model "$model" --file server/src/engine/scheduler.rs --users 1,4,8 \
-          --lines 2 --n-predict 16 --pause-ms 150 --p95-ms 250 --shared --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log"
+          --lines 2 --n-predict 16 --pause-ms 150 --p95-ms 250 --shared --vs-llama-server "$url" 2>>"$logs/wellspring-$shape.log" || failed $?
         echo '```'
         echo
       } >>"$report"

@@ -19,4 +19,4 @@ mod testing;
 mod text;
 pub mod trim;
 
-pub use engine::LlamaErrors;
+pub use engine::{wait_for_llama_threads, LlamaErrors};

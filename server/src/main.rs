@@ -1,6 +1,7 @@
 //! The `wellspring` binary: CLI flags, logging setup and the stdio transport; nothing else.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -8,7 +9,7 @@ use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
-use wellspring::config::{self, Layers};
+use wellspring::config::{self, Config, Layers};
 use wellspring::LlamaErrors;
 
 #[derive(Parser)]
@@ -176,7 +177,37 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command.unwrap_or(Command::Serve) {
+    let result = run(
+        cli.command.unwrap_or(Command::Serve),
+        &cli.global,
+        layers,
+        &config,
+        &runtime,
+    );
+    // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
+    // may keep stdin open, so do not wait for that thread. Dropping the runtime drops its tasks
+    // and with them the last engine handles.
+    runtime.shutdown_background();
+    // Engine threads then end after the step under way; exit runs llama.cpp's static
+    // destructors, which a thread still inside a step would crash on.
+    if !wellspring::wait_for_llama_threads(EXIT_WAIT) {
+        tracing::warn!("exiting while an engine thread still works ({EXIT_WAIT:?} waited)");
+    }
+    result
+}
+
+/// How long the process waits at exit for its engine threads to finish their steps: a step is
+/// at most a batch of prompt tokens, seconds on a CPU.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+fn run(
+    command: Command,
+    global: &GlobalArgs,
+    layers: Layers,
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             wellspring::trim::release_freed_memory_periodically();
             tracing::info!(
@@ -185,26 +216,23 @@ fn main() -> anyhow::Result<()> {
             );
             runtime.block_on(wellspring::lsp::serve_stdio(layers));
         }
-        Command::Model(args) => wellspring::cli::model::run(args, &config)?,
+        Command::Model(args) => wellspring::cli::model::run(args, config)?,
         Command::Prompt(args) => {
-            wellspring::cli::prompt::run(&args, cli.global.model.as_deref(), &config)?
+            wellspring::cli::prompt::run(&args, global.model.as_deref(), config)?
         }
         Command::Complete(args) => {
-            runtime.block_on(wellspring::cli::complete::run(&config, args))?
+            runtime.block_on(wellspring::cli::complete::run(config, args))?
         }
         Command::Engine(args) => {
             wellspring::trim::release_freed_memory_periodically();
-            runtime.block_on(wellspring::cli::engine::run(&config, args))?
+            runtime.block_on(wellspring::cli::engine::run(config, args))?
         }
-        Command::Doctor(args) => wellspring::cli::doctor::run(&config, args)?,
+        Command::Doctor(args) => wellspring::cli::doctor::run(config, args)?,
         Command::Bench(args) => runtime.block_on(wellspring::cli::bench::run(
-            &config,
+            config,
             args,
-            cli.global.model.is_some(),
+            global.model.is_some(),
         ))?,
     }
-    // Tokio reads stdin on a blocking thread that cannot be interrupted; after `exit` the client
-    // may keep stdin open, so do not wait for that thread.
-    runtime.shutdown_background();
     Ok(())
 }

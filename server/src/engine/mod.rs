@@ -44,6 +44,14 @@ pub(crate) use devices::{
     budget_now, devices, model_shape, plan_draft_model, plan_model, PlanError,
 };
 pub use llama_log::LlamaErrors;
+
+/// Waits, for at most `timeout`, until no thread of this process works in llama.cpp (engine
+/// threads end once their last handle is dropped and the step under way is done); whether none
+/// does. Called before the process exits: exit runs llama.cpp's static destructors, which a
+/// thread still in a decode step would crash on.
+pub fn wait_for_llama_threads(timeout: std::time::Duration) -> bool {
+    thread::LLAMA_THREADS.wait_until_none(timeout)
+}
 pub(crate) use plan::{kv_name, size, Budget, Plan, Request, Split};
 pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};
 

@@ -10,8 +10,8 @@ use std::cell::OnceCell;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::backend::llama::{self, ContextShape, LlamaCpp, TokenTexts, VocabCounter};
 use super::backend::Backend;
@@ -23,6 +23,73 @@ use super::{
 };
 use crate::config::ModelConfig;
 
+/// Threads that work in llama.cpp (engine threads, and the threads that load a chat or draft
+/// model), counted so that the process can wait for them before it exits: exit runs llama.cpp's,
+/// ggml's and the GPU driver's static destructors, and a thread still inside a decode step or a
+/// load then crashes the process (seen at the end of `bench keystrokes --with-chat`, whose chat
+/// engine was still answering).
+pub(crate) struct LiveThreads {
+    n_live: Mutex<usize>,
+    ended: Condvar,
+}
+
+/// One thread counted in `LiveThreads`, for as long as it is held: taken before the thread is
+/// spawned (so a wait that starts meanwhile counts it) and moved into it.
+pub(crate) struct LiveThread<'a>(&'a LiveThreads);
+
+impl LiveThreads {
+    pub(crate) const fn new() -> LiveThreads {
+        LiveThreads {
+            n_live: Mutex::new(0),
+            ended: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn enter(&self) -> LiveThread<'_> {
+        *self
+            .n_live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+        LiveThread(self)
+    }
+
+    /// Waits until no thread is counted, for at most `timeout`; whether none is.
+    pub(crate) fn wait_until_none(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut n_live = self
+            .n_live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *n_live > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n_live = self
+                .ended
+                .wait_timeout(n_live, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl Drop for LiveThread<'_> {
+    fn drop(&mut self) {
+        let mut n_live = self
+            .0
+            .n_live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *n_live -= 1;
+        self.0.ended.notify_all();
+    }
+}
+
+/// This process's threads in llama.cpp.
+pub(crate) static LLAMA_THREADS: LiveThreads = LiveThreads::new();
+
 /// Starts the engine thread on a llama.cpp model and waits until it is loaded.
 pub(crate) fn spawn_llama(
     config: ModelConfig,
@@ -33,9 +100,11 @@ pub(crate) fn spawn_llama(
 ) -> Result<(Sender<Command>, Started), Error> {
     let (commands, inbox) = mpsc::channel();
     let (started_tx, started_rx) = mpsc::channel();
+    let live = LLAMA_THREADS.enter();
     std::thread::Builder::new()
         .name("wellspring-engine".to_owned())
         .spawn(move || {
+            let _live = live;
             // The devices' free memory is read once, before anything loads, and a separate chat
             // model is planned on what the completion model's plan leaves of it.
             let budget = budget_now(&config);
@@ -268,9 +337,11 @@ fn load_chat_model(
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let config = config.clone();
     let completion_model = completion_model.to_owned();
+    let live = LLAMA_THREADS.enter();
     let spawned = std::thread::Builder::new()
         .name("wellspring-chat-model".to_owned())
         .spawn(move || {
+            let _live = live;
             let loaded = find_file().and_then(|path| {
                 if path == completion_model {
                     return Ok((path, LoadedChat::SameAsCompletion));
@@ -352,9 +423,11 @@ fn load_draft_model(
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let n_gpu_layers = config.n_gpu_layers;
     let loader_shared = shared.clone();
+    let live = LLAMA_THREADS.enter();
     let spawned = std::thread::Builder::new()
         .name("wellspring-draft-model".to_owned())
         .spawn(move || {
+            let _live = live;
             let options = crate::model::ResolveOptions {
                 allow_download: true,
                 ..crate::model::ResolveOptions::default()
@@ -604,4 +677,24 @@ pub(crate) fn spawn_fake(
         run(Scheduler::new(backend, make_chat, None, shared), inbox);
     });
     commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_for_live_threads_ends_when_the_last_one_does() {
+        let threads = LiveThreads::new();
+        assert!(threads.wait_until_none(Duration::ZERO));
+        let held = threads.enter();
+        assert!(!threads.wait_until_none(Duration::ZERO));
+        std::thread::scope(|scope| {
+            // Counted before it starts, as the engine's threads are.
+            let live = threads.enter();
+            scope.spawn(move || drop(live));
+            drop(held);
+            assert!(threads.wait_until_none(Duration::from_secs(600)));
+        });
+    }
 }
