@@ -437,6 +437,14 @@ fn long_prompt(line_head: &str) -> FimPrompt {
     }
 }
 
+/// `long_prompt("x")` in the file at `path`.
+fn long_prompt_at(path: &str) -> FimPrompt {
+    FimPrompt {
+        path: path.into(),
+        ..long_prompt("x")
+    }
+}
+
 fn warm(h: &mut Harness, document: &str, line_head: &str) {
     h.scheduler
         .submit(Command::Warm(request(document, long_prompt(line_head))));
@@ -1049,11 +1057,7 @@ fn a_prompt_joins_a_running_decode_in_small_chunks() {
     h.scheduler.step(); // its first token
     h.calls();
     h.reply("");
-    let long = FimPrompt {
-        path: "long.rs".into(),
-        ..long_prompt("x")
-    };
-    let mut b = h.submit(request("b", long));
+    let mut b = h.submit(request("b", long_prompt_at("long.rs")));
     h.run_until_idle();
     assert_eq!(a.try_recv().unwrap().unwrap().text, "abcdefghijklmnop");
     assert_eq!(b.try_recv().unwrap().unwrap().text, "");
@@ -1085,17 +1089,13 @@ fn a_prompt_joins_a_running_decode_in_small_chunks() {
 /// the other document's next keystroke does not wait behind a long step.
 #[test]
 fn a_prompt_takes_short_steps_while_another_document_types() {
-    let long = |path: &str| FimPrompt {
-        path: path.into(),
-        ..long_prompt("x")
-    };
     let options = FakeOptions {
         n_seq: 3,
         ..FakeOptions::default()
     };
     let mut alone = harness(options.clone());
     alone.reply("");
-    alone.complete(request("a", long("a.rs")));
+    alone.complete(request("a", long_prompt_at("a.rs")));
     assert_eq!(evaluations(&alone.calls()), [(0, 64), (64, 64), (128, 47)]);
 
     let mut h = harness(options);
@@ -1103,7 +1103,7 @@ fn a_prompt_takes_short_steps_while_another_document_types() {
     h.complete(request("b", prompt("x")));
     h.calls();
     h.reply("");
-    h.complete(request("a", long("a.rs")));
+    h.complete(request("a", long_prompt_at("a.rs")));
     assert_eq!(
         evaluations(&h.calls()),
         [(0, 32), (32, 32), (64, 32), (96, 32), (128, 32), (160, 15)]
@@ -1111,7 +1111,7 @@ fn a_prompt_takes_short_steps_while_another_document_types() {
     // Measured: 200 ms for 32 tokens, so 40 tokens fill the 250 ms budget.
     h.scheduler.record_prompt_pace(32, 200.0);
     h.reply("");
-    h.complete(request("c", long("c.rs")));
+    h.complete(request("c", long_prompt_at("c.rs")));
     assert_eq!(
         evaluations(&h.calls()),
         [(0, 40), (40, 40), (80, 40), (120, 40), (160, 15)]
@@ -1127,14 +1127,10 @@ fn prompts_in_flight_together_share_a_short_step_the_shortest_first() {
         n_seq: 2,
         ..FakeOptions::default()
     });
-    let long = |path: &str| FimPrompt {
-        path: path.into(),
-        ..long_prompt("x")
-    };
     h.reply("");
     h.reply("");
-    let mut a = h.submit(request("a", long("a/longer/path.rs")));
-    let mut b = h.submit(request("b", long("b.rs")));
+    let mut a = h.submit(request("a", long_prompt_at("a/longer/path.rs")));
+    let mut b = h.submit(request("b", long_prompt_at("b.rs")));
     h.run_until_idle();
     assert_eq!(a.try_recv().unwrap().unwrap().text, "");
     assert_eq!(b.try_recv().unwrap().unwrap().text, "");
