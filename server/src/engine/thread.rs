@@ -90,6 +90,21 @@ impl Drop for LiveThread<'_> {
 /// This process's threads in llama.cpp.
 pub(crate) static LLAMA_THREADS: LiveThreads = LiveThreads::new();
 
+/// Spawns a thread named `name` that works in llama.cpp, counted in `LLAMA_THREADS` from before
+/// it starts until it ends.
+fn spawn_llama_thread<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let live = LLAMA_THREADS.enter();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _live = live;
+            work()
+        })
+}
+
 /// Starts the engine thread on a llama.cpp model and waits until it is loaded.
 pub(crate) fn spawn_llama(
     config: ModelConfig,
@@ -100,180 +115,170 @@ pub(crate) fn spawn_llama(
 ) -> Result<(Sender<Command>, Started), Error> {
     let (commands, inbox) = mpsc::channel();
     let (started_tx, started_rx) = mpsc::channel();
-    let live = LLAMA_THREADS.enter();
-    std::thread::Builder::new()
-        .name("wellspring-engine".to_owned())
-        .spawn(move || {
-            let _live = live;
-            // The devices' free memory is read once, before anything loads, and a separate chat
-            // model is planned on what the completion model's plan leaves of it.
-            let budget = budget_now(&config);
-            let chat_on_same_model = chat_model == ChatModel::SameAsCompletion;
-            let request = Request::completion(&config, chat_on_same_model);
-            let (planned, chat_budget, planned_device_bytes) =
-                match plan_model(&model_path, &request, &budget) {
-                    Ok(plan) => {
-                        tracing::info!("memory plan: {}", plan.summary());
-                        for note in &plan.notes {
-                            tracing::warn!("memory plan: {note}");
-                        }
-                        let device_bytes = plan.on_gpu().then(|| plan.device_bytes());
-                        (plan.apply(&config), budget.after(&plan), device_bytes)
+    spawn_llama_thread("wellspring-engine", move || {
+        // The devices' free memory is read once, before anything loads, and a separate chat
+        // model is planned on what the completion model's plan leaves of it.
+        let budget = budget_now(&config);
+        let chat_on_same_model = chat_model == ChatModel::SameAsCompletion;
+        let request = Request::completion(&config, chat_on_same_model);
+        let (planned, chat_budget, planned_device_bytes) =
+            match plan_model(&model_path, &request, &budget) {
+                Ok(plan) => {
+                    tracing::info!("memory plan: {}", plan.summary());
+                    for note in &plan.notes {
+                        tracing::warn!("memory plan: {note}");
                     }
-                    Err(PlanError::Refused(message)) => {
-                        let _ = started_tx.send(Err(Error::OutOfMemory(message)));
-                        return;
-                    }
-                    // Loading the file reports what is wrong with it.
-                    Err(PlanError::Model(_)) => (config.clone(), budget, None),
-                    Err(error @ PlanError::Unplannable(_)) => {
-                        tracing::warn!("no memory plan, loading as configured: {error}");
-                        (config.clone(), budget, None)
-                    }
-                };
-            let (chat_loading, left_for_draft) = load_chat_model(
-                chat_model,
-                &model_path,
-                &config,
-                chat_budget,
-                shared.clone(),
-            );
-            // The draft model is resolved (a download, say) while the model loads, and planned
-            // and loaded once it has: on what the models leave, without taking memory from under
-            // the model's load or competing with it for the disk.
-            let (completion_ready, completion_ready_rx) = mpsc::channel();
-            let draft_loading = load_draft_model(
-                &config,
-                DraftTurn {
-                    completion_ready: completion_ready_rx,
-                    left: left_for_draft,
-                },
-                shared.clone(),
-            );
-            let config = planned;
-            let device_free_before = llama::device_memory_free(&config);
-            let model = match llama::load_model(&model_path, &config, on_progress) {
-                Ok(model) => Arc::new(model),
-                Err(error) => {
-                    let _ = started_tx.send(Err(error));
+                    let device_bytes = plan.on_gpu().then(|| plan.device_bytes());
+                    (plan.apply(&config), budget.after(&plan), device_bytes)
+                }
+                Err(PlanError::Refused(message)) => {
+                    let _ = started_tx.send(Err(Error::OutOfMemory(message)));
                     return;
                 }
-            };
-            let shape = ContextShape {
-                n_ctx: config.n_ctx,
-                n_seq: config.n_slots.max(1),
-                n_ctx_setting: "model.n_ctx",
-            };
-            // Token healing's and drafting's table of token texts (tens of milliseconds for 151k
-            // tokens): built now, not inside the first keystroke's decode step, and shared with
-            // a chat context over the same model.
-            let texts = Arc::new(TokenTexts::of(&model));
-            let backend = match LlamaCpp::new(&model, Arc::clone(&texts), &config, shape) {
-                Ok(backend) => backend,
-                Err(error) => {
-                    let _ = started_tx.send(Err(error));
-                    return;
+                // Loading the file reports what is wrong with it.
+                Err(PlanError::Model(_)) => (config.clone(), budget, None),
+                Err(error @ PlanError::Unplannable(_)) => {
+                    tracing::warn!("no memory plan, loading as configured: {error}");
+                    (config.clone(), budget, None)
                 }
             };
-            let special = backend.special_tokens();
-            let started = Started {
-                caps: ModelCaps {
-                    has_fim: special.fim().is_some(),
-                    has_file_sep: special.fim().is_some() && special.file_sep.is_some(),
-                    has_repo_name: special.fim().is_some()
-                        && special.file_sep.is_some()
-                        && special.repo_name.is_some(),
-                    n_ctx_per_slot: backend.n_ctx_per_seq(),
-                },
-                token_counter: Arc::new(CachedTokenCounter::new(VocabCounter(model.clone()))),
-                placement: llama::placement(
-                    &model,
-                    &config,
-                    device_free_before,
-                    planned_device_bytes,
-                ),
-                n_ctx_chat: config.chat_n_ctx,
-            };
-            tracing::info!(
-                backend = %started.placement.backend,
-                device = %started.placement.device,
-                n_layers_offloaded = started.placement.n_layers_offloaded,
-                device_memory_used = ?started.placement.device_memory_used,
-                n_slots = backend.n_seq(),
-                n_ctx_per_slot = backend.n_ctx_per_seq(),
-                has_fim = started.caps.has_fim,
-                "model ready"
-            );
-            if started_tx.send(Ok(started)).is_err() {
+        let (chat_loading, left_for_draft) = load_chat_model(
+            chat_model,
+            &model_path,
+            &config,
+            chat_budget,
+            shared.clone(),
+        );
+        // The draft model is resolved (a download, say) while the model loads, and planned
+        // and loaded once it has: on what the models leave, without taking memory from under
+        // the model's load or competing with it for the disk.
+        let (completion_ready, completion_ready_rx) = mpsc::channel();
+        let draft_loading = load_draft_model(
+            &config,
+            DraftTurn {
+                completion_ready: completion_ready_rx,
+                left: left_for_draft,
+            },
+            shared.clone(),
+        );
+        let config = planned;
+        let device_free_before = llama::device_memory_free(&config);
+        let model = match llama::load_model(&model_path, &config, on_progress) {
+            Ok(model) => Arc::new(model),
+            Err(error) => {
+                let _ = started_tx.send(Err(error));
                 return;
             }
-            let _ = completion_ready.send(config.clone());
-            let chat_shape = ContextShape {
-                n_ctx: config.chat_n_ctx,
-                n_seq: 1,
-                n_ctx_setting: "model.chat_n_ctx",
+        };
+        let shape = ContextShape {
+            n_ctx: config.n_ctx,
+            n_seq: config.n_slots.max(1),
+            n_ctx_setting: "model.n_ctx",
+        };
+        // Token healing's and drafting's table of token texts (tens of milliseconds for 151k
+        // tokens): built now, not inside the first keystroke's decode step, and shared with
+        // a chat context over the same model.
+        let texts = Arc::new(TokenTexts::of(&model));
+        let backend = match LlamaCpp::new(&model, Arc::clone(&texts), &config, shape) {
+            Ok(backend) => backend,
+            Err(error) => {
+                let _ = started_tx.send(Err(error));
+                return;
+            }
+        };
+        let special = backend.special_tokens();
+        let started = Started {
+            caps: ModelCaps {
+                has_fim: special.fim().is_some(),
+                has_file_sep: special.fim().is_some() && special.file_sep.is_some(),
+                has_repo_name: special.fim().is_some()
+                    && special.file_sep.is_some()
+                    && special.repo_name.is_some(),
+                n_ctx_per_slot: backend.n_ctx_per_seq(),
+            },
+            token_counter: Arc::new(CachedTokenCounter::new(VocabCounter(model.clone()))),
+            placement: llama::placement(&model, &config, device_free_before, planned_device_bytes),
+            n_ctx_chat: config.chat_n_ctx,
+        };
+        tracing::info!(
+            backend = %started.placement.backend,
+            device = %started.placement.device,
+            n_layers_offloaded = started.placement.n_layers_offloaded,
+            device_memory_used = ?started.placement.device_memory_used,
+            n_slots = backend.n_seq(),
+            n_ctx_per_slot = backend.n_ctx_per_seq(),
+            has_fim = started.caps.has_fim,
+            "model ready"
+        );
+        if started_tx.send(Ok(started)).is_err() {
+            return;
+        }
+        let _ = completion_ready.send(config.clone());
+        let chat_shape = ContextShape {
+            n_ctx: config.chat_n_ctx,
+            n_seq: 1,
+            n_ctx_setting: "model.chat_n_ctx",
+        };
+        // Declared before the scheduler so the chat and draft contexts can borrow their
+        // models for as long as the scheduler lives.
+        let chat_model_slot = OnceCell::new();
+        let draft_load = draft_loading.map(DraftLoad::new);
+        let make_draft = draft_load.as_ref().map(|load| {
+            make_draft_backend(
+                load,
+                (&model, Arc::clone(&texts)),
+                (&config, shape),
+                DraftFor::Completions(shared.clone()),
+            )
+        });
+        let draft_load_ref = draft_load.as_ref();
+        let model_ref = &model;
+        let chat_model_ref = &chat_model_slot;
+        let config_ref = &config;
+        let mut chat_loading = chat_loading;
+        let make_chat: MakeChatBackend<'_, LlamaCpp> = Box::new(move || {
+            let (chat_model, chat_config, chat_texts) = match &mut chat_loading {
+                ChatLoading::Same => (&**model_ref, config_ref, Arc::clone(&texts)),
+                ChatLoading::Failed(reason) => {
+                    return Err(Error::ChatModelUnavailable(reason.clone()))
+                }
+                ChatLoading::Pending(loaded) => match loaded.try_recv() {
+                    Err(TryRecvError::Empty) => return Ok(None),
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(Error::ChatModelUnavailable(
+                            "its loading thread ended without a result".to_owned(),
+                        ))
+                    }
+                    Ok(Err(reason)) => return Err(Error::ChatModelUnavailable(reason)),
+                    Ok(Ok(LoadedChat::SameAsCompletion)) => {
+                        (&**model_ref, config_ref, Arc::clone(&texts))
+                    }
+                    Ok(Ok(LoadedChat::Model(loaded, chat_config))) => {
+                        let (model, config) = chat_model_ref.get_or_init(|| (loaded, chat_config));
+                        (model, config, Arc::new(TokenTexts::of(model)))
+                    }
+                },
             };
-            // Declared before the scheduler so the chat and draft contexts can borrow their
-            // models for as long as the scheduler lives.
-            let chat_model_slot = OnceCell::new();
-            let draft_load = draft_loading.map(DraftLoad::new);
-            let make_draft = draft_load.as_ref().map(|load| {
+            // Chats draft with the draft model too, when its vocabulary fits the chat
+            // model's and its plan had room for a chat context; whether it drafts at all is
+            // for the completions' side to report.
+            let make_chat_draft = draft_load_ref.map(|load| {
                 make_draft_backend(
                     load,
-                    (&model, Arc::clone(&texts)),
-                    (&config, shape),
-                    DraftFor::Completions(shared.clone()),
+                    (chat_model, Arc::clone(&chat_texts)),
+                    (chat_config, chat_shape),
+                    DraftFor::Chats,
                 )
             });
-            let draft_load_ref = draft_load.as_ref();
-            let model_ref = &model;
-            let chat_model_ref = &chat_model_slot;
-            let config_ref = &config;
-            let mut chat_loading = chat_loading;
-            let make_chat: MakeChatBackend<'_, LlamaCpp> = Box::new(move || {
-                let (chat_model, chat_config, chat_texts) = match &mut chat_loading {
-                    ChatLoading::Same => (&**model_ref, config_ref, Arc::clone(&texts)),
-                    ChatLoading::Failed(reason) => {
-                        return Err(Error::ChatModelUnavailable(reason.clone()))
-                    }
-                    ChatLoading::Pending(loaded) => match loaded.try_recv() {
-                        Err(TryRecvError::Empty) => return Ok(None),
-                        Err(TryRecvError::Disconnected) => {
-                            return Err(Error::ChatModelUnavailable(
-                                "its loading thread ended without a result".to_owned(),
-                            ))
-                        }
-                        Ok(Err(reason)) => return Err(Error::ChatModelUnavailable(reason)),
-                        Ok(Ok(LoadedChat::SameAsCompletion)) => {
-                            (&**model_ref, config_ref, Arc::clone(&texts))
-                        }
-                        Ok(Ok(LoadedChat::Model(loaded, chat_config))) => {
-                            let (model, config) =
-                                chat_model_ref.get_or_init(|| (loaded, chat_config));
-                            (model, config, Arc::new(TokenTexts::of(model)))
-                        }
-                    },
-                };
-                // Chats draft with the draft model too, when its vocabulary fits the chat
-                // model's and its plan had room for a chat context; whether it drafts at all is
-                // for the completions' side to report.
-                let make_chat_draft = draft_load_ref.map(|load| {
-                    make_draft_backend(
-                        load,
-                        (chat_model, Arc::clone(&chat_texts)),
-                        (chat_config, chat_shape),
-                        DraftFor::Chats,
-                    )
-                });
-                LlamaCpp::new(chat_model, chat_texts, chat_config, chat_shape)
-                    .map(|backend| Some((backend, make_chat_draft)))
-            });
-            run(
-                Scheduler::new(backend, make_chat, make_draft, shared),
-                inbox,
-            );
-        })
-        .map_err(|error| Error::Internal(format!("cannot spawn the engine thread: {error}")))?;
+            LlamaCpp::new(chat_model, chat_texts, chat_config, chat_shape)
+                .map(|backend| Some((backend, make_chat_draft)))
+        });
+        run(
+            Scheduler::new(backend, make_chat, make_draft, shared),
+            inbox,
+        );
+    })
+    .map_err(|error| Error::Internal(format!("cannot spawn the engine thread: {error}")))?;
     let started = started_rx.recv().map_err(|_| {
         Error::Internal("the engine thread ended while loading the model".to_owned())
     })??;
@@ -337,51 +342,47 @@ fn load_chat_model(
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let config = config.clone();
     let completion_model = completion_model.to_owned();
-    let live = LLAMA_THREADS.enter();
-    let spawned = std::thread::Builder::new()
-        .name("wellspring-chat-model".to_owned())
-        .spawn(move || {
-            let _live = live;
-            let loaded = find_file().and_then(|path| {
-                if path == completion_model {
-                    return Ok((path, LoadedChat::SameAsCompletion));
+    let spawned = spawn_llama_thread("wellspring-chat-model", move || {
+        let loaded = find_file().and_then(|path| {
+            if path == completion_model {
+                return Ok((path, LoadedChat::SameAsCompletion));
+            }
+            let config = match plan_model(&path, &Request::chat(&config), &budget) {
+                Ok(plan) => {
+                    tracing::info!("chat model memory plan: {}", plan.summary());
+                    let _ = left_tx.send(budget.after(&plan));
+                    plan.apply(&config)
                 }
-                let config = match plan_model(&path, &Request::chat(&config), &budget) {
-                    Ok(plan) => {
-                        tracing::info!("chat model memory plan: {}", plan.summary());
-                        let _ = left_tx.send(budget.after(&plan));
-                        plan.apply(&config)
-                    }
-                    Err(PlanError::Refused(message)) => {
-                        return Err(Error::OutOfMemory(message).to_string())
-                    }
-                    Err(PlanError::Model(_)) => config,
-                    Err(error @ PlanError::Unplannable(_)) => {
-                        tracing::warn!("no memory plan for the chat model: {error}");
-                        config
-                    }
-                };
-                llama::load_model(&path, &config, None)
-                    .map(|model| (path, LoadedChat::Model(model, config)))
-                    .map_err(|error| error.to_string())
-            });
-            let loaded = match loaded {
-                Ok((path, model)) => {
-                    tracing::info!(path = %path.display(), "chat model loaded");
-                    shared.set_chat_model_state(match model {
-                        LoadedChat::Model(..) => ChatModelState::Ready(path),
-                        LoadedChat::SameAsCompletion => ChatModelState::SameAsCompletion,
-                    });
-                    Ok(model)
+                Err(PlanError::Refused(message)) => {
+                    return Err(Error::OutOfMemory(message).to_string())
                 }
-                Err(reason) => {
-                    tracing::error!("cannot get the chat model: {reason}");
-                    shared.set_chat_model_state(ChatModelState::Unavailable(reason.clone()));
-                    Err(reason)
+                Err(PlanError::Model(_)) => config,
+                Err(error @ PlanError::Unplannable(_)) => {
+                    tracing::warn!("no memory plan for the chat model: {error}");
+                    config
                 }
             };
-            let _ = loaded_tx.send(loaded);
+            llama::load_model(&path, &config, None)
+                .map(|model| (path, LoadedChat::Model(model, config)))
+                .map_err(|error| error.to_string())
         });
+        let loaded = match loaded {
+            Ok((path, model)) => {
+                tracing::info!(path = %path.display(), "chat model loaded");
+                shared.set_chat_model_state(match model {
+                    LoadedChat::Model(..) => ChatModelState::Ready(path),
+                    LoadedChat::SameAsCompletion => ChatModelState::SameAsCompletion,
+                });
+                Ok(model)
+            }
+            Err(reason) => {
+                tracing::error!("cannot get the chat model: {reason}");
+                shared.set_chat_model_state(ChatModelState::Unavailable(reason.clone()));
+                Err(reason)
+            }
+        };
+        let _ = loaded_tx.send(loaded);
+    });
     let loading = match spawned {
         Ok(_) => ChatLoading::Pending(loaded_rx),
         Err(error) => ChatLoading::Failed(format!("cannot spawn its loading thread: {error}")),
@@ -423,74 +424,69 @@ fn load_draft_model(
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let n_gpu_layers = config.n_gpu_layers;
     let loader_shared = shared.clone();
-    let live = LLAMA_THREADS.enter();
-    let spawned = std::thread::Builder::new()
-        .name("wellspring-draft-model".to_owned())
-        .spawn(move || {
-            let _live = live;
-            let options = crate::model::ResolveOptions {
-                allow_download: true,
-                ..crate::model::ResolveOptions::default()
-            };
-            let loaded = crate::model::resolve(&spec, &options)
-                .map_err(|error| format!("{spec}: {error}"))
-                .and_then(|resolved| {
-                    // The header is read once, now: a file that is no model is reported at once,
-                    // not after the model's load.
-                    let shape = match model_shape(&resolved.path) {
-                        Err(PlanError::Model(error)) => return Err(format!("{spec}: {error}")),
-                        shape => shape,
-                    };
-                    let planned = turn
-                        .completion_ready
-                        .recv()
-                        .map_err(|_| "the model did not load".to_owned())?;
-                    let budget = turn.left.wait();
-                    let request = Request::draft(&planned, n_gpu_layers);
-                    let as_configured = ModelConfig {
-                        n_gpu_layers,
-                        ..planned.clone()
-                    };
-                    let planned = shape.and_then(|shape| {
-                        plan::plan_draft(&shape, &budget, &request).map_err(PlanError::Refused)
-                    });
-                    let (config, drafts_for_chats) = match planned {
-                        Ok(plan) => {
-                            tracing::info!("draft model memory plan: {}", plan.summary());
-                            for note in &plan.notes {
-                                tracing::warn!("draft model memory plan: {note}");
-                            }
-                            (plan.apply(&as_configured), plan.chat_n_ctx.is_some())
-                        }
-                        Err(PlanError::Refused(message)) => {
-                            return Err(format!("{spec} does not fit beside the model: {message}"))
-                        }
-                        Err(error) => {
-                            tracing::warn!(
-                                "no memory plan for the draft model, loading as configured: {error}"
-                            );
-                            (as_configured, true)
-                        }
-                    };
-                    llama::load_model(&resolved.path, &config, None)
-                        .map(|model| LoadedDraft {
-                            model,
-                            drafts_for_chats,
-                        })
-                        .map_err(|error| format!("{spec}: {error}"))
+    let spawned = spawn_llama_thread("wellspring-draft-model", move || {
+        let options = crate::model::ResolveOptions {
+            allow_download: true,
+            ..crate::model::ResolveOptions::default()
+        };
+        let loaded = crate::model::resolve(&spec, &options)
+            .map_err(|error| format!("{spec}: {error}"))
+            .and_then(|resolved| {
+                // The header is read once, now: a file that is no model is reported at once,
+                // not after the model's load.
+                let shape = match model_shape(&resolved.path) {
+                    Err(PlanError::Model(error)) => return Err(format!("{spec}: {error}")),
+                    shape => shape,
+                };
+                let planned = turn
+                    .completion_ready
+                    .recv()
+                    .map_err(|_| "the model did not load".to_owned())?;
+                let budget = turn.left.wait();
+                let request = Request::draft(&planned, n_gpu_layers);
+                let as_configured = ModelConfig {
+                    n_gpu_layers,
+                    ..planned.clone()
+                };
+                let planned = shape.and_then(|shape| {
+                    plan::plan_draft(&shape, &budget, &request).map_err(PlanError::Refused)
                 });
-            match &loaded {
-                Ok(_) => {
-                    tracing::info!(spec = %spec, "draft model loaded");
-                    loader_shared.stats().draft_model = DraftModelState::Ready;
-                }
-                Err(reason) => {
-                    loader_shared.stats().draft_model =
-                        DraftModelState::Unavailable(reason.clone());
-                }
+                let (config, drafts_for_chats) = match planned {
+                    Ok(plan) => {
+                        tracing::info!("draft model memory plan: {}", plan.summary());
+                        for note in &plan.notes {
+                            tracing::warn!("draft model memory plan: {note}");
+                        }
+                        (plan.apply(&as_configured), plan.chat_n_ctx.is_some())
+                    }
+                    Err(PlanError::Refused(message)) => {
+                        return Err(format!("{spec} does not fit beside the model: {message}"))
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            "no memory plan for the draft model, loading as configured: {error}"
+                        );
+                        (as_configured, true)
+                    }
+                };
+                llama::load_model(&resolved.path, &config, None)
+                    .map(|model| LoadedDraft {
+                        model,
+                        drafts_for_chats,
+                    })
+                    .map_err(|error| format!("{spec}: {error}"))
+            });
+        match &loaded {
+            Ok(_) => {
+                tracing::info!(spec = %spec, "draft model loaded");
+                loader_shared.stats().draft_model = DraftModelState::Ready;
             }
-            let _ = loaded_tx.send(loaded);
-        });
+            Err(reason) => {
+                loader_shared.stats().draft_model = DraftModelState::Unavailable(reason.clone());
+            }
+        }
+        let _ = loaded_tx.send(loaded);
+    });
     match spawned {
         Ok(_) => Some(loaded_rx),
         Err(error) => {
