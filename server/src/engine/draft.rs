@@ -232,7 +232,8 @@ impl<'m, B: Backend> Drafting<'m, B> {
     /// `max_lag` tokens.
     pub(crate) fn new(
         backend: &B,
-        (make_draft, generations): (Option<MakeDraftBackend<'m, B>>, &'static str),
+        make_draft: Option<MakeDraftBackend<'m, B>>,
+        generations: &'static str,
         max_lag: usize,
     ) -> Drafting<'m, B> {
         Drafting {

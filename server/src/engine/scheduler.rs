@@ -304,7 +304,8 @@ impl<'m, B: Backend> Scheduler<'m, B> {
             sessions: Sessions::new(backend.n_seq()),
             drafting: Drafting::new(
                 &backend,
-                (make_draft_backend, "completions"),
+                make_draft_backend,
+                "completions",
                 MAX_LAG_WHILE_TYPING,
             ),
             backend,
@@ -957,7 +958,7 @@ impl<'m, B: Backend> Scheduler<'m, B> {
                     sessions: Sessions::new(1),
                     // Chats are long and nobody waits on them token by token: they catch
                     // the draft model up as they go.
-                    drafting: Drafting::new(&backend, (make_draft, "chats"), usize::MAX),
+                    drafting: Drafting::new(&backend, make_draft, "chats", usize::MAX),
                     pace: PromptPace::default(),
                     backend,
                 },
@@ -1010,7 +1011,10 @@ impl<'m, B: Backend> Scheduler<'m, B> {
     }
 
     fn step_chat(&mut self) {
-        let typing = self.typing_besides(None);
+        // Only a prompt is chunked: a decoding step does not look at the typists at all.
+        let prefilling =
+            (self.chat_running.as_ref()).is_some_and(|running| !running.generation.is_prefilled());
+        let typing = prefilling && self.typing_besides(None);
         let ChatSide::Ready {
             backend,
             sessions,
