@@ -44,6 +44,11 @@ pub(crate) use devices::{
     budget_now, devices, model_shape, plan_draft_model, plan_model, PlanError,
 };
 pub use llama_log::LlamaErrors;
+pub(crate) use plan::{kv_name, size, Budget, Plan, Request, Split};
+pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};
+
+use crate::config::{CompletionConfig, ModelConfig};
+use scheduler::{ChatJob, Command, CompletionJob, Shared};
 
 /// Waits, for at most `timeout`, until no thread of this process works in llama.cpp (engine
 /// threads end once their last handle is dropped and the step under way is done); whether none
@@ -52,11 +57,6 @@ pub use llama_log::LlamaErrors;
 pub fn wait_for_llama_threads(timeout: std::time::Duration) -> bool {
     thread::LLAMA_THREADS.wait_until_none(timeout)
 }
-pub(crate) use plan::{kv_name, size, Budget, Plan, Request, Split};
-pub use prompt::{CachedTokenCounter, ContextChunk, FimPrompt, ModelCaps, TokenCounter};
-
-use crate::config::{CompletionConfig, ModelConfig};
-use scheduler::{ChatJob, Command, CompletionJob, Shared};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
